@@ -1,0 +1,17 @@
+"""tailored: a self-hosted personalization engine.
+
+>>> import pandas as pd
+>>> import tailored
+>>> events = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"]})
+>>> data = tailored.Dataset.from_frame(events)
+>>> model = tailored.models.ItemKNN().fit(data)
+>>> model.recommend(["u2"], k=10)["item_id"].tolist()
+['b']
+"""
+
+from tailored import models
+from tailored.dataset import Dataset, UserQuery
+from tailored.models.base import package_version
+
+__version__ = package_version()
+__all__ = ["Dataset", "UserQuery", "__version__", "models"]

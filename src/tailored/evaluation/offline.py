@@ -1,0 +1,69 @@
+"""Offline evaluation: fit each model on a split's training data and rank for test users."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tailored.dataset import Split
+from tailored.models import Recommender
+
+from .metrics import NDCG, RankingMetric, Recall
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ModelResult:
+    """One model's figures on one split."""
+
+    name: str
+    model: Recommender
+    metrics: dict[str, float]
+    per_user: dict[str, list[float]] = field(repr=False)
+    fit_seconds: float = 0.0
+    recommend_seconds: float = 0.0
+
+
+def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool = True,
+                   metrics: tuple[type[RankingMetric], ...] = (NDCG, Recall)) -> ModelResult:
+    """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``."""
+    started = time.perf_counter()
+    if fit:
+        model.fit(split.train)
+    fitted = time.perf_counter()
+    users = split.test_users
+    recs = model.recommend(users, k=k, exclude_seen=True)
+    recommended = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
+    done = time.perf_counter()
+    accumulators = [metric(k) for metric in metrics]
+    for user in users:
+        for accumulator in accumulators:
+            accumulator.update(recommended.get(user, []), relevant[user])
+    return ModelResult(
+        name=model.name, model=model,
+        metrics={a.name: a.value() for a in accumulators},
+        per_user={a.name: a.values for a in accumulators},
+        fit_seconds=fitted - started, recommend_seconds=done - fitted,
+    )
+
+
+def compare(models: Mapping[str, Recommender], split: Split, k: int = 10,
+            progress: Progress | None = None) -> tuple[pd.DataFrame, dict[str, ModelResult]]:
+    """Evaluate several models on the same split; a table with one row per model."""
+    results: dict[str, ModelResult] = {}
+    for name, model in models.items():
+        if progress:
+            progress(name)
+        results[name] = evaluate_model(model, split, k)
+    table = pd.DataFrame([
+        {"model": name, **r.metrics, "fit_s": r.fit_seconds,
+         "recommend_ms_per_user": 1000 * r.recommend_seconds / max(1, len(split.test_users))}
+        for name, r in results.items()
+    ]).set_index("model")
+    table.attrs.update(split=split.name, test_users=len(split.test_users), k=k)
+    return table, results

@@ -1,0 +1,53 @@
+"""The training job: snapshot the store, validate on a temporal split, fit, save, register."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tailored.dataset import Dataset, temporal_split
+from tailored.evaluation import evaluate_model
+from tailored.models import Recommender, create
+from tailored.settings import Settings
+from tailored.store import ModelVersion, Store
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    version: ModelVersion
+    model: Recommender
+    metrics: dict[str, float]
+
+
+def train_model(store: Store, settings: Settings, name: str,
+                params: Mapping[str, Any] | None = None, *, validate: bool = True,
+                promote: bool = True, progress: Progress | None = None) -> TrainedModel:
+    """Train model ``name`` on everything in the store and register it.
+
+    With ``validate``, the model is first fitted on the temporal split's training part
+    and its NDCG@10 / Recall@10 on the test part are stored with the version. The
+    served model is then fitted on all events. ``promote`` makes it the active version.
+    """
+    params = dict(params or {})
+    step = progress or (lambda _message: None)
+    step("reading the store")
+    data = Dataset.from_store(store, settings.event_weights)
+    metrics: dict[str, float] = {}
+    if validate and data.events["timestamp"].notna().all():
+        step("validating on a temporal split")
+        metrics = evaluate_model(create(name, **params), temporal_split(data)).metrics
+    step(f"fitting {name} on {len(data):,} events")
+    model = create(name, **params).fit(data)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = (settings.model_dir / f"{name}-{stamp}").resolve()
+    model.save(path)
+    details = {"config": model.config.model_dump(mode="json"), "data_digest": data.digest,
+               "events": len(data), "users": data.n_users, "items": data.n_items}
+    version = store.models.register(name, str(path), metrics, details)
+    if promote:
+        version = store.models.promote(version.version)
+    return TrainedModel(version, model, metrics)

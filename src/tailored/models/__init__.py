@@ -1,0 +1,19 @@
+"""Recommenders: one module per family, each a typed config plus a ``Recommender``."""
+
+from tailored.models.als import ALS, ALSConfig
+from tailored.models.base import ModelConfig, Recommender
+from tailored.models.knn import ItemKNN, ItemKNNConfig
+from tailored.models.popular import Popular, PopularConfig
+
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, ItemKNN, ALS)}
+
+
+def create(name: str, **params: object) -> Recommender:
+    """A model by its registered name (``popular``, ``item_knn``, ``als``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](**params)
+
+
+__all__ = ["ALS", "MODELS", "ALSConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
+           "PopularConfig", "Recommender", "create"]

@@ -1,0 +1,296 @@
+"""The one interface every recommender implements, and what they share.
+
+A model learns on dense integer indices; this base class translates the external ids
+of a :class:`~tailored.dataset.Dataset` or :class:`~tailored.dataset.UserQuery` at the
+boundary, excludes seen items, picks the top k, falls back to popularity for users
+without history, and saves and loads artifacts as ``config.json`` + ``arrays.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict
+
+from tailored.dataset import Dataset, UserQuery, Vocabulary, interaction_matrix
+from tailored.errors import NotFittedError
+from tailored.schema import EventWeights
+
+ARTIFACT_FORMAT = 1
+Users = str | Sequence[str] | UserQuery
+_SCORE_BUDGET = 2**24  # floats per scoring batch (64 MB), whatever the catalog size
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's typed configuration: strict, immutable, JSON round-trip."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def package_version() -> str:
+    try:
+        return version("tailored")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+class Recommender(ABC):
+    """Learns from a :class:`Dataset`, then scores and recommends items for users.
+
+    Subclasses set ``name`` and ``Config`` and implement ``_fit`` and ``_score`` (and
+    ``_arrays``/``_restore`` for what they learn). Learned state ends in ``_``.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]]
+    _registry: ClassVar[dict[str, type[Recommender]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            Recommender._registry[cls.name] = cls
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise TypeError("pass either a config object or keyword parameters, not both")
+        if config is not None and not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, "
+                            f"got {type(config).__name__}")
+        self.config = config if config is not None else self.Config(**params)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    # ---- learning -------------------------------------------------------------------
+
+    def fit(self, data: Dataset) -> Self:
+        """Learn from ``data`` from scratch (any earlier fit is forgotten); return ``self``."""
+        matrix = data.matrix()
+        self.user_vocab_ = data.user_vocab
+        self.item_vocab_ = data.item_vocab
+        self.weights_ = data.weights
+        self.user_items_ = matrix
+        self.popularity_ = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        self.data_digest_ = data.digest
+        self.fitted_at_ = datetime.now(UTC).isoformat(timespec="seconds")
+        self._fit(matrix, data)
+        return self
+
+    @abstractmethod
+    def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
+        """Learn from the users x items weight matrix (and, if useful, the rest of data)."""
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores (len(users) x n_items) from histories.
+
+        ``users[i]`` is the training row of user i, or -1 when the user is new or their
+        history changed since training: score those from ``history`` alone.
+        """
+
+    def _fallback(self) -> np.ndarray:
+        """Scores for users with no history at all."""
+        return self.popularity_
+
+    # ---- scoring --------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "item_vocab_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(data)")
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The items this model can score, in score-column order."""
+        self._check_fitted()
+        return self.item_vocab_.ids
+
+    def _resolve(self, users: Users) -> tuple[tuple[str, ...], np.ndarray, sp.csr_matrix]:
+        """User ids, their training rows (-1: score from history), their history matrix."""
+        query = UserQuery.of(users)
+        if query.events is None:
+            rows = self.user_vocab_.indices(list(query.user_ids))
+            history = self.user_items_[np.maximum(rows, 0)]
+            if (rows < 0).any():  # unknown users have no history
+                history = sp.diags((rows >= 0).astype(np.float32)) @ history
+            return query.user_ids, rows, sp.csr_matrix(history)
+        history = interaction_matrix(query.events, Vocabulary(query.user_ids), self.item_vocab_,
+                                     self.weights_)
+        # The query vocabulary sorts ids; put rows back in the order the caller asked.
+        order = Vocabulary(query.user_ids).indices(list(query.user_ids))
+        return query.user_ids, np.full(len(order), -1), sp.csr_matrix(history[order])
+
+    def _scores(self, rows: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        scores = np.asarray(self._score(rows, history), dtype=np.float32)
+        empty = np.diff(history.indptr) == 0
+        if empty.any():
+            scores[empty] = self._fallback()
+        return scores
+
+    def score(self, users: Users, items: Sequence[str] | None = None) -> np.ndarray:
+        """Scores of ``items`` (default: every known item, see ``item_ids``) per user.
+
+        Returns an array of shape (n_users, n_items); unknown items score NaN.
+        """
+        self._check_fitted()
+        _, rows, history = self._resolve(users)
+        scores = self._scores(rows, history)
+        if items is None:
+            return scores
+        columns = self.item_vocab_.indices(list(items))
+        picked = scores[:, np.maximum(columns, 0)]
+        picked[:, columns < 0] = np.nan
+        return picked
+
+    def recommend(self, users: Users, k: int = 10, *, exclude_seen: bool = True,
+                  candidates: Sequence[str] | None = None) -> pd.DataFrame:
+        """The top ``k`` items per user, best first.
+
+        Returns a frame with columns ``user_id``, ``item_id``, ``score``, ``rank``
+        (1-based). Items the user already has are left out unless ``exclude_seen`` is
+        false; ``candidates`` restricts the choice to those item ids.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        user_ids, rows, history = self._resolve(users)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(len(self.item_vocab_), dtype=bool)
+            columns = self.item_vocab_.indices(list(candidates))
+            allowed[columns[columns >= 0]] = True
+        batch = max(1, _SCORE_BUDGET // max(1, len(self.item_vocab_)))
+        parts = []
+        for start in range(0, len(user_ids), batch):
+            stop = start + batch
+            scores = self._scores(rows[start:stop], history[start:stop])
+            if exclude_seen:
+                seen = history[start:stop].tocoo()
+                scores[seen.row, seen.col] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            parts.append(_top_k(scores, k, user_ids[start:stop], self.item_vocab_.ids))
+        if not parts:
+            return _top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
+        return pd.concat(parts, ignore_index=True)
+
+    def similar_items(self, items: str | Sequence[str], k: int = 10) -> pd.DataFrame:
+        """The ``k`` items most similar to each given item (itself excluded).
+
+        Returns ``item_id``, ``similar_item_id``, ``score``, ``rank``; unknown items get
+        no rows.
+        """
+        self._check_fitted()
+        item_ids = (items,) if isinstance(items, str) else tuple(items)
+        columns = self.item_vocab_.indices(list(item_ids))
+        known = columns >= 0
+        similarity = self._item_similarity(columns[known]).astype(np.float32)
+        similarity[np.arange(known.sum()), columns[known]] = -np.inf
+        frame = _top_k(similarity, k, tuple(np.asarray(item_ids)[known]), self.item_vocab_.ids)
+        return frame.rename(columns={"user_id": "item_id", "item_id": "similar_item_id"})
+
+    def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
+        """Cosine similarity of co-occurrence (who touched both); models may override."""
+        binary = (self.user_items_ > 0).astype(np.float32).tocsc()
+        norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
+        norms[norms == 0] = 1
+        co = (binary[:, columns].T @ binary).toarray()
+        return co / norms[columns, None] / norms[None, :]
+
+    # ---- persistence ----------------------------------------------------------------
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """What this model learned, as named arrays."""
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set learned state from ``_arrays`` output."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``arrays.npz`` into the directory ``path``."""
+        self._check_fitted()
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": ARTIFACT_FORMAT, "model": self.name, "tailored_version": package_version(),
+            "config": self.config.model_dump(mode="json"),
+            "event_weights": self.weights_.model_dump(mode="json"),
+            "data_digest": self.data_digest_, "fitted_at": self.fitted_at_,
+        }
+        matrix = self.user_items_
+        arrays = {
+            "user_ids": self.user_vocab_.ids, "item_ids": self.item_vocab_.ids,
+            "user_items.data": matrix.data, "user_items.indices": matrix.indices,
+            "user_items.indptr": matrix.indptr, "popularity": self.popularity_,
+            **{f"model.{key}": value for key, value in self._arrays().items()},
+        }
+        (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        np.savez(directory / "arrays.npz", allow_pickle=False, **arrays)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a saved model; ``Recommender.load`` picks the class the artifact names."""
+        directory = Path(path)
+        meta = json.loads((directory / "config.json").read_text())
+        model_class = Recommender._registry.get(meta["model"])
+        if model_class is None:
+            raise ValueError(f"{directory} holds an unknown model {meta['model']!r}; "
+                             f"known: {sorted(Recommender._registry)}")
+        if cls is not Recommender and model_class is not cls:
+            raise TypeError(f"{directory} holds a {model_class.__name__}, not a {cls.__name__}")
+        model = model_class(model_class.Config(**meta["config"]))
+        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        model.user_vocab_ = Vocabulary(arrays["user_ids"])
+        model.item_vocab_ = Vocabulary(arrays["item_ids"])
+        model.weights_ = EventWeights(**meta["event_weights"])
+        model.user_items_ = sp.csr_matrix(
+            (arrays["user_items.data"], arrays["user_items.indices"],
+             arrays["user_items.indptr"]),
+            shape=(len(model.user_vocab_), len(model.item_vocab_)))
+        model.popularity_ = arrays["popularity"]
+        model.data_digest_ = meta["data_digest"]
+        model.fitted_at_ = meta["fitted_at"]
+        model._restore({key[6:]: value for key, value in arrays.items()
+                        if key.startswith("model.")})
+        return model
+
+
+def _top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
+           column_ids: np.ndarray) -> pd.DataFrame:
+    """Best ``k`` finite scores per row as a long frame (ties broken by column order)."""
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if n_rows == 0 or k == 0:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object),
+                             "item_id": pd.Series(dtype=object),
+                             "score": pd.Series(dtype=np.float32),
+                             "rank": pd.Series(dtype=np.int64)})
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_columns else \
+        np.tile(np.arange(n_columns), (n_rows, 1))
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -top_scores), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    keep = np.isfinite(top_scores)
+    return pd.DataFrame({
+        "user_id": np.repeat(np.asarray(row_ids, dtype=object), k)[keep.ravel()],
+        "item_id": column_ids[top[keep]].astype(object),
+        "score": top_scores[keep].astype(np.float32),
+        "rank": np.tile(np.arange(1, k + 1), n_rows)[keep.ravel()],
+    })

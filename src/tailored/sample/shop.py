@@ -1,0 +1,841 @@
+"""Synthetic shop data with a known generative truth.
+
+:func:`shop` simulates a small European web shop: a catalogue of items grouped
+into *taste clusters*, users with demographics and a hidden taste over those
+clusters, and a stream of sessions in which users browse, click, add to cart
+and buy.  The simulation is fully vectorised (no Python loop per event or per
+session), so millions of events take seconds.
+
+Generative story
+----------------
+* **Clusters.** Eight taste clusters (:data:`CLUSTER_NAMES`), each with a
+  primary category and a few secondary ones, its own vocabulary and price
+  level.  Every item belongs to exactly one cluster.
+* **Users.** Age band, gender and city shift a prior over clusters; a user's
+  taste is a Dirichlet draw around that prior with low concentration, so it
+  is concentrated on one or two clusters.  Activity is log-normal (a few heavy
+  users, many light ones); every user has at least one session.
+* **Sessions.** A session draws a primary and a secondary cluster from the
+  user's taste *in context* (see below).  Views come mostly from the primary
+  cluster, items within a cluster follow a Zipf law (long tail).  Each view
+  may lead to a click, a click to an add-to-cart, a cart to a purchase, with
+  increasing timestamps (about 60/25/10/5 % of events).
+* **Context.** Mobile sessions peak in the evening, desktop sessions during
+  working hours (hours are UTC).  Evening sessions (18:00-23:59) favour
+  ``fashion``; desktop sessions favour ``tech``.
+* **Drift.** Over the last third of the period ``home`` ramps up to 3x and
+  ``outdoor`` down to 0.4x (autumn), so temporal splits matter.
+* **Catalogue churn.** About 15 % of items are launched during the period;
+  nobody interacts with an item before its ``created_at``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = [
+    "AGE_BANDS",
+    "CITIES",
+    "CLUSTER_NAMES",
+    "DEVICES",
+    "EVENT_TYPES",
+    "GENDERS",
+    "PERIOD_END",
+    "PERIOD_START",
+    "SampleShop",
+    "shop",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+WriteFormat = Literal["csv", "jsonl", "parquet"]
+
+# ---------------------------------------------------------------------------
+# Static description of the simulated world
+# ---------------------------------------------------------------------------
+
+PERIOD_DAYS: Final = 180
+#: Exclusive end of the event period (the last events fall on 2026-10-31).
+PERIOD_END: Final = pd.Timestamp("2026-11-01", tz="UTC")
+#: Inclusive start of the event period (midnight UTC, 180 days before the end).
+PERIOD_START: Final = PERIOD_END - pd.Timedelta(days=PERIOD_DAYS)
+_DAY_MS: Final = 86_400_000
+_HOUR_MS: Final = 3_600_000
+_PERIOD_MS: Final = PERIOD_DAYS * _DAY_MS
+#: Fraction of the period after which tastes start drifting.
+DRIFT_START: Final = 2.0 / 3.0
+
+EVENT_TYPES: Final = ("view", "click", "add_to_cart", "purchase")
+DEVICES: Final = ("mobile", "desktop", "tablet")
+AGE_BANDS: Final = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+GENDERS: Final = ("f", "m", "x")
+CITIES: Final = (
+    "Berlin", "Paris", "London", "Madrid", "Rome", "Vienna", "Warsaw", "Amsterdam",
+)  # fmt: skip
+
+_AGE_PROBS: Final = (0.14, 0.26, 0.22, 0.17, 0.12, 0.09)
+_GENDER_PROBS: Final = (0.49, 0.47, 0.04)
+_CITY_PROBS: Final = (0.18, 0.16, 0.18, 0.12, 0.10, 0.08, 0.09, 0.09)
+# Younger users are more mobile-first.
+_AGE_P_MOBILE: Final = (0.78, 0.68, 0.58, 0.50, 0.42, 0.35)
+_P_TABLET: Final = 0.10
+_P_CONSENT: Final = 0.92
+_P_AVAILABLE: Final = 0.95
+_P_NEW_ITEM: Final = 0.15
+
+
+class _Cluster(NamedTuple):
+    name: str
+    primary: str
+    secondary: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    nouns: tuple[str, ...]
+    pitch: str
+    median_price: float
+    weight: float  # share of the catalogue and of global popularity
+
+
+_CLUSTERS: Final = (
+    _Cluster(
+        "running", "sports", ("shoes", "outdoor"),
+        ("Trail", "Road", "Lightweight", "Cushioned", "Racing"),
+        ("Running Shoes", "Running Socks", "Running Shorts", "Sports Bra",
+         "GPS Watch", "Hydration Vest"),
+        "Built for daily training and race day.", 80.0, 0.11,
+    ),
+    _Cluster(
+        "outdoor", "outdoor", ("sports", "travel"),
+        ("Alpine", "Waterproof", "Ultralight", "Rugged", "All-Season"),
+        ("Hiking Boots", "Tent", "Backpack", "Sleeping Bag", "Rain Jacket",
+         "Trekking Poles"),
+        "Made for long days on the trail.", 110.0, 0.11,
+    ),
+    _Cluster(
+        "fashion", "clothing", ("accessories", "shoes"),
+        ("Classic", "Slim-Fit", "Oversized", "Linen", "Vintage"),
+        ("Denim Jacket", "Summer Dress", "Chinos", "Knit Sweater", "Leather Belt",
+         "Sneakers"),
+        "A wardrobe staple that goes with everything.", 45.0, 0.17,
+    ),
+    _Cluster(
+        "home", "home", ("kitchen", "decor"),
+        ("Cozy", "Nordic", "Ceramic", "Oak", "Minimalist"),
+        ("Throw Blanket", "Table Lamp", "Mug Set", "Cutting Board",
+         "Scented Candle", "Cookware Set"),
+        "Makes every room feel like home.", 35.0, 0.15,
+    ),
+    _Cluster(
+        "tech", "electronics", ("gaming", "accessories"),
+        ("Wireless", "Smart", "Portable", "Noise-Cancelling", "Mechanical"),
+        ("Headphones", "Keyboard", "Smartwatch", "Bluetooth Speaker",
+         "Game Controller", "Power Bank"),
+        "Long battery life and a clean design.", 90.0, 0.15,
+    ),
+    _Cluster(
+        "beauty", "beauty", ("wellness", "skincare"),
+        ("Hydrating", "Organic", "Vitamin C", "Gentle", "Matte"),
+        ("Face Serum", "Lipstick", "Moisturizer", "Shampoo", "Sunscreen",
+         "Body Lotion"),
+        "Dermatologist tested and cruelty free.", 22.0, 0.11,
+    ),
+    _Cluster(
+        "books", "books", ("media", "travel"),
+        ("Bestselling", "Illustrated", "Classic", "Award-Winning", "Pocket"),
+        ("Novel", "Cookbook", "Travel Guide", "Biography", "Poetry Collection",
+         "Thriller"),
+        "A page-turner for quiet evenings.", 16.0, 0.10,
+    ),
+    _Cluster(
+        "kids", "toys", ("kids", "books"),
+        ("Colorful", "Wooden", "Educational", "Plush", "Interactive"),
+        ("Building Blocks", "Puzzle", "Teddy Bear", "Picture Book", "Toy Car",
+         "Board Game"),
+        "Hours of safe, creative play.", 25.0, 0.10,
+    ),
+)  # fmt: skip
+
+#: Names of the taste clusters; column ``k`` of ``SampleShop.user_taste``.
+CLUSTER_NAMES: Final = tuple(c.name for c in _CLUSTERS)
+_K: Final = len(_CLUSTERS)
+_CLUSTER_WEIGHT: Final = np.array([c.weight for c in _CLUSTERS])
+_FASHION, _HOME, _OUTDOOR, _TECH = (
+    CLUSTER_NAMES.index(n) for n in ("fashion", "home", "outdoor", "tech")
+)
+
+_MODELS: Final = (
+    "Vortex", "Nova", "Apex", "Summit", "Zephyr", "Orbit", "Aurora", "Pulse",
+    "Terra", "Echo", "Lumen", "Breeze", "Atlas", "Nimbus", "Vista", "Ember",
+)  # fmt: skip
+
+# Log-multipliers of the cluster prior: demographics predict taste, which is
+# what makes demographic segments useful for cold start.
+_AGE_EFFECTS: Final[dict[str, dict[str, float]]] = {
+    "18-24": {"fashion": 1.0, "tech": 0.8, "beauty": 0.4, "home": -0.8,
+              "kids": -1.2, "books": -0.3},
+    "25-34": {"running": 0.7, "fashion": 0.5, "tech": 0.4, "outdoor": 0.2},
+    "35-44": {"kids": 1.2, "home": 0.5, "running": 0.3},
+    "45-54": {"home": 0.7, "outdoor": 0.6, "kids": 0.3},
+    "55-64": {"books": 0.8, "home": 0.6, "outdoor": 0.5, "tech": -0.5,
+              "fashion": -0.3},
+    "65+": {"books": 1.2, "home": 0.7, "tech": -0.9, "fashion": -0.6,
+            "running": -0.8},
+}  # fmt: skip
+_GENDER_EFFECTS: Final[dict[str, dict[str, float]]] = {
+    "f": {"beauty": 0.9, "fashion": 0.4},
+    "m": {"tech": 0.6, "outdoor": 0.3, "beauty": -0.6},
+    "x": {"fashion": 0.3, "books": 0.3},
+}
+_CITY_EFFECTS: Final[dict[str, dict[str, float]]] = {
+    "Berlin": {"tech": 0.4, "running": 0.2},
+    "Paris": {"fashion": 0.6, "beauty": 0.4},
+    "London": {"books": 0.5, "tech": 0.2},
+    "Madrid": {"running": 0.5, "fashion": 0.2},
+    "Rome": {"fashion": 0.4, "home": 0.3},
+    "Vienna": {"books": 0.4, "home": 0.3},
+    "Warsaw": {"outdoor": 0.5, "tech": 0.2},
+    "Amsterdam": {"running": 0.4, "outdoor": 0.3},
+}
+# Total Dirichlet concentration: small, so tastes sit on 1-2 clusters.
+_TASTE_CONCENTRATION: Final = 1.2
+
+# Relative session start intensity per UTC hour, by device.
+_HOUR_PROFILE: Final = np.array(
+    [
+        # mobile: commute, lunch and a strong evening peak
+        [1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.0, 2.0, 2.5, 2.0, 1.5, 1.5,
+         2.5, 2.5, 1.5, 1.5, 1.8, 2.2, 3.0, 4.0, 5.0, 5.5, 4.5, 2.5],
+        # desktop: working hours
+        [0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.5, 3.0, 4.5, 5.0, 5.0,
+         4.0, 4.5, 5.0, 5.0, 4.5, 3.5, 2.0, 1.5, 1.2, 1.0, 0.7, 0.5],
+        # tablet: couch time
+        [0.6, 0.3, 0.2, 0.1, 0.1, 0.2, 0.5, 1.5, 1.5, 1.5, 1.5, 1.5,
+         2.0, 2.0, 1.5, 1.5, 2.0, 2.5, 3.5, 4.5, 5.0, 5.0, 4.0, 2.0],
+    ]
+)  # fmt: skip
+_EVENING_FROM_HOUR: Final = 18
+_EVENING_FASHION_BOOST: Final = 2.2
+_DESKTOP_TECH_BOOST: Final = 2.0
+_DRIFT_HOME_MAX: Final = 3.0
+_DRIFT_OUTDOOR_MIN: Final = 0.4
+
+# Session structure.  Probabilities give ~60/25/10/5 % view/click/cart/purchase.
+_P_VIEW_SOURCE: Final = (0.72, 0.21, 0.07)  # primary, secondary, exploration
+_P_CLICK_BY_SOURCE: Final = np.array([0.48, 0.33, 0.20])
+_P_CART_GIVEN_CLICK: Final = 0.40
+_P_PURCHASE_GIVEN_CART: Final = 0.50
+_MAX_VIEWS: Final = 40
+_ZIPF_EXPONENT: Final = 1.1
+_ACTIVITY_SIGMA: Final = 1.2
+_P_PREFERRED_DEVICE: Final = 0.75
+# Gap bounds (ms) keep every session shorter than a known duration, so
+# sessions can be placed inside the period without clipping timestamps.
+_VIEW_GAP: Final = (40_000.0, 2_000, 300_000)  # mean, min, max
+_CLICK_GAP: Final = (15_000.0, 1_000, 120_000)
+_CART_GAP: Final = (30_000.0, 2_000, 300_000)
+_PURCHASE_GAP: Final = (90_000.0, 5_000, 600_000)
+_FUNNEL_MAX_MS: Final = _CLICK_GAP[2] + _CART_GAP[2] + _PURCHASE_GAP[2]
+
+
+# ---------------------------------------------------------------------------
+# Result container
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SampleShop:
+    """A generated shop: observable tables plus the generator's hidden truth.
+
+    Attributes
+    ----------
+    events : pandas.DataFrame
+        One row per interaction, sorted by ``timestamp``; columns ``event_id``,
+        ``user_id``, ``item_id``, ``event_type``, ``value``, ``timestamp``,
+        ``session_id``, ``device``, ``location``.
+    items : pandas.DataFrame
+        Catalogue; columns ``item_id``, ``title``, ``text``, ``categories``,
+        ``price``, ``available``, ``created_at``.
+    users : pandas.DataFrame
+        Columns ``user_id``, ``age_band``, ``gender``, ``location``,
+        ``consent``.
+    user_taste : numpy.ndarray
+        ``(n_users, n_clusters)`` base affinity of each user over the clusters
+        (rows sum to 1), aligned with the rows of `users`.
+    item_cluster : numpy.ndarray
+        ``(n_items,)`` integer cluster of each item, aligned with the rows of
+        `items`.
+    cluster_names : tuple of str
+        Name of each cluster, i.e. of each column of `user_taste`.
+    item_popularity : numpy.ndarray
+        ``(n_items,)`` probability of each item being picked when its cluster
+        is browsed (sums to 1 within each cluster).
+    """
+
+    events: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    user_taste: FloatArray
+    item_cluster: IntArray
+    cluster_names: tuple[str, ...] = CLUSTER_NAMES
+    item_popularity: FloatArray = field(default_factory=lambda: np.empty(0))
+
+    def taste_in_context(
+        self,
+        user_index: npt.ArrayLike,
+        timestamp: npt.ArrayLike | pd.Timestamp,
+        device: npt.ArrayLike,
+    ) -> FloatArray:
+        """Cluster preferences of users in a context, as the generator uses them.
+
+        Applies the contextual effects (evening, desktop) and the temporal
+        drift to `user_taste`.  Useful to simulate users in offline A/B tests.
+
+        Parameters
+        ----------
+        user_index : array_like of int
+            Row positions in `users` (not ``user_id`` strings).
+        timestamp : array_like of datetime or pandas.Timestamp
+            When the session happens; broadcast against `user_index`.
+        device : array_like of str
+            One of :data:`DEVICES`; broadcast against `user_index`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n_clusters)`` probabilities, rows summing to 1.
+        """
+        users = np.atleast_1d(np.asarray(user_index, dtype=np.int64))
+        stamps = pd.DatetimeIndex(np.atleast_1d(pd.to_datetime(timestamp, utc=True)))
+        ms = (stamps - PERIOD_START) // pd.Timedelta(milliseconds=1)
+        when = np.broadcast_to(np.asarray(ms, dtype=np.int64), users.shape)
+        names = np.broadcast_to(np.atleast_1d(np.asarray(device, dtype=object)), users.shape)
+        dev = np.asarray(pd.Categorical(names.ravel(), categories=DEVICES).codes, dtype=np.int64)
+        if (dev < 0).any():
+            bad = names.ravel()[dev < 0][0]
+            raise ValueError(f"device must be one of {DEVICES}, got {bad!r}")
+        hour = (when // _HOUR_MS) % 24
+        return _normalise(self.user_taste[users] * _context_multipliers(when, hour, dev))
+
+    def write(self, directory: str | os.PathLike[str], format: WriteFormat = "csv") -> list[Path]:
+        """Write ``events``, ``items`` and ``users`` tables to `directory`.
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Target directory, created if missing.
+        format : {"csv", "jsonl", "parquet"}
+            CSV writes list-valued ``categories`` pipe-separated (``"a|b"``);
+            JSONL writes one JSON object per line with ISO-8601 timestamps;
+            Parquet keeps the dtypes (needs ``pyarrow``).
+
+        Returns
+        -------
+        list of pathlib.Path
+            Paths of the events, items and users files, in that order.
+        """
+        if format not in ("csv", "jsonl", "parquet"):
+            raise ValueError(f"format must be 'csv', 'jsonl' or 'parquet', got {format!r}")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: list[Path] = []
+        for name, frame in (("events", self.events), ("items", self.items), ("users", self.users)):
+            path = out / f"{name}.{format}"
+            if format == "csv":
+                if "categories" in frame.columns:
+                    frame = frame.assign(categories=frame["categories"].map("|".join))
+                frame.to_csv(path, index=False)
+            elif format == "jsonl":
+                frame.to_json(
+                    path, orient="records", lines=True, date_format="iso", date_unit="ms",
+                    force_ascii=False,
+                )  # fmt: skip
+            else:
+                frame.to_parquet(path, index=False)
+            paths.append(path)
+        return paths
+
+
+# ---------------------------------------------------------------------------
+# Public entry point
+# ---------------------------------------------------------------------------
+
+
+def shop(
+    n_users: int = 2000,
+    n_items: int = 500,
+    n_events: int = 100_000,
+    seed: int = 0,
+) -> SampleShop:
+    """Generate a realistic synthetic shop.
+
+    See the module docstring for the generative story (taste clusters,
+    long-tail popularity, session funnels, time-of-day/device context, drift
+    over the last third of the period, items launched during the period).
+    Events span the 180 days from :data:`PERIOD_START` to 2026-10-31.
+
+    Parameters
+    ----------
+    n_users : int, default 2000
+        Number of users; each has at least one event.
+    n_items : int, default 500
+        Number of catalogue items (at least 10).
+    n_events : int, default 100_000
+        Exact number of events (at least `n_users`).
+    seed : int, default 0
+        Seed for :func:`numpy.random.default_rng`; equal seeds give equal shops.
+
+    Returns
+    -------
+    SampleShop
+        The ``events``, ``items`` and ``users`` tables plus the hidden truth
+        (``user_taste``, ``item_cluster``, ``item_popularity``).
+
+    Raises
+    ------
+    ValueError
+        If a size is out of range.
+    TypeError
+        If a size or the seed is not an integer.
+
+    Examples
+    --------
+    >>> s = shop(n_users=50, n_items=20, n_events=500, seed=1)
+    >>> len(s.events), len(s.items), len(s.users)
+    (500, 20, 50)
+    >>> sorted(s.events.columns)
+    ['device', 'event_id', 'event_type', 'item_id', 'location', 'session_id', 'timestamp', 'user_id', 'value']
+    >>> s.events["user_id"].nunique()
+    50
+    >>> s.user_taste.shape
+    (50, 8)
+    >>> bool(s.events["timestamp"].is_monotonic_increasing)
+    True
+    """
+    _check_int("n_users", n_users, 1)
+    _check_int("n_items", n_items, 10)
+    _check_int("n_events", n_events, 1)
+    _check_int("seed", seed, 0)
+    if n_events < n_users:
+        raise ValueError(
+            f"n_events must be >= n_users so that every user has an event, "
+            f"got n_events={n_events} < n_users={n_users}"
+        )
+    rng = np.random.default_rng(seed)
+    users, taste, user_city, preferred_device, activity = _make_users(rng, n_users)
+    cat = _make_catalogue(rng, n_items)
+    events = _make_events(
+        rng, n_events, taste, preferred_device, activity, user_city, cat,
+        user_labels=users["user_id"].array, item_labels=cat.items["item_id"].array,
+    )  # fmt: skip
+    taste.setflags(write=False)
+    cat.cluster.setflags(write=False)
+    cat.popularity.setflags(write=False)
+    return SampleShop(
+        events=events,
+        items=cat.items,
+        users=users,
+        user_taste=taste,
+        item_cluster=cat.cluster,
+        cluster_names=CLUSTER_NAMES,
+        item_popularity=cat.popularity,
+    )
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+# ---------------------------------------------------------------------------
+# Users and catalogue
+# ---------------------------------------------------------------------------
+
+
+def _effect_matrix(effects: dict[str, dict[str, float]], levels: tuple[str, ...]) -> FloatArray:
+    out = np.zeros((len(levels), _K))
+    for row, level in enumerate(levels):
+        for cluster, value in effects[level].items():
+            out[row, CLUSTER_NAMES.index(cluster)] = value
+    return out
+
+
+def _make_users(
+    rng: np.random.Generator, n_users: int
+) -> tuple[pd.DataFrame, FloatArray, IntArray, IntArray, FloatArray]:
+    age = rng.choice(len(AGE_BANDS), size=n_users, p=_AGE_PROBS)
+    gender = rng.choice(len(GENDERS), size=n_users, p=_GENDER_PROBS)
+    city = rng.choice(len(CITIES), size=n_users, p=_CITY_PROBS)
+    consent = rng.random(n_users) < _P_CONSENT
+
+    logits = (
+        np.log(_CLUSTER_WEIGHT)
+        + _effect_matrix(_AGE_EFFECTS, AGE_BANDS)[age]
+        + _effect_matrix(_GENDER_EFFECTS, GENDERS)[gender]
+        + _effect_matrix(_CITY_EFFECTS, CITIES)[city]
+    )
+    prior = _normalise(np.exp(logits))
+    # Dirichlet with per-user alpha via normalised gammas; the floor avoids
+    # all-zero rows when every gamma underflows.
+    taste = _normalise(rng.gamma(_TASTE_CONCENTRATION * prior) + 1e-12)
+
+    p_mobile = np.asarray(_AGE_P_MOBILE)[age]
+    u = rng.random(n_users)
+    preferred_device = np.where(u < p_mobile, 0, np.where(u < p_mobile + _P_TABLET, 2, 1))
+    activity = rng.lognormal(0.0, _ACTIVITY_SIGMA, size=n_users)
+
+    users = pd.DataFrame(
+        {
+            "user_id": _labels("u", n_users, 5),
+            "age_band": _take(AGE_BANDS, age),
+            "gender": _take(GENDERS, gender),
+            "location": _take(CITIES, city),
+            "consent": consent,
+        }
+    )
+    return users, taste, city.astype(np.int64), preferred_device.astype(np.int64), activity
+
+
+class _Catalogue(NamedTuple):
+    items: pd.DataFrame
+    cluster: IntArray
+    popularity: FloatArray  # within-cluster pick probability
+    price: FloatArray
+    created_ms: IntArray  # ms since PERIOD_START (negative = before)
+    by_cluster: IntArray  # item indices sorted by cluster, then rank
+    cluster_start: IntArray  # (K + 1,) offsets into by_cluster
+    cum_offset: FloatArray  # cluster + within-cluster cumulative popularity
+
+
+def _make_catalogue(rng: np.random.Generator, n_items: int) -> _Catalogue:
+    # Every cluster gets at least one item; the rest follow cluster weights.
+    cluster = np.concatenate(
+        [np.arange(_K), rng.choice(_K, size=n_items - _K, p=_CLUSTER_WEIGHT)]
+    )
+    cluster = rng.permutation(cluster).astype(np.int64)
+
+    # Random popularity rank within cluster, Zipf weights over ranks.
+    by_cluster = np.lexsort((rng.random(n_items), cluster)).astype(np.int64)
+    counts = np.bincount(cluster, minlength=_K)
+    cluster_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    rank = np.empty(n_items, dtype=np.int64)
+    rank[by_cluster] = np.arange(n_items) - np.repeat(cluster_start[:-1], counts)
+    weight = (rank + 1.0) ** -_ZIPF_EXPONENT
+    popularity = weight / np.bincount(cluster, weights=weight, minlength=_K)[cluster]
+    within = np.cumsum(popularity[by_cluster]) - np.repeat(
+        np.concatenate([[0.0], np.cumsum(np.bincount(cluster, weights=popularity))[:-1]]),
+        counts,
+    )
+    cum_offset = cluster[by_cluster] + within
+    cum_offset[cluster_start[1:] - 1] = np.arange(1, _K + 1)  # exact block ends
+
+    # New launches happen during the period; each cluster's head item is old
+    # so there is always a fallback item that exists at any time.
+    is_new = (rng.random(n_items) < _P_NEW_ITEM) & (rank > 0)
+    old_ms = -rng.integers(1, 730, size=n_items) * _DAY_MS - rng.integers(0, _DAY_MS, n_items)
+    new_ms = rng.integers(0, _PERIOD_MS - 14 * _DAY_MS, size=n_items)
+    created_ms = np.where(is_new, new_ms, old_ms) // 1000 * 1000  # whole seconds
+
+    median = np.array([c.median_price for c in _CLUSTERS])[cluster]
+    raw = median * rng.lognormal(0.0, 0.45, size=n_items)
+    price = np.maximum(np.round(raw) - 0.01, 0.99)  # charm pricing: 39.99
+    available = rng.random(n_items) < _P_AVAILABLE
+
+    adj = rng.integers(0, 5, size=n_items)
+    noun = rng.integers(0, 6, size=n_items)
+    model = rng.integers(0, len(_MODELS), size=n_items)
+    number = rng.integers(1, 100, size=n_items)
+    has_second = rng.random(n_items) < 0.5
+    second = rng.integers(0, 2**31, size=n_items)
+    titles: list[str] = []
+    texts: list[str] = []
+    categories: list[list[str]] = []
+    for i in range(n_items):  # per item (catalogue sized), not per event
+        c = _CLUSTERS[cluster[i]]
+        cats = [c.primary]
+        if has_second[i]:
+            cats.append(c.secondary[second[i] % len(c.secondary)])
+        a, n, m = c.adjectives[adj[i]], c.nouns[noun[i]], _MODELS[model[i]]
+        titles.append(f"{a} {n} {m} {number[i]}")
+        texts.append(
+            f"{a} {n.lower()} by {m}. {c.pitch} From our {' and '.join(cats)} range."
+        )
+        categories.append(cats)
+
+    items = pd.DataFrame(
+        {
+            "item_id": _labels("i", n_items, 5),
+            "title": titles,
+            "text": texts,
+            "categories": pd.Series(categories, dtype=object),
+            "price": price,
+            "available": available,
+            "created_at": _to_datetime(created_ms),
+        }
+    )
+    return _Catalogue(
+        items, cluster, popularity, price, created_ms.astype(np.int64),
+        by_cluster, cluster_start, cum_offset,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Sessions and events
+# ---------------------------------------------------------------------------
+
+
+class _Skeleton(NamedTuple):
+    user: IntArray  # per session
+    n_views: IntArray  # per session
+    source: IntArray  # per view: 0 primary, 1 secondary, 2 exploration
+    click: BoolArray  # per view
+    cart: BoolArray  # per view
+    purchase: BoolArray  # per view
+
+
+def _skeleton(rng: np.random.Generator, users: IntArray) -> _Skeleton:
+    """Session sizes and funnel outcomes; items and times are drawn later."""
+    n = len(users)
+    # Over-dispersed session length: 1 + Poisson(Gamma), mean ~4 views.
+    n_views = 1 + np.minimum(rng.poisson(rng.gamma(1.5, 2.0, size=n)), _MAX_VIEWS - 1)
+    m = int(n_views.sum())
+    source = np.searchsorted(np.cumsum(_P_VIEW_SOURCE), rng.random(m), side="right")
+    source = np.minimum(source, 2).astype(np.int64)
+    click = rng.random(m) < _P_CLICK_BY_SOURCE[source]
+    cart = click & (rng.random(m) < _P_CART_GIVEN_CLICK)
+    purchase = cart & (rng.random(m) < _P_PURCHASE_GIVEN_CART)
+    return _Skeleton(users, n_views.astype(np.int64), source, click, cart, purchase)
+
+
+def _concat_skeletons(parts: list[_Skeleton]) -> _Skeleton:
+    return _Skeleton(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+
+
+def _make_events(
+    rng: np.random.Generator,
+    n_events: int,
+    taste: FloatArray,
+    preferred_device: IntArray,
+    activity: FloatArray,
+    user_city: IntArray,
+    cat: _Catalogue,
+    user_labels: pd.api.extensions.ExtensionArray,
+    item_labels: pd.api.extensions.ExtensionArray,
+) -> pd.DataFrame:
+    n_users = len(taste)
+    cum_activity = np.cumsum(activity)
+
+    # 1. Session skeletons.  One mandatory session per user comes first, then
+    #    activity-weighted sessions until there are enough events.
+    parts = [_skeleton(rng, rng.permutation(n_users).astype(np.int64))]
+    total = _n_events(parts[0])
+    while total < n_events:
+        n_more = int((n_events - total) / 6.0 * 1.1) + 16
+        extra_users = np.searchsorted(cum_activity, rng.random(n_more) * cum_activity[-1])
+        parts.append(_skeleton(rng, np.minimum(extra_users, n_users - 1).astype(np.int64)))
+        total += _n_events(parts[-1])
+    sk = _concat_skeletons(parts)
+
+    # 2. Trim the surplus from the end of the session list, never taking a
+    #    mandatory session below one event; `keep` sums to n_events exactly.
+    size = sk.n_views + np.add.reduceat(
+        sk.click.astype(np.int64) + sk.cart + sk.purchase,
+        np.concatenate([[0], np.cumsum(sk.n_views)[:-1]]),
+    )
+    floor = np.zeros(len(size), dtype=np.int64)
+    floor[:n_users] = 1
+    cap = size - floor
+    after = np.cumsum(cap[::-1])[::-1] - cap  # removable capacity of later sessions
+    keep = size - np.clip(total - n_events - after, 0, cap)
+    alive = keep > 0
+    view_alive = np.repeat(alive, sk.n_views)
+    s_user, s_views, s_size, s_keep = (a[alive] for a in (sk.user, sk.n_views, size, keep))
+    v_source, v_click, v_cart, v_purchase = (
+        a[view_alive] for a in (sk.source, sk.click, sk.cart, sk.purchase)
+    )
+    n_sessions = len(s_user)
+    v_session = np.repeat(np.arange(n_sessions), s_views)
+    n_v = len(v_session)
+    first_view = np.concatenate([[0], np.cumsum(s_views)[:-1]])
+
+    # 3. Session context: device (mostly the user's usual one), day, hour.
+    device = np.where(
+        rng.random(n_sessions) < _P_PREFERRED_DEVICE,
+        preferred_device[s_user],
+        rng.choice(len(DEVICES), size=n_sessions, p=(0.55, 0.35, 0.10)),
+    ).astype(np.int64)
+    days = np.arange(PERIOD_DAYS)
+    weekday = (PERIOD_START.dayofweek + days) % 7
+    day_weight = (1.0 + 0.25 * (weekday >= 5)) * (1.0 + 0.2 * days / PERIOD_DAYS)
+    day = np.searchsorted(np.cumsum(day_weight) / day_weight.sum(), rng.random(n_sessions))
+    day = np.minimum(day, PERIOD_DAYS - 1)
+    hour = np.empty(n_sessions, dtype=np.int64)
+    u_hour = rng.random(n_sessions)
+    for d in range(len(DEVICES)):  # loop over 3 devices, vectorised inside
+        mask = device == d
+        cdf = np.cumsum(_HOUR_PROFILE[d]) / _HOUR_PROFILE[d].sum()
+        hour[mask] = np.minimum(np.searchsorted(cdf, u_hour[mask], side="right"), 23)
+    start = day * _DAY_MS + hour * _HOUR_MS + rng.integers(0, _HOUR_MS, size=n_sessions)
+
+    # 4. View times: bounded gaps, so a session never runs past the period end.
+    gap = _gaps(rng, _VIEW_GAP, n_v)
+    gap[first_view] = 0
+    csum = np.cumsum(gap)
+    offset = csum - csum[first_view][v_session]
+    duration = offset[first_view + s_views - 1] + _FUNNEL_MAX_MS
+    start = np.minimum(start, _PERIOD_MS - 1 - duration)
+    hour = (start // _HOUR_MS) % 24
+    v_time = start[v_session] + offset
+
+    # 5. Clusters: primary/secondary from the user's taste in context,
+    #    exploration from the (context-adjusted) global popularity.
+    mult = _context_multipliers(start, hour, device)
+    session_probs = _normalise(taste[s_user] * mult)
+    primary = _sample_rows(rng, session_probs)
+    secondary = _sample_rows(rng, session_probs)
+    explore = _sample_rows(rng, _normalise(_CLUSTER_WEIGHT * mult))
+    v_cluster = np.choose(v_source, (primary[v_session], secondary[v_session], explore[v_session]))
+
+    # 6. Items: Zipf within the cluster; re-draw items not launched yet, and
+    #    fall back to the cluster head (always launched before the period).
+    v_item = _sample_items(rng, cat, v_cluster)
+    for _ in range(4):
+        late = np.flatnonzero(cat.created_ms[v_item] > v_time)
+        if late.size == 0:
+            break
+        v_item[late] = _sample_items(rng, cat, v_cluster[late])
+    late = np.flatnonzero(cat.created_ms[v_item] > v_time)
+    v_item[late] = cat.by_cluster[cat.cluster_start[v_cluster[late]]]
+
+    # 7. Funnel: click after the view, cart after the click, purchase last.
+    t_click = v_time + _gaps(rng, _CLICK_GAP, n_v)
+    t_cart = t_click + _gaps(rng, _CART_GAP, n_v)
+    t_purchase = t_cart + _gaps(rng, _PURCHASE_GAP, n_v)
+    ci, ai, pi = np.flatnonzero(v_click), np.flatnonzero(v_cart), np.flatnonzero(v_purchase)
+    e_view = np.concatenate([np.arange(n_v), ci, ai, pi])
+    e_type = np.repeat(np.arange(4), [n_v, len(ci), len(ai), len(pi)])
+    e_time = np.concatenate([v_time, t_click[ci], t_cart[ai], t_purchase[pi]])
+    # Some purchases use a promotion; `value` is what was actually paid.
+    discount = np.where(rng.random(len(pi)) < 0.15, rng.choice([0.1, 0.2, 0.3], len(pi)), 0.0)
+    e_value = np.full(len(e_view), np.nan)
+    e_value[e_type == 3] = np.round(cat.price[v_item[pi]] * (1.0 - discount), 2)
+
+    # 8. Drop the latest events of partially kept sessions (their earliest
+    #    events form a valid funnel prefix, as every step follows its cause).
+    e_session = v_session[e_view]
+    partial_sessions = np.flatnonzero(s_keep < s_size)
+    if partial_sessions.size:
+        rows = np.flatnonzero(np.isin(e_session, partial_sessions))
+        rows = rows[np.lexsort((e_time[rows], e_session[rows]))]
+        starts = np.concatenate([[0], np.cumsum(s_size[partial_sessions])[:-1]])
+        pos = np.arange(len(rows)) - np.repeat(starts, s_size[partial_sessions])
+        drop = np.zeros(len(e_view), dtype=bool)
+        drop[rows[pos >= s_keep[e_session[rows]]]] = True
+        e_view, e_type, e_time, e_value, e_session = (
+            a[~drop] for a in (e_view, e_type, e_time, e_value, e_session)
+        )
+    assert len(e_view) == n_events  # guaranteed by the trimming arithmetic
+
+    # 9. Chronological order; sessions numbered by first appearance.
+    order = np.argsort(e_time, kind="stable")
+    e_view, e_type, e_time, e_value, e_session = (
+        a[order] for a in (e_view, e_type, e_time, e_value, e_session)
+    )
+    session_code, _ = pd.factorize(e_session)
+    e_user = s_user[e_session]
+    return pd.DataFrame(
+        {
+            "event_id": _labels("e", n_events, 7, first=1),
+            "user_id": user_labels.take(e_user),
+            "item_id": item_labels.take(v_item[e_view]),
+            "event_type": _take(EVENT_TYPES, e_type),
+            "value": e_value,
+            "timestamp": _to_datetime(e_time),
+            "session_id": _labels("s", n_sessions, 6, first=1).take(session_code),
+            "device": _take(DEVICES, device[e_session]),
+            "location": _take(CITIES, user_city[e_user]),
+        }
+    )
+
+
+def _n_events(sk: _Skeleton) -> int:
+    return int(len(sk.click) + sk.click.sum() + sk.cart.sum() + sk.purchase.sum())
+
+
+def _gaps(rng: np.random.Generator, spec: tuple[float, int, int], n: int) -> IntArray:
+    mean, low, high = spec
+    return np.clip(rng.exponential(mean, size=n), low, high).astype(np.int64)
+
+
+def _context_multipliers(when_ms: IntArray, hour: IntArray, device: IntArray) -> FloatArray:
+    """Per-row cluster multipliers for time of day, device and drift."""
+    mult = np.ones((len(when_ms), _K))
+    ramp = np.clip((when_ms / _PERIOD_MS - DRIFT_START) / (1.0 - DRIFT_START), 0.0, 1.0)
+    mult[:, _HOME] *= 1.0 + (_DRIFT_HOME_MAX - 1.0) * ramp
+    mult[:, _OUTDOOR] *= 1.0 - (1.0 - _DRIFT_OUTDOOR_MIN) * ramp
+    mult[hour >= _EVENING_FROM_HOUR, _FASHION] *= _EVENING_FASHION_BOOST
+    mult[device == DEVICES.index("desktop"), _TECH] *= _DESKTOP_TECH_BOOST
+    return mult
+
+
+def _normalise(weights: FloatArray) -> FloatArray:
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def _sample_rows(rng: np.random.Generator, probs: FloatArray) -> IntArray:
+    """One categorical draw per row of an ``(n, k)`` probability matrix."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs)) * cdf[:, -1]
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+
+
+def _sample_items(rng: np.random.Generator, cat: _Catalogue, cluster: IntArray) -> IntArray:
+    # Cluster c's block of `cum_offset` spans (c, c + 1], so c + u lands in it.
+    pos = np.searchsorted(cat.cum_offset, cluster + rng.random(len(cluster)), side="right")
+    pos = np.clip(pos, cat.cluster_start[cluster], cat.cluster_start[cluster + 1] - 1)
+    return cat.by_cluster[pos]
+
+
+# ---------------------------------------------------------------------------
+# Column builders
+# ---------------------------------------------------------------------------
+
+
+def _to_datetime(ms: IntArray) -> pd.DatetimeIndex:
+    ns = PERIOD_START.as_unit("ns").value + np.asarray(ms, dtype=np.int64) * 1_000_000
+    return pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC")
+
+
+def _take(labels: tuple[str, ...], codes: npt.NDArray[np.integer]) -> pd.api.extensions.ExtensionArray:
+    return pd.array(list(labels), dtype="str").take(np.asarray(codes, dtype=np.int64))
+
+
+def _labels(
+    prefix: str, n: int, min_width: int, first: int = 0
+) -> pd.api.extensions.ExtensionArray:
+    """Zero-padded ids such as ``u00042``, built without a per-row Python loop."""
+    width = max(min_width, len(str(first + n - 1)))
+    prefix_bytes = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    buf = np.empty((n, len(prefix_bytes) + width), dtype=np.uint8)
+    buf[:, : len(prefix_bytes)] = prefix_bytes
+    x = np.arange(first, first + n, dtype=np.int64)
+    for col in range(buf.shape[1] - 1, len(prefix_bytes) - 1, -1):
+        x, digit = np.divmod(x, 10)
+        buf[:, col] = digit + 48
+    dtype = pd.array([""], dtype="str").dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa  # present whenever pandas uses Arrow-backed strings
+
+        offsets = np.arange(n + 1, dtype=np.int32) * buf.shape[1]
+        arrow = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
+        return pd.array(arrow, dtype=dtype)
+    fixed = buf.view(f"S{buf.shape[1]}").ravel().astype(f"U{buf.shape[1]}")
+    return pd.array(fixed.astype(object), dtype=dtype)

@@ -1,0 +1,35 @@
+"""The source of truth: events, items, users and the model registry, picked by URL.
+
+``sqlite:///tailored.db`` is the embedded default; ``postgresql://host/db`` scales out.
+"""
+
+from tailored.store.base import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    USER_COLUMNS,
+    Catalog,
+    EventLog,
+    ModelRegistry,
+    ModelVersion,
+    Store,
+    UserDirectory,
+)
+from tailored.store.sql import SqlStore
+
+
+def open_store(url: str) -> Store:
+    """Open (and create if needed) the store at ``url``.
+
+    Examples
+    --------
+    >>> store = open_store("sqlite://")
+    >>> store.events.count()
+    0
+    """
+    return SqlStore(url)
+
+
+__all__ = [
+    "EVENT_COLUMNS", "ITEM_COLUMNS", "USER_COLUMNS", "Catalog", "EventLog", "ModelRegistry",
+    "ModelVersion", "Store", "UserDirectory", "open_store",
+]

@@ -1,0 +1,325 @@
+"""The store on SQLAlchemy Core: SQLite (embedded default, WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from tailored.schema import Event, Item, User
+from tailored.store.base import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, ModelVersion
+
+_CHUNK = 5_000
+_Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
+
+metadata = sa.MetaData()
+
+events_table = sa.Table(
+    "events", metadata,
+    sa.Column("seq", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(256), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(256), nullable=False, index=True),
+    sa.Column("item_id", sa.String(256), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("ts_us", sa.BigInteger, nullable=False),
+    sa.Column("session_id", sa.String(256), nullable=True),
+    sa.Column("context", sa.Text, nullable=True),
+)
+
+items_table = sa.Table(
+    "items", metadata,
+    sa.Column("item_id", sa.String(256), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False, default=""),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    sa.Column("categories", sa.Text, nullable=False, default="[]"),
+    sa.Column("attributes", sa.Text, nullable=False, default="{}"),
+    sa.Column("available", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_us", sa.BigInteger, nullable=True),
+)
+
+users_table = sa.Table(
+    "users", metadata,
+    sa.Column("user_id", sa.String(256), primary_key=True),
+    sa.Column("attributes", sa.Text, nullable=False, default="{}"),
+    sa.Column("consent", sa.Boolean, nullable=False, default=True),
+)
+
+models_table = sa.Table(
+    "model_versions", metadata,
+    sa.Column("version", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False, default="{}"),
+    sa.Column("details", sa.Text, nullable=False, default="{}"),
+    sa.Column("active", sa.Boolean, nullable=False, default=False),
+)
+
+
+def _micros(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+def _datetime(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+
+
+def _timestamps(micros: pd.Series) -> pd.Series:
+    return pd.to_datetime(micros.astype("int64"), unit="us", utc=True)
+
+
+def _chunks(rows: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _json_or_none(value: dict[str, Any]) -> str | None:
+    return json.dumps(value, separators=(",", ":")) if value else None
+
+
+class _Tables:
+    """Shared engine access and the dialect-specific upsert every role needs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def _upsert(self, table: sa.Table, key: str, rows: Iterable[dict[str, Any]]) -> int:
+        written = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows):
+                statement = self._insert(table)
+                updates = {c: statement.excluded[c] for c in chunk[0] if c != key}
+                conn.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates),
+                             chunk)
+                written += len(chunk)
+        return written
+
+    def _count(self, table: sa.Table) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+class SqlEventLog(_Tables):
+    def add(self, events: Iterable[Event]) -> int:
+        added = 0
+        # One transaction: on return, every event is durable (or none is, on error).
+        with self.engine.begin() as conn:
+            for chunk in _chunks(events):
+                rows = [
+                    {
+                        "event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id,
+                        "event_type": e.event_type, "value": e.value,
+                        "ts_us": _micros(e.timestamp), "session_id": e.session_id,
+                        "context": _json_or_none(e.context),
+                    }
+                    for e in chunk
+                ]
+                statement = self._insert(events_table).on_conflict_do_nothing(
+                    index_elements=["event_id"])
+                result = conn.execute(statement, rows)
+                added += max(result.rowcount, 0)
+        return added
+
+    def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        query = sa.select(
+            events_table.c.event_id, events_table.c.user_id, events_table.c.item_id,
+            events_table.c.event_type, events_table.c.value, events_table.c.ts_us,
+            events_table.c.session_id, events_table.c.context,
+        ).order_by(events_table.c.ts_us, events_table.c.seq)
+        if user_ids is not None:
+            query = query.where(events_table.c.user_id.in_(list(user_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=[*EVENT_COLUMNS[:5], "ts_us", *EVENT_COLUMNS[6:]])
+        frame["value"] = frame["value"].astype("float64")
+        frame.insert(5, "timestamp", _timestamps(frame.pop("ts_us")))
+        frame["context"] = [json.loads(c) if c else {} for c in frame["context"]]
+        return frame
+
+    def count(self) -> int:
+        return self._count(events_table)
+
+
+class SqlCatalog(_Tables):
+    def upsert(self, items: Iterable[Item]) -> int:
+        rows = (
+            {
+                "item_id": i.item_id, "title": i.title, "text": i.text,
+                "categories": json.dumps(i.categories), "attributes": json.dumps(i.attributes),
+                "available": i.available,
+                "created_us": None if i.created_at is None else _micros(i.created_at),
+            }
+            for i in items
+        )
+        return self._upsert(items_table, "item_id", rows)
+
+    def get(self, item_id: str) -> Item | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(items_table).where(items_table.c.item_id == item_id)).first()
+        if row is None:
+            return None
+        return Item(
+            item_id=row.item_id, title=row.title, text=row.text,
+            categories=json.loads(row.categories), attributes=json.loads(row.attributes),
+            available=row.available,
+            created_at=None if row.created_us is None else _datetime(row.created_us),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(items_table).order_by(items_table.c.item_id)).all()
+        frame = pd.DataFrame(rows, columns=[c.name for c in items_table.columns])
+        frame["categories"] = [json.loads(c) for c in frame["categories"]]
+        frame["attributes"] = [json.loads(a) for a in frame["attributes"]]
+        frame["available"] = frame["available"].astype(bool)
+        created = frame.pop("created_us")
+        frame["created_at"] = pd.to_datetime(created, unit="us", utc=True)
+        return frame[list(ITEM_COLUMNS)]
+
+    def count(self) -> int:
+        return self._count(items_table)
+
+
+class SqlUserDirectory(_Tables):
+    def upsert(self, users: Iterable[User]) -> int:
+        rows = (
+            {"user_id": u.user_id, "attributes": json.dumps(u.attributes), "consent": u.consent}
+            for u in users
+        )
+        return self._upsert(users_table, "user_id", rows)
+
+    def get(self, user_id: str) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(users_table).where(users_table.c.user_id == user_id)).first()
+        if row is None:
+            return None
+        return User(user_id=row.user_id, attributes=json.loads(row.attributes),
+                    consent=row.consent)
+
+    def frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(users_table).order_by(users_table.c.user_id)).all()
+        frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
+        frame["attributes"] = [json.loads(a) for a in frame["attributes"]]
+        frame["consent"] = frame["consent"].astype(bool)
+        return frame
+
+    def count(self) -> int:
+        return self._count(users_table)
+
+
+class SqlModelRegistry(_Tables):
+    def register(self, name: str, path: str, metrics: dict[str, float] | None = None,
+                 details: dict[str, Any] | None = None) -> ModelVersion:
+        with self.engine.begin() as conn:
+            version = conn.execute(
+                models_table.insert().values(
+                    name=name, path=path, created_us=_micros(datetime.now(UTC)),
+                    metrics=json.dumps(metrics or {}), details=json.dumps(details or {}),
+                    active=False,
+                ).returning(models_table.c.version)
+            ).scalar_one()
+        found = self.get(int(version))
+        assert found is not None
+        return found
+
+    def promote(self, version: int) -> ModelVersion:
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(models_table.c.version).where(models_table.c.version == version)
+            ).first()
+            if exists is None:
+                from tailored.errors import ModelNotFoundError
+
+                raise ModelNotFoundError(
+                    f"model version {version} is not in the registry; "
+                    "`tailored models list` shows the versions there are")
+            conn.execute(models_table.update().values(active=False))
+            conn.execute(models_table.update().where(models_table.c.version == version)
+                         .values(active=True))
+        promoted = self.get(version)
+        assert promoted is not None
+        return promoted
+
+    def active(self) -> ModelVersion | None:
+        return self._one(models_table.c.active.is_(True))
+
+    def get(self, version: int) -> ModelVersion | None:
+        return self._one(models_table.c.version == version)
+
+    def list(self) -> list[ModelVersion]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(models_table).order_by(models_table.c.version)).all()
+        return [self._version(row) for row in rows]
+
+    def _one(self, condition: Any) -> ModelVersion | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(models_table).where(condition)).first()
+        return None if row is None else self._version(row)
+
+    @staticmethod
+    def _version(row: Any) -> ModelVersion:
+        return ModelVersion(
+            version=int(row.version), name=row.name, path=row.path,
+            created_at=_datetime(row.created_us), metrics=json.loads(row.metrics),
+            active=bool(row.active), details=json.loads(row.details),
+        )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives a power cut
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name != "postgresql":
+        raise ValueError(
+            f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB")
+    return engine
+
+
+class SqlStore:
+    """All roles of the store over one SQLAlchemy engine; tables are created if missing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except sa.exc.OperationalError:  # several processes creating at once
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+        self.events = SqlEventLog(self.engine)
+        self.items = SqlCatalog(self.engine)
+        self.users = SqlUserDirectory(self.engine)
+        self.models = SqlModelRegistry(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
