@@ -21,9 +21,16 @@ _SECONDS_PER_DAY = 86_400.0
 
 
 def event_weights(events: pd.DataFrame, weights: EventWeights) -> np.ndarray:
-    """The weight of each event: by its type, or its own value where the type says so."""
-    types = events["event_type"].astype(str).to_numpy()
-    values = events["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    """The weight of each event: by its type, or its own value where the type says so.
+
+    Without an ``event_type`` column events are views; without ``value``, values are 1.
+    """
+    if "event_type" in events.columns:
+        types = events["event_type"].fillna("view").astype(str).to_numpy()
+    else:
+        types = np.full(len(events), "view")
+    values = (pd.to_numeric(events["value"]).to_numpy(dtype=np.float64, na_value=np.nan)
+              if "value" in events.columns else np.full(len(events), np.nan))
     result = np.empty(len(events), dtype=np.float64)
     for event_type in np.unique(types):
         rows = types == event_type

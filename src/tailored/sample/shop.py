@@ -430,10 +430,7 @@ def shop(
     rng = np.random.default_rng(seed)
     users, taste, user_city, preferred_device, activity = _make_users(rng, n_users)
     cat = _make_catalogue(rng, n_items)
-    events = _make_events(
-        rng, n_events, taste, preferred_device, activity, user_city, cat,
-        user_labels=users["user_id"].array, item_labels=cat.items["item_id"].array,
-    )  # fmt: skip
+    events = _make_events(rng, n_events, taste, preferred_device, activity, user_city, cat)
     taste.setflags(write=False)
     cat.cluster.setflags(write=False)
     cat.popularity.setflags(write=False)
@@ -627,8 +624,6 @@ def _make_events(
     activity: FloatArray,
     user_city: IntArray,
     cat: _Catalogue,
-    user_labels: pd.api.extensions.ExtensionArray,
-    item_labels: pd.api.extensions.ExtensionArray,
 ) -> pd.DataFrame:
     n_users = len(taste)
     cum_activity = np.cumsum(activity)
@@ -655,16 +650,9 @@ def _make_events(
     cap = size - floor
     after = np.cumsum(cap[::-1])[::-1] - cap  # removable capacity of later sessions
     keep = size - np.clip(total - n_events - after, 0, cap)
-    alive = keep > 0
-    view_alive = np.repeat(alive, sk.n_views)
+    alive = np.flatnonzero(keep > 0)
     s_user, s_views, s_size, s_keep = (a[alive] for a in (sk.user, sk.n_views, size, keep))
-    v_source, v_click, v_cart, v_purchase = (
-        a[view_alive] for a in (sk.source, sk.click, sk.cart, sk.purchase)
-    )
     n_sessions = len(s_user)
-    v_session = np.repeat(np.arange(n_sessions), s_views)
-    n_v = len(v_session)
-    first_view = np.concatenate([[0], np.cumsum(s_views)[:-1]])
 
     # 3. Session context: device (mostly the user's usual one), day, hour.
     device = np.where(
@@ -684,6 +672,21 @@ def _make_events(
         cdf = np.cumsum(_HOUR_PROFILE[d]) / _HOUR_PROFILE[d].sum()
         hour[mask] = np.minimum(np.searchsorted(cdf, u_hour[mask], side="right"), 23)
     start = day * _DAY_MS + hour * _HOUR_MS + rng.integers(0, _HOUR_MS, size=n_sessions)
+
+    # Renumber sessions chronologically: events then come out nearly sorted,
+    # which makes the final sort and the column gathers cache friendly.
+    perm = np.argsort(start, kind="stable")
+    s_user, s_views, s_size, s_keep, device, start = (
+        a[perm] for a in (s_user, s_views, s_size, s_keep, device, start)
+    )
+    first_view = np.concatenate([[0], np.cumsum(s_views)[:-1]])
+    sk_first = np.concatenate([[0], np.cumsum(sk.n_views)[:-1]])[alive[perm]]
+    n_v = int(s_views.sum())
+    v_session = np.repeat(np.arange(n_sessions), s_views)
+    src = np.repeat(sk_first - first_view, s_views) + np.arange(n_v)
+    v_source, v_click, v_cart, v_purchase = (
+        a[src] for a in (sk.source, sk.click, sk.cart, sk.purchase)
+    )
 
     # 4. View times: bounded gaps, so a session never runs past the period end.
     gap = _gaps(rng, _VIEW_GAP, n_v)
@@ -721,45 +724,49 @@ def _make_events(
     t_purchase = t_cart + _gaps(rng, _PURCHASE_GAP, n_v)
     ci, ai, pi = np.flatnonzero(v_click), np.flatnonzero(v_cart), np.flatnonzero(v_purchase)
     e_view = np.concatenate([np.arange(n_v), ci, ai, pi])
-    e_type = np.repeat(np.arange(4), [n_v, len(ci), len(ai), len(pi)])
+    e_type = np.repeat(np.arange(4, dtype=np.int8), [n_v, len(ci), len(ai), len(pi)])
     e_time = np.concatenate([v_time, t_click[ci], t_cart[ai], t_purchase[pi]])
-    # Some purchases use a promotion; `value` is what was actually paid.
-    discount = np.where(rng.random(len(pi)) < 0.15, rng.choice([0.1, 0.2, 0.3], len(pi)), 0.0)
-    e_value = np.full(len(e_view), np.nan)
-    e_value[e_type == 3] = np.round(cat.price[v_item[pi]] * (1.0 - discount), 2)
 
     # 8. Drop the latest events of partially kept sessions (their earliest
     #    events form a valid funnel prefix, as every step follows its cause).
-    e_session = v_session[e_view]
     partial_sessions = np.flatnonzero(s_keep < s_size)
     if partial_sessions.size:
-        rows = np.flatnonzero(np.isin(e_session, partial_sessions))
-        rows = rows[np.lexsort((e_time[rows], e_session[rows]))]
+        is_partial = np.zeros(n_sessions, dtype=bool)
+        is_partial[partial_sessions] = True
+        rows = np.flatnonzero(is_partial[v_session[e_view]])
+        rows_session = v_session[e_view[rows]]
+        rows = rows[np.lexsort((e_time[rows], rows_session))]
+        rows_session = v_session[e_view[rows]]
         starts = np.concatenate([[0], np.cumsum(s_size[partial_sessions])[:-1]])
         pos = np.arange(len(rows)) - np.repeat(starts, s_size[partial_sessions])
-        drop = np.zeros(len(e_view), dtype=bool)
-        drop[rows[pos >= s_keep[e_session[rows]]]] = True
-        e_view, e_type, e_time, e_value, e_session = (
-            a[~drop] for a in (e_view, e_type, e_time, e_value, e_session)
-        )
+        keep_row = np.ones(len(e_view), dtype=bool)
+        keep_row[rows[pos >= s_keep[rows_session]]] = False
+        e_view, e_type, e_time = e_view[keep_row], e_type[keep_row], e_time[keep_row]
     assert len(e_view) == n_events  # guaranteed by the trimming arithmetic
 
-    # 9. Chronological order; sessions numbered by first appearance.
+    # 9. Chronological order.  A session's first view is its earliest event
+    #    and sessions are numbered by start, so session numbers already follow
+    #    first appearance.
     order = np.argsort(e_time, kind="stable")
-    e_view, e_type, e_time, e_value, e_session = (
-        a[order] for a in (e_view, e_type, e_time, e_value, e_session)
-    )
-    session_code, _ = pd.factorize(e_session)
+    e_view, e_type, e_time = e_view[order], e_type[order], e_time[order]
+    e_session = v_session[e_view]
+    e_item = v_item[e_view]
     e_user = s_user[e_session]
+    # Some purchases use a promotion; `value` is what was actually paid.
+    e_value = np.full(n_events, np.nan)
+    bought = np.flatnonzero(e_type == 3)
+    promo = rng.random(len(bought)) < 0.15
+    discount = np.where(promo, rng.choice([0.1, 0.2, 0.3], size=len(bought)), 0.0)
+    e_value[bought] = np.round(cat.price[e_item[bought]] * (1.0 - discount), 2)
     return pd.DataFrame(
         {
             "event_id": _labels("e", n_events, 7, first=1),
-            "user_id": user_labels.take(e_user),
-            "item_id": item_labels.take(v_item[e_view]),
+            "user_id": _labels("u", n_users, 5, take=e_user),
+            "item_id": _labels("i", len(cat.cluster), 5, take=e_item),
             "event_type": _take(EVENT_TYPES, e_type),
             "value": e_value,
             "timestamp": _to_datetime(e_time),
-            "session_id": _labels("s", n_sessions, 6, first=1).take(session_code),
+            "session_id": _labels("s", n_sessions, 6, first=1, take=e_session),
             "device": _take(DEVICES, device[e_session]),
             "location": _take(CITIES, user_city[e_user]),
         }
@@ -818,24 +825,48 @@ def _take(labels: tuple[str, ...], codes: npt.NDArray[np.integer]) -> pd.api.ext
     return pd.array(list(labels), dtype="str").take(np.asarray(codes, dtype=np.int64))
 
 
+# "0000".."9999" as bytes: ids are assembled four digits at a time.
+_DIGITS4: Final = np.frombuffer(
+    "".join(f"{i:04d}" for i in range(10_000)).encode("ascii"), dtype=np.uint8
+).reshape(10_000, 4)
+
+
 def _labels(
-    prefix: str, n: int, min_width: int, first: int = 0
+    prefix: str,
+    n: int,
+    min_width: int,
+    first: int = 0,
+    take: IntArray | None = None,
 ) -> pd.api.extensions.ExtensionArray:
-    """Zero-padded ids such as ``u00042``, built without a per-row Python loop."""
+    """Zero-padded ids such as ``u00042``, optionally gathered by `take`.
+
+    Built as a fixed-width byte matrix (no per-row Python loop) and, when
+    pandas stores strings in Arrow, wrapped without copying.
+    """
     width = max(min_width, len(str(first + n - 1)))
-    prefix_bytes = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    buf = np.empty((n, len(prefix_bytes) + width), dtype=np.uint8)
-    buf[:, : len(prefix_bytes)] = prefix_bytes
+    head = len(prefix)
+    buf = np.empty((n, head + width), dtype=np.uint8)
+    buf[:, :head] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
     x = np.arange(first, first + n, dtype=np.int64)
-    for col in range(buf.shape[1] - 1, len(prefix_bytes) - 1, -1):
-        x, digit = np.divmod(x, 10)
-        buf[:, col] = digit + 48
+    end = head + width
+    while end > head:
+        chunk = min(4, end - head)
+        x, low = np.divmod(x, 10_000)
+        buf[:, end - chunk : end] = _DIGITS4[low, 4 - chunk :]
+        end -= chunk
+    row_width = buf.shape[1]
+    if take is not None:
+        # Gather whole rows as opaque fixed-size records (one memcpy each).
+        buf = buf.view(f"V{row_width}").ravel()[take].view(np.uint8).reshape(-1, row_width)
+    rows = len(buf)
     dtype = pd.array([""], dtype="str").dtype
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         import pyarrow as pa  # present whenever pandas uses Arrow-backed strings
 
-        offsets = np.arange(n + 1, dtype=np.int32) * buf.shape[1]
-        arrow = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
-        return pd.array(arrow, dtype=dtype)
-    fixed = buf.view(f"S{buf.shape[1]}").ravel().astype(f"U{buf.shape[1]}")
+        offsets = np.arange(rows + 1, dtype=np.int64) * row_width
+        arrow = pa.LargeStringArray.from_buffers(
+            rows, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf))
+        )
+        return pd.array(arrow.cast(pa.string()), dtype=dtype)
+    fixed = buf.view(f"S{row_width}").ravel().astype(f"U{row_width}")
     return pd.array(fixed.astype(object), dtype=dtype)

@@ -128,10 +128,10 @@ class SqlEventLog(_Tables):
                     }
                     for e in chunk
                 ]
+                # RETURNING counts what was new on every backend (rowcount may be -1).
                 statement = self._insert(events_table).on_conflict_do_nothing(
-                    index_elements=["event_id"])
-                result = conn.execute(statement, rows)
-                added += max(result.rowcount, 0)
+                    index_elements=["event_id"]).returning(events_table.c.seq)
+                added += len(conn.execute(statement, rows).all())
         return added
 
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -1,0 +1,359 @@
+"""The ``tailored`` command line: import data, train, evaluate, recommend, serve, demo."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tailored.errors import TailoredError
+from tailored.settings import Settings, load_settings
+from tailored.store import Store, open_store
+
+app = typer.Typer(help="tailored: a self-hosted personalization engine.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+import_app = typer.Typer(help="Import events, items, users or a MovieLens directory.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+console = Console()
+
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", help="Store URL, e.g. sqlite:///tailored.db or postgresql://host/db "
+    "(default: TAILORED_STORE_URL, tailored.toml, then sqlite:///tailored.db).")]
+DEFAULT_MODELS = ("popular", "item_knn", "als")
+
+
+def _settings(store_url: str | None = None, **overrides: Any) -> Settings:
+    return load_settings(store_url=store_url, **overrides)
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings.store_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        yield progress
+
+
+def _step(progress: Progress, description: str) -> Any:
+    return progress.add_task(description, total=None)
+
+
+def _parse_params(assignments: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON where they parse (numbers, booleans)."""
+    params: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{assignment!r} is not key=value", param_hint="--set")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+# ---- init / import ---------------------------------------------------------------------
+
+TOML_TEMPLATE = """# tailored settings; environment variables TAILORED_* override these.
+store_url = "{store_url}"
+model_dir = "tailored_models"
+model = "als"
+host = "127.0.0.1"
+port = 8000
+
+[event_weights]
+view = 1.0
+click = 2.0
+add_to_cart = 4.0
+purchase = 8.0
+rating = "value"
+"""
+
+
+@app.command()
+def init(store: StoreOption = None) -> None:
+    """Create the store (tables included) and a tailored.toml to edit, if there is none."""
+    settings = _settings(store)
+    with _store(settings):
+        console.print(f"store ready at [bold]{settings.store_url}[/]")
+    config = Path("tailored.toml")
+    if not config.exists():
+        config.write_text(TOML_TEMPLATE.format(store_url=settings.store_url))
+        console.print(f"wrote {config} (edit it to change weights, model and port)")
+
+
+def _import(kind: str, path: Path, store: str | None, skip_invalid: bool,
+            rejects: Path | None) -> None:
+    from tailored.ingest import import_file
+
+    settings = _settings(store)
+    with _store(settings) as opened, _progress() as progress:
+        _step(progress, f"importing {kind} from {path}")
+        report = import_file(opened, path, kind, skip_invalid=skip_invalid, rejects_path=rejects)
+    console.print(
+        f"{kind}: read {report.rows_read:,} rows, imported {report.imported:,}, "
+        f"already there {report.duplicates:,}, rejected {report.rejected:,} "
+        f"in {report.seconds:.1f}s ({report.rows_read / max(report.seconds, 1e-9):,.0f} rows/s)")
+    if report.rejected:
+        console.print(f"[yellow]rejected rows and reasons: {report.rejects_path}[/]")
+
+
+SkipInvalid = Annotated[bool, typer.Option(
+    "--skip-invalid", help="Import the valid rows and write rejected ones, with reasons, to a "
+    "rejects file (default: a file with any bad row imports nothing).")]
+Rejects = Annotated[Path | None, typer.Option(
+    help="Where --skip-invalid writes rejected rows (default FILE.rejects.csv).")]
+DataFile = Annotated[Path, typer.Argument(
+    help="A .csv, .tsv, .jsonl or .parquet file.", exists=True, dir_okay=False)]
+
+
+@import_app.command("events")
+def import_events(file: DataFile, store: StoreOption = None, skip_invalid: SkipInvalid = False,
+                  rejects: Rejects = None) -> None:
+    """Import events: user_id, item_id, [event_id, event_type, value, timestamp, session_id];
+    other columns become context (device, location, ...)."""
+    _import("events", file, store, skip_invalid, rejects)
+
+
+@import_app.command("items")
+def import_items(file: DataFile, store: StoreOption = None, skip_invalid: SkipInvalid = False,
+                 rejects: Rejects = None) -> None:
+    """Import items: item_id, [title, text, categories (a|b), available, created_at];
+    other columns become attributes (price, brand, ...)."""
+    _import("items", file, store, skip_invalid, rejects)
+
+
+@import_app.command("users")
+def import_users(file: DataFile, store: StoreOption = None, skip_invalid: SkipInvalid = False,
+                 rejects: Rejects = None) -> None:
+    """Import users: user_id, [consent]; other columns become attributes (age_band, ...)."""
+    _import("users", file, store, skip_invalid, rejects)
+
+
+@import_app.command("movielens")
+def import_movielens_command(
+    directory: Annotated[Path, typer.Argument(
+        help="A MovieLens directory: ML-100K (u.data, u.item, u.user) or ml-latest "
+        "(ratings.csv, movies.csv).", exists=True, file_okay=False)],
+    store: StoreOption = None,
+) -> None:
+    """Import a MovieLens dataset: ratings become events, movies items, people users."""
+    from tailored.ingest import import_movielens
+
+    settings = _settings(store)
+    with _store(settings) as opened, _progress() as progress:
+        _step(progress, f"importing MovieLens from {directory}")
+        reports = import_movielens(opened, directory)
+    for report in reports:
+        console.print(f"{report.kind}: imported {report.imported:,} of {report.rows_read:,} rows "
+                      f"in {report.seconds:.1f}s")
+
+
+# ---- train / evaluate / recommend ------------------------------------------------------
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", help="Model family: popular, item_knn or als (default: settings.model).")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="A model parameter as key=value, repeatable (e.g. --set factors=64).")]
+
+
+@app.command()
+def train(model: ModelOption = None, set_: SetOption = None, store: StoreOption = None,
+          promote: Annotated[bool, typer.Option(help="Make the new version the one that "
+                                                     "serves.")] = True) -> None:
+    """Train a model on everything in the store, validate it, register it and promote it."""
+    from tailored.jobs import train_model
+
+    settings = _settings(store)
+    name = model or settings.model
+    with _store(settings) as opened, _progress() as progress:
+        task = _step(progress, f"training {name}")
+        trained = train_model(opened, settings, name, _parse_params(set_), promote=promote,
+                              progress=lambda m: progress.update(task, description=m))
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
+    console.print(f"model {name} version {trained.version.version} at {trained.version.path}"
+                  f"{' (active)' if trained.version.active else ''}; temporal split: {metrics}")
+
+
+def _evaluation_table(table: pd.DataFrame) -> Table:
+    attrs = table.attrs
+    rich_table = Table(title=f"{attrs.get('split')} split, {attrs.get('test_users')} test users")
+    rich_table.add_column("model")
+    for column in table.columns:
+        rich_table.add_column(column, justify="right")
+    for name, row in table.iterrows():
+        rich_table.add_row(str(name), *(f"{value:.4f}" for value in row))
+    return rich_table
+
+
+@app.command()
+def evaluate(
+    models: Annotated[str, typer.Option(help="Comma-separated model families.")] =
+        ",".join(DEFAULT_MODELS),
+    k: Annotated[int, typer.Option(min=1, help="List length for the metrics.")] = 10,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.99, help="Share of events (the latest) in the test period.")] = 0.2,
+    store: StoreOption = None,
+) -> None:
+    """Compare models on a temporal split of the store's events (NDCG and Recall at k).
+
+    The last TEST_FRACTION of events by time form the test period; test users have train
+    history and test events on train items they had not touched; models rank all train
+    items except the user's own."""
+    from tailored.dataset import Dataset, temporal_split
+    from tailored.evaluation import compare
+    from tailored.models import create
+
+    settings = _settings(store)
+    names = [n.strip() for n in models.split(",") if n.strip()]
+    candidates = {name: create(name) for name in names}
+    with _store(settings) as opened, _progress() as progress:
+        task = _step(progress, "reading the store")
+        split = temporal_split(Dataset.from_store(opened, settings.event_weights), test_fraction)
+        table, _ = compare(candidates, split, k,
+                           progress=lambda n: progress.update(task, description=f"fitting {n}"))
+        progress.update(task, description="evaluated")
+    console.print(_evaluation_table(table))
+
+
+@app.command()
+def recommend(
+    users: Annotated[list[str] | None, typer.Argument(help="User ids.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    all_users: Annotated[bool, typer.Option("--all", help="Every user in the store.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        help="Write to this .csv or .parquet file instead of printing.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Recommend with the active model from each user's current history in the store."""
+    from tailored.pipeline import LiveRecommender
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        live = LiveRecommender.active(opened)
+        ids = (opened.events.frame()["user_id"].unique().tolist() if all_users
+               else list(users or []))
+        if not ids:
+            raise typer.BadParameter("name at least one user id, or pass --all")
+        recs = live.recommend(ids, k=k)
+    if output is not None:
+        if output.suffix == ".parquet":
+            recs.to_parquet(output, index=False)
+        else:
+            recs.to_csv(output, index=False)
+        console.print(f"wrote {len(recs):,} recommendations for {len(ids):,} users to {output}")
+        return
+    console.print(_recommendations_table(recs, live.version.name if live.version else "model"))
+
+
+def _recommendations_table(recs: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("user_id", "rank", "item_id", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in recs.itertuples(index=False):
+        table.add_row(str(row.user_id), str(row.rank), str(row.item_id), f"{row.score:.4f}")
+    return table
+
+
+# ---- serve / demo ----------------------------------------------------------------------
+
+Host = Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default 8000).")]
+
+
+def _serve(settings: Settings) -> None:
+    from tailored.serving import run
+
+    console.print(f"serving on [bold]http://{settings.host}:{settings.port}[/] "
+                  f"(API docs: http://{settings.host}:{settings.port}/docs); Ctrl-C stops")
+    console.print(f"  try: curl 'http://{settings.host}:{settings.port}/recommendations/"
+                  "u00001?k=5'")
+    run(settings)
+
+
+@app.command()
+def serve(host: Host = None, port: Port = None, store: StoreOption = None) -> None:
+    """Serve the REST API with the active model."""
+    _serve(_settings(store, host=host, port=port))
+
+
+@app.command()
+def demo(
+    serve_api: Annotated[bool, typer.Option(
+        "--serve/--no-serve", help="Serve the API when done (until Ctrl-C).")] = True,
+    users: Annotated[int, typer.Option(min=50, help="Sample shop users.")] = 2_000,
+    items: Annotated[int, typer.Option(min=20, help="Sample shop items.")] = 500,
+    events: Annotated[int, typer.Option(min=1_000, help="Sample shop events.")] = 100_000,
+    data_dir: Annotated[Path, typer.Option(help="Where the sample shop's files go.")] =
+        Path("sample_shop"),
+    store: StoreOption = None, host: Host = None, port: Port = None,
+) -> None:
+    """The whole loop on the embedded default: generate a sample shop, import it, train
+    popular / item-kNN / ALS, evaluate them, show recommendations, then serve."""
+    from tailored.dataset import Dataset, temporal_split
+    from tailored.evaluation import compare
+    from tailored.ingest import import_file
+    from tailored.jobs import train_model
+    from tailored.models import create
+    from tailored.pipeline import LiveRecommender
+    from tailored.sample import shop
+
+    settings = _settings(store, host=host, port=port)
+    started = time.perf_counter()
+    with _store(settings) as opened, _progress() as progress:
+        task = _step(progress, f"generating a sample shop ({events:,} events)")
+        sample = shop(n_users=users, n_items=items, n_events=events, seed=0)
+        paths = {p.stem: p for p in sample.write(data_dir, format="csv")}
+        for kind in ("items", "users", "events"):
+            progress.update(task, description=f"importing {paths[kind]}")
+            import_file(opened, paths[kind], kind)
+        progress.update(task, description="evaluating on a temporal split")
+        split = temporal_split(Dataset.from_store(opened, settings.event_weights))
+        table, _ = compare({name: create(name) for name in DEFAULT_MODELS}, split,
+                           progress=lambda n: progress.update(task, description=f"fitting {n}"))
+        for name in DEFAULT_MODELS:
+            progress.update(task, description=f"training {name} on all events")
+            train_model(opened, settings, name, validate=False, promote=name == settings.model)
+        progress.update(task, description=f"ready in {time.perf_counter() - started:.0f}s")
+        live = LiveRecommender.active(opened)
+        examples = live.recommend(sample.users["user_id"].head(3).tolist(), k=5)
+    console.print(_evaluation_table(table))
+    titles = sample.items.set_index("item_id")["title"]
+    examples["item_id"] = examples["item_id"] + " " + examples["item_id"].map(titles)
+    console.print(_recommendations_table(examples, f"example recommendations ({settings.model})"))
+    if serve_api:
+        _serve(settings)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from tailored import __version__
+
+    console.print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except TailoredError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise SystemExit(1) from None

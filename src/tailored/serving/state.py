@@ -1,0 +1,160 @@
+"""What a running service holds: the store, its settings and the model that serves.
+
+The served model is one reference to a :class:`~tailored.pipeline.LiveRecommender`.
+A swap (a promotion through the API, or a new active version found in the registry)
+loads the new model completely first and then replaces that reference, so a request
+in flight finishes on the model it started with and none is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tailored.errors import ModelNotFoundError
+from tailored.models import Recommender
+from tailored.pipeline import LiveRecommender
+from tailored.settings import Settings
+from tailored.store import ModelVersion, Store
+
+logger = logging.getLogger("tailored.serving")
+
+#: How often, at most, a request checks the registry for a newly promoted version.
+REGISTRY_POLL_SECONDS = 2.0
+
+
+class ModelLoadError(Exception):
+    """A registered model version whose artifact cannot be loaded."""
+
+    def __init__(self, version: ModelVersion, cause: Exception) -> None:
+        super().__init__(
+            f"model version {version.version} ({version.name}) cannot be loaded from "
+            f"{version.path}: {type(cause).__name__}: {cause}")
+        self.version = version
+
+
+def load_version(store: Store, version: ModelVersion) -> LiveRecommender:
+    """The model of ``version``, loaded completely and bound to ``store``."""
+    try:
+        model = Recommender.load(Path(version.path))
+    except Exception as error:  # a missing or corrupt artifact: say which and where
+        raise ModelLoadError(version, error) from error
+    return LiveRecommender(store, model, version)
+
+
+class ServiceState:
+    """The store, the settings and the live recommender of one running app.
+
+    ``current()`` is what request handlers call: it returns the model serving now,
+    after checking (at most every ``registry_poll_seconds``) whether another process
+    promoted a different version, and swapping to it if so.
+    """
+
+    def __init__(self, store: Store, settings: Settings, *,
+                 registry_poll_seconds: float = REGISTRY_POLL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.settings = settings
+        self.registry_poll_seconds = registry_poll_seconds
+        self._clock = clock
+        self._live: LiveRecommender | None = None
+        self._load_error: str | None = None
+        self._checked_at = -float("inf")
+        self._swap_lock = threading.Lock()
+
+    # ---- reading ----------------------------------------------------------------------
+
+    @property
+    def live(self) -> LiveRecommender | None:
+        """The model serving now, without looking at the registry."""
+        return self._live
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the registry's active version is not serving, if it failed to load."""
+        return self._load_error
+
+    def current(self) -> LiveRecommender | None:
+        """The model serving now, after picking up a version promoted elsewhere."""
+        self.refresh()
+        return self._live
+
+    # ---- changing ---------------------------------------------------------------------
+
+    def load_active(self) -> None:
+        """Serve the registry's active version (at startup); no model is not an error."""
+        with self._swap_lock:
+            self._checked_at = self._clock()
+            try:
+                live = LiveRecommender.active(self.store)
+            except ModelNotFoundError:
+                logger.warning("no trained model in the store at %s yet; recommendations "
+                               "answer 503 until one is trained with `tailored train`",
+                               self.store.url)
+                return
+            except Exception as error:
+                self._load_error = str(error)
+                logger.error("the active model cannot be loaded: %s", error)
+                return
+            self._install(live)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Swap to the registry's active version if it changed since the last check.
+
+        Checks at most every ``registry_poll_seconds`` (one cheap query). Only one
+        request checks at a time; the others go on with the model serving now.
+        """
+        if not force and self._clock() - self._checked_at < self.registry_poll_seconds:
+            return
+        if not self._swap_lock.acquire(blocking=False):
+            return
+        try:
+            self._checked_at = self._clock()
+            active = self.store.models.active()
+            if active is None or active.version == self.serving_version:
+                return
+            try:
+                live = load_version(self.store, active)
+            except ModelLoadError as error:
+                # Keep serving what we have; the next check tries again.
+                self._load_error = str(error)
+                logger.error("%s; still serving version %s", error, self.serving_version)
+                return
+            self._install(live)
+        finally:
+            self._swap_lock.release()
+
+    def promote(self, version: int) -> tuple[ModelVersion, int | None]:
+        """Make ``version`` active in the registry and serve it; return it and the previous.
+
+        The model is loaded before the registry changes, so a broken artifact is never
+        promoted; requests keep being answered by the old model until the swap.
+        """
+        with self._swap_lock:
+            found = self.store.models.get(version)
+            if found is None:
+                raise ModelNotFoundError(
+                    f"model version {version} is not in the registry; GET /models lists "
+                    "the versions there are")
+            previous = self.serving_version
+            live = load_version(self.store, found)  # raises ModelLoadError, nothing changed
+            promoted = self.store.models.promote(version)
+            self._install(LiveRecommender(self.store, live.model, promoted))
+            self._checked_at = self._clock()
+            return promoted, previous
+
+    @property
+    def serving_version(self) -> int | None:
+        live = self._live
+        return None if live is None or live.version is None else live.version.version
+
+    def _install(self, live: LiveRecommender) -> None:
+        previous = self.serving_version
+        self._live = live  # the swap: one reference, requests in flight keep the old one
+        self._load_error = None
+        if live.version is not None and live.version.version != previous:
+            logger.info("serving model %s version %s (was %s)", live.version.name,
+                        live.version.version, previous)

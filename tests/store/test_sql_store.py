@@ -1,0 +1,73 @@
+"""The store contract on SQLite (always) and PostgreSQL (when the server is there)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tailored.schema import Event
+from tailored.store import Store, open_store
+from tailored.testing.store_contract import StoreContract
+
+POSTGRES_URL = os.environ.get("TAILORED_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+        yield store
+        store.close()
+
+    def test_uses_write_ahead_logging(self, tmp_path: Path) -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'wal.db'}")
+        store.events.add([Event(user_id="u", item_id="i")])
+        assert (tmp_path / "wal.db-wal").exists()
+        store.close()
+
+    def test_events_survive_reopening(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'durable.db'}"
+        first = open_store(url)
+        first.events.add([Event(user_id="u", item_id="i")])
+        first.close()
+        assert open_store(url).events.count() == 1
+
+
+def _postgres_database() -> Iterator[str]:
+    admin_url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            name = f"tailored_test_{uuid.uuid4().hex[:10]}"
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # the server is not there: say so loudly
+        warnings.warn(f"PostgreSQL store tests SKIPPED: cannot reach {POSTGRES_URL}: {error}",
+                      stacklevel=1)
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {error}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_database()
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[Store]:
+        store = open_store(postgres_url)
+        yield store
+        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+            for table in ("events", "items", "users", "model_versions"):
+                conn.execute(sa.text(f"TRUNCATE {table} RESTART IDENTITY"))
+        store.close()
