@@ -16,7 +16,9 @@ class UserQuery:
     When ``events`` is given it is the users' whole history as of now (columns
     ``user_id``, ``item_id`` and optionally ``event_type``, ``value``); models score
     from it, so an event from a second ago counts without retraining. When it is
-    ``None`` the histories seen at training time are used.
+    ``None`` the histories seen at training time are used. ``profiles`` optionally
+    carries user attributes (``user_id`` plus attribute columns) for users the model
+    has not seen, and ``context`` describes the moment (device, location, hour, ...).
 
     Examples
     --------
@@ -30,6 +32,7 @@ class UserQuery:
     user_ids: tuple[str, ...]
     events: pd.DataFrame | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    profiles: pd.DataFrame | None = None
 
     @classmethod
     def of(cls, users: str | Sequence[str] | UserQuery) -> UserQuery:

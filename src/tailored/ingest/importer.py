@@ -293,13 +293,13 @@ def import_file(store: Store, path: str | Path, kind: str, *, skip_invalid: bool
     >>> from tailored.store import open_store
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.csv"
     >>> _ = path.write_text("user_id,item_id,timestamp,device\\n"
-    ...                     "u1,i1,2024-05-01T12:00:00Z,mobile\\nu1,i2,1714564900,\\n")
+    ...                     "u1,i1,2024-05-01T12:00:00Z,mobile\\nu1,i2,1714564900,tv\\n")
     >>> store = open_store("sqlite://")
     >>> report = import_file(store, path, "events")
     >>> report.imported, report.duplicates, import_file(store, path, "events").duplicates
     (2, 0, 2)
     >>> store.events.frame()["context"].tolist()
-    [{'device': 'mobile'}, {}]
+    [{'device': 'mobile'}, {'device': 'tv'}]
     """
     kind = check_kind(kind)
     path = Path(path)

@@ -27,7 +27,8 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 _OBJECT_FIELDS = ("context", "attributes")
 _TIME_FIELDS = ("timestamp", "created_at")
-_SCALAR_ONLY = "must be text, a number, true/false or null (nested objects and lists are not allowed)"
+_SCALAR_ONLY = ("must be text, a number, true/false or null "
+                "(nested objects and lists are not allowed)")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Recommenders: one module per family, each a typed config plus a ``Recommender``."""
 
 from tailored.models.als import ALS, ALSConfig
-from tailored.models.base import ModelConfig, Recommender
+from tailored.models.base import ModelConfig, Recommender, ScoringBatch
 from tailored.models.knn import ItemKNN, ItemKNNConfig
 from tailored.models.popular import Popular, PopularConfig
 
@@ -16,4 +16,4 @@ def create(name: str, **params: object) -> Recommender:
 
 
 __all__ = ["ALS", "MODELS", "ALSConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
-           "PopularConfig", "Recommender", "create"]
+           "PopularConfig", "Recommender", "ScoringBatch", "create"]

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender
+from .base import ModelConfig, Recommender, ScoringBatch
 
 
 class ALSConfig(ModelConfig):
@@ -79,12 +79,12 @@ class ALS(Recommender):
                                                      self._confidence(history))
         return np.asarray(factors, dtype=np.float32)
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        factors = np.empty((len(users), self.config.factors), dtype=np.float32)
-        known = users >= 0
-        factors[known] = self.user_factors_[users[known]]
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        factors = np.empty((len(batch), self.config.factors), dtype=np.float32)
+        known = batch.users >= 0
+        factors[known] = self.user_factors_[batch.users[known]]
         if (~known).any():
-            factors[~known] = self._fold_in(sp.csr_matrix(history[~known]))
+            factors[~known] = self._fold_in(sp.csr_matrix(batch.history[~known]))
         return factors @ self.item_factors_.T
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,6 +31,36 @@ Users = str | Sequence[str] | UserQuery
 _SCORE_BUDGET = 2**24  # floats per scoring batch (64 MB), whatever the catalog size
 
 
+@dataclass(frozen=True)
+class ScoringBatch:
+    """What ``_score`` sees for a batch of users, all in dense indices.
+
+    ``users[i]`` is user i's training row, or -1 when the user is new or brought a
+    current history (score those from ``history`` alone). ``history`` holds event
+    weights over the model's items. ``sequences`` (only for models with
+    ``needs_sequences``) lists each user's item indices oldest first. ``profiles`` has
+    attributes of users the query described (``user_id`` + attribute columns).
+    """
+
+    user_ids: tuple[str, ...]
+    users: np.ndarray
+    history: sp.csr_matrix
+    sequences: list[np.ndarray] | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    profiles: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def rows(self, start: int, stop: int) -> ScoringBatch:
+        """A slice of the batch (users ``start`` to ``stop``)."""
+        return ScoringBatch(
+            self.user_ids[start:stop], self.users[start:stop],
+            sp.csr_matrix(self.history[start:stop]),
+            None if self.sequences is None else self.sequences[start:stop],
+            self.context, self.profiles)
+
+
 class ModelConfig(BaseModel):
     """Base of every model's typed configuration: strict, immutable, JSON round-trip."""
 
@@ -47,11 +78,13 @@ class Recommender(ABC):
     """Learns from a :class:`Dataset`, then scores and recommends items for users.
 
     Subclasses set ``name`` and ``Config`` and implement ``_fit`` and ``_score`` (and
-    ``_arrays``/``_restore`` for what they learn). Learned state ends in ``_``.
+    ``_arrays``/``_restore`` for what they learn). Learned state ends in ``_``. Models
+    that read the order of a history set ``needs_sequences``.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
+    needs_sequences: ClassVar[bool] = False
     _registry: ClassVar[dict[str, type[Recommender]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -83,6 +116,8 @@ class Recommender(ABC):
         self.popularity_ = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
         self.data_digest_ = data.digest
         self.fitted_at_ = datetime.now(UTC).isoformat(timespec="seconds")
+        if self.needs_sequences:
+            self.sequences_ = _sequences(data.events, data.user_vocab, data.item_vocab)
         self._fit(matrix, data)
         return self
 
@@ -91,12 +126,8 @@ class Recommender(ABC):
         """Learn from the users x items weight matrix (and, if useful, the rest of data)."""
 
     @abstractmethod
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        """Scores (len(users) x n_items) from histories.
-
-        ``users[i]`` is the training row of user i, or -1 when the user is new or their
-        history changed since training: score those from ``history`` alone.
-        """
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        """Scores, one row per user of the batch and one column per item."""
 
     def _fallback(self) -> np.ndarray:
         """Scores for users with no history at all."""
@@ -118,24 +149,34 @@ class Recommender(ABC):
         self._check_fitted()
         return self.item_vocab_.ids
 
-    def _resolve(self, users: Users) -> tuple[tuple[str, ...], np.ndarray, sp.csr_matrix]:
-        """User ids, their training rows (-1: score from history), their history matrix."""
+    def _resolve(self, users: Users) -> ScoringBatch:
+        """The query in dense indices: training rows (-1: from history) and histories."""
         query = UserQuery.of(users)
+        sequences = None
         if query.events is None:
             rows = self.user_vocab_.indices(list(query.user_ids))
             history = self.user_items_[np.maximum(rows, 0)]
             if (rows < 0).any():  # unknown users have no history
                 history = sp.diags((rows >= 0).astype(np.float32)) @ history
-            return query.user_ids, rows, sp.csr_matrix(history)
-        history = interaction_matrix(query.events, Vocabulary(query.user_ids), self.item_vocab_,
-                                     self.weights_)
-        # The query vocabulary sorts ids; put rows back in the order the caller asked.
-        order = Vocabulary(query.user_ids).indices(list(query.user_ids))
-        return query.user_ids, np.full(len(order), -1), sp.csr_matrix(history[order])
+            if self.needs_sequences:
+                sequences = [self.sequences_[row] if row >= 0 else np.zeros(0, np.int64)
+                             for row in rows]
+        else:
+            vocab = Vocabulary(query.user_ids)
+            # The query vocabulary sorts ids; put rows back in the order the caller asked.
+            order = vocab.indices(list(query.user_ids))
+            history = interaction_matrix(query.events, vocab, self.item_vocab_,
+                                         self.weights_)[order]
+            rows = np.full(len(order), -1)
+            if self.needs_sequences:
+                by_user = _sequences(query.events, vocab, self.item_vocab_)
+                sequences = [by_user[row] for row in order]
+        return ScoringBatch(query.user_ids, rows, sp.csr_matrix(history, dtype=np.float32),
+                            sequences, query.context, query.profiles)
 
-    def _scores(self, rows: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        scores = np.asarray(self._score(rows, history), dtype=np.float32)
-        empty = np.diff(history.indptr) == 0
+    def _scores(self, batch: ScoringBatch) -> np.ndarray:
+        scores = np.asarray(self._score(batch), dtype=np.float32)
+        empty = np.diff(batch.history.indptr) == 0
         if empty.any():
             scores[empty] = self._fallback()
         return scores
@@ -146,8 +187,7 @@ class Recommender(ABC):
         Returns an array of shape (n_users, n_items); unknown items score NaN.
         """
         self._check_fitted()
-        _, rows, history = self._resolve(users)
-        scores = self._scores(rows, history)
+        scores = self._scores(self._resolve(users))
         if items is None:
             return scores
         columns = self.item_vocab_.indices(list(items))
@@ -166,23 +206,23 @@ class Recommender(ABC):
         self._check_fitted()
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        user_ids, rows, history = self._resolve(users)
+        batch = self._resolve(users)
         allowed = None
         if candidates is not None:
             allowed = np.zeros(len(self.item_vocab_), dtype=bool)
             columns = self.item_vocab_.indices(list(candidates))
             allowed[columns[columns >= 0]] = True
-        batch = max(1, _SCORE_BUDGET // max(1, len(self.item_vocab_)))
         parts = []
-        for start in range(0, len(user_ids), batch):
-            stop = start + batch
-            scores = self._scores(rows[start:stop], history[start:stop])
+        step = max(1, _SCORE_BUDGET // max(1, len(self.item_vocab_)))
+        for start in range(0, len(batch), step):
+            part = batch.rows(start, start + step)
+            scores = self._scores(part)
             if exclude_seen:
-                seen = history[start:stop].tocoo()
+                seen = part.history.tocoo()
                 scores[seen.row, seen.col] = -np.inf
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
-            parts.append(_top_k(scores, k, user_ids[start:stop], self.item_vocab_.ids))
+            parts.append(_top_k(scores, k, part.user_ids, self.item_vocab_.ids))
         if not parts:
             return _top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
         return pd.concat(parts, ignore_index=True)
@@ -216,7 +256,7 @@ class Recommender(ABC):
         """What this model learned, as named arrays."""
         return {}
 
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 (optional hook)
         """Set learned state from ``_arrays`` output."""
 
     def save(self, path: str | Path) -> Path:
@@ -237,6 +277,10 @@ class Recommender(ABC):
             "user_items.indptr": matrix.indptr, "popularity": self.popularity_,
             **{f"model.{key}": value for key, value in self._arrays().items()},
         }
+        if self.needs_sequences:
+            arrays["sequences.items"] = np.concatenate([np.zeros(0, np.int64),
+                                                        *self.sequences_])
+            arrays["sequences.lengths"] = np.array([len(s) for s in self.sequences_])
         (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         np.savez(directory / "arrays.npz", allow_pickle=False, **arrays)
         return directory
@@ -265,9 +309,29 @@ class Recommender(ABC):
         model.popularity_ = arrays["popularity"]
         model.data_digest_ = meta["data_digest"]
         model.fitted_at_ = meta["fitted_at"]
+        if model.needs_sequences:
+            ends = np.cumsum(arrays["sequences.lengths"])
+            model.sequences_ = np.split(arrays["sequences.items"], ends[:-1]) if len(ends) else []
         model._restore({key[6:]: value for key, value in arrays.items()
                         if key.startswith("model.")})
         return model
+
+
+def _sequences(events: pd.DataFrame, user_vocab: Vocabulary,
+               item_vocab: Vocabulary) -> list[np.ndarray]:
+    """Each user's known item indices, oldest first (ties keep the frame's order)."""
+    frame = pd.DataFrame({"user": user_vocab.indices(events["user_id"].astype(str)),
+                          "item": item_vocab.indices(events["item_id"].astype(str))})
+    if "timestamp" in events.columns:
+        frame["time"] = events["timestamp"].to_numpy()
+        frame = frame.sort_values(["user", "time"], kind="stable")
+    else:
+        frame = frame.sort_values("user", kind="stable")
+    frame = frame[(frame["user"] >= 0) & (frame["item"] >= 0)]
+    sequences = [np.zeros(0, np.int64)] * len(user_vocab)
+    for user, items in frame.groupby("user", sort=False)["item"]:
+        sequences[int(user)] = items.to_numpy(np.int64)
+    return sequences
 
 
 def _top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender
+from .base import ModelConfig, Recommender, ScoringBatch
 
 _BLOCK_BUDGET = 2**22  # dense similarity cells per block while pruning neighbours
 
@@ -48,8 +48,8 @@ class ItemKNN(Recommender):
     def _prepare(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
         return (matrix > 0).astype(np.float32) if self.config.binary else matrix
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((self._prepare(history) @ self.similarity_).toarray())
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return np.asarray((self._prepare(batch.history) @ self.similarity_).toarray())
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity_[columns].toarray())

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender
+from .base import ModelConfig, Recommender, ScoringBatch
 
 
 class PopularConfig(ModelConfig):
@@ -47,8 +47,8 @@ class Popular(Recommender):
             matrix = (matrix > 0).astype(np.float32)
         self.item_scores_ = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return np.tile(self.item_scores_, (len(users), 1))
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return np.tile(self.item_scores_, (len(batch), 1))
 
     def _fallback(self) -> np.ndarray:
         return self.item_scores_

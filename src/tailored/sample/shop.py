@@ -719,13 +719,13 @@ def _make_events(
     v_item[late] = cat.by_cluster[cat.cluster_start[v_cluster[late]]]
 
     # 7. Funnel: click after the view, cart after the click, purchase last.
-    t_click = v_time + _gaps(rng, _CLICK_GAP, n_v)
-    t_cart = t_click + _gaps(rng, _CART_GAP, n_v)
-    t_purchase = t_cart + _gaps(rng, _PURCHASE_GAP, n_v)
     ci, ai, pi = np.flatnonzero(v_click), np.flatnonzero(v_cart), np.flatnonzero(v_purchase)
+    t_click = v_time[ci] + _gaps(rng, _CLICK_GAP, len(ci))
+    t_cart = t_click[np.searchsorted(ci, ai)] + _gaps(rng, _CART_GAP, len(ai))
+    t_purchase = t_cart[np.searchsorted(ai, pi)] + _gaps(rng, _PURCHASE_GAP, len(pi))
     e_view = np.concatenate([np.arange(n_v), ci, ai, pi])
     e_type = np.repeat(np.arange(4, dtype=np.int8), [n_v, len(ci), len(ai), len(pi)])
-    e_time = np.concatenate([v_time, t_click[ci], t_cart[ai], t_purchase[pi]])
+    e_time = np.concatenate([v_time, t_click, t_cart, t_purchase])
 
     # 8. Drop the latest events of partially kept sessions (their earliest
     #    events form a valid funnel prefix, as every step follows its cause).
@@ -856,8 +856,8 @@ def _labels(
         end -= chunk
     row_width = buf.shape[1]
     if take is not None:
-        # Gather whole rows as opaque fixed-size records (one memcpy each).
-        buf = buf.view(f"V{row_width}").ravel()[take].view(np.uint8).reshape(-1, row_width)
+        # Gather whole rows as fixed-size byte strings (one memcpy each).
+        buf = buf.view(f"S{row_width}").ravel()[take].view(np.uint8).reshape(-1, row_width)
     rows = len(buf)
     dtype = pd.array([""], dtype="str").dtype
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
@@ -867,6 +867,6 @@ def _labels(
         arrow = pa.LargeStringArray.from_buffers(
             rows, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf))
         )
-        return pd.array(arrow.cast(pa.string()), dtype=dtype)
+        return pd.array(arrow, dtype=dtype)  # pandas keeps large_string as is
     fixed = buf.view(f"S{row_width}").ravel().astype(f"U{row_width}")
     return pd.array(fixed.astype(object), dtype=dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tailored.store import ModelVersion
@@ -90,13 +91,15 @@ class Health(_Response):
         "detail": None,
     }]})
 
-    status: Literal["ok", "degraded"] = Field(
-        description="`degraded` when the registry's active model cannot be loaded.")
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="`degraded` when the registry's active model cannot be loaded, "
+                    "`unavailable` when the store does not answer.")
     store: str = Field(description="The store URL, password masked.")
-    events: int = Field(description="Events in the store.")
+    events: int | None = Field(description="Events in the store (null when it does not "
+                                           "answer).")
     model: ServingModel | None = Field(
         description="The model serving recommendations; null until one is trained.")
-    detail: str | None = Field(None, description="What is wrong, when degraded.")
+    detail: str | None = Field(None, description="What is wrong, when not ok.")
 
 
 class ModelVersionInfo(_Response):
@@ -138,3 +141,10 @@ class Promotion(_Response):
     serving: ModelVersionInfo = Field(description="The version now active and serving.")
     previous: int | None = Field(
         description="The version served before, to promote again for a rollback.")
+
+
+def scored_items(frame: pd.DataFrame, item_column: str = "item_id") -> list[ScoredItem]:
+    """Rows of a model's top-k frame (``item_column``, ``score``, ``rank``) as items."""
+    return [ScoredItem(item_id=str(item), score=float(score), rank=int(rank))
+            for item, score, rank in zip(frame[item_column], frame["score"], frame["rank"],
+                                         strict=True)]

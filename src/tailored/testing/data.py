@@ -13,7 +13,9 @@ def checkerboard(n_users: int = 40, n_items: int = 20, density: float = 0.5,
     """Two taste groups: users ``a*`` touch only items ``A*``, users ``b*`` only ``B*``.
 
     Every user leaves some of their group's items untouched, so a good model
-    recommends the rest of the group and never the other group's items.
+    recommends the rest of the group and never the other group's items. Items carry a
+    group category and words in their text, users a group attribute, so content and
+    profile based models have the same signal.
 
     Examples
     --------
@@ -36,7 +38,21 @@ def checkerboard(n_users: int = 40, n_items: int = 20, density: float = 0.5,
                                       p=[0.6, 0.3, 0.1])
     events["timestamp"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
         np.arange(len(events)), unit="min")
-    return Dataset.from_frame(events)
+    item_ids = sorted(set(events["item_id"]) | {f"{g}{i:03d}" for g in "AB"
+                                                  for i in range(n_items // 2)})
+    words = {"a": "sturdy hiking boot trail", "b": "silk evening dress party"}
+    items = pd.DataFrame({
+        "item_id": item_ids,
+        "title": [f"{words[group_of(i)].split()[0]} item {i}" for i in item_ids],
+        "text": [words[group_of(i)] for i in item_ids],
+        "categories": [[f"group-{group_of(i)}"] for i in item_ids],
+        "price": [10.0 + k for k in range(len(item_ids))],
+    })
+    user_ids = sorted(set(events["user_id"]))
+    users = pd.DataFrame({"user_id": user_ids,
+                          "taste": [f"likes-{group_of(u)}" for u in user_ids],
+                          "location": rng.choice(["Berlin", "Paris"], size=len(user_ids))})
+    return Dataset.from_frame(events, items=items, users=users)
 
 
 def group_of(external_id: str) -> str:

@@ -1,0 +1,102 @@
+"""POST /events: what users did, one event or a batch, acknowledged once durable."""
+
+from __future__ import annotations
+
+import email.message
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
+from pydantic import Discriminator, Field, Tag
+
+from tailored.schema import Event
+
+from ..deps import SettingsDep, StoreDep
+from ..schemas import EventsReceipt
+
+router = APIRouter(tags=["events"])
+
+
+def _shape(payload: Any) -> str:
+    return "batch" if isinstance(payload, list) else "event"
+
+
+#: One event object, or a JSON list of them. Validation errors name the shape and the
+#: field: ``["body", "event", "user_id"]`` or ``["body", "batch", 3, "value"]``.
+EventsBody = Annotated[
+    Annotated[Event, Tag("event")]
+    | Annotated[list[Event], Tag("batch"), Field(min_length=1)],
+    Discriminator(_shape),
+]
+
+_EXAMPLES = {
+    "one event": {"summary": "One event", "value": {
+        "event_id": "e-1001", "user_id": "u42", "item_id": "i7", "event_type": "purchase",
+        "timestamp": "2024-05-01T12:00:00Z", "context": {"device": "mobile"}}},
+    "batch": {"summary": "A batch", "value": [
+        {"user_id": "u42", "item_id": "i7", "event_type": "view"},
+        {"user_id": "u42", "item_id": "i9", "event_type": "rating", "value": 4.5}]},
+}
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json"))
+
+
+async def check_batch(request: Request, settings: SettingsDep) -> None:
+    """Refuse a body that is not JSON (415) or a batch that is too big (413) early,
+    before each event in it is validated."""
+    body = await request.body()
+    if not body:
+        return  # the body parameter reports a missing body
+    if not _is_json(request.headers.get("content-type")):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail="send events as JSON with the header `Content-Type: application/json`")
+    try:
+        payload = await request.json()  # parsed once, FastAPI reuses it
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # the body parameter reports where the JSON is broken
+    limit = settings.max_batch_events
+    if isinstance(payload, list) and len(payload) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"a batch holds at most {limit:,} events (max_batch_events), this one "
+                   f"has {len(payload):,}; split it into smaller batches")
+
+
+@router.post(
+    "/events",
+    summary="Record one event or a batch",
+    description=(
+        "Accepts one event object or a JSON list of events (at most `max_batch_events`). "
+        "Answers only after every event is durable in the store, so an acknowledged event "
+        "survives a crash, and the next recommendation for its user already counts it. "
+        "Idempotent by `event_id`: an event whose id is stored already is skipped and "
+        "counted as a duplicate (events without an id get one derived from their content). "
+        "Status 201 when at least one event was new, 200 when all were duplicates."
+    ),
+    response_model=EventsReceipt,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": EventsReceipt, "description": "Every event was stored already."},
+        413: {"description": "The batch holds more than `max_batch_events` events."},
+        415: {"description": "The body is not sent as `application/json`."},
+    },
+    dependencies=[Depends(check_batch)],
+)
+def post_events(
+    body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)],
+    store: StoreDep, response: Response,
+) -> EventsReceipt:
+    events = [body] if isinstance(body, Event) else body
+    stored = store.events.add(events)  # one transaction; durable on return
+    if stored == 0:
+        response.status_code = status.HTTP_200_OK
+    return EventsReceipt(received=len(events), stored=stored, duplicates=len(events) - stored)

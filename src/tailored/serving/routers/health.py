@@ -1,0 +1,76 @@
+"""GET /health: can the service answer, from which store, with which model."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tailored.pipeline import LiveRecommender
+
+from ..deps import StateDep
+from ..schemas import Health, ServingModel
+
+router = APIRouter(tags=["health"])
+logger = logging.getLogger("tailored.serving")
+
+_PASSWORD = re.compile(r"^([^:/?#]+://[^:/?#@]*):[^@]*@")
+
+
+def mask_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``.
+
+    Examples
+    --------
+    >>> mask_password("postgresql://tailored:s3cret@db:5432/tailored")
+    'postgresql://tailored:***@db:5432/tailored'
+    >>> mask_password("sqlite:///tailored.db")
+    'sqlite:///tailored.db'
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1:***@", url)
+
+
+def _trained_at(live: LiveRecommender) -> datetime | None:
+    fitted = getattr(live.model, "fitted_at_", None)
+    if isinstance(fitted, str):
+        try:
+            return datetime.fromisoformat(fitted)
+        except ValueError:
+            pass
+    return None if live.version is None else live.version.created_at
+
+
+@router.get(
+    "/health",
+    summary="Service health",
+    description="200 while the store answers (status `degraded` when the registry's "
+                "active model cannot be loaded; `model` is null until one is trained); "
+                "503 when the store does not answer.",
+    response_model=Health,
+    responses={503: {"description": "The store does not answer."}},
+)
+def health(state: StateDep, response: Response) -> Health:
+    store_url = mask_password(state.store.url)
+    try:
+        events = state.store.events.count()
+        live = state.current()
+    except Exception as error:  # the store is down: say so instead of failing
+        logger.error("health check: the store at %s does not answer: %s", store_url, error)
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Health(status="unavailable", store=store_url, events=None, model=None,
+                      detail=f"the store does not answer: {type(error).__name__}")
+    model = None
+    if live is not None:
+        model = ServingModel(name=live.model.name,
+                             version=None if live.version is None else live.version.version,
+                             trained_at=_trained_at(live))
+    error_text = state.load_error
+    return Health(status="degraded" if error_text else "ok", store=store_url, events=events,
+                  model=model, detail=error_text)

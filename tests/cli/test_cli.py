@@ -1,0 +1,81 @@
+"""The command line end to end: the demo without serving, and the import -> train ->
+evaluate -> recommend path a new user follows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tailored.cli import app
+from tailored.store import open_store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("TAILORED_STORE_URL", "TAILORED_MODEL_DIR", "TAILORED_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_command_explains_itself() -> None:
+    for command in ("init", "import", "train", "evaluate", "recommend", "serve", "demo"):
+        output = _ok([command, "--help"])
+        assert "Usage" in output and len(output) > 200, command
+
+
+def test_demo_without_serving_runs_the_whole_loop(workdir: Path) -> None:
+    output = _ok(["demo", "--no-serve", "--users", "300", "--items", "120",
+                  "--events", "20000"])
+    for model in ("popular", "item_knn", "als"):
+        assert re.search(rf"{model}\s*│\s*0\.\d{{4}}", output), output
+    assert "example recommendations" in output
+    store = open_store("sqlite:///tailored.db")
+    assert store.events.count() == 20_000
+    assert store.items.count() == 120 and store.users.count() == 300
+    active = store.models.active()
+    assert active is not None and active.name == "als"
+    assert len(store.models.list()) == 3
+    assert Path(active.path, "arrays.npz").exists()
+
+
+def test_import_train_evaluate_recommend(workdir: Path) -> None:
+    events = pd.DataFrame({
+        "user_id": [f"u{u}" for u in range(40) for _ in range(5)],
+        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 10}" for u in range(40)
+                    for j in range(5)],
+        "event_type": "click",
+        "timestamp": pd.date_range("2026-01-01", periods=200, freq="h", tz="UTC")})
+    events.to_csv(workdir / "events.csv", index=False)
+    _ok(["init"])
+    assert Path("tailored.toml").exists()
+    assert "imported 200" in _ok(["import", "events", "events.csv"])
+    assert "already there 200" in _ok(["import", "events", "events.csv"])
+    trained = _ok(["train", "--model", "item_knn", "--set", "neighbors=5"])
+    assert "version 1" in trained and "(active)" in trained
+    table = _ok(["evaluate", "--models", "popular,item_knn"])
+    assert "ndcg@10" in table and "item_knn" in table
+    recs = _ok(["recommend", "u1", "--k", "3"])
+    assert "u1" in recs and re.search(r"A\d", recs)
+    _ok(["recommend", "--all", "--output", "recs.csv"])
+    written = pd.read_csv("recs.csv")
+    assert written["user_id"].nunique() == 40 and len(written) == 400
+
+
+def test_bad_parameters_fail_clearly(workdir: Path) -> None:
+    result = runner.invoke(app, ["train", "--set", "nonsense"])
+    assert result.exit_code != 0 and "key=value" in result.output
+    result = runner.invoke(app, ["import", "events", "missing.csv"])
+    assert result.exit_code != 0 and "does not exist" in result.output
