@@ -206,32 +206,40 @@ def _evaluation_table(table: pd.DataFrame) -> Table:
 
 @app.command()
 def evaluate(
-    models: Annotated[str, typer.Option(help="Comma-separated model families.")] =
+    models: Annotated[str, typer.Option(
+        help="Comma-separated model families, or 'all' for every registered one.")] =
         ",".join(DEFAULT_MODELS),
+    protocol: Annotated[list[str] | None, typer.Option(
+        help="Split protocol, repeatable: temporal (the last 20% of events by time are the "
+        "test period) or leave-last-one-out (each user's last event, users with >= 5 "
+        "events).")] = None,
     k: Annotated[int, typer.Option(min=1, help="List length for the metrics.")] = 10,
-    test_fraction: Annotated[float, typer.Option(
-        min=0.01, max=0.99, help="Share of events (the latest) in the test period.")] = 0.2,
     store: StoreOption = None,
 ) -> None:
-    """Compare models on a temporal split of the store's events (NDCG and Recall at k).
+    """Compare models on the same split of the store's events: NDCG, Recall, HitRate and
+    MAP at k, catalog coverage, fit seconds.
 
-    The last TEST_FRACTION of events by time form the test period; test users have train
-    history and test events on train items they had not touched; models rank all train
-    items except the user's own."""
-    from tailored.dataset import Dataset, temporal_split
+    Test users, ground truth and what is ranked are defined per protocol (see
+    tailored.dataset.splits); every model ranks all train items except the user's own."""
+    from tailored.dataset import Dataset, split_by_name
     from tailored.evaluation import compare
-    from tailored.models import create
+    from tailored.models import MODELS, create
 
     settings = _settings(store)
-    names = [n.strip() for n in models.split(",") if n.strip()]
-    candidates = {name: create(name) for name in names}
+    names = list(MODELS) if models == "all" else [n.strip() for n in models.split(",")
+                                                    if n.strip()]
     with _store(settings) as opened, _progress() as progress:
         task = _step(progress, "reading the store")
-        split = temporal_split(Dataset.from_store(opened, settings.event_weights), test_fraction)
-        table, _ = compare(candidates, split, k,
-                           progress=lambda n: progress.update(task, description=f"fitting {n}"))
+        data = Dataset.from_store(opened, settings.event_weights)
+        tables = []
+        for name in protocol or ["temporal"]:
+            split = split_by_name(data, name)
+            table, _ = compare({n: create(n) for n in names}, split, k, progress=lambda n, p=name:
+                               progress.update(task, description=f"{p}: fitting {n}"))
+            tables.append(table)
         progress.update(task, description="evaluated")
-    console.print(_evaluation_table(table))
+    for table in tables:
+        console.print(_evaluation_table(table))
 
 
 @app.command()

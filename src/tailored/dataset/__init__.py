@@ -2,8 +2,24 @@
 
 from tailored.dataset.interactions import Dataset, event_weights, interaction_matrix
 from tailored.dataset.query import UserQuery
-from tailored.dataset.splits import Split, temporal_split
+from tailored.dataset.splits import (
+    SPLITS,
+    Split,
+    leave_last_out_split,
+    split_by_name,
+    temporal_split,
+)
 from tailored.dataset.vocabulary import Vocabulary
 
-__all__ = ["Dataset", "Split", "UserQuery", "Vocabulary", "event_weights", "interaction_matrix",
-           "temporal_split"]
+__all__ = [
+    "SPLITS",
+    "Dataset",
+    "Split",
+    "UserQuery",
+    "Vocabulary",
+    "event_weights",
+    "interaction_matrix",
+    "leave_last_out_split",
+    "split_by_name",
+    "temporal_split",
+]

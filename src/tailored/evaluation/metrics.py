@@ -79,3 +79,66 @@ class Recall(RankingMetric):
         if not relevant:
             return 0.0
         return len(relevant.intersection(top)) / len(relevant)
+
+
+class HitRate(RankingMetric):
+    """1 if any relevant item is in the top k, else 0.
+
+    Examples
+    --------
+    >>> HitRate(k=2).update(["a", "b", "c"], {"c"})
+    0.0
+    """
+
+    label = "hit_rate"
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        return float(bool(relevant.intersection(top)))
+
+
+class MAP(RankingMetric):
+    """Mean average precision: precision at each hit, averaged over min(|relevant|, k).
+
+    Examples
+    --------
+    >>> MAP(k=3).update(["a", "x", "b"], {"a", "b"})  # (1/1 + 2/3) / 2
+    0.8333333333333333
+    """
+
+    label = "map"
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        if not relevant:
+            return 0.0
+        hits, total = 0, 0.0
+        for rank, item in enumerate(top, start=1):
+            if item in relevant:
+                hits += 1
+                total += hits / rank
+        return total / min(len(relevant), self.k)
+
+
+class Coverage:
+    """Share of the catalog that appears in at least one recommended list.
+
+    Examples
+    --------
+    >>> coverage = Coverage(n_items=4)
+    >>> coverage.update(["a", "b"]); coverage.update(["b", "c"])
+    >>> coverage.value()
+    0.75
+    """
+
+    name = "coverage"
+
+    def __init__(self, n_items: int) -> None:
+        if n_items < 1:
+            raise ValueError(f"n_items must be at least 1, got {n_items}")
+        self.n_items = n_items
+        self.seen: set[str] = set()
+
+    def update(self, recommended: Sequence[str]) -> None:
+        self.seen.update(recommended)
+
+    def value(self) -> float:
+        return len(self.seen) / self.n_items

@@ -11,7 +11,9 @@ import pandas as pd
 from tailored.dataset import Split
 from tailored.models import Recommender
 
-from .metrics import NDCG, RankingMetric, Recall
+from .metrics import MAP, NDCG, Coverage, HitRate, RankingMetric, Recall
+
+DEFAULT_METRICS: tuple[type[RankingMetric], ...] = (NDCG, Recall, HitRate, MAP)
 
 Progress = Callable[[str], None]
 
@@ -29,7 +31,7 @@ class ModelResult:
 
 
 def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool = True,
-                   metrics: tuple[type[RankingMetric], ...] = (NDCG, Recall)) -> ModelResult:
+                   metrics: tuple[type[RankingMetric], ...] = DEFAULT_METRICS) -> ModelResult:
     """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``."""
     started = time.perf_counter()
     if fit:
@@ -41,12 +43,14 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool =
     relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
     done = time.perf_counter()
     accumulators = [metric(k) for metric in metrics]
+    coverage = Coverage(split.train.n_items)
     for user in users:
+        coverage.update(recommended.get(user, []))
         for accumulator in accumulators:
             accumulator.update(recommended.get(user, []), relevant[user])
     return ModelResult(
         name=model.name, model=model,
-        metrics={a.name: a.value() for a in accumulators},
+        metrics={**{a.name: a.value() for a in accumulators}, coverage.name: coverage.value()},
         per_user={a.name: a.values for a in accumulators},
         fit_seconds=fitted - started, recommend_seconds=done - fitted,
     )

@@ -2,10 +2,10 @@
 
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
-from tailored.models.knn import ItemKNN, ItemKNNConfig
-from tailored.models.popular import Popular, PopularConfig
+from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
+from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, ItemKNN, ALS)}
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, Trending, ItemKNN, UserKNN, ALS)}
 
 
 def create(name: str, **params: object) -> Recommender:
@@ -16,4 +16,4 @@ def create(name: str, **params: object) -> Recommender:
 
 
 __all__ = ["ALS", "MODELS", "ALSConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
-           "PopularConfig", "Recommender", "ScoringBatch", "create"]
+           "PopularConfig", "Recommender", "ScoringBatch", "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create"]

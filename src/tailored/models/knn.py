@@ -1,8 +1,16 @@
-"""Item-based collaborative filtering: items are alike when the same users touch them."""
+"""Neighbourhood collaborative filtering on sparse matrix products.
+
+Items are alike when the same users touch them (:class:`ItemKNN`); users are alike when
+they touch the same items (:class:`UserKNN`). Similarities are computed in blocks so a
+large catalog never needs a dense item x item matrix.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
@@ -13,18 +21,39 @@ from .base import ModelConfig, Recommender, ScoringBatch
 _BLOCK_BUDGET = 2**22  # dense similarity cells per block while pruning neighbours
 
 
-class ItemKNNConfig(ModelConfig):
-    """``neighbors``: similar items kept per item. ``shrinkage``: damps similarities
-    built on few common users (cosine / (norms + shrinkage)). ``binary``: ignore event
-    weights and count presence only."""
+class KNNConfig(ModelConfig):
+    """Neighbourhood parameters shared by item- and user-kNN.
+
+    ``neighbors``: neighbours kept per item (or user). ``similarity``: ``cosine`` of
+    weighted vectors or ``jaccard`` of who-touched-what sets. ``weighting`` re-weights
+    the interaction matrix first: ``bm25`` or ``tfidf`` discount very active users (for
+    items; very popular items for users) like stop words. ``shrinkage`` damps
+    similarities built on little evidence (dot / (norms + shrinkage)). ``min_support``:
+    pairs need at least this many common users (items) to count. ``binary``: presence
+    instead of event weights.
+    """
 
     neighbors: int = Field(100, ge=1)
+    similarity: Literal["cosine", "jaccard"] = "cosine"
+    weighting: Literal["none", "tfidf", "bm25"] = "none"
     shrinkage: float = Field(0.0, ge=0)
+    min_support: int = Field(1, ge=1)
     binary: bool = False
+    bm25_k1: float = Field(1.2, gt=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+
+
+class ItemKNNConfig(KNNConfig):
+    __doc__ = KNNConfig.__doc__
+
+
+class UserKNNConfig(KNNConfig):
+    __doc__ = KNNConfig.__doc__
+    neighbors: int = Field(50, ge=1)
 
 
 class ItemKNN(Recommender):
-    """Scores an item by the user's items weighted by their cosine similarity to it.
+    """Scores an item by the user's items, each weighted by its similarity to it.
 
     Examples
     --------
@@ -35,6 +64,8 @@ class ItemKNN(Recommender):
     >>> model = ItemKNN().fit(tailored.Dataset.from_frame(events))
     >>> model.recommend("c", k=1)["item_id"].tolist()
     ['y']
+    >>> model.similar_items("x", k=1)["similar_item_id"].tolist()
+    ['y']
     """
 
     name = "item_knn"
@@ -42,58 +73,209 @@ class ItemKNN(Recommender):
     config: ItemKNNConfig
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
-        self.similarity_ = _cosine_neighbours(self._prepare(matrix), self.config.neighbors,
-                                              self.config.shrinkage)
-
-    def _prepare(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        return (matrix > 0).astype(np.float32) if self.config.binary else matrix
+        prepared = _prepare(matrix, self.config.binary)
+        # Items are the vectors (columns); users play the role of terms.
+        weighted = _weigh(prepared.T.tocsr(), self.config).T.tocsr()
+        self.similarity_ = _neighbours(weighted, prepared, self.config)
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
-        return np.asarray((self._prepare(batch.history) @ self.similarity_).toarray())
+        history = _prepare(batch.history, self.config.binary)
+        return np.asarray((history @ self.similarity_).toarray())
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity_[columns].toarray())
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        s = self.similarity_
-        return {"similarity.data": s.data, "similarity.indices": s.indices,
-                "similarity.indptr": s.indptr}
+        return _sparse_arrays("similarity", self.similarity_)
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         n = len(self.item_vocab_)
-        self.similarity_ = sp.csr_matrix(
-            (arrays["similarity.data"], arrays["similarity.indices"],
-             arrays["similarity.indptr"]), shape=(n, n))
+        self.similarity_ = _sparse_from("similarity", arrays, (n, n))
 
 
-def _cosine_neighbours(matrix: sp.csr_matrix, neighbors: int, shrinkage: float) -> sp.csr_matrix:
-    """Item x item cosine similarity keeping each item's ``neighbors`` best, row by row.
+class UserKNN(Recommender):
+    """Scores items by what the user's most similar users touched.
 
-    Computed in blocks of items so memory stays bounded for large catalogs.
+    A user who acts after training is compared with the training users on the spot,
+    so new events count at once.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import tailored
+    >>> events = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c", "c"],
+    ...                        "item_id": ["x", "y", "x", "z", "q", "r"]})
+    >>> model = UserKNN().fit(tailored.Dataset.from_frame(events))
+    >>> model.recommend("a", k=1)["item_id"].tolist()
+    ['z']
+    >>> model.similar_users("a", k=1)["similar_user_id"].tolist()
+    ['b']
     """
-    columns = sp.csc_matrix(matrix, dtype=np.float32)
-    n_items = columns.shape[1]
+
+    name = "user_knn"
+    Config = UserKNNConfig
+    config: UserKNNConfig
+
+    def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
+        prepared = _prepare(matrix, self.config.binary)
+        self.idf_, self.user_vectors_ = _user_vectors(prepared, self.config)
+        self.similarity_ = _neighbours(self.user_vectors_.T.tocsr(), prepared.T.tocsr(),
+                                       self.config)
+
+    def _neighbour_weights(self, batch: ScoringBatch) -> sp.csr_matrix:
+        """Rows: each batch user's similarity to their nearest training users."""
+        known = batch.users >= 0
+        weights = sp.lil_matrix((len(batch), self.user_vectors_.shape[0]), dtype=np.float32)
+        if known.any():
+            weights[np.flatnonzero(known)] = self.similarity_[batch.users[known]]
+        if (~known).any():
+            fresh = _prepare(sp.csr_matrix(batch.history[~known]), self.config.binary)
+            weights[np.flatnonzero(~known)] = self._similar_to(fresh)
+        return weights.tocsr()
+
+    def _similar_to(self, rows: sp.csr_matrix) -> sp.csr_matrix:
+        """Similarity of new users' histories to every training user, pruned to top k."""
+        vectors = _weigh_with(rows, self.idf_, self.config)
+        dots = (vectors @ self.user_vectors_.T).toarray()
+        if self.config.similarity == "jaccard":
+            mine = np.asarray((rows > 0).sum(axis=1)).ravel()
+            theirs = np.asarray((self.user_vectors_ > 0).sum(axis=1)).ravel()
+            binary_dots = ((rows > 0).astype(np.float32) @ (self.user_vectors_ > 0).T).toarray()
+            denominator = mine[:, None] + theirs[None, :] - binary_dots + self.config.shrinkage
+            similarity = np.divide(binary_dots, denominator, out=np.zeros_like(dots),
+                                   where=denominator > 0)
+        else:
+            norms = sp.linalg.norm(vectors, axis=1)
+            theirs = sp.linalg.norm(self.user_vectors_, axis=1)
+            denominator = norms[:, None] * theirs[None, :] + self.config.shrinkage
+            similarity = np.divide(dots, denominator, out=np.zeros_like(dots),
+                                   where=denominator > 0)
+        return _prune_rows(similarity, self.config.neighbors)
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        prepared = _prepare(self.user_items_, self.config.binary)
+        return np.asarray((self._neighbour_weights(batch) @ prepared).toarray())
+
+    def similar_users(self, users: str | list[str], k: int = 10) -> pd.DataFrame:
+        """The ``k`` training users most similar to each given user."""
+        self._check_fitted()
+        user_ids = [users] if isinstance(users, str) else list(users)
+        rows = self.user_vocab_.indices(user_ids)
+        records = []
+        for user, row in zip(user_ids, rows, strict=True):
+            if row < 0:
+                continue
+            similar = self.similarity_[row].toarray().ravel()
+            top = np.argsort(-similar, kind="stable")[:k]
+            records += [(user, self.user_vocab_.ids[t], float(similar[t]), rank + 1)
+                        for rank, t in enumerate(top) if similar[t] > 0]
+        return pd.DataFrame(records, columns=["user_id", "similar_user_id", "score", "rank"])
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**_sparse_arrays("similarity", self.similarity_),
+                **_sparse_arrays("user_vectors", self.user_vectors_), "idf": self.idf_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        n_users, n_items = len(self.user_vocab_), len(self.item_vocab_)
+        self.similarity_ = _sparse_from("similarity", arrays, (n_users, n_users))
+        self.user_vectors_ = _sparse_from("user_vectors", arrays, (n_users, n_items))
+        self.idf_ = arrays["idf"]
+
+
+# ---- shared machinery --------------------------------------------------------------------
+
+def _prepare(matrix: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
+    return (matrix > 0).astype(np.float32) if binary else sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def _idf(vectors: sp.csr_matrix) -> np.ndarray:
+    """Inverse document frequency of each term (column) over vectors (rows)."""
+    documents = np.bincount(vectors.indices, minlength=vectors.shape[1])
+    return np.log(vectors.shape[0] / (1.0 + documents)).clip(min=0).astype(np.float32) + 1e-3
+
+
+def _weigh_with(vectors: sp.csr_matrix, idf: np.ndarray, config: KNNConfig) -> sp.csr_matrix:
+    """TF-IDF or BM25 weights for rows of ``vectors`` given term idf."""
+    weighted = sp.csr_matrix(vectors, dtype=np.float32, copy=True)
+    if config.weighting == "none":
+        return weighted
+    terms = weighted.indices
+    if config.weighting == "tfidf":
+        weighted.data = np.sqrt(weighted.data) * idf[terms]
+        return weighted
+    lengths = np.asarray(weighted.sum(axis=1)).ravel()
+    average = lengths.mean() if lengths.size and lengths.mean() > 0 else 1.0
+    row_of = np.repeat(np.arange(weighted.shape[0]), np.diff(weighted.indptr))
+    k1, b = config.bm25_k1, config.bm25_b
+    saturation = k1 * (1 - b + b * lengths[row_of] / average)
+    weighted.data = weighted.data * (k1 + 1) / (weighted.data + saturation) * idf[terms]
+    return weighted
+
+
+def _weigh(vectors: sp.csr_matrix, config: KNNConfig) -> sp.csr_matrix:
+    return _weigh_with(vectors, _idf(vectors), config)
+
+
+def _user_vectors(matrix: sp.csr_matrix, config: KNNConfig) -> tuple[np.ndarray, sp.csr_matrix]:
+    idf = _idf(matrix)
+    return idf, _weigh_with(matrix, idf, config)
+
+
+def _neighbours(weighted: sp.csr_matrix, presence: sp.csr_matrix,
+                config: KNNConfig) -> sp.csr_matrix:
+    """Similarity between the columns of ``weighted``, each keeping its best neighbours.
+
+    ``presence`` has the same layout and supplies co-occurrence counts for Jaccard and
+    ``min_support``.
+    """
+    columns = sp.csc_matrix(weighted, dtype=np.float32)
+    binary = sp.csc_matrix(presence > 0, dtype=np.float32)
+    n = columns.shape[1]
     norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
-    keep = min(neighbors, max(n_items - 1, 1))
-    block = max(1, _BLOCK_BUDGET // max(n_items, 1))
-    data, indices, indptr = [], [], [0]
-    transposed = columns.T.tocsr()
-    for start in range(0, n_items, block):
-        stop = min(start + block, n_items)
-        dots = (transposed[start:stop] @ columns).toarray()
-        denominator = norms[start:stop, None] * norms[None, :] + shrinkage
-        similarity = np.divide(dots, denominator, out=np.zeros_like(dots),
+    counts = np.asarray(binary.sum(axis=0)).ravel()
+    block = max(1, _BLOCK_BUDGET // max(n, 1))
+    rows_t, binary_t = columns.T.tocsr(), binary.T.tocsr()
+    parts = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        needs_counts = config.similarity == "jaccard" or config.min_support > 1
+        common = (binary_t[start:stop] @ binary).toarray() if needs_counts else None
+        if config.similarity == "jaccard":
+            assert common is not None
+            denominator = counts[start:stop, None] + counts[None, :] - common + config.shrinkage
+            numerator = common
+        else:
+            numerator = (rows_t[start:stop] @ columns).toarray()
+            denominator = norms[start:stop, None] * norms[None, :] + config.shrinkage
+        similarity = np.divide(numerator, denominator, out=np.zeros_like(numerator),
                                where=denominator > 0)
+        if common is not None and config.min_support > 1:
+            similarity[common < config.min_support] = 0
         similarity[np.arange(stop - start), np.arange(start, stop)] = 0  # not its own neighbour
-        best = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
-        for row, candidates in enumerate(best):
-            values = similarity[row, candidates]
-            positive = values > 0
-            order = np.argsort(candidates[positive])
-            indices.append(candidates[positive][order])
-            data.append(values[positive][order])
-            indptr.append(indptr[-1] + int(positive.sum()))
-    return sp.csr_matrix(
-        (np.concatenate(data) if data else np.zeros(0, np.float32),
-         np.concatenate(indices) if indices else np.zeros(0, np.int32), np.asarray(indptr)),
-        shape=(n_items, n_items), dtype=np.float32)
+        parts.append(_prune_rows(similarity, config.neighbors))
+    if not parts:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.csr_matrix(sp.vstack(parts), dtype=np.float32)
+
+
+def _prune_rows(similarity: np.ndarray, keep: int) -> sp.csr_matrix:
+    """Keep each row's ``keep`` largest positive entries."""
+    n_rows, n_columns = similarity.shape
+    keep = min(keep, n_columns)
+    if keep < n_columns:
+        threshold_at = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
+        mask = np.zeros_like(similarity, dtype=bool)
+        np.put_along_axis(mask, threshold_at, True, axis=1)
+        similarity = np.where(mask, similarity, 0)
+    return sp.csr_matrix(np.where(similarity > 0, similarity, 0).astype(np.float32))
+
+
+def _sparse_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    return {f"{prefix}.data": matrix.data, f"{prefix}.indices": matrix.indices,
+            f"{prefix}.indptr": matrix.indptr}
+
+
+def _sparse_from(prefix: str, arrays: dict[str, np.ndarray],
+                 shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix((arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"],
+                          arrays[f"{prefix}.indptr"]), shape=shape)
