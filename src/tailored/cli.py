@@ -234,9 +234,11 @@ def evaluate(
         tables = []
         for name in protocol or ["temporal"]:
             split = split_by_name(data, name)
-            table, _ = compare({n: create(n) for n in names}, split, k, progress=lambda n, p=name:
-                               progress.update(task, description=f"{p}: fitting {n}"))
-            tables.append(table)
+
+            def show(model: str, split_name: str = name) -> None:
+                progress.update(task, description=f"{split_name}: fitting {model}")
+
+            tables.append(compare({n: create(n) for n in names}, split, k, progress=show)[0])
         progress.update(task, description="evaluated")
     for table in tables:
         console.print(_evaluation_table(table))

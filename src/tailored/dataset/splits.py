@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +107,7 @@ def leave_last_out_split(data: Dataset, n: int = 1, min_events: int = 5) -> Spli
     return Split(f"leave-last-{n}-out", train, truth)
 
 
-SPLITS = {"temporal": temporal_split, "leave-last-one-out": leave_last_out_split}
+SPLITS: dict[str, Callable[[Dataset], Split]] = {"temporal": temporal_split, "leave-last-one-out": leave_last_out_split}
 
 
 def split_by_name(data: Dataset, protocol: str) -> Split:

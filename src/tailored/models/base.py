@@ -328,9 +328,12 @@ def _sequences(events: pd.DataFrame, user_vocab: Vocabulary,
     else:
         frame = frame.sort_values("user", kind="stable")
     frame = frame[(frame["user"] >= 0) & (frame["item"] >= 0)]
+    users = frame["user"].to_numpy()
+    items = frame["item"].to_numpy(np.int64)
+    present, starts = np.unique(users, return_index=True)
     sequences = [np.zeros(0, np.int64)] * len(user_vocab)
-    for user, items in frame.groupby("user", sort=False)["item"]:
-        sequences[int(user)] = items.to_numpy(np.int64)
+    for user, chunk in zip(present, np.split(items, starts[1:]), strict=True):
+        sequences[user] = chunk
     return sequences
 
 

@@ -93,10 +93,19 @@ class ModelRegistry(Protocol):
 class Store(Protocol):
     """The source of truth, one attribute per role."""
 
-    url: str
-    events: EventLog
-    items: Catalog
-    users: UserDirectory
-    models: ModelRegistry
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def items(self) -> Catalog: ...
+
+    @property
+    def users(self) -> UserDirectory: ...
+
+    @property
+    def models(self) -> ModelRegistry: ...
 
     def close(self) -> None: ...

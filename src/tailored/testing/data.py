@@ -26,12 +26,12 @@ def checkerboard(n_users: int = 40, n_items: int = 20, density: float = 0.5,
     rng = np.random.default_rng(seed)
     rows = []
     for group in ("a", "b"):
-        users = [f"{group}{u:03d}" for u in range(n_users // 2)]
-        items = [f"{group.upper()}{i:03d}" for i in range(n_items // 2)]
-        for user in users:
-            touched = rng.choice(len(items), size=max(1, int(len(items) * density)),
+        group_users = [f"{group}{u:03d}" for u in range(n_users // 2)]
+        group_items = [f"{group.upper()}{i:03d}" for i in range(n_items // 2)]
+        for user in group_users:
+            touched = rng.choice(len(group_items), size=max(1, int(len(group_items) * density)),
                                  replace=False)
-            rows += [(user, items[i]) for i in touched]
+            rows += [(user, group_items[i]) for i in touched]
     order = rng.permutation(len(rows))
     events = pd.DataFrame([rows[i] for i in order], columns=["user_id", "item_id"])
     events["event_type"] = rng.choice(["view", "click", "purchase"], size=len(events),
