@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit slow bench clean
+.PHONY: demo test lint unit slow bench bench-peers clean
 
 $(BIN)/tailored: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,18 @@ unit: $(BIN)/tailored
 slow: $(BIN)/tailored  ## the long tests too
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-bench: $(BIN)/tailored
+bench: $(BIN)/tailored  ## figures of our own, into benchmarks/results/
 	$(BIN)/python benchmarks/skeleton.py
+	$(BIN)/python benchmarks/models.py
+
+.venv-bench/bin/python: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet torch==2.13.0
+	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-peers: .venv-bench/bin/python  ## tailored beside implicit, LensKit and RecTools
+	.venv-bench/bin/python benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) tailored.db* tailored_models sample_shop
