@@ -23,8 +23,9 @@ Generative story
 * **Context.** Mobile sessions peak in the evening, desktop sessions during
   working hours (hours are UTC).  Evening sessions (18:00-23:59) favour
   ``fashion``; desktop sessions favour ``tech``.
-* **Drift.** Over the last third of the period ``home`` ramps up to 3x and
-  ``outdoor`` down to 0.4x (autumn), so temporal splits matter.
+* **Drift.** Over the last third of the period ``home`` rises (a 2x taste
+  multiplier plus up to 20 % of sessions pulled to it) and ``outdoor`` falls
+  to 0.4x (autumn), so temporal splits matter.
 * **Catalogue churn.** About 15 % of items are launched during the period;
   nobody interacts with an item before its ``created_at``.
 """
@@ -34,7 +35,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -223,8 +224,9 @@ _HOUR_PROFILE: Final = np.array(
 _EVENING_FROM_HOUR: Final = 18
 _EVENING_FASHION_BOOST: Final = 2.2
 _DESKTOP_TECH_BOOST: Final = 2.0
-_DRIFT_HOME_MAX: Final = 3.0
+_DRIFT_HOME_MAX: Final = 2.0
 _DRIFT_OUTDOOR_MIN: Final = 0.4
+_DRIFT_PULL: Final = 0.2  # share of sessions pulled to "home" at the period end
 
 # Session structure.  Probabilities give ~60/25/10/5 % view/click/cart/purchase.
 _P_VIEW_SOURCE: Final = (0.72, 0.21, 0.07)  # primary, secondary, exploration
@@ -289,7 +291,7 @@ class SampleShop:
     def taste_in_context(
         self,
         user_index: npt.ArrayLike,
-        timestamp: npt.ArrayLike | pd.Timestamp,
+        timestamp: npt.ArrayLike | pd.Timestamp | pd.Series | pd.DatetimeIndex,
         device: npt.ArrayLike,
     ) -> FloatArray:
         """Cluster preferences of users in a context, as the generator uses them.
@@ -312,16 +314,20 @@ class SampleShop:
             ``(n, n_clusters)`` probabilities, rows summing to 1.
         """
         users = np.atleast_1d(np.asarray(user_index, dtype=np.int64))
-        stamps = pd.DatetimeIndex(np.atleast_1d(pd.to_datetime(timestamp, utc=True)))
-        ms = (stamps - PERIOD_START) // pd.Timedelta(milliseconds=1)
-        when = np.broadcast_to(np.asarray(ms, dtype=np.int64), users.shape)
-        names = np.broadcast_to(np.atleast_1d(np.asarray(device, dtype=object)), users.shape)
-        dev = np.asarray(pd.Categorical(names.ravel(), categories=DEVICES).codes, dtype=np.int64)
+        # Naive timestamps are read as UTC, like the generated ones.
+        stamps = pd.to_datetime(
+            pd.Series(np.atleast_1d(np.asarray(timestamp, dtype=object))), utc=True
+        )
+        ms = ((stamps - PERIOD_START) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
+        when: IntArray = np.broadcast_to(ms, users.shape).astype(np.int64)
+        names = pd.Index(
+            np.broadcast_to(np.atleast_1d(np.asarray(device, dtype=object)), users.shape)
+        )
+        dev = pd.Index(DEVICES).get_indexer(names).astype(np.int64)
         if (dev < 0).any():
-            bad = names.ravel()[dev < 0][0]
-            raise ValueError(f"device must be one of {DEVICES}, got {bad!r}")
-        hour = (when // _HOUR_MS) % 24
-        return _normalise(self.user_taste[users] * _context_multipliers(when, hour, dev))
+            raise ValueError(f"device must be one of {DEVICES}, got {names[dev < 0][0]!r}")
+        hour: IntArray = (when // _HOUR_MS) % 24
+        return _taste_in_context(self.user_taste[users], when, hour, dev)
 
     def write(self, directory: str | os.PathLike[str], format: WriteFormat = "csv") -> list[Path]:
         """Write ``events``, ``items`` and ``users`` tables to `directory`.
@@ -409,8 +415,11 @@ def shop(
     >>> s = shop(n_users=50, n_items=20, n_events=500, seed=1)
     >>> len(s.events), len(s.items), len(s.users)
     (500, 20, 50)
-    >>> sorted(s.events.columns)
-    ['device', 'event_id', 'event_type', 'item_id', 'location', 'session_id', 'timestamp', 'user_id', 'value']
+    >>> list(s.events.columns)  # doctest: +NORMALIZE_WHITESPACE
+    ['event_id', 'user_id', 'item_id', 'event_type', 'value', 'timestamp',
+     'session_id', 'device', 'location']
+    >>> s.events["event_type"].iloc[0]
+    'view'
     >>> s.events["user_id"].nunique()
     50
     >>> s.user_taste.shape
@@ -514,9 +523,7 @@ class _Catalogue(NamedTuple):
 
 def _make_catalogue(rng: np.random.Generator, n_items: int) -> _Catalogue:
     # Every cluster gets at least one item; the rest follow cluster weights.
-    cluster = np.concatenate(
-        [np.arange(_K), rng.choice(_K, size=n_items - _K, p=_CLUSTER_WEIGHT)]
-    )
+    cluster = np.concatenate([np.arange(_K), rng.choice(_K, size=n_items - _K, p=_CLUSTER_WEIGHT)])
     cluster = rng.permutation(cluster).astype(np.int64)
 
     # Random popularity rank within cluster, Zipf weights over ranks.
@@ -562,9 +569,7 @@ def _make_catalogue(rng: np.random.Generator, n_items: int) -> _Catalogue:
             cats.append(c.secondary[second[i] % len(c.secondary)])
         a, n, m = c.adjectives[adj[i]], c.nouns[noun[i]], _MODELS[model[i]]
         titles.append(f"{a} {n} {m} {number[i]}")
-        texts.append(
-            f"{a} {n.lower()} by {m}. {c.pitch} From our {' and '.join(cats)} range."
-        )
+        texts.append(f"{a} {n.lower()} by {m}. {c.pitch} From our {' and '.join(cats)} range.")
         categories.append(cats)
 
     items = pd.DataFrame(
@@ -661,7 +666,7 @@ def _make_events(
         rng.choice(len(DEVICES), size=n_sessions, p=(0.55, 0.35, 0.10)),
     ).astype(np.int64)
     days = np.arange(PERIOD_DAYS)
-    weekday = (PERIOD_START.dayofweek + days) % 7
+    weekday = (PERIOD_START.day_of_week + days) % 7
     day_weight = (1.0 + 0.25 * (weekday >= 5)) * (1.0 + 0.2 * days / PERIOD_DAYS)
     day = np.searchsorted(np.cumsum(day_weight) / day_weight.sum(), rng.random(n_sessions))
     day = np.minimum(day, PERIOD_DAYS - 1)
@@ -673,37 +678,37 @@ def _make_events(
         hour[mask] = np.minimum(np.searchsorted(cdf, u_hour[mask], side="right"), 23)
     start = day * _DAY_MS + hour * _HOUR_MS + rng.integers(0, _HOUR_MS, size=n_sessions)
 
+    # 4. Gaps between views are bounded, so sessions that would run past the
+    #    period end can be moved earlier without clipping any timestamp.
+    sk_first = np.concatenate([[0], np.cumsum(sk.n_views)[:-1]])
+    gap = _gaps(rng, _VIEW_GAP, len(sk.source))
+    gap[sk_first] = 0
+    duration = np.add.reduceat(gap, sk_first)[alive] + _FUNNEL_MAX_MS
+    start = np.minimum(start, _PERIOD_MS - 1 - duration)
+    hour = (start // _HOUR_MS) % 24
+
     # Renumber sessions chronologically: events then come out nearly sorted,
     # which makes the final sort and the column gathers cache friendly.
     perm = np.argsort(start, kind="stable")
-    s_user, s_views, s_size, s_keep, device, start = (
-        a[perm] for a in (s_user, s_views, s_size, s_keep, device, start)
+    s_user, s_views, s_size, s_keep, device, start, hour = (
+        a[perm] for a in (s_user, s_views, s_size, s_keep, device, start, hour)
     )
     first_view = np.concatenate([[0], np.cumsum(s_views)[:-1]])
-    sk_first = np.concatenate([[0], np.cumsum(sk.n_views)[:-1]])[alive[perm]]
     n_v = int(s_views.sum())
     v_session = np.repeat(np.arange(n_sessions), s_views)
-    src = np.repeat(sk_first - first_view, s_views) + np.arange(n_v)
-    v_source, v_click, v_cart, v_purchase = (
-        a[src] for a in (sk.source, sk.click, sk.cart, sk.purchase)
+    src = np.repeat(sk_first[alive[perm]] - first_view, s_views) + np.arange(n_v)
+    v_source, v_click, v_cart, v_purchase, v_gap = (
+        a[src] for a in (sk.source, sk.click, sk.cart, sk.purchase, gap)
     )
-
-    # 4. View times: bounded gaps, so a session never runs past the period end.
-    gap = _gaps(rng, _VIEW_GAP, n_v)
-    gap[first_view] = 0
-    csum = np.cumsum(gap)
-    offset = csum - csum[first_view][v_session]
-    duration = offset[first_view + s_views - 1] + _FUNNEL_MAX_MS
-    start = np.minimum(start, _PERIOD_MS - 1 - duration)
-    hour = (start // _HOUR_MS) % 24
-    v_time = start[v_session] + offset
+    csum = np.cumsum(v_gap)
+    v_time = start[v_session] + (csum - csum[first_view][v_session])
 
     # 5. Clusters: primary/secondary from the user's taste in context,
     #    exploration from the (context-adjusted) global popularity.
-    mult = _context_multipliers(start, hour, device)
-    session_probs = _normalise(taste[s_user] * mult)
+    session_probs = _taste_in_context(taste[s_user], start, hour, device)
     primary = _sample_rows(rng, session_probs)
     secondary = _sample_rows(rng, session_probs)
+    mult = _context_multipliers(start, hour, device)
     explore = _sample_rows(rng, _normalise(_CLUSTER_WEIGHT * mult))
     v_cluster = np.choose(v_source, (primary[v_session], secondary[v_session], explore[v_session]))
 
@@ -785,7 +790,7 @@ def _gaps(rng: np.random.Generator, spec: tuple[float, int, int], n: int) -> Int
 def _context_multipliers(when_ms: IntArray, hour: IntArray, device: IntArray) -> FloatArray:
     """Per-row cluster multipliers for time of day, device and drift."""
     mult = np.ones((len(when_ms), _K))
-    ramp = np.clip((when_ms / _PERIOD_MS - DRIFT_START) / (1.0 - DRIFT_START), 0.0, 1.0)
+    ramp = _drift_ramp(when_ms)
     mult[:, _HOME] *= 1.0 + (_DRIFT_HOME_MAX - 1.0) * ramp
     mult[:, _OUTDOOR] *= 1.0 - (1.0 - _DRIFT_OUTDOOR_MIN) * ramp
     mult[hour >= _EVENING_FROM_HOUR, _FASHION] *= _EVENING_FASHION_BOOST
@@ -793,15 +798,39 @@ def _context_multipliers(when_ms: IntArray, hour: IntArray, device: IntArray) ->
     return mult
 
 
+def _taste_in_context(
+    taste: FloatArray, when_ms: IntArray, hour: IntArray, device: IntArray
+) -> FloatArray:
+    """Users' cluster probabilities for sessions at `when_ms`, `hour`, `device`.
+
+    Context and drift scale the taste; on top, late in the period every user
+    is pulled towards ``home`` (a shift even single-cluster users show).
+    """
+    mult = _context_multipliers(when_ms, hour, device)
+    probs = _normalise(taste * mult)
+    pull = _DRIFT_PULL * _drift_ramp(when_ms)
+    probs *= (1.0 - pull)[:, None]
+    probs[:, _HOME] += pull
+    return probs
+
+
+def _drift_ramp(when_ms: IntArray) -> FloatArray:
+    """0 before the drift starts, rising linearly to 1 at the period end."""
+    ramp: FloatArray = np.clip((when_ms / _PERIOD_MS - DRIFT_START) / (1.0 - DRIFT_START), 0.0, 1.0)
+    return ramp
+
+
 def _normalise(weights: FloatArray) -> FloatArray:
-    return weights / weights.sum(axis=-1, keepdims=True)
+    out: FloatArray = weights / weights.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _sample_rows(rng: np.random.Generator, probs: FloatArray) -> IntArray:
     """One categorical draw per row of an ``(n, k)`` probability matrix."""
     cdf = np.cumsum(probs, axis=1)
     u = rng.random(len(probs)) * cdf[:, -1]
-    return np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+    picked: IntArray = np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1)
+    return picked.astype(np.int64)
 
 
 def _sample_items(rng: np.random.Generator, cat: _Catalogue, cluster: IntArray) -> IntArray:
@@ -821,8 +850,16 @@ def _to_datetime(ms: IntArray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC")
 
 
-def _take(labels: tuple[str, ...], codes: npt.NDArray[np.integer]) -> pd.api.extensions.ExtensionArray:
-    return pd.array(list(labels), dtype="str").take(np.asarray(codes, dtype=np.int64))
+def _take(
+    labels: tuple[str, ...], codes: npt.NDArray[np.integer]
+) -> pd.api.extensions.ExtensionArray:
+    table: pd.api.extensions.ExtensionArray = pd.array(list(labels), dtype=_str_dtype())
+    return table.take(np.asarray(codes, dtype=np.int64))
+
+
+def _str_dtype() -> Any:
+    """The dtype pandas gives string columns by default ("str" or object)."""
+    return pd.Series([""]).dtype
 
 
 # "0000".."9999" as bytes: ids are assembled four digits at a time.
@@ -859,7 +896,7 @@ def _labels(
         # Gather whole rows as fixed-size byte strings (one memcpy each).
         buf = buf.view(f"S{row_width}").ravel()[take].view(np.uint8).reshape(-1, row_width)
     rows = len(buf)
-    dtype = pd.array([""], dtype="str").dtype
+    dtype = _str_dtype()
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         import pyarrow as pa  # present whenever pandas uses Arrow-backed strings
 
@@ -867,6 +904,8 @@ def _labels(
         arrow = pa.LargeStringArray.from_buffers(
             rows, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf))
         )
-        return pd.array(arrow, dtype=dtype)  # pandas keeps large_string as is
+        wrapped: pd.api.extensions.ExtensionArray = pd.array(arrow, dtype=dtype)
+        return wrapped  # pandas stores large_string, so no copy is made
     fixed = buf.view(f"S{row_width}").ravel().astype(f"U{row_width}")
-    return pd.array(fixed.astype(object), dtype=dtype)
+    objects: pd.api.extensions.ExtensionArray = pd.array(fixed.astype(object), dtype=dtype)
+    return objects
