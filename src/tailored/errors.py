@@ -17,3 +17,7 @@ class InvalidDataError(TailoredError, ValueError):
 
 class ModelNotFoundError(TailoredError, LookupError):
     """No trained model version matches the request."""
+
+
+class NotFoundError(TailoredError, LookupError):
+    """A named user, item or resource does not exist."""

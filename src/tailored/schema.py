@@ -11,16 +11,24 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 KNOWN_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+# Control characters (NUL above all) break PostgreSQL text and log lines: refused.
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256,
+                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
 EventType = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, to_lower=True, pattern=r"^[a-z][a-z0-9_]{0,31}$"
-    ),
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$"),
 ]
 Scalar = str | int | float | bool | None
 
@@ -55,6 +63,12 @@ class Event(BaseModel):
             raise ValueError("value must be a finite number")
         return value
 
+    @field_validator("context")
+    @classmethod
+    def _finite_context(cls, context: dict[str, Scalar]) -> dict[str, Scalar]:
+        _check_finite(context)
+        return context
+
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
@@ -71,6 +85,12 @@ class Event(BaseModel):
              self.timestamp.isoformat(), self.session_id or "")
         )
         return "h" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+def _check_finite(mapping: dict[str, Scalar]) -> None:
+    for key, value in mapping.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value}")
 
 
 class Item(BaseModel):
@@ -90,6 +110,12 @@ class Item(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _utc(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite_attributes(cls, attributes: dict[str, Scalar]) -> dict[str, Scalar]:
+        _check_finite(attributes)
+        return attributes
 
     @field_validator("categories", mode="before")
     @classmethod

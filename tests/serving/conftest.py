@@ -2,23 +2,56 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from taste_groups import synthetic_events
 
 from tailored.jobs import TrainedModel, train_model
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import Store, open_store
 
+from .taste_groups import synthetic_events
+
 with warnings.catch_warnings():
-    # Starlette suggests httpx2 for its test client; httpx is what the project has.
+    # Starlette asks for httpx2 under its test client; whichever is installed works here.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
+
+
+@dataclass(frozen=True)
+class Template:
+    """A store file holding the synthetic events, and an item_knn model trained on them."""
+
+    database: Path
+    model: TrainedModel
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """Built once: each test copies the store file instead of writing it again."""
+    root = tmp_path_factory.mktemp("template")
+    events = open_store(f"sqlite:///{root / 'events.db'}")
+    events.events.add(synthetic_events())
+    events.close()
+    _copy_database(root / "events.db", root / "trained.db")
+    trained_store = open_store(f"sqlite:///{root / 'trained.db'}")
+    model = train_model(trained_store,
+                        Settings(store_url=trained_store.url, model_dir=root / "models"),
+                        "item_knn")
+    trained_store.close()
+    return Template(root / "events.db", model)
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
 
 
 @pytest.fixture
@@ -28,17 +61,23 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    """The store as another process (`tailored import`, `tailored train`) sees it."""
+def store(settings: Settings, template: Template) -> Iterator[Store]:
+    """The store holding the synthetic events, as another process (`tailored import`,
+    `tailored train`) sees it."""
+    _copy_database(template.database, Path(settings.store_url.removeprefix("sqlite:///")))
     opened = open_store(settings.store_url)
-    opened.events.add(synthetic_events())
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def trained(store: Store, settings: Settings) -> TrainedModel:
-    return train_model(store, settings, "item_knn")
+def trained(store: Store, template: Template) -> TrainedModel:
+    """Version 1, active: item_knn trained with `train_model` on the same events (once per
+    session; here its artifact is registered and promoted in this test's store)."""
+    model = template.model
+    registered = store.models.register(model.version.name, model.version.path,
+                                       model.metrics, model.version.details)
+    return TrainedModel(store.models.promote(registered.version), model.model, model.metrics)
 
 
 ClientFactory = Callable[..., TestClient]

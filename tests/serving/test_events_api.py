@@ -14,7 +14,7 @@ from tailored.store import Store
 
 def stored_events(store: Store, user_id: str) -> list[dict[str, Any]]:
     frame = store.events.frame(user_ids=[user_id])
-    return frame.to_dict("records")
+    return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
 
 
 def test_one_event_is_stored_before_the_answer(client: TestClient, store: Store) -> None:
@@ -105,6 +105,17 @@ def test_a_body_that_is_not_json_is_refused(client: TestClient) -> None:
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_non_finite_value_is_refused_not_crashed_on(client: TestClient, number: bytes) -> None:
+    # Python's JSON parser accepts these tokens; JSON (and the 422 answer) cannot hold them.
+    response = client.post("/events", content=b'{"user_id": "u", "item_id": "a0", "value": '
+                           + number + b"}", headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "event", "value"]
+    assert "finite" in response.json()["detail"][0]["msg"]
+
+
 def test_a_body_not_sent_as_json_is_refused_with_a_hint(client: TestClient) -> None:
     response = client.post("/events", content=b'{"user_id": "u", "item_id": "a0"}',
                            headers={"content-type": "text/plain"})
@@ -121,7 +132,8 @@ def test_a_missing_body_is_refused(client: TestClient) -> None:
 
 
 def test_an_oversize_batch_is_refused_whole(
-        trained: object, settings: Settings, store: Store, make_client: Callable[..., TestClient]) -> None:
+        trained: object, settings: Settings, store: Store,
+        make_client: Callable[..., TestClient]) -> None:
     small = make_client(settings.model_copy(update={"max_batch_events": 3}))
     before = store.events.count()
     batch = [{"user_id": "gina", "item_id": f"a{j}"} for j in range(4)]

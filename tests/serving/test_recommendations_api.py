@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from taste_groups import GROUP_A, GROUP_B, USERS_A, USERS_B, popularity_order, seen_by
 from fastapi.testclient import TestClient
+
+from .taste_groups import GROUP_A, GROUP_B, USERS_A, USERS_B, popularity_order, seen_by
 
 
 def item_ids(response_json: dict) -> list[str]:
@@ -55,7 +56,8 @@ def test_excluded_items_are_left_out(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("k", [0, -1, 1001, "ten"])
-def test_k_out_of_bounds_is_refused_with_the_parameter_named(client: TestClient, k: object) -> None:
+def test_k_out_of_bounds_is_refused_with_the_parameter_named(client: TestClient,
+                                                            k: int | str) -> None:
     response = client.get("/recommendations/alice0", params={"k": k})
 
     assert response.status_code == 422

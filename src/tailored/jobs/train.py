@@ -39,7 +39,9 @@ def train_model(store: Store, settings: Settings, name: str,
     metrics: dict[str, float] = {}
     if validate and data.events["timestamp"].notna().all():
         step("validating on a temporal split")
-        metrics = evaluate_model(create(name, **params), temporal_split(data)).metrics
+        split = temporal_split(data)
+        if split.test_users:  # too little data leaves no one to test on: record nothing
+            metrics = evaluate_model(create(name, **params), split).metrics
     step(f"fitting {name} on {len(data):,} events")
     model = create(name, **params).fit(data)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")

@@ -21,7 +21,6 @@ class LiveRecommender:
         self.store = store
         self.model = model
         self.version = version
-        self.unavailable = self._unavailable_items()
 
     @classmethod
     def active(cls, store: Store) -> LiveRecommender:
@@ -32,12 +31,6 @@ class LiveRecommender:
                 f"no active model in the store at {store.url}; train one with `tailored train`")
         return cls(store, Recommender.load(Path(version.path)), version)
 
-    def _unavailable_items(self) -> list[str]:
-        if not self.store.items.count():
-            return []
-        items = self.store.items.frame()
-        return items.loc[~items["available"], "item_id"].tolist()
-
     def query(self, user_ids: Sequence[str]) -> UserQuery:
         """The users with their histories as stored now."""
         events = self.store.events.frame(user_ids=list(user_ids))
@@ -46,14 +39,16 @@ class LiveRecommender:
     def recommend(self, user_ids: Sequence[str], k: int = 10, *,
                   exclude: Sequence[str] = ()) -> pd.DataFrame:
         """Top ``k`` per user from current histories, never an unavailable item."""
-        excluded = set(self.unavailable).union(exclude)
+        # Read per request: a catalog change applies to the very next answer.
+        excluded = set(self.store.items.unavailable()).union(exclude)
         candidates = None
         if excluded:
             candidates = [i for i in self.model.item_ids.tolist() if i not in excluded]
         return self.model.recommend(self.query(user_ids), k=k, candidates=candidates)
 
     def similar_items(self, item_id: str, k: int = 10) -> pd.DataFrame:
-        similar = self.model.similar_items(item_id, k=k + len(self.unavailable))
-        similar = similar[~similar["similar_item_id"].isin(self.unavailable)].head(k)
+        unavailable = self.store.items.unavailable()
+        similar = self.model.similar_items(item_id, k=k + len(unavailable))
+        similar = similar[~similar["similar_item_id"].isin(unavailable)].head(k)
         similar["rank"] = range(1, len(similar) + 1)
         return similar.reset_index(drop=True)

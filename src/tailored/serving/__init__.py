@@ -11,20 +11,29 @@ Examples
 
 from __future__ import annotations
 
-from tailored.settings import Settings
+import copy
 
-from .app import create_app, open_access_warning
+from tailored.settings import Settings, load_settings
+
+from .app import create_app
+from .security import open_access_warning
 
 
 def run(settings: Settings | None = None) -> None:
-    """Serve the API with uvicorn on ``settings.host``:``settings.port`` until stopped."""
-    import uvicorn
+    """Serve the API with uvicorn on ``settings.host``:``settings.port`` until stopped.
 
-    from tailored.settings import load_settings
+    tailored's own log lines (the open-access warning, model swaps) go where uvicorn's
+    do, in the same format.
+    """
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     settings = settings if settings is not None else load_settings()
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["tailored"] = {"handlers": ["default"], "level": "INFO",
+                                         "propagate": False}
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+                log_config=log_config)
 
 
 __all__ = ["create_app", "open_access_warning", "run"]

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from tailored.models.base import package_version
@@ -15,11 +16,10 @@ from tailored.store import Store, open_store
 
 from .errors import add_error_handlers
 from .routers import events, health, items, models, recommendations
+from .security import mask_password, open_access_warning
 from .state import REGISTRY_POLL_SECONDS, ServiceState
 
 logger = logging.getLogger("tailored.serving")
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _DESCRIPTION = """\
 Recommendations from what your users do. Send events to `POST /events`; ask
@@ -38,15 +38,16 @@ _TAGS = [
 ]
 
 
-def open_access_warning(host: str = "127.0.0.1") -> str:
-    """What to tell an operator at startup: the API has no authentication (yet)."""
-    text = ("the tailored API has no authentication: anyone who can reach it can read "
-            "recommendations, write events and promote models; let it listen on 127.0.0.1 "
-            "only")
-    if host not in _LOOPBACK:
-        text += (f" (it is set to listen on {host}, which other machines may reach; "
-                 "set TAILORED_HOST=127.0.0.1 or put it behind an authenticating proxy)")
-    return text
+async def _check_reachable_from_workers(store: Store) -> None:
+    """Requests run in worker threads; refuse to start on a store they cannot see."""
+    try:
+        await anyio.to_thread.run_sync(store.models.active)
+    except Exception as error:
+        raise RuntimeError(
+            f"the store at {mask_password(store.url)} does not answer from the server's "
+            f"worker threads ({type(error).__name__}: {error}). An in-memory SQLite store "
+            "(sqlite://) lives in one thread only; serve from a file, sqlite:///PATH"
+        ) from error
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         owned = store is None
         opened = open_store(settings.store_url) if store is None else store
         try:
+            await _check_reachable_from_workers(opened)
             state = ServiceState(opened, settings, registry_poll_seconds=registry_poll_seconds)
             state.load_active()
             app.state.service = state

@@ -20,6 +20,8 @@ from tailored.pipeline import LiveRecommender
 from tailored.settings import Settings
 from tailored.store import ModelVersion, Store
 
+from .security import mask_password
+
 logger = logging.getLogger("tailored.serving")
 
 #: How often, at most, a request checks the registry for a newly promoted version.
@@ -62,6 +64,7 @@ class ServiceState:
         self._clock = clock
         self._live: LiveRecommender | None = None
         self._load_error: str | None = None
+        self._failed_version: int | None = None
         self._checked_at = -float("inf")
         self._swap_lock = threading.Lock()
 
@@ -93,34 +96,40 @@ class ServiceState:
             except ModelNotFoundError:
                 logger.warning("no trained model in the store at %s yet; recommendations "
                                "answer 503 until one is trained with `tailored train`",
-                               self.store.url)
+                               mask_password(self.store.url))
                 return
-            except Exception as error:
-                self._load_error = str(error)
-                logger.error("the active model cannot be loaded: %s", error)
+            except Exception as error:  # a missing or corrupt artifact: serve without it
+                self._load_error = (f"the active model version cannot be loaded: "
+                                    f"{type(error).__name__}: {error}")
+                active = self.store.models.active()
+                self._failed_version = None if active is None else active.version
+                logger.error("%s; recommendations answer 503 until another version is "
+                             "promoted", self._load_error)
                 return
             self._install(live)
 
-    def refresh(self, *, force: bool = False) -> None:
+    def refresh(self) -> None:
         """Swap to the registry's active version if it changed since the last check.
 
         Checks at most every ``registry_poll_seconds`` (one cheap query). Only one
-        request checks at a time; the others go on with the model serving now.
+        request checks at a time; the others go on with the model serving now. A version
+        whose artifact fails to load is not tried again (promote another one).
         """
-        if not force and self._clock() - self._checked_at < self.registry_poll_seconds:
+        if self._clock() - self._checked_at < self.registry_poll_seconds:
             return
         if not self._swap_lock.acquire(blocking=False):
             return
         try:
             self._checked_at = self._clock()
             active = self.store.models.active()
-            if active is None or active.version == self.serving_version:
+            if active is None or active.version in (self.serving_version,
+                                                    self._failed_version):
                 return
             try:
                 live = load_version(self.store, active)
-            except ModelLoadError as error:
-                # Keep serving what we have; the next check tries again.
+            except ModelLoadError as error:  # keep serving what we have
                 self._load_error = str(error)
+                self._failed_version = active.version
                 logger.error("%s; still serving version %s", error, self.serving_version)
                 return
             self._install(live)
@@ -155,6 +164,7 @@ class ServiceState:
         previous = self.serving_version
         self._live = live  # the swap: one reference, requests in flight keep the old one
         self._load_error = None
+        self._failed_version = None
         if live.version is not None and live.version.version != previous:
             logger.info("serving model %s version %s (was %s)", live.version.name,
                         live.version.version, previous)

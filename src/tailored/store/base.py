@@ -43,6 +43,10 @@ class Catalog(Protocol):
         """Items as a frame with :data:`ITEM_COLUMNS`."""
         ...
 
+    def unavailable(self) -> list[str]:
+        """Ids of items that must not be recommended now."""
+        ...
+
     def count(self) -> int: ...
 
 
@@ -94,7 +98,9 @@ class Store(Protocol):
     """The source of truth, one attribute per role."""
 
     @property
-    def url(self) -> str: ...
+    def url(self) -> str:
+        """Where the store lives, password masked."""
+        ...
 
     @property
     def events(self) -> EventLog: ...

@@ -191,6 +191,12 @@ class SqlCatalog(_Tables):
         frame["created_at"] = pd.to_datetime(created, unit="us", utc=True)
         return frame[list(ITEM_COLUMNS)]
 
+    def unavailable(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(items_table.c.item_id)
+                                .where(items_table.c.available.is_(False))).all()
+        return [row.item_id for row in rows]
+
     def count(self) -> int:
         return self._count(items_table)
 
@@ -290,10 +296,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def masked_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = sa.create_engine(url)
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    # One shared connection keeps an in-memory database visible to every thread.
+    engine = (sa.create_engine(url, poolclass=sa.pool.StaticPool,
+                               connect_args={"check_same_thread": False})
+              if in_memory else sa.create_engine(url))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name != "postgresql":
@@ -306,7 +324,7 @@ class SqlStore:
     """All roles of the store over one SQLAlchemy engine; tables are created if missing."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = masked_url(url)
         self.engine = _engine(url)
         for attempt in range(3):
             try:

@@ -52,6 +52,7 @@ class StoreContract:
         assert store.items.get("nope") is None
         assert tuple(store.items.frame().columns) == ITEM_COLUMNS
         assert store.items.count() == 1
+        assert store.items.unavailable() == ["i1"]
 
     def test_users_upsert_and_get(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin"})])

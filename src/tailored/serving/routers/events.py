@@ -79,7 +79,9 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         "Answers only after every event is durable in the store, so an acknowledged event "
         "survives a crash, and the next recommendation for its user already counts it. "
         "Idempotent by `event_id`: an event whose id is stored already is skipped and "
-        "counted as a duplicate (events without an id get one derived from their content). "
+        "counted as a duplicate. An event without an id gets one derived from its content, "
+        "timestamp included; the timestamp defaults to the time of arrival, so send an "
+        "`event_id` or a `timestamp` for a retried request to be recognised. "
         "Status 201 when at least one event was new, 200 when all were duplicates."
     ),
     response_model=EventsReceipt,

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from tailored.pipeline import LiveRecommender
 
 from ..deps import StateDep
 from ..schemas import Health, ServingModel
+from ..security import mask_password
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger("tailored.serving")
-
-_PASSWORD = re.compile(r"^([^:/?#]+://[^:/?#@]*):[^@]*@")
-
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``.
-
-    Examples
-    --------
-    >>> mask_password("postgresql://tailored:s3cret@db:5432/tailored")
-    'postgresql://tailored:***@db:5432/tailored'
-    >>> mask_password("sqlite:///tailored.db")
-    'sqlite:///tailored.db'
-    """
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return _PASSWORD.sub(r"\1:***@", url)
 
 
 def _trained_at(live: LiveRecommender) -> datetime | None:

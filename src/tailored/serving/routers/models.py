@@ -42,7 +42,7 @@ def list_models(state: StateDep) -> ModelVersions:
                                     "changed."}},
 )
 def promote(
-    version: Annotated[int, Path(ge=1, description="A version from GET /models.")],
+    version: Annotated[int, Path(ge=1, le=2**63 - 1, description="A version from GET /models.")],
     state: StateDep,
 ) -> Promotion:
     promoted, previous = state.promote(version)
