@@ -2,18 +2,19 @@
 
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
+from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, Trending, ItemKNN, UserKNN, ALS)}
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased)}
 
 
 def create(name: str, **params: object) -> Recommender:
-    """A model by its registered name (``popular``, ``item_knn``, ``als``)."""
+    """A model by its registered name (see ``MODELS``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](**params)
 
 
-__all__ = ["ALS", "MODELS", "ALSConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
+__all__ = ["ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
            "PopularConfig", "Recommender", "ScoringBatch", "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create"]
