@@ -1,11 +1,12 @@
 """Import a file of events, items or users into the store: all of it, or nothing.
 
-A file is read twice, streaming both times, so memory stays bounded by one chunk:
+A file is read twice, streaming both times, so memory stays bounded by two chunks:
 
-1. a check pass reads (and by default validates) every row, keeping only counts and the
-   first few rejects, so a bad row on line 9,000,000 stops the import before anything
-   is written;
-2. a write pass validates each chunk again and writes it to the store in one call.
+1. a check pass reads (and by default validates) every row, keeping only counts, the
+   first few rejects and the first chunk's records, so a bad row on line 9,000,000 stops
+   the import before anything is written;
+2. a write pass stores the first chunk's records, then validates each further chunk again
+   and writes it to the store in one call (a file of one chunk is validated once).
 
 With ``skip_invalid=True`` the check pass only reads (so a file that cannot be read still
 imports nothing), and the write pass stores the valid rows and writes every bad row to a
@@ -75,7 +76,7 @@ class ImportReport:
         return self.rows_read / self.seconds if self.seconds > 0 else float("inf")
 
     def __str__(self) -> str:
-        text = (f"{self.path}: {self.rows_read:,} {self.kind} rows read, {self.imported:,} "
+        text = (f"{self.path}: read {self.rows_read:,} rows of {self.kind}; {self.imported:,} "
                 f"imported, {self.duplicates:,} already stored, {self.rejected:,} rejected")
         if self.rejects_path is not None:
             text += f" (listed in {self.rejects_path})"
@@ -117,6 +118,9 @@ class _Checked:
     rejected: int = 0
     first_rejects: list[Reject] = field(default_factory=list)
     seconds: float = 0.0
+    # The first chunk's records, kept so the write pass need not validate them again
+    # (memory stays bounded: one chunk, and a small file is validated only once).
+    first_records: list[Record] | None = None
 
 
 def _validate(source: Source, chunk: RecordChunk) -> tuple[list[Record], list[Reject]]:
@@ -132,7 +136,9 @@ def _check(source: Source, *, validate: bool) -> _Checked:
     for chunk in source.chunks():
         checked.rows_read += len(chunk)
         if validate:
-            _, rejects = _validate(source, chunk)
+            records, rejects = _validate(source, chunk)
+            if checked.first_records is None:
+                checked.first_records = records
             checked.rejected += len(rejects)
             room = SHOWN_REJECTS - len(checked.first_rejects)
             checked.first_rejects.extend(rejects[:max(room, 0)])
@@ -184,12 +190,17 @@ def _store_count(store: Store, kind: str) -> int:
     return store.items.count() if kind == "items" else store.users.count()
 
 
-def _write(store: Store, source: Source, rejects_file: _RejectsFile | None) -> tuple[int, int]:
+def _write(store: Store, source: Source, rejects_file: _RejectsFile | None,
+           first_records: list[Record] | None) -> tuple[int, int]:
     """Validate and store each chunk; return (rows written, rows new to the store)."""
     written = new = 0
     before = 0 if source.kind == "events" else _store_count(store, source.kind)
-    for chunk in source.chunks():
-        records, rejects = _validate(source, chunk)
+    for index, chunk in enumerate(source.chunks()):
+        rejects: list[Reject] = []
+        if index == 0 and first_records is not None:
+            records = first_records
+        else:
+            records, rejects = _validate(source, chunk)
         if rejects:
             if rejects_file is None:
                 # The check pass found none, so the file changed under us.
@@ -218,20 +229,40 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
     """Check every source, then write them in order: the engine of :func:`import_file`.
 
     In the default mode a bad row in any source means nothing from any source is written.
+
+    Parameters
+    ----------
+    store : Store
+        Where the records go.
+    sources : sequence of Source
+        Re-readable streams of raw rows, e.g. the files of one MovieLens data set.
+    skip_invalid : bool, default False
+        Import the valid rows and write the invalid ones to a rejects file per source.
+    rejects_paths : sequence of Path or None, optional
+        The rejects file of each source; ``None`` means ``<source path>.rejects.csv``.
+
+    Returns
+    -------
+    list of ImportReport
+        One per source, in order.
     """
-    if rejects_paths is None:
-        rejects_paths = [None] * len(sources)
+    chosen = list(rejects_paths or [None] * len(sources))
+    targets = [path or Path(f"{source.path}.rejects.csv")
+               for source, path in zip(sources, chosen, strict=True)]
+    for source, target in zip(sources, targets, strict=True):
+        if skip_invalid and target.resolve() == source.path.resolve():
+            raise ValueError(f"rejects_path {target} is the file being imported; choose "
+                             "another path for the rejected rows")
     checks = [_check(source, validate=not skip_invalid) for source in sources]
     if any(c.rejected for c in checks):
         raise _refuse(sources, checks)
     reports = []
-    for source, checked, rejects_path in zip(sources, checks, rejects_paths, strict=True):
+    for source, checked, target in zip(sources, checks, targets, strict=True):
         started = time.perf_counter()
-        rejects_file = None
-        if skip_invalid:
-            rejects_file = _RejectsFile(rejects_path or Path(f"{source.path}.rejects.csv"))
+        rejects_file = _RejectsFile(target) if skip_invalid else None
         try:
-            written, new = _write(store, source, rejects_file)
+            written, new = _write(store, source, rejects_file, checked.first_records)
+            checked.first_records = None
         finally:
             if rejects_file is not None:
                 rejects_file.close()

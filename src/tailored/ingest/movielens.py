@@ -117,6 +117,8 @@ def import_movielens(store: Store, directory: str | Path, *, chunk_rows: int = 5
     >>> item.categories, item.attributes
     (['Animation', 'Comedy'], {'year': 1995})
     """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     directory = Path(directory)
     layout = detect_layout(directory)
     if layout == "ml-100k":
@@ -137,30 +139,39 @@ def _starts_with_header(path: Path, separator: str, encoding: str) -> bool:
     return not first.strip().isdigit()
 
 
-def _table(path: Path, names: list[str], to_raw: Callable[[dict[str, str]], RawRow], *,
+def _table(path: Path, names: list[str], to_raw: Callable[..., RawRow], *,
            separator: str, encoding: str, header: bool, chunk_rows: int,
            ) -> Iterator[RecordChunk]:
-    """Chunks of a headerless (or header-skipped) delimited MovieLens file."""
+    """Chunks of a headerless (or header-skipped) delimited MovieLens file.
+
+    ``to_raw`` takes one row's cells as positional arguments, in ``names`` order.
+    """
     line = 1 if header else 0
-    with pd.read_csv(
-        path, sep=separator, header=None, names=names, skiprows=1 if header else 0,
-        dtype=str, na_filter=False, encoding=encoding, chunksize=chunk_rows,
-        # ML-100K titles hold bare quotes; only the comma-separated files quote fields.
-        quoting=csv.QUOTE_MINIMAL if separator == "," else csv.QUOTE_NONE,
-    ) as reader:
-        for frame in reader:
-            rows = []
-            for cells in zip(*(frame[name].tolist() for name in names), strict=True):
-                line += 1
-                rows.append((line, to_raw(dict(zip(names, cells, strict=True)))))
-            yield RecordChunk(path, "movielens", rows, text=True)
+    try:
+        with pd.read_csv(
+            path, sep=separator, header=None, names=names, skiprows=1 if header else 0,
+            dtype=object, keep_default_na=False, na_values=[""], encoding=encoding,
+            chunksize=chunk_rows,
+            # ML-100K titles hold bare quotes; only the comma-separated files quote fields.
+            quoting=csv.QUOTE_MINIMAL if separator == "," else csv.QUOTE_NONE,
+        ) as reader:
+            for frame in reader:
+                columns = (frame[name].where(frame[name].notna(), "").tolist()
+                           for name in names)
+                raws = list(map(to_raw, *columns))
+                yield RecordChunk(path, "movielens",
+                                  list(zip(range(line + 1, line + 1 + len(raws)), raws,
+                                           strict=True)), text=True)
+                line += len(raws)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InvalidDataError(
+            f"{path}: cannot be read as MovieLens's {path.name} ({error}); use the files of "
+            "the data set as GroupLens publishes them") from None
 
 
-def _rating(cells: dict[str, str]) -> RawRow:
-    user, item = cells["user_id"], cells["item_id"]
+def _rating(user: str, item: str, rating: str, timestamp: str) -> RawRow:
     return {"event_id": f"ml-{user}-{item}", "user_id": user, "item_id": item,
-            "event_type": "rating", "value": cells["rating"] or None,
-            "timestamp": cells["timestamp"] or None}
+            "event_type": "rating", "value": rating or None, "timestamp": timestamp or None}
 
 
 def _title_year(title: str) -> int | None:
@@ -207,23 +218,25 @@ def _ml_100k_sources(directory: Path, chunk_rows: int) -> list[Source]:
             raise InvalidDataError(
                 f"{movies}:1: {fields} fields, but ML-100K has 5 plus one flag for each of "
                 f"the {len(genres)} genres in u.genre; use the files of one data set")
-        flags = [f"genre:{name}" for name in genres]
-        names = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *flags]
+        names = ["item_id", "title", "release_date", "video_release_date", "imdb_url",
+                 *(f"genre:{name}" for name in genres)]
 
-        def movie(cells: dict[str, str]) -> RawRow:
-            released = _release_date(cells["release_date"])
-            year = released.year if released else _title_year(cells["title"])
+        def movie(item_id: str, title: str, release_date: str, _video_release_date: str,
+                  imdb_url: str, *genre_flags: str) -> RawRow:
+            released = _release_date(release_date)
+            # The title's year is the film's; the release date is often a later video one.
+            year = _title_year(title) or (released.year if released else None)
             attributes: dict[str, Any] = {}
             if year is not None:
                 attributes["year"] = year
             if released is not None:
                 attributes["release_date"] = released.date().isoformat()
-            if cells["imdb_url"]:
-                attributes["imdb_url"] = cells["imdb_url"]
+            if imdb_url:
+                attributes["imdb_url"] = imdb_url
             return {
-                "item_id": cells["item_id"], "title": cells["title"],
-                "categories": [name for name, flag in zip(genres, flags, strict=True)
-                               if cells[flag] == "1" and name not in _NO_GENRE],
+                "item_id": item_id, "title": title,
+                "categories": [name for name, flag in zip(genres, genre_flags, strict=True)
+                               if flag == "1" and name not in _NO_GENRE],
                 "attributes": attributes, "created_at": released,
             }
 
@@ -240,18 +253,19 @@ def _ml_100k_sources(directory: Path, chunk_rows: int) -> list[Source]:
     return sources
 
 
-def _ml_100k_user(cells: dict[str, str]) -> RawRow:
+def _ml_100k_user(user_id: str, age: str, gender: str, occupation: str, zip_code: str,
+                  ) -> RawRow:
     attributes: dict[str, Any] = {}
-    age = cells["age"].strip()
-    if age.isdigit():
+    if age.strip().isdigit():
         attributes["age"] = int(age)
         attributes["age_band"] = age_band(int(age))
     elif age:
         attributes["age"] = age  # kept as given rather than lost
-    for name in ("gender", "occupation", "zip"):
-        if cells[name]:
-            attributes[name] = cells[name]  # zip stays text: "02139" is a code
-    return {"user_id": cells["user_id"], "attributes": attributes}
+    # zip stays text: "02139" is a code, not a number.
+    for name, value in (("gender", gender), ("occupation", occupation), ("zip", zip_code)):
+        if value:
+            attributes[name] = value
+    return {"user_id": user_id, "attributes": attributes}
 
 
 def _check_header(path: Path, expected: list[str]) -> None:
@@ -278,11 +292,11 @@ def _ml_latest_sources(directory: Path, chunk_rows: int) -> list[Source]:
     return sources
 
 
-def _ml_latest_movie(cells: dict[str, str]) -> RawRow:
-    title = cells["title"].strip()
+def _ml_latest_movie(item_id: str, title: str, genres: str) -> RawRow:
+    title = title.strip()
     year = _title_year(title)
     return {
-        "item_id": cells["item_id"], "title": title,
-        "categories": [g for g in cells["genres"].split("|") if g and g not in _NO_GENRE],
+        "item_id": item_id, "title": title,
+        "categories": [g for g in genres.split("|") if g and g not in _NO_GENRE],
         "attributes": {} if year is None else {"year": year},
     }

@@ -223,6 +223,7 @@ def _read_header(path: Path, file_format: str, kind: str) -> list[str]:
 def _read_delimited(path: Path, file_format: str, kind: str, columns: list[str],
                     chunk_rows: int) -> Iterator[RecordChunk]:
     line = 1
+    width = len(columns)
     read_any = False
     try:
         with pd.read_csv(
@@ -237,7 +238,7 @@ def _read_delimited(path: Path, file_format: str, kind: str, columns: list[str],
                 rows = []
                 for cells in zip(*values, strict=True):
                     line += 1
-                    if any(cell is not None for cell in cells):
+                    if cells.count(None) != width:  # a blank line is not a row
                         rows.append((line, dict(zip(columns, cells, strict=True))))
                 if rows:
                     read_any = True

@@ -18,6 +18,7 @@ from tailored.ingest.records import (
     check_kind,
     event_input,
     item_input,
+    numeric_columns,
     user_input,
 )
 from tailored.schema import Event, Item, User
@@ -95,18 +96,23 @@ def _validate(rows: Iterable[tuple[int, Any]], model: type[_Model], kind: str,
               ) -> tuple[list[_Model], list[Reject]]:
     records: list[_Model] = []
     rejects: list[Reject] = []
+    numeric: frozenset[str] = frozenset()
+    if text:
+        rows = list(rows)
+        numeric = numeric_columns([raw for _, raw in rows if isinstance(raw, Mapping)], kind)
     for row, raw in rows:
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):  # type(): the fast path
             rejects.append(Reject(file, row, "(row)",
                                   f"should be an object of fields, got {type(raw).__name__}",
                                   raw))
             continue
         if kind == "events":
-            data, problems = event_input(raw, text=text, require_timestamp=require_timestamp)
+            data, problems = event_input(raw, numeric=numeric,
+                                         require_timestamp=require_timestamp)
         elif kind == "items":
-            data, problems = item_input(raw, text=text)
+            data, problems = item_input(raw, numeric=numeric)
         else:
-            data, problems = user_input(raw, text=text)
+            data, problems = user_input(raw, numeric=numeric)
         try:
             record = model.model_validate(data)
         except ValidationError as error:
@@ -148,8 +154,8 @@ def validate_records(rows: Iterable[tuple[int, Any]], kind: str, *, file: str | 
     file : str, optional
         Named in each :class:`Reject`.
     text : bool, default False
-        The values come from a delimited text file, so numeric-looking extra columns
-        become numbers in ``context`` / ``attributes``.
+        The values come from a delimited text file, so extra columns whose values all
+        read as numbers hold numbers in ``context`` / ``attributes``.
     require_timestamp : bool, default False
         Reject events without a time instead of stamping them with the current time.
 

@@ -1,4 +1,8 @@
-"""Recommenders: one module per family, each a typed config plus a ``Recommender``."""
+"""Recommenders: one module per family, each a typed config plus a ``Recommender``.
+
+``MODELS`` maps each registered name (used by the CLI's ``--model`` and by pipeline
+recipes) to its class; ``create(name, **params)`` builds one.
+"""
 
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
@@ -6,7 +10,10 @@ from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased)}
+MODELS: dict[str, type[Recommender]] = {
+    model.name: model
+    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased)
+}
 
 
 def create(name: str, **params: object) -> Recommender:
@@ -16,5 +23,8 @@ def create(name: str, **params: object) -> Recommender:
     return MODELS[name](**params)
 
 
-__all__ = ["ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "ItemKNN", "ItemKNNConfig", "ModelConfig", "Popular",
-           "PopularConfig", "Recommender", "ScoringBatch", "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create"]
+__all__ = [
+    "ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "ItemKNN",
+    "ItemKNNConfig", "ModelConfig", "Popular", "PopularConfig", "Recommender", "ScoringBatch",
+    "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create",
+]
