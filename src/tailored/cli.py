@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -193,14 +194,24 @@ def train(model: ModelOption = None, set_: SetOption = None, store: StoreOption 
                   f"{' (active)' if trained.version.active else ''}; temporal split: {metrics}")
 
 
+_LABELS = {"ndcg": "NDCG", "recall": "Recall", "hit_rate": "HR", "map": "MAP",
+           "coverage": "cover", "fit_s": "fit s", "recommend_ms_per_user": "ms/user"}
+
+
+def _label(column: str) -> str:
+    metric, _, k = column.partition("@")
+    return _LABELS.get(metric, metric) + (f"@{k}" if k else "")
+
+
 def _evaluation_table(table: pd.DataFrame) -> Table:
     attrs = table.attrs
-    rich_table = Table(title=f"{attrs.get('split')} split, {attrs.get('test_users')} test users")
-    rich_table.add_column("model")
+    rich_table = Table(title=f"{attrs.get('split')} split, {attrs.get('test_users')} test users",
+                       box=box.SIMPLE_HEAD)
+    rich_table.add_column("model", no_wrap=True)
     for column in table.columns:
-        rich_table.add_column(column, justify="right")
+        rich_table.add_column(_label(str(column)), justify="right", no_wrap=True)
     for name, row in table.iterrows():
-        rich_table.add_row(str(name), *(f"{value:.4f}" for value in row))
+        rich_table.add_row(str(name), *(f"{value:.3f}" for value in row))
     return rich_table
 
 

@@ -39,7 +39,8 @@ class ScoringBatch:
     current history (score those from ``history`` alone). ``history`` holds event
     weights over the model's items. ``sequences`` (only for models with
     ``needs_sequences``) lists each user's item indices oldest first. ``profiles`` has
-    attributes of users the query described (``user_id`` + attribute columns).
+    attributes of users the query described (``user_id`` + attribute columns);
+    ``events`` the query's raw events (types, times), when it brought any.
     """
 
     user_ids: tuple[str, ...]
@@ -48,17 +49,28 @@ class ScoringBatch:
     sequences: list[np.ndarray] | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
     profiles: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.users)
 
     def rows(self, start: int, stop: int) -> ScoringBatch:
         """A slice of the batch (users ``start`` to ``stop``)."""
+        return self.take(np.arange(start, min(stop, len(self))))
+
+    def take(self, rows: np.ndarray) -> ScoringBatch:
+        """The users at positions ``rows``, with their events and profiles."""
+        user_ids = tuple(self.user_ids[i] for i in rows)
         return ScoringBatch(
-            self.user_ids[start:stop], self.users[start:stop],
-            sp.csr_matrix(self.history[start:stop]),
-            None if self.sequences is None else self.sequences[start:stop],
-            self.context, self.profiles)
+            user_ids, self.users[rows], sp.csr_matrix(self.history[rows]),
+            None if self.sequences is None else [self.sequences[i] for i in rows],
+            self.context, _of_users(self.profiles, user_ids), _of_users(self.events, user_ids))
+
+
+def _of_users(frame: pd.DataFrame | None, user_ids: tuple[str, ...]) -> pd.DataFrame | None:
+    if frame is None:
+        return None
+    return frame[frame["user_id"].astype(str).isin(user_ids)]
 
 
 class ModelConfig(BaseModel):
@@ -129,8 +141,9 @@ class Recommender(ABC):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         """Scores, one row per user of the batch and one column per item."""
 
-    def _fallback(self) -> np.ndarray:
-        """Scores for users with no history at all."""
+    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
+        """Scores for users without history: one row for all, or one per user of ``batch``
+        (a model that knows users' profiles can do better than popularity)."""
         return self.popularity_
 
     # ---- scoring --------------------------------------------------------------------
@@ -172,13 +185,13 @@ class Recommender(ABC):
                 by_user = _sequences(query.events, vocab, self.item_vocab_)
                 sequences = [by_user[row] for row in order]
         return ScoringBatch(query.user_ids, rows, sp.csr_matrix(history, dtype=np.float32),
-                            sequences, query.context, query.profiles)
+                            sequences, query.context, query.profiles, query.events)
 
     def _scores(self, batch: ScoringBatch) -> np.ndarray:
         scores = np.asarray(self._score(batch), dtype=np.float32)
-        empty = np.diff(batch.history.indptr) == 0
-        if empty.any():
-            scores[empty] = self._fallback()
+        empty = np.flatnonzero(np.diff(batch.history.indptr) == 0)
+        if len(empty):
+            scores[empty] = self._fallback(batch.take(empty))
         return scores
 
     def score(self, users: Users, items: Sequence[str] | None = None) -> np.ndarray:

@@ -50,7 +50,7 @@ class Popular(Recommender):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return np.tile(self.item_scores_, (len(batch), 1))
 
-    def _fallback(self) -> np.ndarray:
+    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
         return self.item_scores_
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -120,7 +120,7 @@ class Trending(Recommender):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return np.tile(self.item_scores_, (len(batch), 1))
 
-    def _fallback(self) -> np.ndarray:
+    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
         return self.item_scores_
 
     def _arrays(self) -> dict[str, np.ndarray]:
