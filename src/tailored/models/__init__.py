@@ -7,12 +7,13 @@ recipes) to its class; ``create(name, **params)`` builds one.
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
 from tailored.models.content import ContentBased, ContentBasedConfig
+from tailored.models.item2vec import Item2Vec, Item2VecConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 
 MODELS: dict[str, type[Recommender]] = {
     model.name: model
-    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased)
+    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased, Item2Vec)
 }
 
 
@@ -24,7 +25,8 @@ def create(name: str, **params: object) -> Recommender:
 
 
 __all__ = [
-    "ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "ItemKNN",
+    "ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "Item2Vec",
+    "Item2VecConfig", "ItemKNN",
     "ItemKNNConfig", "ModelConfig", "Popular", "PopularConfig", "Recommender", "ScoringBatch",
     "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create",
 ]

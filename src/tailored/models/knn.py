@@ -260,7 +260,7 @@ def _neighbours(weighted: sp.csr_matrix, presence: sp.csr_matrix,
 
 def _prune_rows(similarity: np.ndarray, keep: int) -> sp.csr_matrix:
     """Keep each row's ``keep`` largest positive entries."""
-    n_rows, n_columns = similarity.shape
+    n_columns = similarity.shape[1]
     keep = min(keep, n_columns)
     if keep < n_columns:
         threshold_at = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
