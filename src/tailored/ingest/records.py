@@ -138,7 +138,8 @@ def to_datetime(value: Any) -> Any:
 
 def _from_unix_seconds(seconds: float) -> datetime:
     try:
-        # Unlike fromtimestamp, this reaches before 1970 on every platform.
+        return datetime.fromtimestamp(seconds, UTC)
+    except OSError:  # times before 1970 on Windows
         return _UNIX_EPOCH + timedelta(seconds=seconds)
     except (OverflowError, ValueError):
         raise ValueError(
@@ -198,13 +199,12 @@ def _split(raw: Mapping[str, Any], known: frozenset[str], numeric: Collection[st
 def _merge_extras(data: dict[str, Any], field: str, extras: dict[str, Any],
                   problems: Problems) -> None:
     given = data.pop(field, None)
-    merged = dict(extras)
     if given is not None:
         explicit = _as_object(field, given, problems)
         if explicit is not None:
-            merged.update(explicit)  # an explicit object wins over loose columns
-    if merged:
-        data[field] = merged
+            extras.update(explicit)  # an explicit object wins over loose columns
+    if extras:
+        data[field] = extras  # a fresh dict per row, so no copy
 
 
 def _convert_time(data: dict[str, Any], field: str, problems: Problems) -> None:
@@ -239,14 +239,14 @@ def event_input(raw: Mapping[str, Any], *, numeric: Collection[str] = (),
         value = data.get(field)
         if value is not None and type(value) is not str:
             data[field] = _text_id(value)
-    event_type = data.get("event_type")
-    if type(event_type) is str:
-        # The schema lowers case, but checks its pattern first: "Click" would fail.
-        data["event_type"] = event_type.strip().lower()
     timestamp = data.get("timestamp")
     if timestamp is not None:
         if type(timestamp) is not datetime:
-            _convert_time(data, "timestamp", problems)
+            try:
+                data["timestamp"] = to_datetime(timestamp)
+            except ValueError as error:
+                del data["timestamp"]
+                problems.append(("timestamp", str(error)))
     elif require_timestamp:
         problems.append(("timestamp", f"is missing; every event in a file needs a time: "
                                       f"{TIME_HINT}"))

@@ -28,6 +28,11 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 _OBJECT_FIELDS = ("context", "attributes")
 _TIME_FIELDS = ("timestamp", "created_at")
+_PATTERN_REASONS = {
+    "event_type": "should be lower-case letters, digits and '_', starting with a letter and "
+                  "at most 32 long, such as 'add_to_cart'",
+    "id": "must not contain control characters (tabs, line breaks, NUL)",
+}
 _SCALAR_ONLY = ("must be text, a number, true/false or null "
                 "(nested objects and lists are not allowed)")
 
@@ -77,7 +82,9 @@ def _describe(error: ValidationError) -> Problems:
         else:
             field = ".".join(str(part) for part in loc) or "(row)"
             reason = detail["msg"]
-            if field in _TIME_FIELDS:
+            if detail["type"] == "string_pattern_mismatch":  # a regex says little to a person
+                reason = _PATTERN_REASONS.get(field, _PATTERN_REASONS["id"])
+            elif field in _TIME_FIELDS:
                 reason = f"{reason}; {TIME_HINT}"
         found.setdefault(field, reason)
     return list(found.items())
