@@ -114,25 +114,40 @@ class _Tables:
 
 
 class SqlEventLog(_Tables):
+    _COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "ts_us", "session_id",
+                "context")
+
+    def _insert_sql(self) -> str:
+        # Plain driver executemany: building SQLAlchemy parameters row by row costs more
+        # than the insert itself on large imports.
+        mark = "%s" if self.engine.dialect.name == "postgresql" else "?"
+        return (f"INSERT INTO events ({', '.join(self._COLUMNS)}) "
+                f"VALUES ({', '.join([mark] * len(self._COLUMNS))}) "
+                "ON CONFLICT (event_id) DO NOTHING")
+
     def add(self, events: Iterable[Event]) -> int:
         added = 0
+        sql = self._insert_sql()
         # One transaction: on return, every event is durable (or none is, on error).
         with self.engine.begin() as conn:
             for chunk in _chunks(events):
                 rows = [
-                    {
-                        "event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id,
-                        "event_type": e.event_type, "value": e.value,
-                        "ts_us": _micros(e.timestamp), "session_id": e.session_id,
-                        "context": _json_or_none(e.context),
-                    }
+                    (e.event_id, e.user_id, e.item_id, e.event_type, e.value,
+                     _micros(e.timestamp), e.session_id, _json_or_none(e.context))
                     for e in chunk
                 ]
-                # RETURNING counts what was new on every backend (rowcount may be -1).
-                statement = self._insert(events_table).on_conflict_do_nothing(
-                    index_elements=["event_id"]).returning(events_table.c.seq)
-                added += len(conn.execute(statement, rows).all())
+                before = self._changes(conn)
+                result = conn.exec_driver_sql(sql, rows)
+                added += (self._changes(conn) - before if before is not None
+                          else max(result.rowcount, 0))
         return added
+
+    def _changes(self, conn: sa.Connection) -> int | None:
+        """SQLite's running count of changed rows (its executemany rowcount is unreliable
+        across versions); None on backends whose rowcount sums executemany correctly."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        return int(conn.exec_driver_sql("SELECT total_changes()").scalar_one())
 
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
         query = sa.select(
@@ -147,7 +162,9 @@ class SqlEventLog(_Tables):
         frame = pd.DataFrame(rows, columns=[*EVENT_COLUMNS[:5], "ts_us", *EVENT_COLUMNS[6:]])
         frame["value"] = frame["value"].astype("float64")
         frame.insert(5, "timestamp", _timestamps(frame.pop("ts_us")))
-        frame["context"] = [json.loads(c) if c else {} for c in frame["context"]]
+        frame["session_id"] = frame["session_id"].astype(object).where(
+            frame["session_id"].notna(), None)
+        frame["context"] = [json.loads(c) if isinstance(c, str) else {} for c in frame["context"]]
         return frame
 
     def count(self) -> int:

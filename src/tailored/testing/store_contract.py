@@ -38,6 +38,13 @@ class StoreContract:
         assert store.events.add([_event(2), _event(3)]) == 1
         assert store.events.count() == 3
 
+    def test_events_with_and_without_context_or_session(self, store: Store) -> None:
+        store.events.add([_event(1, context={"device": "mobile"}), _event(2),
+                          _event(3, session_id="s")])
+        frame = store.events.frame()
+        assert frame["context"].tolist() == [{"device": "mobile"}, {}, {}]
+        assert frame["session_id"].tolist() == [None, None, "s"]
+
     def test_events_of_some_users_oldest_first(self, store: Store) -> None:
         store.events.add([_event(5, user="u1"), _event(3, user="u2"), _event(1, user="u1")])
         frame = store.events.frame(user_ids=["u1"])
