@@ -10,10 +10,13 @@ from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.item2vec import Item2Vec, Item2VecConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
+from tailored.models.rules import RuleBased, RuleBasedConfig, RuleSet
+from tailored.models.segments import Segments, SegmentsConfig
 
 MODELS: dict[str, type[Recommender]] = {
     model.name: model
-    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased, Item2Vec)
+    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased, Item2Vec,
+                  Segments, RuleBased)
 }
 
 
@@ -25,8 +28,28 @@ def create(name: str, **params: object) -> Recommender:
 
 
 __all__ = [
-    "ALS", "MODELS", "ALSConfig", "ContentBased", "ContentBasedConfig", "Item2Vec",
-    "Item2VecConfig", "ItemKNN",
-    "ItemKNNConfig", "ModelConfig", "Popular", "PopularConfig", "Recommender", "ScoringBatch",
-    "Trending", "TrendingConfig", "UserKNN", "UserKNNConfig", "create",
+    "ALS",
+    "ALSConfig",
+    "ContentBased",
+    "ContentBasedConfig",
+    "Item2Vec",
+    "Item2VecConfig",
+    "ItemKNN",
+    "ItemKNNConfig",
+    "MODELS",
+    "ModelConfig",
+    "Popular",
+    "PopularConfig",
+    "Recommender",
+    "RuleBased",
+    "RuleBasedConfig",
+    "RuleSet",
+    "ScoringBatch",
+    "Segments",
+    "SegmentsConfig",
+    "Trending",
+    "TrendingConfig",
+    "UserKNN",
+    "UserKNNConfig",
+    "create",
 ]
