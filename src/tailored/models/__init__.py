@@ -29,6 +29,7 @@ def create(name: str, **params: object) -> Recommender:
 
 __all__ = [
     "ALS",
+    "MODELS",
     "ALSConfig",
     "ContentBased",
     "ContentBasedConfig",
@@ -36,7 +37,6 @@ __all__ = [
     "Item2VecConfig",
     "ItemKNN",
     "ItemKNNConfig",
-    "MODELS",
     "ModelConfig",
     "Popular",
     "PopularConfig",
