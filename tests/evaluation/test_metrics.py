@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from tailored.evaluation import NDCG, Recall, evaluate_model
 from tailored.dataset import temporal_split
+from tailored.evaluation import NDCG, Recall, evaluate_model
 from tailored.models import ItemKNN, Popular
 from tailored.testing import checkerboard
 

@@ -107,7 +107,10 @@ def leave_last_out_split(data: Dataset, n: int = 1, min_events: int = 5) -> Spli
     return Split(f"leave-last-{n}-out", train, truth)
 
 
-SPLITS: dict[str, Callable[[Dataset], Split]] = {"temporal": temporal_split, "leave-last-one-out": leave_last_out_split}
+SPLITS: dict[str, Callable[[Dataset], Split]] = {
+    "temporal": temporal_split,
+    "leave-last-one-out": leave_last_out_split,
+}
 
 
 def split_by_name(data: Dataset, protocol: str) -> Split:

@@ -4,6 +4,8 @@
 recipes) to its class; ``create(name, **params)`` builds one.
 """
 
+from typing import Any
+
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
 from tailored.models.content import ContentBased, ContentBasedConfig
@@ -20,7 +22,7 @@ MODELS: dict[str, type[Recommender]] = {
 }
 
 
-def create(name: str, **params: object) -> Recommender:
+def create(name: str, **params: Any) -> Recommender:
     """A model by its registered name (see ``MODELS``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")

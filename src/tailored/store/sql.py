@@ -83,6 +83,10 @@ def _chunks(rows: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
         yield chunk
 
 
+def _total_changes(conn: sa.Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT total_changes()").scalar_one())
+
+
 def _json_or_none(value: dict[str, Any]) -> str | None:
     return json.dumps(value, separators=(",", ":")) if value else None
 
@@ -136,18 +140,14 @@ class SqlEventLog(_Tables):
                      _micros(e.timestamp), e.session_id, _json_or_none(e.context))
                     for e in chunk
                 ]
-                before = self._changes(conn)
-                result = conn.exec_driver_sql(sql, rows)
-                added += (self._changes(conn) - before if before is not None
-                          else max(result.rowcount, 0))
+                if self.engine.dialect.name == "sqlite":
+                    # sqlite3's executemany rowcount is unreliable across versions.
+                    before = _total_changes(conn)
+                    conn.exec_driver_sql(sql, rows)
+                    added += _total_changes(conn) - before
+                else:
+                    added += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
         return added
-
-    def _changes(self, conn: sa.Connection) -> int | None:
-        """SQLite's running count of changed rows (its executemany rowcount is unreliable
-        across versions); None on backends whose rowcount sums executemany correctly."""
-        if self.engine.dialect.name != "sqlite":
-            return None
-        return int(conn.exec_driver_sql("SELECT total_changes()").scalar_one())
 
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
         query = sa.select(
