@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -176,18 +177,37 @@ SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="A model parameter as key=value, repeatable (e.g. --set factors=64).")]
 
 
+RecipeOption = Annotated[Path | None, typer.Option(
+    "--recipe", help="A TOML recipe (model, parameters, rules); see recipes/.",
+    exists=True, dir_okay=False)]
+
+
+def _recipe(model: str | None, set_: list[str] | None, recipe: Path | None,
+            settings: Settings) -> Any:
+    from tailored.pipeline import ModelStage, Recipe, load_recipe
+
+    if recipe is not None:
+        if model or set_:
+            raise typer.BadParameter("give either --recipe or --model/--set, not both")
+        return load_recipe(recipe)
+    name = model or settings.model
+    return Recipe(name=name, model=ModelStage(name=name, **_parse_params(set_)))
+
+
 @app.command()
-def train(model: ModelOption = None, set_: SetOption = None, store: StoreOption = None,
+def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOption = None,
+          store: StoreOption = None,
           promote: Annotated[bool, typer.Option(help="Make the new version the one that "
                                                      "serves.")] = True) -> None:
     """Train a model on everything in the store, validate it, register it and promote it."""
     from tailored.jobs import train_model
 
     settings = _settings(store)
-    name = model or settings.model
+    chosen = _recipe(model, set_, recipe, settings)
+    name = chosen.model.name
     with _store(settings) as opened, _progress() as progress:
-        task = _step(progress, f"training {name}")
-        trained = train_model(opened, settings, name, _parse_params(set_), promote=promote,
+        task = _step(progress, f"training {chosen.name}")
+        trained = train_model(opened, settings, chosen, promote=promote,
                               progress=lambda m: progress.update(task, description=m))
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
     console.print(f"model {name} version {trained.version.version} at {trained.version.path}"
@@ -224,6 +244,9 @@ def evaluate(
         help="Split protocol, repeatable: temporal (the last 20% of events by time are the "
         "test period) or leave-last-one-out (each user's last event, users with >= 5 "
         "events).")] = None,
+    recipe: Annotated[list[Path] | None, typer.Option(
+        help="Also evaluate this TOML recipe (repeatable).", exists=True,
+        dir_okay=False)] = None,
     k: Annotated[int, typer.Option(min=1, help="List length for the metrics.")] = 10,
     store: StoreOption = None,
 ) -> None:
@@ -235,10 +258,12 @@ def evaluate(
     from tailored.dataset import Dataset, split_by_name
     from tailored.evaluation import compare
     from tailored.models import MODELS, create
+    from tailored.pipeline import load_recipe
 
     settings = _settings(store)
     names = list(MODELS) if models == "all" else [n.strip() for n in models.split(",")
                                                     if n.strip()]
+    recipes = [load_recipe(path) for path in recipe or []]
     with _store(settings) as opened, _progress() as progress:
         task = _step(progress, "reading the store")
         data = Dataset.from_store(opened, settings.event_weights)
@@ -249,7 +274,8 @@ def evaluate(
             def show(model: str, split_name: str = name) -> None:
                 progress.update(task, description=f"{split_name}: fitting {model}")
 
-            tables.append(compare({n: create(n) for n in names}, split, k, progress=show)[0])
+            candidates = {n: create(n) for n in names} | {r.name: r.build() for r in recipes}
+            tables.append(compare(candidates, split, k, progress=show)[0])
         progress.update(task, description="evaluated")
     for table in tables:
         console.print(_evaluation_table(table))
@@ -375,6 +401,6 @@ def version() -> None:
 def main() -> None:
     try:
         app()
-    except TailoredError as error:
+    except (TailoredError, ValidationError) as error:
         console.print(f"[red]error:[/] {error}")
         raise SystemExit(1) from None

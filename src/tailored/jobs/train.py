@@ -9,7 +9,8 @@ from typing import Any
 
 from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
-from tailored.models import Recommender, create
+from tailored.models import Recommender
+from tailored.pipeline import ModelStage, Recipe
 from tailored.settings import Settings
 from tailored.store import ModelVersion, Store
 
@@ -23,16 +24,21 @@ class TrainedModel:
     metrics: dict[str, float]
 
 
-def train_model(store: Store, settings: Settings, name: str,
+def train_model(store: Store, settings: Settings, recipe: str | Recipe,
                 params: Mapping[str, Any] | None = None, *, validate: bool = True,
                 promote: bool = True, progress: Progress | None = None) -> TrainedModel:
-    """Train model ``name`` on everything in the store and register it.
+    """Train a recipe (or the model family named, with ``params``) on everything in the
+    store and register it.
 
     With ``validate``, the model is first fitted on the temporal split's training part
-    and its NDCG@10 / Recall@10 on the test part are stored with the version. The
-    served model is then fitted on all events. ``promote`` makes it the active version.
+    and its metrics on the test part are stored with the version. The served model is
+    then fitted on all events. ``promote`` makes it the active version.
     """
-    params = dict(params or {})
+    if isinstance(recipe, str):
+        recipe = Recipe(name=recipe, model=ModelStage(name=recipe, **(params or {})))
+    elif params:
+        raise TypeError("params go inside the recipe")
+    name = recipe.model.name
     step = progress or (lambda _message: None)
     step("reading the store")
     data = Dataset.from_store(store, settings.event_weights)
@@ -41,13 +47,14 @@ def train_model(store: Store, settings: Settings, name: str,
         step("validating on a temporal split")
         split = temporal_split(data)
         if split.test_users:  # too little data leaves no one to test on: record nothing
-            metrics = evaluate_model(create(name, **params), split).metrics
+            metrics = evaluate_model(recipe.build(), split).metrics
     step(f"fitting {name} on {len(data):,} events")
-    model = create(name, **params).fit(data)
+    model = recipe.build().fit(data)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = (settings.model_dir / f"{name}-{stamp}").resolve()
     model.save(path)
-    details = {"config": model.config.model_dump(mode="json"), "data_digest": data.digest,
+    details = {"recipe": recipe.model_dump(mode="json"),
+               "config": model.config.model_dump(mode="json"), "data_digest": data.digest,
                "events": len(data), "users": data.n_users, "items": data.n_items}
     version = store.models.register(name, str(path), metrics, details)
     if promote:

@@ -8,7 +8,9 @@ from typing import Any
 
 from tailored.models.als import ALS, ALSConfig
 from tailored.models.base import ModelConfig, Recommender, ScoringBatch
+from tailored.models.bpr import BPR, BPRConfig
 from tailored.models.content import ContentBased, ContentBasedConfig
+from tailored.models.ease import EASE, EASEConfig
 from tailored.models.item2vec import Item2Vec, Item2VecConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
@@ -17,8 +19,8 @@ from tailored.models.segments import Segments, SegmentsConfig
 
 MODELS: dict[str, type[Recommender]] = {
     model.name: model
-    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, ContentBased, Item2Vec,
-                  Segments, RuleBased)
+    for model in (Popular, Trending, ItemKNN, UserKNN, ALS, BPR, EASE, ContentBased,
+                  Item2Vec, Segments, RuleBased)
 }
 
 
@@ -31,10 +33,14 @@ def create(name: str, **params: Any) -> Recommender:
 
 __all__ = [
     "ALS",
+    "BPR",
+    "EASE",
     "MODELS",
     "ALSConfig",
+    "BPRConfig",
     "ContentBased",
     "ContentBasedConfig",
+    "EASEConfig",
     "Item2Vec",
     "Item2VecConfig",
     "ItemKNN",
