@@ -53,3 +53,20 @@ class TestTrending(RecommenderContract):
 
     def make_model(self) -> Recommender:
         return Trending(window_days=0.05, baseline_days=0.1)
+
+
+def test_als_fold_in_matches_implicit_and_training() -> None:
+    """Our fold-in is implicit's own user step: same factors as recalculate_user."""
+    import numpy as np
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from tailored.testing import checkerboard
+
+    data = checkerboard(n_users=30, n_items=16, seed=2)
+    model = ALS(factors=4, iterations=10, alpha=3.0).fit(data)
+    solver = AlternatingLeastSquares(factors=4, regularization=model.config.regularization,
+                                     alpha=model.config.alpha)
+    solver.user_factors, solver.item_factors = model.user_factors_, model.item_factors_
+    history = model.user_items_[:5]
+    expected = solver.recalculate_user(np.arange(5), model._confidence(history))
+    np.testing.assert_allclose(model._fold_in(history), expected, rtol=1e-3, atol=1e-4)

@@ -8,11 +8,11 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from pydantic import Field
-from threadpoolctl import threadpool_limits
 
 from tailored.dataset import Dataset
 
 from .base import ModelConfig, Recommender, ScoringBatch
+from .threads import blas_threads
 
 
 class ALSConfig(ModelConfig):
@@ -61,23 +61,44 @@ class ALS(Recommender):
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         # implicit parallelises over users itself; a threaded BLAS underneath only contends.
-        with threadpool_limits(1, "blas"):
+        with blas_threads(1):
             solver = self._solver()
             solver.fit(self._confidence(matrix), show_progress=False)
         self.user_factors_ = np.asarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(solver.item_factors, dtype=np.float32)
-        self._solver_ = solver
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
-        """Factors for users from their history alone (one least-squares solve each)."""
-        with threadpool_limits(1, "blas"):
-            if not hasattr(self, "_solver_"):
-                self._solver_ = self._solver()
-                self._solver_.user_factors = self.user_factors_
-                self._solver_.item_factors = self.item_factors_
-            factors = self._solver_.recalculate_user(np.arange(history.shape[0]),
-                                                     self._confidence(history))
-        return np.asarray(factors, dtype=np.float32)
+        """Factors for users from their history alone, with the item factors fixed.
+
+        The same least-squares step ALS takes for a user during training, in implicit's
+        convention (confidence c = alpha * scaled weight):
+        (YᵀY + Σ (c_i - 1) y_i y_iᵀ + λI) x = Σ c_i y_i over the user's items i. Done
+        here rather than through implicit's ``recalculate_user``, which spins up a
+        thread pool per call: milliseconds a request cannot spare.
+        """
+        items, gram = self._normal_equations()
+        confidence = self._confidence(history)
+        factors = np.zeros((history.shape[0], items.shape[1]), dtype=np.float32)
+        with blas_threads(1):  # tiny systems: BLAS threads would only contend
+            for row in range(history.shape[0]):
+                start, stop = confidence.indptr[row], confidence.indptr[row + 1]
+                if start == stop:
+                    continue
+                touched = items[confidence.indices[start:stop]]
+                c = self.config.alpha * confidence.data[start:stop].astype(np.float64)
+                system = gram + (touched.T * (c - 1)) @ touched
+                factors[row] = np.linalg.solve(system, touched.T @ c)
+        return factors
+
+    def _normal_equations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Item factors (float64) and YᵀY + λI, computed once per fitted model."""
+        if getattr(self, "_gram_of", None) is not self.item_factors_:
+            items = self.item_factors_.astype(np.float64)
+            with blas_threads(1):
+                gram = items.T @ items + self.config.regularization * np.eye(items.shape[1])
+            self._gram_cache = (items, gram)
+            self._gram_of = self.item_factors_
+        return self._gram_cache
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         factors = np.empty((len(batch), self.config.factors), dtype=np.float32)

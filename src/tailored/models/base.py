@@ -209,12 +209,14 @@ class Recommender(ABC):
         return picked
 
     def recommend(self, users: Users, k: int = 10, *, exclude_seen: bool = True,
-                  candidates: Sequence[str] | None = None) -> pd.DataFrame:
+                  candidates: Sequence[str] | None = None,
+                  exclude: Sequence[str] = ()) -> pd.DataFrame:
         """The top ``k`` items per user, best first.
 
         Returns a frame with columns ``user_id``, ``item_id``, ``score``, ``rank``
         (1-based). Items the user already has are left out unless ``exclude_seen`` is
-        false; ``candidates`` restricts the choice to those item ids.
+        false; ``candidates`` restricts the choice to those item ids and ``exclude``
+        leaves those out (unavailable items, say).
         """
         self._check_fitted()
         if k < 1:
@@ -225,6 +227,11 @@ class Recommender(ABC):
             allowed = np.zeros(len(self.item_vocab_), dtype=bool)
             columns = self.item_vocab_.indices(list(candidates))
             allowed[columns[columns >= 0]] = True
+        if len(exclude):
+            if allowed is None:
+                allowed = np.ones(len(self.item_vocab_), dtype=bool)
+            columns = self.item_vocab_.indices(list(exclude))
+            allowed[columns[columns >= 0]] = False
         parts = []
         step = max(1, _SCORE_BUDGET // max(1, len(self.item_vocab_)))
         for start in range(0, len(batch), step):

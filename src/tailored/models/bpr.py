@@ -7,11 +7,11 @@ import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from pydantic import Field
 from scipy.special import expit, log_expit
-from threadpoolctl import threadpool_limits
 
 from tailored.dataset import Dataset
 
 from .base import ModelConfig, Recommender, ScoringBatch
+from .threads import blas_threads
 
 _PAIR_BUDGET = 2**15  # (positive, negative) pairs per fold-in Newton step, per user
 _NEWTON_STEPS = 50
@@ -80,7 +80,7 @@ class BPR(Recommender):
             regularization=self.config.regularization, iterations=self.config.iterations,
             num_threads=1,  # implicit's BPR races between threads: one thread, one model
             random_state=self.config.seed)
-        with threadpool_limits(1, "blas"):
+        with blas_threads(1):
             solver.fit(positives, show_progress=False)
         # Columns: the factors, then the bias (1 for every user, learned per item).
         self.user_factors_ = np.asarray(solver.user_factors, dtype=np.float32)
@@ -101,7 +101,7 @@ class BPR(Recommender):
         positives = _positives(history)
         vectors = np.zeros((history.shape[0], items.shape[1]), dtype=np.float32)
         vectors[:, -1] = 1.0
-        with threadpool_limits(1, "blas"):  # small products: threads only contend
+        with blas_threads(1):  # small products: threads only contend
             for row in range(history.shape[0]):
                 seen = positives.indices[positives.indptr[row]:positives.indptr[row + 1]]
                 if len(seen):

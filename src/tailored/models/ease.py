@@ -6,11 +6,11 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
 
 from tailored.dataset import Dataset
 
 from .base import ModelConfig, Recommender, ScoringBatch
+from .threads import blas_threads
 
 _BLOCK_BUDGET = 2**24  # Gram matrix cells computed per sparse product
 _THREADED_ITEMS = 4096  # from this catalog size on, the solve uses BLAS threads
@@ -107,7 +107,7 @@ def _ease_weights(matrix: sp.csr_matrix, regularization: float) -> np.ndarray:
     gram[np.diag_indices_from(gram)] += regularization
     # A small solve takes milliseconds on one thread, while BLAS threads that find
     # the cores busy can spin for seconds; large catalogs keep BLAS's own threading.
-    with threadpool_limits(1 if n_items < _THREADED_ITEMS else None, "blas"):
+    with blas_threads(1 if n_items < _THREADED_ITEMS else None):
         factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True)
         if info != 0:  # cannot happen for lambda > 0 unless the weights hold inf or nan
             raise ValueError(f"EASE could not factor the Gram matrix (LAPACK info {info}); "

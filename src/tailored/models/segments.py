@@ -34,13 +34,13 @@ from pydantic import Field
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
 from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError
 from tailored.expressions import normalise
 
 from .base import ModelConfig, Recommender, ScoringBatch, Users
+from .threads import all_threads
 
 _THREADED_USERS = 50_000  # fewer users: fit on one thread
 MAX_LEVELS = 50  # categorical attributes with more values are skipped (or cut to these)
@@ -101,7 +101,7 @@ class Segments(Recommender):
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         # On small problems thread start-up costs more than the work (6x on the tests).
-        with threadpool_limits(1 if matrix.shape[0] < _THREADED_USERS else None):
+        with all_threads(1 if matrix.shape[0] < _THREADED_USERS else None):
             self._fit_segments(matrix, data)
 
     def _fit_segments(self, matrix: sp.csr_matrix, data: Dataset) -> None:

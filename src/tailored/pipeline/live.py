@@ -40,11 +40,8 @@ class LiveRecommender:
                   exclude: Sequence[str] = ()) -> pd.DataFrame:
         """Top ``k`` per user from current histories, never an unavailable item."""
         # Read per request: a catalog change applies to the very next answer.
-        excluded = set(self.store.items.unavailable()).union(exclude)
-        candidates = None
-        if excluded:
-            candidates = [i for i in self.model.item_ids.tolist() if i not in excluded]
-        return self.model.recommend(self.query(user_ids), k=k, candidates=candidates)
+        excluded = [*self.store.items.unavailable(), *exclude]
+        return self.model.recommend(self.query(user_ids), k=k, exclude=excluded)
 
     def similar_items(self, item_id: str, k: int = 10) -> pd.DataFrame:
         unavailable = self.store.items.unavailable()

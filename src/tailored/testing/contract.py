@@ -91,6 +91,12 @@ class RecommenderContract:
         recs = fitted.recommend("a000", k=10, candidates=["B001", "B002", "nope"])
         assert set(recs["item_id"]) <= {"B001", "B002"}
 
+    def test_excluded_items_never_return(self, fitted: Recommender, data: Dataset) -> None:
+        excluded = data.item_vocab.ids[::2].tolist()
+        recs = fitted.recommend(["a000", "b001", "nobody"], k=data.n_items, exclude=excluded)
+        assert not set(recs["item_id"]) & set(excluded)
+        assert len(recs) > 0
+
     def test_batch_equals_one_by_one(self, fitted: Recommender) -> None:
         users = ["a000", "b003", "nobody", "a007"]
         batch = fitted.recommend(users, k=4)
