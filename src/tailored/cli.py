@@ -215,7 +215,12 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
 
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "hit_rate": "HR", "map": "MAP",
-           "coverage": "cover", "fit_s": "fit s", "recommend_ms_per_user": "ms/user"}
+           "coverage": "cover", "fit_s": "fit s", "recommend_ms_per_user": "ms/user",
+           "novelty": "novel", "popularity": "pop", "diversity": "div",
+           "personalization": "person"}
+ACCURACY_COLUMNS = ("ndcg", "recall", "hit_rate", "map", "coverage", "fit_s")
+BEYOND_COLUMNS = ("ndcg", "coverage", "novelty", "popularity", "diversity", "gini",
+                  "personalization")
 
 
 def _label(column: str) -> str:
@@ -223,8 +228,9 @@ def _label(column: str) -> str:
     return _LABELS.get(metric, metric) + (f"@{k}" if k else "")
 
 
-def _evaluation_table(table: pd.DataFrame) -> Table:
+def _evaluation_table(table: pd.DataFrame, kinds: tuple[str, ...] = ACCURACY_COLUMNS) -> Table:
     attrs = table.attrs
+    table = table[[c for c in table.columns if str(c).partition("@")[0] in kinds]]
     rich_table = Table(title=f"{attrs.get('split')} split, {attrs.get('test_users')} test users",
                        box=box.SIMPLE_HEAD)
     rich_table.add_column("model", no_wrap=True)
@@ -248,6 +254,9 @@ def evaluate(
         help="Also evaluate this TOML recipe (repeatable).", exists=True,
         dir_okay=False)] = None,
     k: Annotated[int, typer.Option(min=1, help="List length for the metrics.")] = 10,
+    beyond: Annotated[bool, typer.Option(
+        "--beyond", help="Also show novelty, popularity, diversity, exposure Gini and "
+        "personalization of the lists.")] = False,
     store: StoreOption = None,
 ) -> None:
     """Compare models on the same split of the store's events: NDCG, Recall, HitRate and
@@ -279,6 +288,8 @@ def evaluate(
         progress.update(task, description="evaluated")
     for table in tables:
         console.print(_evaluation_table(table))
+        if beyond:
+            console.print(_evaluation_table(table, BEYOND_COLUMNS))
 
 
 @app.command()

@@ -3,9 +3,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tailored.dataset import temporal_split
 from tailored.evaluation import NDCG, Recall, evaluate_model
+from tailored.evaluation.metrics import F1, MRR, Precision
 from tailored.models import ItemKNN, Popular
 from tailored.testing import checkerboard
 
@@ -40,3 +43,46 @@ def test_a_personalised_model_beats_popularity_on_the_checkerboard() -> None:
     knn = evaluate_model(ItemKNN(), split).metrics["ndcg@10"]
     popular = evaluate_model(Popular(), split).metrics["ndcg@10"]
     assert knn > popular + 0.05
+
+
+def test_precision_by_hand() -> None:
+    metric = Precision(k=4)
+    assert metric.update(["a", "x", "b", "y", "c"], {"a", "b", "c"}) == 0.5  # c beyond k
+    assert metric.update(["a"], {"a"}) == 0.25  # a short list still has k places
+    assert metric.value() == pytest.approx(0.375)
+    assert metric.name == "precision@4"
+
+
+def test_f1_by_hand() -> None:
+    metric = F1(k=4)
+    # precision 2/4, recall 2/3
+    assert metric.update(["a", "x", "b", "y"], {"a", "b", "c"}) == pytest.approx(4 / 7)
+    assert metric.update(["x", "y"], {"a"}) == 0.0
+    assert metric.update(["x"], set()) == 0.0
+    assert metric.values == [pytest.approx(4 / 7), 0.0, 0.0]
+
+
+@given(st.lists(st.sampled_from("abcdefgh"), unique=True, max_size=8),
+       st.sets(st.sampled_from("abcdefgh"), min_size=1), st.integers(1, 8))
+def test_f1_is_the_harmonic_mean_of_precision_and_recall(
+        recommended: list[str], relevant: set[str], k: int) -> None:
+    precision = Precision(k).update(recommended, relevant)
+    recall = Recall(k).update(recommended, relevant)
+    expected = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert F1(k).update(recommended, relevant) == pytest.approx(expected)
+
+
+def test_mrr_by_hand() -> None:
+    metric = MRR(k=3)
+    assert metric.update(["x", "y", "a", "b"], {"a", "b"}) == pytest.approx(1 / 3)
+    assert metric.update(["a", "b"], {"a", "b"}) == 1.0
+    assert metric.update(["x", "y", "z", "a"], {"a"}) == 0.0  # first hit beyond k
+    assert metric.value() == pytest.approx((1 / 3 + 1) / 3)
+    assert metric.name == "mrr@3"
+
+
+def test_per_user_mean_leaves_out_users_without_a_value() -> None:
+    metric = Recall(k=2)
+    assert math.isnan(metric.value())
+    metric.values.extend([0.5, float("nan"), 0.25])
+    assert metric.value() == pytest.approx(0.375)

@@ -1,6 +1,8 @@
 """Ranking metrics as small accumulating objects: ``update`` per user, ``value`` overall.
 
-Per-user values are kept (``values``) so intervals and paired tests can be computed.
+Per-user values are kept (``values``) so intervals and paired tests can be computed
+(``tailored.evaluation.statistics``). Figures of the lists alone (diversity, novelty,
+popularity, fairness) are in ``tailored.evaluation.beyond``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 
-class RankingMetric(ABC):
-    """A metric over one user's ranked list and their relevant items, averaged over users."""
+class PerUserMetric(ABC):
+    """A figure of each user's top ``k``, kept per user (``values``) and averaged over users."""
 
     label: str
 
@@ -26,15 +28,21 @@ class RankingMetric(ABC):
     def name(self) -> str:
         return f"{self.label}@{self.k}"
 
+    def value(self) -> float:
+        """Mean over users so far, leaving out NaN (users without a value); NaN before any."""
+        values = np.asarray(self.values, dtype=np.float64)
+        scored = values[~np.isnan(values)]
+        return float(scored.mean()) if scored.size else float("nan")
+
+
+class RankingMetric(PerUserMetric):
+    """A metric over one user's ranked list and their relevant items, averaged over users."""
+
     def update(self, recommended: Sequence[str], relevant: Collection[str]) -> float:
         """Score one user's list against their relevant items; return that user's value."""
         value = self._one(list(recommended)[: self.k], set(relevant))
         self.values.append(value)
         return value
-
-    def value(self) -> float:
-        """Mean over users so far (NaN before any update)."""
-        return float(np.mean(self.values)) if self.values else float("nan")
 
     @abstractmethod
     def _one(self, top: list[str], relevant: set[str]) -> float: ...
@@ -116,6 +124,67 @@ class MAP(RankingMetric):
                 hits += 1
                 total += hits / rank
         return total / min(len(relevant), self.k)
+
+
+class Precision(RankingMetric):
+    """Share of the top ``k`` places that hold a relevant item.
+
+    The denominator is ``k``: a list shorter than ``k`` counts its missing places as
+    misses, so a model cannot gain by recommending fewer items.
+
+    Examples
+    --------
+    >>> Precision(k=4).update(["a", "x", "b", "y"], {"a", "b", "c"})
+    0.5
+    >>> Precision(k=4).update(["a"], {"a"})   # one hit in four places
+    0.25
+    """
+
+    label = "precision"
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        return len(relevant.intersection(top)) / self.k
+
+
+class F1(RankingMetric):
+    """Harmonic mean of one user's precision and recall at ``k`` (0 when both are 0).
+
+    Examples
+    --------
+    >>> F1(k=4).update(["a", "x", "b", "y"], {"a", "b", "c"})  # 2 * 1/2 * 2/3 / (1/2 + 2/3)
+    0.5714285714285715
+    >>> F1(k=2).update(["x", "y"], {"a"})
+    0.0
+    """
+
+    label = "f1"
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        hits = len(relevant.intersection(top))
+        if hits == 0:
+            return 0.0
+        precision, recall = hits / self.k, hits / len(relevant)
+        return 2 * precision * recall / (precision + recall)
+
+
+class MRR(RankingMetric):
+    """Reciprocal rank of the first relevant item in the top ``k`` (0 if there is none).
+
+    Examples
+    --------
+    >>> MRR(k=3).update(["x", "a", "b"], {"a", "b"})
+    0.5
+    >>> MRR(k=2).update(["x", "y", "a"], {"a"})   # found only at rank 3, beyond k
+    0.0
+    """
+
+    label = "mrr"
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        for rank, item in enumerate(top, start=1):
+            if item in relevant:
+                return 1 / rank
+        return 0.0
 
 
 class Coverage:

@@ -11,6 +11,7 @@ import pandas as pd
 from tailored.dataset import Split
 from tailored.models import Recommender
 
+from .beyond import ItemDistance, ListMetric, beyond_accuracy_metrics
 from .metrics import MAP, NDCG, Coverage, HitRate, RankingMetric, Recall
 
 DEFAULT_METRICS: tuple[type[RankingMetric], ...] = (NDCG, Recall, HitRate, MAP)
@@ -26,13 +27,26 @@ class ModelResult:
     model: Recommender
     metrics: dict[str, float]
     per_user: dict[str, list[float]] = field(repr=False)
+    users: list[str] = field(default_factory=list, repr=False)
+    recommended: dict[str, list[str]] = field(default_factory=dict, repr=False)
     fit_seconds: float = 0.0
     recommend_seconds: float = 0.0
 
+    def per_user_values(self, metric: str) -> dict[str, float]:
+        """``metric``'s value for each test user (for paired tests and group audits)."""
+        return dict(zip(self.users, self.per_user[metric], strict=True))
+
 
 def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool = True,
-                   metrics: tuple[type[RankingMetric], ...] = DEFAULT_METRICS) -> ModelResult:
-    """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``."""
+                   metrics: tuple[type[RankingMetric], ...] = DEFAULT_METRICS,
+                   beyond_accuracy: bool = True,
+                   item_distance: ItemDistance | None = None) -> ModelResult:
+    """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``.
+
+    Accuracy metrics compare each test user's list with their ground truth; with
+    ``beyond_accuracy``, novelty, popularity, exposure Gini, personalization and
+    intra-list diversity (by ``item_distance``, else by categories) describe the lists.
+    """
     started = time.perf_counter()
     if fit:
         model.fit(split.train)
@@ -44,14 +58,22 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool =
     done = time.perf_counter()
     accumulators = [metric(k) for metric in metrics]
     coverage = Coverage(split.train.n_items)
+    beyond = (beyond_accuracy_metrics(split.train, k, item_distance=item_distance)
+              if beyond_accuracy else [])
     for user in users:
-        coverage.update(recommended.get(user, []))
+        items = recommended.get(user, [])
+        coverage.update(items)
         for accumulator in accumulators:
-            accumulator.update(recommended.get(user, []), relevant[user])
+            accumulator.update(items, relevant[user])
+        for figure in beyond:
+            figure.update(items)
+    per_user = [*accumulators, *(f for f in beyond if isinstance(f, ListMetric))]
     return ModelResult(
         name=model.name, model=model,
-        metrics={**{a.name: a.value() for a in accumulators}, coverage.name: coverage.value()},
-        per_user={a.name: a.values for a in accumulators},
+        metrics={**{a.name: a.value() for a in accumulators}, coverage.name: coverage.value(),
+                 **{f.name: f.value() for f in beyond}},
+        per_user={a.name: a.values for a in per_user},
+        users=users, recommended=recommended,
         fit_seconds=fitted - started, recommend_seconds=done - fitted,
     )
 
