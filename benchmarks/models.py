@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 import warnings
@@ -27,16 +26,18 @@ ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 TIMEOUT_SECONDS = 900
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _reset_peak() -> None:
+    """Start the peak (VmHWM) afresh, so loading the data does not count (Linux)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 def _prepare(name: str, directory: Path) -> Path:
@@ -79,7 +80,8 @@ def _worker(model_name: str, directory: str, queue: Any) -> None:
             tables["items"]["categories"] = tables["items"]["categories"].map(list)
         data = Dataset.from_frame(pd.read_parquet(path / "events.parquet"), **tables)
         data.matrix()
-        baseline = _rss_mb()
+        baseline = _status_mb("VmRSS")
+        _reset_peak()
         started = time.perf_counter()
         model = create(model_name).fit(data)
         fit_seconds = time.perf_counter() - started
@@ -89,7 +91,7 @@ def _worker(model_name: str, directory: str, queue: Any) -> None:
         recommend_seconds = time.perf_counter() - started
         queue.put({"fit_s": fit_seconds, "recommend_s_per_1000_users":
                    recommend_seconds * 1000 / len(users),
-                   "peak_mb_above_data": _peak_mb() - baseline,
+                   "peak_mb_above_data": _status_mb("VmHWM") - baseline,
                    "events": len(data), "users": data.n_users, "items": data.n_items})
     except Exception as error:  # reported in the table, not fatal to the run
         queue.put({"error": f"{type(error).__name__}: {error}"})

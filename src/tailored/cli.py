@@ -248,8 +248,9 @@ def evaluate(
         ",".join(DEFAULT_MODELS),
     protocol: Annotated[list[str] | None, typer.Option(
         help="Split protocol, repeatable: temporal (the last 20% of events by time are the "
-        "test period) or leave-last-one-out (each user's last event, users with >= 5 "
-        "events).")] = None,
+        "test period), leave-last-one-out (each user's last event, users with >= 5 "
+        "events), user-temporal-ratio, random-holdout, user-kfold or time-series (the "
+        "last two give several splits).")] = None,
     recipe: Annotated[list[Path] | None, typer.Option(
         help="Also evaluate this TOML recipe (repeatable).", exists=True,
         dir_okay=False)] = None,
@@ -264,7 +265,7 @@ def evaluate(
 
     Test users, ground truth and what is ranked are defined per protocol (see
     tailored.dataset.splits); every model ranks all train items except the user's own."""
-    from tailored.dataset import Dataset, split_by_name
+    from tailored.dataset import Dataset, splits_by_name
     from tailored.evaluation import compare
     from tailored.models import MODELS, create
     from tailored.pipeline import load_recipe
@@ -278,13 +279,14 @@ def evaluate(
         data = Dataset.from_store(opened, settings.event_weights)
         tables = []
         for name in protocol or ["temporal"]:
-            split = split_by_name(data, name)
+            for split in splits_by_name(data, name):
 
-            def show(model: str, split_name: str = name) -> None:
-                progress.update(task, description=f"{split_name}: fitting {model}")
+                def show(model: str, split_name: str = split.name) -> None:
+                    progress.update(task, description=f"{split_name}: fitting {model}")
 
-            candidates = {n: create(n) for n in names} | {r.name: r.build() for r in recipes}
-            tables.append(compare(candidates, split, k, progress=show)[0])
+                candidates = ({n: create(n) for n in names}
+                              | {r.name: r.build() for r in recipes})
+                tables.append(compare(candidates, split, k, progress=show)[0])
         progress.update(task, description="evaluated")
     for table in tables:
         console.print(_evaluation_table(table))

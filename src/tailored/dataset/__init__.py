@@ -3,15 +3,23 @@
 from tailored.dataset.interactions import Dataset, event_weights, interaction_matrix
 from tailored.dataset.query import UserQuery
 from tailored.dataset.splits import (
+    MULTI_SPLITS,
     SPLITS,
     Split,
     leave_last_out_split,
+    random_holdout_split,
     split_by_name,
+    splits_by_name,
     temporal_split,
+    time_series_splits,
+    user_kfold_splits,
+    user_temporal_ratio_split,
+    validation_split,
 )
 from tailored.dataset.vocabulary import Vocabulary
 
 __all__ = [
+    "MULTI_SPLITS",
     "SPLITS",
     "Dataset",
     "Split",
@@ -20,6 +28,12 @@ __all__ = [
     "event_weights",
     "interaction_matrix",
     "leave_last_out_split",
+    "random_holdout_split",
     "split_by_name",
+    "splits_by_name",
     "temporal_split",
+    "time_series_splits",
+    "user_kfold_splits",
+    "user_temporal_ratio_split",
+    "validation_split",
 ]

@@ -21,7 +21,8 @@ class Vocabulary:
     """
 
     def __init__(self, ids: Iterable[str]) -> None:
-        unique = pd.unique(pd.Series(list(ids), dtype=object).astype(str))
+        series = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
+        unique = series.astype(str).unique()
         self.ids: np.ndarray = np.sort(np.asarray(unique, dtype=str))
         self._index = pd.Index(self.ids)
 
