@@ -9,9 +9,20 @@
 ['b']
 """
 
+from typing import Any
+
 from tailored import models
 from tailored.dataset import Dataset, UserQuery
 from tailored.models.base import package_version
 
 __version__ = package_version()
-__all__ = ["Dataset", "UserQuery", "__version__", "models"]
+__all__ = ["Dataset", "UserQuery", "__version__", "models", "tune"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``tailored.tune`` without loading Optuna on every ``import tailored``.
+    if name == "tune":
+        from tailored.evaluation.tuning import tune
+
+        return tune
+    raise AttributeError(f"module 'tailored' has no attribute {name!r}")

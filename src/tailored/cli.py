@@ -295,6 +295,87 @@ def evaluate(
 
 
 @app.command()
+def tune(
+    budget: Annotated[float, typer.Option(
+        min=1, help="Seconds of search, spread over the families.")] = 600,
+    metric: Annotated[str, typer.Option(
+        help="What to maximise: ndcg@K, recall@K, hit_rate@K, map@K, precision@K, "
+        "f1@K or mrr@K.")] = "ndcg@10",
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated families to search (default: every family with a search "
+        "space: popular, item_knn, user_knn, ease, als, bpr).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="Split protocol, as in evaluate (temporal, leave-last-one-out, ...). The test "
+        "part is held out; tuning validates inside the training part only.")] = "temporal",
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", min=1, help="Exactly this many trials per family instead of a time "
+        "budget (reproducible for a seed).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers and the models.")] = 0,
+    report: Annotated[Path | None, typer.Option(
+        help="Write the full record (every trial, both folds, test metrics) as JSON.",
+        dir_okay=False)] = None,
+    k: Annotated[int, typer.Option(min=1, help="List length for the test metrics.")] = 10,
+    store: StoreOption = None,
+) -> None:
+    """Search model families and hyperparameters for the store's events.
+
+    The events are split by --protocol; the tuner only sees the training part (it
+    validates on two folds carved from it), and the winner is then scored on the
+    held-out test part. Prints the command that trains the winner."""
+    from tailored.dataset import SPLITS, Dataset, split_by_name
+    from tailored.evaluation import SEARCH_SPACES, ValidationMetric, evaluate_model
+    from tailored.evaluation import tune as run_tuning
+
+    try:
+        ValidationMetric.parse(metric)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--metric") from None
+    if protocol not in SPLITS:
+        raise typer.BadParameter(f"{protocol!r} is not one of {sorted(SPLITS)}",
+                                 param_hint="--protocol")
+    names = None if models is None else [n.strip() for n in models.split(",") if n.strip()]
+    unknown = sorted(set(names or []) - set(SEARCH_SPACES))
+    if unknown or names == []:
+        raise typer.BadParameter(f"cannot tune {unknown or 'no family'}; families with a "
+                                 f"search space: {', '.join(SEARCH_SPACES)}",
+                                 param_hint="--models")
+    settings = _settings(store)
+    with _store(settings) as opened, _progress() as progress:
+        task = _step(progress, "reading the store")
+        data = Dataset.from_store(opened, settings.event_weights)
+        split = split_by_name(data, protocol)
+        result = run_tuning(split.train, budget_seconds=budget, metric=metric, models=names,
+                            protocol=protocol, seed=seed, n_trials=n_trials,
+                            progress=lambda m: progress.update(task, description=m))
+        progress.update(task, description="scoring the winner on the held-out test")
+        test = evaluate_model(result.best_model, split, k, fit=False).metrics
+    table = Table(title=f"{protocol}: best {result.metric} per family (first validation fold)",
+                  box=box.SIMPLE_HEAD)
+    for column in ("family", "trials", "pruned", "best"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    for family, rows in result.trials.groupby("family", sort=False):
+        table.add_row(str(family), str(len(rows)), str(int((rows["state"] == "PRUNED").sum())),
+                      f"{rows['value'].max():.4f}")
+    console.print(table)
+    for row in result.second_fold.itertuples(index=False):
+        console.print(f"re-checked {row.family} #{row.number}: first fold {row.first_fold:.4f}, "
+                      f"second fold {row.second_fold:.4f}, mean {row.mean:.4f}")
+    settings_text = " ".join(f"--set {key}={json.dumps(value)}"
+                             for key, value in result.best_params.items())
+    console.print(f"best: [bold]{result.best_name}[/] {result.best_params} "
+                  f"(validation {result.metric} {result.best_score:.4f}, "
+                  f"{result.elapsed:.0f}s)")
+    console.print("held-out test: " + ", ".join(f"{_label(name)} {value:.4f}"
+                                                for name, value in test.items()))
+    console.print(f"train it with: tailored train --model {result.best_name} {settings_text}")
+    if report is not None:
+        record = json.loads(result.to_json())
+        record["test"] = {"split": split.name, "users": len(split.test_users), **test}
+        report.write_text(json.dumps(record, indent=2) + "\n")
+        console.print(f"report written to {report}")
+
+
+@app.command()
 def recommend(
     users: Annotated[list[str] | None, typer.Argument(help="User ids.")] = None,
     k: Annotated[int, typer.Option(min=1, max=1000)] = 10,

@@ -3,6 +3,7 @@ evaluate -> recommend path a new user follows."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _ok(args: list[str]) -> str:
 
 
 def test_every_command_explains_itself() -> None:
-    for command in ("init", "import", "train", "evaluate", "recommend", "serve", "demo"):
+    for command in ("init", "import", "train", "evaluate", "tune", "recommend", "serve",
+                    "demo"):
         output = _ok([command, "--help"])
         assert "Usage" in output and len(output) > 200, command
 
@@ -52,10 +54,11 @@ def test_demo_without_serving_runs_the_whole_loop(workdir: Path) -> None:
 
 
 def test_import_train_evaluate_recommend(workdir: Path) -> None:
+    # Rounds of one event per user, so every user has history before the test period.
     events = pd.DataFrame({
-        "user_id": [f"u{u}" for u in range(40) for _ in range(5)],
-        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 10}" for u in range(40)
-                    for j in range(5)],
+        "user_id": [f"u{u}" for _ in range(5) for u in range(40)],
+        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 10}" for j in range(5)
+                    for u in range(40)],
         "event_type": "click",
         "timestamp": pd.date_range("2026-01-01", periods=200, freq="h", tz="UTC")})
     events.to_csv(workdir / "events.csv", index=False)
@@ -67,6 +70,9 @@ def test_import_train_evaluate_recommend(workdir: Path) -> None:
     assert "version 1" in trained and "(active)" in trained
     table = _ok(["evaluate", "--models", "popular,item_knn"])
     assert "NDCG@10" in table and "item_knn" in table
+    tuned = _ok(["tune", "--n-trials", "2", "--models", "item_knn,ease", "--report", "t.json"])
+    assert "train it with: tailored train --model" in tuned
+    assert json.loads(Path("t.json").read_text())["test"]["users"] > 0
     recs = _ok(["recommend", "u1", "--k", "3"])
     assert "u1" in recs and re.search(r"A\d", recs)
     _ok(["recommend", "--all", "--output", "recs.csv"])

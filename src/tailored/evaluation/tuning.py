@@ -1,0 +1,511 @@
+"""Automatic tuning: search each model family's hyperparameters, keep the best model.
+
+:func:`tune` never looks at test data. It receives the user's *training* data and
+carves a validation split out of it with the named protocol (the same
+``tailored.dataset.split_by_name`` the offline evaluation uses): with ``temporal`` the
+earlier 80% of the given events train and the rest validate; with
+``leave-last-one-out`` each user's last given event validates. Hyperparameters are
+searched on that first fold with Optuna (seeded TPE sampler, median pruner), family by
+family within a time budget. The best few candidates are then checked again on a
+second, different fold (see :func:`validation_folds`) and the winner is the best mean
+of both folds, which guards against a configuration that only fits the first fold's
+noise. The winner is refitted on all the given data. Evaluate it on a held-out test
+set the tuner never saw::
+
+    split = tailored.dataset.temporal_split(data)
+    result = tune(split.train, protocol="temporal")
+    evaluate_model(result.best_model, split, fit=False)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from tailored.dataset import Dataset, Split, split_by_name, temporal_split
+from tailored.errors import InvalidDataError, TailoredError
+from tailored.models import MODELS, Recommender, create
+
+from .metrics import F1, MAP, MRR, NDCG, HitRate, Precision, RankingMetric, Recall
+from .offline import evaluate_model
+from .search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
+
+Progress = Callable[[str], None]
+
+RANKING_METRICS: dict[str, type[RankingMetric]] = {
+    metric.label: metric for metric in (NDCG, Recall, HitRate, MAP, Precision, F1, MRR)}
+
+# Share of the search time per family (the time a family leaves unused goes to the
+# families after it): the factorization models have the largest spaces and slowest fits.
+BUDGET_SHARES: dict[str, float] = {
+    "popular": 0.5, "item_knn": 1.0, "user_knn": 1.0, "ease": 0.75, "als": 1.5, "bpr": 1.5}
+MIN_TRIALS_PER_FAMILY = 2
+RESERVED_SHARE = 0.1  # of the budget, for the second-fold re-check and the final fit
+STALE_TRIALS = 20  # with a budget, a family stops after this many trials without a new best
+_STARTUP_TRIALS = 6  # random trials before TPE models the space
+_PRUNER_STARTUP_TRIALS = 3
+_PATIENCE = 2  # checkpoints without improvement before an iterative fit stops
+
+
+# ---- metric and folds ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ValidationMetric:
+    """A ranking metric named like ``ndcg@10``: its accumulator class and list length."""
+
+    metric: type[RankingMetric]
+    k: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric.label}@{self.k}"
+
+    @classmethod
+    def parse(cls, name: str) -> ValidationMetric:
+        """A ranking metric at a list length: ``ndcg@10``, ``recall@20``, ``map@5``...
+
+        Examples
+        --------
+        >>> ValidationMetric.parse("recall@20").name
+        'recall@20'
+        >>> ValidationMetric.parse("auc")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown metric 'auc'; use one of f1@K, hit_rate@K, map@K, mrr@K, ndcg@K, precision@K, recall@K with a list length K of at least 1, e.g. 'ndcg@10'
+        """  # noqa: E501
+        label, _, k = name.strip().lower().partition("@")
+        if label in RANKING_METRICS and k.isdigit() and int(k) >= 1:
+            return cls(RANKING_METRICS[label], int(k))
+        choices = ", ".join(f"{label}@K" for label in sorted(RANKING_METRICS))
+        raise ValueError(f"unknown metric {name!r}; use one of {choices} with a list length K "
+                         "of at least 1, e.g. 'ndcg@10'")
+
+    def score(self, model: Recommender, split: Split) -> float:
+        """Fit ``model`` on ``split.train`` and return its metric over the split's test users."""
+        result = evaluate_model(model, split, self.k, metrics=(self.metric,),
+                                beyond_accuracy=False)
+        return result.metrics[self.name]
+
+
+def validation_folds(data: Dataset, protocol: str = "temporal") -> tuple[Split, Split]:
+    """Two validation splits carved from ``data`` alone (the user's training data).
+
+    The first is ``split_by_name(data, protocol)``. The second holds out earlier events
+    than the first, so its test events differ: with ``temporal``, a cut at 70% of the
+    given events (training on the first 70%, validating on 70-80%, before the first
+    fold's period); with ``leave-last-one-out``, each user's second-to-last event
+    (training on what came before it). Any other protocol repeats itself on the first
+    fold's training data.
+
+    Examples
+    --------
+    >>> from tailored.testing import checkerboard
+    >>> data = checkerboard()
+    >>> first, second = validation_folds(data, "temporal")
+    >>> len(data), len(first.train), len(second.train)
+    (200, 160, 140)
+    """
+    first = split_by_name(data, protocol)
+    if protocol == "temporal":  # 12.5% of the first 80% is the 70-80% window
+        second = temporal_split(first.train, test_fraction=0.125)
+    else:
+        second = split_by_name(first.train, protocol)
+    for position, fold in (("first", first), ("second", second)):
+        if fold.truth.empty:
+            raise InvalidDataError(
+                f"the {position} validation fold ({protocol} protocol) carved from the "
+                f"{len(data)} training events has no test users; tuning needs more "
+                "events per user or a longer history (or use another protocol)")
+    return first, second
+
+
+# ---- early stopping ------------------------------------------------------------------
+
+def iteration_checkpoints(max_iterations: int, first: int | None = None) -> list[int]:
+    """Iteration counts at which to check a model: ``first`` doubling, then the maximum.
+
+    Examples
+    --------
+    >>> iteration_checkpoints(50, first=4)
+    [4, 8, 16, 32, 50]
+    >>> iteration_checkpoints(3, first=4)
+    [3]
+    """
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
+    step = first if first is not None else max(1, max_iterations // 8)
+    if step < 1:
+        raise ValueError(f"first must be at least 1, got {first}")
+    checkpoints = []
+    while step < max_iterations:
+        checkpoints.append(step)
+        step *= 2
+    return [*checkpoints, max_iterations]
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Where an iterative model's validation metric peaked, and the curve up to the stop."""
+
+    iterations: int
+    score: float
+    curve: dict[int, float]
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the checks stopped before the largest iteration count allowed."""
+        return self.iterations < max(self.curve)
+
+
+def early_stopping_iterations(
+    model_factory: Callable[[int], Recommender], split: Split, metric: str = "ndcg@10",
+    max_iterations: int = 100, patience: int = _PATIENCE, *, first: int | None = None,
+    report: Callable[[int, float], None] | None = None) -> EarlyStopping:
+    """The iteration count (up to ``max_iterations``) where the validation metric peaks.
+
+    ``model_factory(n)`` builds an unfitted model that trains for ``n`` iterations; it
+    is fitted on ``split.train`` at each of :func:`iteration_checkpoints` (``first``,
+    doubling, then ``max_iterations``) and scored on the split. The checks stop once the
+    metric has not improved for ``patience`` checkpoints in a row; the earliest
+    checkpoint with the best value wins. ``report(iterations, value)`` is called after
+    each check (the tuner reports to Optuna there and may raise ``TrialPruned``).
+    Each fit starts from scratch, so the total cost is under three fits at the maximum.
+
+    Examples
+    --------
+    >>> from tailored.dataset import temporal_split
+    >>> from tailored.models import BPR
+    >>> from tailored.testing import checkerboard
+    >>> split = temporal_split(checkerboard())
+    >>> stop = early_stopping_iterations(lambda n: BPR(factors=4, iterations=n), split,
+    ...                                  max_iterations=40, first=10)
+    >>> sorted(stop.curve)[:2], stop.iterations in stop.curve
+    ([10, 20], True)
+    """
+    if patience < 1:
+        raise ValueError(f"patience must be at least 1, got {patience}")
+    validation = ValidationMetric.parse(metric)
+    curve: dict[int, float] = {}
+    best_iterations, best_score, since_best = 0, -math.inf, 0
+    for iterations in iteration_checkpoints(max_iterations, first):
+        value = validation.score(model_factory(iterations), split)
+        curve[iterations] = value
+        if report is not None:
+            report(iterations, value)
+        if value > best_score:
+            best_iterations, best_score, since_best = iterations, value, 0
+        else:
+            since_best += 1
+            if since_best >= patience:
+                break
+    return EarlyStopping(best_iterations, best_score, curve)
+
+
+# ---- the result ----------------------------------------------------------------------
+
+@dataclass
+class TuningResult:
+    """The tuned model and the record of how it was chosen.
+
+    ``best_model`` is fitted on all the data given to :func:`tune` with
+    ``best_params``; ``best_score`` is the mean of its validation metric on the two
+    folds. ``trials`` has one row per Optuna trial (``family``, ``number``, the sampled
+    model ``params``, ``iterations`` where early stopping picked a count, the first
+    fold's ``value`` (NaN unless complete), ``state``, ``duration`` seconds and any
+    ``error``); ``second_fold`` one row per re-checked candidate with its
+    ``first_fold``, ``second_fold`` and ``mean`` scores.
+    """
+
+    best_model: Recommender
+    best_name: str
+    best_params: dict[str, Any]
+    best_score: float
+    metric: str
+    protocol: str
+    trials: pd.DataFrame = field(repr=False)
+    second_fold: pd.DataFrame = field(repr=False)
+    validation: dict[str, dict[str, Any]] = field(repr=False)
+    budget_seconds: float | None
+    n_trials: int | None
+    seed: int
+    elapsed: float
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Everything but the model, as JSON (missing values as ``null``)."""
+        record = {
+            "best_name": self.best_name, "best_params": self.best_params,
+            "best_score": self.best_score, "metric": self.metric, "protocol": self.protocol,
+            "seed": self.seed, "budget_seconds": self.budget_seconds,
+            "n_trials": self.n_trials, "elapsed": self.elapsed,
+            "validation": self.validation,
+            "second_fold": self.second_fold.to_dict(orient="records"),
+            "trials": self.trials.to_dict(orient="records"),
+        }
+        return json.dumps(_plain(record), indent=indent)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars as Python numbers, NaN and missing values as None."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is None:
+        return None
+    return value
+
+
+# ---- tuning --------------------------------------------------------------------------
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _with_seed(family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The family's params, plus the tuning seed where its config takes one."""
+    if "seed" in MODELS[family].Config.model_fields:
+        return {**params, "seed": seed}
+    return params
+
+
+def _objective(family: str, fold: Split, validation: ValidationMetric,
+               seed: int) -> Callable[[optuna.Trial], float]:
+    space = SEARCH_SPACES[family]
+
+    def objective(trial: optuna.Trial) -> float:
+        params = _with_seed(family, space(trial), seed)
+        trial.set_user_attr("params", params)
+        try:
+            if family not in ITERATIVE_FAMILIES:
+                return validation.score(create(family, **params), fold)
+
+            def report(iterations: int, value: float) -> None:
+                trial.report(value, iterations)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"{validation.name} {value:.4f} at "
+                                             f"{iterations} iterations is below the median")
+
+            stop = early_stopping_iterations(
+                lambda n: create(family, **{**params, "iterations": n}), fold,
+                validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
+                report=report)
+            trial.set_user_attr("iterations", stop.iterations)
+            return stop.score
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            raise
+
+    return objective
+
+
+def _stop_when_stale(patience: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                    and t.value is not None]
+        if not complete:
+            return
+        best = max(range(len(complete)), key=lambda i: (complete[i].value, -i))
+        if len(complete) - 1 - best >= patience:
+            study.stop()
+
+    return callback
+
+
+def _trial_rows(family: str, study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for trial in study.trials:
+        complete = trial.state == optuna.trial.TrialState.COMPLETE
+        rows.append({
+            "family": family, "number": trial.number,
+            "params": trial.user_attrs.get("params", {}),
+            "iterations": trial.user_attrs.get("iterations"),
+            "value": trial.value if complete and trial.value is not None else math.nan,
+            "state": trial.state.name,
+            "duration": trial.duration.total_seconds() if trial.duration else math.nan,
+            "error": trial.user_attrs.get("error"),
+        })
+    return rows
+
+
+def _candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` configurations to re-check: each family's best on the first fold,
+    best family first; when fewer families completed a trial, the next best distinct
+    configurations fill the list. Ordered by first-fold value."""
+    done = trials[(trials["state"] == "COMPLETE") & np.isfinite(trials["value"])].copy()
+    done["_order"] = done["family"].map(families.index)
+    done = done.sort_values(["value", "_order", "number"], ascending=[False, True, True])
+    ranked: list[dict[str, Any]] = []
+    seen = set()
+    for row in done.itertuples(index=False):
+        params = dict(row.params)
+        if row.iterations is not None and not pd.isna(row.iterations):
+            params["iterations"] = int(row.iterations)
+        key = (row.family, json.dumps(params, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            ranked.append({"family": row.family, "number": row.number, "params": params,
+                           "first_fold": row.value})
+    leaders: dict[str, dict[str, Any]] = {}
+    for candidate in ranked:
+        leaders.setdefault(candidate["family"], candidate)
+    chosen = list(leaders.values())[:count]
+    chosen += [c for c in ranked if c not in chosen][:count - len(chosen)]
+    return sorted(chosen, key=ranked.index)
+
+
+def _families(models: Sequence[str] | None) -> list[str]:
+    if models is None:
+        return list(SEARCH_SPACES)
+    if isinstance(models, str):
+        models = [models]
+    families = list(dict.fromkeys(models))
+    unknown = [name for name in families if name not in SEARCH_SPACES]
+    if unknown or not families:
+        raise ValueError(f"cannot tune {unknown or 'no model family'}; families with a "
+                         f"search space: {list(SEARCH_SPACES)}")
+    return families
+
+
+def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
+         models: Sequence[str] | None = None, protocol: str = "temporal", seed: int = 0,
+         n_jobs: int = 1, n_trials: int | None = None, recheck: int = 3,
+         progress: Progress | None = None) -> TuningResult:
+    """Search hyperparameters of several model families and return the best model.
+
+    ``data`` is the training data only: both validation folds are carved from it
+    (:func:`validation_folds` with ``protocol``), so any test split held out before
+    calling ``tune`` is never seen. Each family in ``models`` (default: every family
+    in ``SEARCH_SPACES``) gets an Optuna study on the first fold, with a TPE sampler
+    seeded by ``seed`` and a median pruner. ALS and BPR are checked at doubling
+    iteration counts up to the sampled ``iterations``: the pruner stops a trial whose
+    metric falls below the other trials' median at the same count, and
+    :func:`early_stopping_iterations` keeps the count where the metric peaked.
+
+    With ``n_trials``, every family runs exactly that many trials (``budget_seconds`` is
+    then unused) and, with ``n_jobs=1``, the result depends only on the data and
+    ``seed``. Otherwise 90% of ``budget_seconds`` is spread over the families by
+    ``BUDGET_SHARES`` (a family that stops early, after ``STALE_TRIALS`` trials
+    without a new best, leaves its time to the next ones); each family runs at least
+    ``MIN_TRIALS_PER_FAMILY`` trials, and a trial under way finishes, so the budget can
+    be overrun by about one fit. The last 10% pays for the overfitting guard: the best
+    configuration of each of the ``recheck`` best families on the first fold (or, with
+    fewer families, the next best configurations) is scored on the second fold, and
+    the best mean of both folds wins. The winner is fitted on all of ``data``.
+    ``n_jobs`` above 1 runs trials in threads (faster, not reproducible).
+
+    Examples
+    --------
+    >>> from tailored.testing import checkerboard
+    >>> result = tune(checkerboard(), models=["popular", "item_knn"], n_trials=3)
+    >>> result.best_name, result.best_model.is_fitted, len(result.trials)
+    ('item_knn', True, 6)
+    >>> list(result.second_fold.columns)
+    ['family', 'number', 'params', 'first_fold', 'second_fold', 'mean']
+    """
+    started = time.perf_counter()
+    validation = ValidationMetric.parse(metric)
+    families = _families(models)
+    if n_trials is not None and n_trials < 1:
+        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    if n_trials is None and not budget_seconds > 0:
+        raise ValueError(f"budget_seconds must be above 0, got {budget_seconds}")
+    if recheck < 1:
+        raise ValueError(f"recheck must be at least 1, got {recheck}")
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
+    first, second = validation_folds(data, protocol)
+
+    deadline = started + (1 - RESERVED_SHARE) * budget_seconds
+    rows: list[dict[str, Any]] = []
+    with _quiet_optuna():
+        for position, family in enumerate(families):
+            family_started = time.perf_counter()
+            study = optuna.create_study(
+                direction="maximize", study_name=family,
+                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
+            objective = _objective(family, first, validation, seed)
+            callbacks = [] if progress is None else [_progress_callback(family, progress)]
+            if n_trials is not None:
+                study.optimize(objective, n_trials=n_trials, n_jobs=n_jobs,
+                               catch=(Exception,), callbacks=callbacks)
+            else:
+                weights = [BUDGET_SHARES.get(name, 1.0) for name in families[position:]]
+                share = max(0.0, deadline - family_started) * weights[0] / sum(weights)
+                study.optimize(objective, n_trials=MIN_TRIALS_PER_FAMILY, n_jobs=n_jobs,
+                               catch=(Exception,), callbacks=callbacks)
+                left = share - (time.perf_counter() - family_started)
+                if left > 0:
+                    study.optimize(objective, timeout=left, n_jobs=n_jobs, catch=(Exception,),
+                                   callbacks=[*callbacks, _stop_when_stale(STALE_TRIALS)])
+            rows += _trial_rows(family, study)
+    trials = pd.DataFrame(rows, columns=["family", "number", "params", "iterations", "value",
+                                         "state", "duration", "error"])
+    trials["iterations"] = trials["iterations"].astype("Int64")
+
+    candidates = _candidates(trials, families, recheck)
+    if not candidates:
+        failed = trials[trials["error"].notna()]
+        reason = (f"; the first failure, {failed.iloc[0]['family']} trial "
+                  f"{failed.iloc[0]['number']}: {failed.iloc[0]['error']}"
+                  if len(failed) else "")
+        raise TailoredError(f"no trial of {families} completed on the first validation "
+                            f"fold{reason}")
+    if progress is not None:
+        progress(f"re-checking the best {len(candidates)} on the second fold")
+    for candidate in candidates:
+        candidate["second_fold"] = validation.score(
+            create(candidate["family"], **candidate["params"]), second)
+        candidate["mean"] = (candidate["first_fold"] + candidate["second_fold"]) / 2
+    best = max(candidates, key=lambda c: c["mean"])  # the first (best first fold) on ties
+
+    if progress is not None:
+        progress(f"fitting {best['family']} on all {len(data)} events")
+    best_model = create(best["family"], **best["params"]).fit(data)
+    return TuningResult(
+        best_model=best_model, best_name=best["family"], best_params=dict(best["params"]),
+        best_score=float(best["mean"]), metric=validation.name, protocol=protocol,
+        trials=trials, second_fold=pd.DataFrame(candidates, columns=[
+            "family", "number", "params", "first_fold", "second_fold", "mean"]),
+        validation={name: _describe(fold) for name, fold in (("first", first),
+                                                              ("second", second))},
+        budget_seconds=None if n_trials is not None else budget_seconds, n_trials=n_trials,
+        seed=seed, elapsed=time.perf_counter() - started)
+
+
+def _describe(fold: Split) -> dict[str, Any]:
+    return {"name": fold.name, "train_events": len(fold.train),
+            "test_users": len(fold.test_users), "relevant_pairs": len(fold.truth)}
+
+
+def _progress_callback(family: str, progress: Progress) -> Callable[
+        [optuna.Study, optuna.trial.FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best = f", best {study.best_value:.4f}"
+        except ValueError:  # no complete trial yet
+            best = ""
+        progress(f"{family}: trial {trial.number} {trial.state.name.lower()}{best}")
+
+    return callback

@@ -1,0 +1,322 @@
+"""Automatic tuning: search spaces, early stopping, the overfitting guard, no test leakage."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+from tailored.dataset import SPLITS, Dataset, Split, leave_last_out_split, temporal_split
+from tailored.errors import TailoredError
+from tailored.evaluation import evaluate_model, tuning
+from tailored.evaluation.search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
+from tailored.evaluation.tuning import (
+    TuningResult,
+    ValidationMetric,
+    early_stopping_iterations,
+    iteration_checkpoints,
+    tune,
+    validation_folds,
+)
+from tailored.models import MODELS, Popular, create
+from tailored.testing import checkerboard
+
+KEYS = ["user_id", "item_id", "timestamp"]
+
+
+@pytest.fixture(scope="module")
+def outer() -> Split:
+    """The held-out test split: tuning only ever gets ``outer.train``."""
+    return temporal_split(checkerboard(n_users=40, n_items=20, seed=1))
+
+
+@pytest.fixture(scope="module")
+def result(outer: Split) -> TuningResult:
+    return tune(outer.train, n_trials=2, seed=0)
+
+
+# ---- search spaces ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", sorted(SEARCH_SPACES))
+def test_every_sampled_point_is_a_valid_config(family: str) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        params = SEARCH_SPACES[family](trial)
+        model = create(family, **params)  # the pydantic Config validates every value
+        assert model.config.model_dump(include=set(params)) == params
+        study.tell(trial, 0.0)
+
+
+def test_search_spaces_name_registered_models_and_iterative_ones_sample_iterations() -> None:
+    assert set(SEARCH_SPACES) <= set(MODELS)
+    for family in ITERATIVE_FAMILIES:
+        trial = optuna.create_study().ask()
+        assert "iterations" in SEARCH_SPACES[family](trial)
+
+
+# ---- metric, folds, checkpoints --------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["auc", "ndcg", "ndcg@0", "ndcg@x", "auc@10", "ndcg@-1", ""])
+def test_a_bad_metric_name_is_refused_with_the_choices(name: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown metric .*ndcg@K"):
+        ValidationMetric.parse(name)
+
+
+def test_metric_names_parse_case_insensitively() -> None:
+    assert ValidationMetric.parse("NDCG@5").name == "ndcg@5"
+    assert ValidationMetric.parse("hit_rate@3").k == 3
+    assert ValidationMetric.parse("mrr@20").metric.label == "mrr"
+
+
+@pytest.mark.parametrize("protocol", sorted(SPLITS))
+def test_both_folds_come_from_the_given_data_alone(protocol: str) -> None:
+    data = checkerboard(n_users=40, n_items=40, seed=2)  # 10 events per user
+    first, second = validation_folds(data, protocol)
+    given = data.events[KEYS]
+    for fold in (first, second):
+        assert len(fold.train.events[KEYS].merge(given, on=KEYS)) == len(fold.train)
+        assert fold.truth.merge(given[["user_id", "item_id"]]).shape[0] >= len(fold.truth)
+        assert len(fold.train) < len(data) and not fold.truth.empty
+    # The second fold trains on less and validates on other events than the first.
+    assert len(second.train) < len(first.train)
+    first_pairs = set(map(tuple, first.truth.to_numpy()))
+    second_pairs = set(map(tuple, second.truth.to_numpy()))
+    assert first_pairs != second_pairs
+
+
+def test_the_temporal_second_fold_cuts_at_70_percent_and_validates_before_the_first() -> None:
+    data = checkerboard(n_users=40, n_items=20, seed=2)
+    first, second = validation_folds(data, "temporal")
+    assert (len(data), len(first.train), len(second.train)) == (200, 160, 140)
+    # Second-fold test events lie in the first fold's training period, before its cut.
+    assert second.train.events["timestamp"].max() < first.train.events["timestamp"].max()
+
+
+def test_the_leave_last_one_out_second_fold_holds_each_users_second_to_last_event() -> None:
+    data = checkerboard(n_users=40, n_items=40, seed=2)  # no repeated user-item pairs
+    first, second = validation_folds(data, "leave-last-one-out")
+    ordered = data.events.sort_values(["user_id", "timestamp"])
+    from_end = ordered.groupby("user_id").cumcount(ascending=False)
+    for fold, position in ((first, 0), (second, 1)):
+        expected = ordered.loc[from_end == position, ["user_id", "item_id"]]
+        pd.testing.assert_frame_equal(fold.truth, expected.reset_index(drop=True))
+
+
+def test_folds_without_test_users_are_refused_clearly() -> None:
+    tiny = Dataset.from_frame(pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"],
+                                            "timestamp": [1, 2]}))
+    with pytest.raises(ValueError, match=r"validation fold .* has no test users"):
+        validation_folds(tiny, "temporal")
+
+
+def test_checkpoints_double_from_the_first_and_end_at_the_maximum() -> None:
+    assert iteration_checkpoints(100, first=25) == [25, 50, 100]
+    assert iteration_checkpoints(40, first=25) == [25, 40]
+    assert iteration_checkpoints(16) == [2, 4, 8, 16]
+    with pytest.raises(ValueError, match="max_iterations"):
+        iteration_checkpoints(0)
+
+
+# ---- early stopping --------------------------------------------------------------------
+
+def _scripted_scores(monkeypatch: pytest.MonkeyPatch, curve: dict[int, float]) -> list[int]:
+    """Score a model by its iteration count from ``curve``; return the counts fitted."""
+    fitted: list[int] = []
+
+    def score(self: ValidationMetric, model: Any, split: Split) -> float:
+        fitted.append(model.config.iterations)
+        return curve[model.config.iterations]
+
+    monkeypatch.setattr(ValidationMetric, "score", score)
+    return fitted
+
+
+def test_early_stopping_picks_the_peak_and_stops_after_patience(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    curve = {2: 0.1, 4: 0.3, 8: 0.5, 16: 0.4, 32: 0.45, 64: 0.9, 100: 0.95}
+    fitted = _scripted_scores(monkeypatch, curve)
+    factory = lambda n: create("als", iterations=n)  # noqa: E731
+    stop = early_stopping_iterations(factory, outer, max_iterations=100, patience=2, first=2)
+    assert (stop.iterations, stop.score) == (8, 0.5)
+    assert fitted == [2, 4, 8, 16, 32]  # two checks without a gain, then no more fits
+    assert stop.stopped_early and stop.curve == {n: curve[n] for n in fitted}
+
+
+def test_early_stopping_keeps_the_earliest_of_equal_peaks_and_reports_each_check(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    _scripted_scores(monkeypatch, {5: 0.2, 10: 0.6, 20: 0.6})
+    reports: list[tuple[int, float]] = []
+    stop = early_stopping_iterations(lambda n: create("bpr", iterations=n), outer,
+                                     max_iterations=20, patience=3, first=5,
+                                     report=lambda n, v: reports.append((n, v)))
+    assert stop.iterations == 10 and stop.stopped_early
+    assert reports == [(5, 0.2), (10, 0.6), (20, 0.6)]
+
+
+def test_a_report_that_prunes_stops_the_fits(monkeypatch: pytest.MonkeyPatch,
+                                             outer: Split) -> None:
+    fitted = _scripted_scores(monkeypatch, {4: 0.1, 8: 0.2, 16: 0.3})
+
+    def prune(iterations: int, value: float) -> None:
+        raise optuna.TrialPruned()
+
+    with pytest.raises(optuna.TrialPruned):
+        early_stopping_iterations(lambda n: create("als", iterations=n), outer,
+                                  max_iterations=16, first=4, report=prune)
+    assert fitted == [4]
+
+
+# ---- tune ------------------------------------------------------------------------------
+
+def test_the_tuned_model_beats_popular_on_the_held_out_test(
+        outer: Split, result: TuningResult) -> None:
+    assert result.best_model.is_fitted
+    assert result.best_model.data_digest_ == outer.train.digest  # refitted on all given data
+    assert result.best_model.config.model_dump(include=set(result.best_params)) \
+        == result.best_params
+    tuned = evaluate_model(result.best_model, outer, fit=False).metrics["ndcg@10"]
+    popular = evaluate_model(Popular(), outer).metrics["ndcg@10"]
+    assert tuned > popular + 0.1
+
+
+def test_every_trial_is_recorded(result: TuningResult) -> None:
+    trials = result.trials
+    assert list(trials.columns) == ["family", "number", "params", "iterations", "value",
+                                    "state", "duration", "error"]
+    assert trials.groupby("family")["number"].agg(list).to_dict() == {
+        family: [0, 1] for family in SEARCH_SPACES}
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    assert trials["error"].isna().all() and (trials["duration"] >= 0).all()
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert complete["value"].between(0, 1).all()
+    for row in trials.itertuples():
+        assert row.params and create(row.family, **row.params)
+        if row.family in ITERATIVE_FAMILIES and row.state == "COMPLETE":
+            assert 1 <= row.iterations <= row.params["iterations"]
+        else:
+            assert pd.isna(row.iterations)
+
+
+def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
+        result: TuningResult) -> None:
+    checked = result.second_fold
+    assert list(checked.columns) == ["family", "number", "params", "first_fold",
+                                     "second_fold", "mean"]
+    assert len(checked) == 3
+    top_first = result.trials["value"].dropna().sort_values(ascending=False)
+    assert checked["first_fold"].iloc[0] == top_first.iloc[0]
+    assert checked["first_fold"].is_monotonic_decreasing
+    # One per family: each family's best, from the best three families.
+    family_best = result.trials.groupby("family")["value"].max().sort_values(ascending=False)
+    assert checked["family"].tolist() == family_best.index[:3].tolist()
+    assert checked["first_fold"].tolist() == family_best.iloc[:3].tolist()
+    assert checked["second_fold"].between(0, 1).all()
+    assert (checked["mean"] == (checked["first_fold"] + checked["second_fold"]) / 2).all()
+    winner = checked.loc[checked["mean"].idxmax()]
+    assert result.best_score == winner["mean"] == checked["mean"].max()
+    assert (result.best_name, result.best_params) == (winner["family"], winner["params"])
+
+
+def test_with_one_family_the_guard_rechecks_its_best_distinct_configurations(
+        outer: Split) -> None:
+    tuned = tune(outer.train, models=["item_knn"], n_trials=5, recheck=3)
+    checked = tuned.second_fold
+    assert len(checked) == 3 and set(checked["family"]) == {"item_knn"}
+    assert len({json.dumps(p, sort_keys=True) for p in checked["params"]}) == 3
+    assert checked["first_fold"].tolist() == sorted(
+        tuned.trials["value"].dropna(), reverse=True)[:3]
+
+
+def test_tuning_never_sees_the_test_data(monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    evaluated: list[Split] = []
+
+    def spy(model: Any, split: Split, k: int = 10, **kwargs: Any) -> Any:
+        evaluated.append(split)
+        return evaluate_model(model, split, k, **kwargs)
+
+    monkeypatch.setattr(tuning, "evaluate_model", spy)
+    tuned = tune(outer.train, models=["item_knn", "bpr"], n_trials=2)
+    train_events = outer.train.events[KEYS]
+    train_pairs = set(map(tuple, train_events[["user_id", "item_id"]].to_numpy()))
+    test_pairs = set(map(tuple, outer.truth.to_numpy()))
+    assert len(evaluated) >= 4
+    for split in evaluated:
+        assert len(split.train.events[KEYS].merge(train_events, on=KEYS)) == len(split.train)
+        truth = set(map(tuple, split.truth.to_numpy()))
+        assert truth <= train_pairs and not truth & test_pairs
+    assert tuned.best_model.data_digest_ == outer.train.digest
+
+
+def test_the_same_seed_gives_the_same_search_and_another_seed_another(outer: Split) -> None:
+    def run(seed: int) -> TuningResult:
+        return tune(outer.train, models=["user_knn", "bpr"], n_trials=3, seed=seed)
+
+    first, again, other = run(0), run(0), run(1)
+    columns = ["family", "number", "params", "iterations", "value", "state"]
+    pd.testing.assert_frame_equal(first.trials[columns], again.trials[columns])
+    assert (first.best_name, first.best_params) == (again.best_name, again.best_params)
+    assert first.trials["params"].tolist() != other.trials["params"].tolist()
+    assert first.best_params.get("seed", 0) == 0 and first.seed == 0
+
+
+def test_a_time_budget_runs_every_family_at_least_twice(outer: Split) -> None:
+    tuned = tune(outer.train, models=["popular", "ease"], budget_seconds=2)
+    counts = tuned.trials.groupby("family").size()
+    assert (counts >= tuning.MIN_TRIALS_PER_FAMILY).all() and set(counts.index) == {
+        "popular", "ease"}
+    assert tuned.budget_seconds == 2 and tuned.n_trials is None
+    assert tuned.elapsed < 2 + 5  # a trial under way may finish after the budget
+
+
+def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> None:
+    with pytest.raises(ValueError, match=r"cannot tune \['content'\].*families with a search"):
+        tune(outer.train, models=["als", "content"], n_trials=1)
+    with pytest.raises(ValueError, match="cannot tune"):
+        tune(outer.train, models=[], n_trials=1)
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        tune(outer.train, metric="auc", n_trials=1)
+    with pytest.raises(ValueError, match="unknown protocol 'random'"):
+        tune(outer.train, protocol="random", n_trials=1)
+    with pytest.raises(ValueError, match="n_trials must be at least 1"):
+        tune(outer.train, n_trials=0)
+    with pytest.raises(ValueError, match="budget_seconds must be above 0"):
+        tune(outer.train, budget_seconds=0)
+
+
+def test_failed_trials_are_recorded_and_all_failing_is_an_error(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", lambda trial: {"neighbors": 0})
+    with pytest.raises(TailoredError, match=r"no trial .* item_knn trial 0: ValidationError"):
+        tune(outer.train, models=["item_knn"], n_trials=2)
+    tuned = tune(outer.train, models=["item_knn", "ease"], n_trials=2)
+    failed = tuned.trials[tuned.trials["family"] == "item_knn"]
+    assert (failed["state"] == "FAIL").all() and failed["error"].str.contains("neighbors").all()
+    assert tuned.best_name == "ease"
+
+
+def test_the_report_is_json_without_nan(result: TuningResult) -> None:
+    text = result.to_json()
+    assert "NaN" not in text
+    report = json.loads(text)
+    assert report["best_name"] == result.best_name
+    assert report["best_params"] == result.best_params
+    assert math.isclose(report["best_score"], result.best_score)
+    assert len(report["trials"]) == len(result.trials)
+    assert len(report["second_fold"]) == 3
+    assert report["validation"]["first"]["train_events"] == 128
+    assert report["n_trials"] == 2 and report["budget_seconds"] is None
+
+
+def test_leave_last_one_out_tuning_validates_on_earlier_events() -> None:
+    data = checkerboard(n_users=40, n_items=40, seed=3)  # 10 events per user
+    outer_split = leave_last_out_split(data)
+    tuned = tune(outer_split.train, protocol="leave-last-one-out", models=["item_knn"],
+                 n_trials=2)
+    assert tuned.protocol == "leave-last-one-out"
+    assert tuned.validation["second"]["train_events"] < tuned.validation["first"][
+        "train_events"] < len(outer_split.train)
