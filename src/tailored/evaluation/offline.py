@@ -53,7 +53,9 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool =
     fitted = time.perf_counter()
     users = split.test_users
     recs = model.recommend(users, k=k, exclude_seen=True)
-    recommended = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    recommended: dict[str, list[str]] = {
+        str(user): items for user, items in
+        recs.groupby("user_id", sort=False)["item_id"].agg(list).items()}
     relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
     done = time.perf_counter()
     accumulators = [metric(k) for metric in metrics]
