@@ -258,6 +258,9 @@ def evaluate(
     beyond: Annotated[bool, typer.Option(
         "--beyond", help="Also show novelty, popularity, diversity, exposure Gini and "
         "personalization of the lists.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write an HTML report with plots (report.html, report.json and PNG files) "
+        "into this directory.", file_okay=False)] = None,
     store: StoreOption = None,
 ) -> None:
     """Compare models on the same split of the store's events: NDCG, Recall, HitRate and
@@ -278,6 +281,7 @@ def evaluate(
         task = _step(progress, "reading the store")
         data = Dataset.from_store(opened, settings.event_weights)
         tables = []
+        evaluations = []
         for name in protocol or ["temporal"]:
             for split in splits_by_name(data, name):
 
@@ -286,12 +290,30 @@ def evaluate(
 
                 candidates = ({n: create(n) for n in names}
                               | {r.name: r.build() for r in recipes})
-                tables.append(compare(candidates, split, k, progress=show)[0])
+                table, results = compare(candidates, split, k, progress=show)
+                tables.append(table)
+                evaluations.append((split, results))
         progress.update(task, description="evaluated")
     for table in tables:
         console.print(_evaluation_table(table))
         if beyond:
             console.print(_evaluation_table(table, BEYOND_COLUMNS))
+    if report is not None:
+        from tailored.evaluation import write_report
+
+        page = write_report(report, evaluations, k=k, user_groups=_user_groups(data.users))
+        console.print(f"report written to {page}")
+
+
+def _user_groups(users: pd.DataFrame | None) -> dict[str, dict[str, str]] | None:
+    """Attributes fit for a fairness breakdown: 2 to 20 distinct values (not zip codes)."""
+    if users is None:
+        return None
+    indexed = users.set_index("user_id")
+    groups = {str(column): {str(user): str(group)
+                            for user, group in indexed[column].dropna().items()}
+              for column in indexed.columns if 1 < indexed[column].nunique() <= 20}
+    return groups or None
 
 
 @app.command()

@@ -68,8 +68,9 @@ def test_import_train_evaluate_recommend(workdir: Path) -> None:
     assert "already there 200" in _ok(["import", "events", "events.csv"])
     trained = _ok(["train", "--model", "item_knn", "--set", "neighbors=5"])
     assert "version 1" in trained and "(active)" in trained
-    table = _ok(["evaluate", "--models", "popular,item_knn"])
+    table = _ok(["evaluate", "--models", "popular,item_knn", "--report", "out"])
     assert "NDCG@10" in table and "item_knn" in table
+    assert "item_knn" in Path("out/report.html").read_text()
     tuned = _ok(["tune", "--n-trials", "2", "--models", "item_knn,ease", "--report", "t.json"])
     assert "train it with: tailored train --model" in tuned
     assert json.loads(Path("t.json").read_text())["test"]["users"] > 0

@@ -32,6 +32,7 @@ from tailored.evaluation.metrics import (
     Recall,
 )
 from tailored.evaluation.offline import ModelResult, compare, evaluate_model
+from tailored.evaluation.report import write_report
 from tailored.evaluation.search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
 from tailored.evaluation.statistics import (
     ConfidenceInterval,
@@ -89,5 +90,5 @@ __all__ = [
     "paired_test",
     "popularity_tiers",
     "tune",
-    "validation_folds",
+    "validation_folds", "write_report",
 ]
