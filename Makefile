@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/tailored: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,torch]'
 	touch $@
 
 demo: $(BIN)/tailored  ## generate a sample shop, import, train, evaluate, serve on :8000

@@ -16,11 +16,12 @@ from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 from tailored.models.rules import RuleBased, RuleBasedConfig, RuleSet
 from tailored.models.segments import Segments, SegmentsConfig
+from tailored.models.sequential import SASRec, SASRecConfig
 
 MODELS: dict[str, type[Recommender]] = {
     model.name: model
     for model in (Popular, Trending, ItemKNN, UserKNN, ALS, BPR, EASE, ContentBased,
-                  Item2Vec, Segments, RuleBased)
+                  Item2Vec, SASRec, Segments, RuleBased)
 }
 
 
@@ -52,6 +53,8 @@ __all__ = [
     "RuleBased",
     "RuleBasedConfig",
     "RuleSet",
+    "SASRec",
+    "SASRecConfig",
     "ScoringBatch",
     "Segments",
     "SegmentsConfig",
