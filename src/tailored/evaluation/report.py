@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tailored.dataset import Split
 
 from .beyond import metric_by_group
+from .jsonable import plain
 from .offline import ModelResult
 from .statistics import bootstrap_ci
 
@@ -202,7 +202,7 @@ def write_report(directory: str | Path, evaluations: Sequence[Evaluation], *, k:
     record = {"k": k, "splits": splits_record, "tuning": tuning_record,
               "figures": [{"kind": p.kind, "file": p.file, "caption": p.caption,
                            "data": p.data} for p in plots]}
-    (out / "report.json").write_text(json.dumps(_plain(record), indent=2), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(plain(record), indent=2), encoding="utf-8")
     page = out / "report.html"
     page.write_text(_html(splits_record, plots, k), encoding="utf-8")
     return page
@@ -303,19 +303,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "attribute"
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars as Python numbers, NaN as None."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or value is pd.NA:
-        return None
-    return value
 
 
 def _number(value: Any) -> str:

@@ -35,6 +35,7 @@ from tailored.dataset import Dataset, Split, split_by_name, temporal_split
 from tailored.errors import InvalidDataError, TailoredError
 from tailored.models import MODELS, Recommender, create
 
+from .jsonable import plain
 from .metrics import F1, MAP, MRR, NDCG, HitRate, Precision, RankingMetric, Recall
 from .offline import evaluate_model
 from .search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
@@ -250,22 +251,9 @@ class TuningResult:
             "second_fold": self.second_fold.to_dict(orient="records"),
             "trials": self.trials.to_dict(orient="records"),
         }
-        return json.dumps(_plain(record), indent=indent)
+        return json.dumps(plain(record), indent=indent)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars as Python numbers, NaN and missing values as None."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is None:
-        return None
-    return value
 
 
 # ---- tuning --------------------------------------------------------------------------

@@ -13,6 +13,24 @@ from tailored.dataset import Dataset
 from .base import ModelConfig, Recommender, ScoringBatch
 
 
+class _SameForEveryone(Recommender):
+    """A ranking that ignores who asks: ``item_scores_`` for every user, seen items aside."""
+
+    item_scores_: np.ndarray
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return np.tile(self.item_scores_, (len(batch), 1))
+
+    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
+        return self.item_scores_
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"item_scores": self.item_scores_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.item_scores_ = arrays["item_scores"]
+
+
 class PopularConfig(ModelConfig):
     """``count``: ``"users"`` counts distinct users per item, ``"weight"`` sums event
     weights. ``half_life_days``: an event that old counts half (``None``: no decay)."""
@@ -21,7 +39,7 @@ class PopularConfig(ModelConfig):
     half_life_days: float | None = Field(None, gt=0)
 
 
-class Popular(Recommender):
+class Popular(_SameForEveryone):
     """The same popular items for everyone (minus what each user has seen).
 
     Examples
@@ -47,17 +65,6 @@ class Popular(Recommender):
             matrix = (matrix > 0).astype(np.float32)
         self.item_scores_ = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
 
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        return np.tile(self.item_scores_, (len(batch), 1))
-
-    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
-        return self.item_scores_
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"item_scores": self.item_scores_}
-
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.item_scores_ = arrays["item_scores"]
 
 
 class TrendingConfig(ModelConfig):
@@ -72,7 +79,7 @@ class TrendingConfig(ModelConfig):
     volume: float = Field(0.5, ge=0, le=1)
 
 
-class Trending(Recommender):
+class Trending(_SameForEveryone):
     """Items growing fastest now compared with their own recent past.
 
     Score = (recent rate + prior) / (baseline rate + prior) x (recent count + 1) ** volume,
@@ -116,15 +123,3 @@ class Trending(Recommender):
         pairs = data.events.loc[mask, ["user_id", "item_id"]].drop_duplicates()
         columns = data.item_vocab.indices(pairs["item_id"])
         return np.bincount(columns[columns >= 0], minlength=data.n_items).astype(np.float64)
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        return np.tile(self.item_scores_, (len(batch), 1))
-
-    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
-        return self.item_scores_
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"item_scores": self.item_scores_}
-
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.item_scores_ = arrays["item_scores"]
