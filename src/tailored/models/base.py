@@ -56,6 +56,8 @@ class ScoringBatch:
 
     def rows(self, start: int, stop: int) -> ScoringBatch:
         """A slice of the batch (users ``start`` to ``stop``)."""
+        if start == 0 and stop >= len(self):
+            return self
         return self.take(np.arange(start, min(stop, len(self))))
 
     def take(self, rows: np.ndarray) -> ScoringBatch:

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from tailored.schema import Event, Item, User
-from tailored.store.base import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, ModelVersion
+from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
 
 _CHUNK = 5_000
 _Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
@@ -159,13 +160,20 @@ class SqlEventLog(_Tables):
             query = query.where(events_table.c.user_id.in_(list(user_ids)))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=[*EVENT_COLUMNS[:5], "ts_us", *EVENT_COLUMNS[6:]])
-        frame["value"] = frame["value"].astype("float64")
-        frame.insert(5, "timestamp", _timestamps(frame.pop("ts_us")))
-        frame["session_id"] = frame["session_id"].astype(object).where(
-            frame["session_id"].notna(), None)
-        frame["context"] = [json.loads(c) if isinstance(c, str) else {} for c in frame["context"]]
-        return frame
+        # Column by column: far cheaper than letting pandas infer from row tuples, which
+        # matters on the request path (one user's history per recommendation).
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 8
+        (event_ids, users, items, types, values, micros, sessions, contexts) = columns
+        return pd.DataFrame({
+            "event_id": pd.Series(event_ids, dtype=object),
+            "user_id": pd.Series(users, dtype=object),
+            "item_id": pd.Series(items, dtype=object),
+            "event_type": pd.Series(types, dtype=object),
+            "value": pd.Series([np.nan if v is None else v for v in values], dtype="float64"),
+            "timestamp": _timestamps(pd.Series(micros, dtype="int64")),
+            "session_id": pd.Series(sessions, dtype=object),
+            "context": pd.Series([json.loads(c) if c else {} for c in contexts], dtype=object),
+        })
 
     def count(self) -> int:
         return self._count(events_table)
