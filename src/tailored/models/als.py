@@ -66,6 +66,14 @@ class ALS(Recommender):
             solver.fit(self._confidence(matrix), show_progress=False)
         self.user_factors_ = np.asarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(solver.item_factors, dtype=np.float32)
+        self._prepare_fold_in()
+
+    def _prepare_fold_in(self) -> None:
+        """Item factors (float64) and YᵀY + λI, shared by every fold-in of this fit."""
+        self._items = self.item_factors_.astype(np.float64)
+        with blas_threads(1):
+            self._gram = (self._items.T @ self._items
+                          + self.config.regularization * np.eye(self._items.shape[1]))
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """Factors for users from their history alone, with the item factors fixed.
@@ -76,7 +84,7 @@ class ALS(Recommender):
         here rather than through implicit's ``recalculate_user``, which spins up a
         thread pool per call: milliseconds a request cannot spare.
         """
-        items, gram = self._normal_equations()
+        items, gram = self._items, self._gram
         confidence = self._confidence(history)
         factors = np.zeros((history.shape[0], items.shape[1]), dtype=np.float32)
         with blas_threads(1):  # tiny systems: BLAS threads would only contend
@@ -89,16 +97,6 @@ class ALS(Recommender):
                 system = gram + (touched.T * (c - 1)) @ touched
                 factors[row] = np.linalg.solve(system, touched.T @ c)
         return factors
-
-    def _normal_equations(self) -> tuple[np.ndarray, np.ndarray]:
-        """Item factors (float64) and YᵀY + λI, computed once per fitted model."""
-        if getattr(self, "_gram_of", None) is not self.item_factors_:
-            items = self.item_factors_.astype(np.float64)
-            with blas_threads(1):
-                gram = items.T @ items + self.config.regularization * np.eye(items.shape[1])
-            self._gram_cache = (items, gram)
-            self._gram_of = self.item_factors_
-        return self._gram_cache
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         factors = np.empty((len(batch), self.config.factors), dtype=np.float32)
@@ -120,3 +118,4 @@ class ALS(Recommender):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
+        self._prepare_fold_in()

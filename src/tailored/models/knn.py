@@ -121,6 +121,14 @@ class UserKNN(Recommender):
         self.idf_, self.user_vectors_ = _user_vectors(prepared, self.config)
         self.similarity_ = _neighbours(self.user_vectors_.T.tocsr(), prepared.T.tocsr(),
                                        self.config)
+        self._prepare_lookup()
+
+    def _prepare_lookup(self) -> None:
+        """What every request compares against: derived once per fit, not per call."""
+        self._neighbour_items = _prepare(self.user_items_, self.config.binary)
+        self._presence = sp.csr_matrix(self.user_vectors_ > 0, dtype=np.float32)
+        self._counts = np.asarray(self._presence.sum(axis=1)).ravel()
+        self._norms = sp.linalg.norm(self.user_vectors_, axis=1)
 
     def _neighbour_weights(self, batch: ScoringBatch) -> sp.csr_matrix:
         """Rows: each batch user's similarity to their nearest training users."""
@@ -139,22 +147,20 @@ class UserKNN(Recommender):
         dots = (vectors @ self.user_vectors_.T).toarray()
         if self.config.similarity == "jaccard":
             mine = np.asarray((rows > 0).sum(axis=1)).ravel()
-            theirs = np.asarray((self.user_vectors_ > 0).sum(axis=1)).ravel()
-            binary_dots = ((rows > 0).astype(np.float32) @ (self.user_vectors_ > 0).T).toarray()
-            denominator = mine[:, None] + theirs[None, :] - binary_dots + self.config.shrinkage
+            binary_dots = ((rows > 0).astype(np.float32) @ self._presence.T).toarray()
+            denominator = (mine[:, None] + self._counts[None, :] - binary_dots
+                           + self.config.shrinkage)
             similarity = np.divide(binary_dots, denominator, out=np.zeros_like(dots),
                                    where=denominator > 0)
         else:
             norms = sp.linalg.norm(vectors, axis=1)
-            theirs = sp.linalg.norm(self.user_vectors_, axis=1)
-            denominator = norms[:, None] * theirs[None, :] + self.config.shrinkage
+            denominator = norms[:, None] * self._norms[None, :] + self.config.shrinkage
             similarity = np.divide(dots, denominator, out=np.zeros_like(dots),
                                    where=denominator > 0)
         return _prune_rows(similarity, self.config.neighbors)
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
-        prepared = _prepare(self.user_items_, self.config.binary)
-        return np.asarray((self._neighbour_weights(batch) @ prepared).toarray())
+        return np.asarray((self._neighbour_weights(batch) @ self._neighbour_items).toarray())
 
     def similar_users(self, users: str | list[str], k: int = 10) -> pd.DataFrame:
         """The ``k`` training users most similar to each given user."""
@@ -180,6 +186,7 @@ class UserKNN(Recommender):
         self.similarity_ = _sparse_from("similarity", arrays, (n_users, n_users))
         self.user_vectors_ = _sparse_from("user_vectors", arrays, (n_users, n_items))
         self.idf_ = arrays["idf"]
+        self._prepare_lookup()
 
 
 # ---- shared machinery --------------------------------------------------------------------

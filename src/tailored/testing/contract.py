@@ -27,7 +27,7 @@ class RecommenderContract:
     personalised: bool = True
 
     def make_model(self) -> Recommender:
-        raise NotImplementedError
+        raise NotImplementedError("a contract test class sets make_model to build its model")
 
     @pytest.fixture
     def data(self) -> Dataset:
