@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from tailored.schema import Event, Item, User
 from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
-
-_CHUNK = 5_000
-_Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
-
-metadata = sa.MetaData()
+from tailored.store.sqlbase import (
+    Serial,
+    SqlTables,
+    chunks,
+    from_micros,
+    json_or_none,
+    metadata,
+    micros,
+    timestamps,
+    total_changes,
+)
 
 events_table = sa.Table(
     "events", metadata,
-    sa.Column("seq", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("seq", Serial, primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(256), nullable=False, unique=True),
     sa.Column("user_id", sa.String(256), nullable=False, index=True),
     sa.Column("item_id", sa.String(256), nullable=False),
@@ -56,7 +60,7 @@ users_table = sa.Table(
 
 models_table = sa.Table(
     "model_versions", metadata,
-    sa.Column("version", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("version", Serial, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
@@ -66,59 +70,7 @@ models_table = sa.Table(
 )
 
 
-def _micros(value: datetime) -> int:
-    return int(value.timestamp() * 1_000_000)
-
-
-def _datetime(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
-
-
-def _timestamps(micros: pd.Series) -> pd.Series:
-    return pd.to_datetime(micros.astype("int64"), unit="us", utc=True)
-
-
-def _chunks(rows: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def _total_changes(conn: sa.Connection) -> int:
-    return int(conn.exec_driver_sql("SELECT total_changes()").scalar_one())
-
-
-def _json_or_none(value: dict[str, Any]) -> str | None:
-    return json.dumps(value, separators=(",", ":")) if value else None
-
-
-class _Tables:
-    """Shared engine access and the dialect-specific upsert every role needs."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def _insert(self, table: sa.Table) -> Any:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
-
-    def _upsert(self, table: sa.Table, key: str, rows: Iterable[dict[str, Any]]) -> int:
-        written = 0
-        with self.engine.begin() as conn:
-            for chunk in _chunks(rows):
-                statement = self._insert(table)
-                updates = {c: statement.excluded[c] for c in chunk[0] if c != key}
-                conn.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates),
-                             chunk)
-                written += len(chunk)
-        return written
-
-    def _count(self, table: sa.Table) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-
-
-class SqlEventLog(_Tables):
+class SqlEventLog(SqlTables):
     _COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "ts_us", "session_id",
                 "context")
 
@@ -135,17 +87,17 @@ class SqlEventLog(_Tables):
         sql = self._insert_sql()
         # One transaction: on return, every event is durable (or none is, on error).
         with self.engine.begin() as conn:
-            for chunk in _chunks(events):
+            for chunk in chunks(events):
                 rows = [
                     (e.event_id, e.user_id, e.item_id, e.event_type, e.value,
-                     _micros(e.timestamp), e.session_id, _json_or_none(e.context))
+                     micros(e.timestamp), e.session_id, json_or_none(e.context))
                     for e in chunk
                 ]
                 if self.engine.dialect.name == "sqlite":
                     # sqlite3's executemany rowcount is unreliable across versions.
-                    before = _total_changes(conn)
+                    before = total_changes(conn)
                     conn.exec_driver_sql(sql, rows)
-                    added += _total_changes(conn) - before
+                    added += total_changes(conn) - before
                 else:
                     added += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
         return added
@@ -170,7 +122,7 @@ class SqlEventLog(_Tables):
             "item_id": pd.Series(items, dtype=object),
             "event_type": pd.Series(types, dtype=object),
             "value": pd.Series([np.nan if v is None else v for v in values], dtype="float64"),
-            "timestamp": _timestamps(pd.Series(micros, dtype="int64")),
+            "timestamp": timestamps(pd.Series(micros, dtype="int64")),
             "session_id": pd.Series(sessions, dtype=object),
             "context": pd.Series([json.loads(c) if c else {} for c in contexts], dtype=object),
         })
@@ -179,14 +131,14 @@ class SqlEventLog(_Tables):
         return self._count(events_table)
 
 
-class SqlCatalog(_Tables):
+class SqlCatalog(SqlTables):
     def upsert(self, items: Iterable[Item]) -> int:
         rows = (
             {
                 "item_id": i.item_id, "title": i.title, "text": i.text,
                 "categories": json.dumps(i.categories), "attributes": json.dumps(i.attributes),
                 "available": i.available,
-                "created_us": None if i.created_at is None else _micros(i.created_at),
+                "created_us": None if i.created_at is None else micros(i.created_at),
             }
             for i in items
         )
@@ -202,7 +154,7 @@ class SqlCatalog(_Tables):
             item_id=row.item_id, title=row.title, text=row.text,
             categories=json.loads(row.categories), attributes=json.loads(row.attributes),
             available=row.available,
-            created_at=None if row.created_us is None else _datetime(row.created_us),
+            created_at=None if row.created_us is None else from_micros(row.created_us),
         )
 
     def frame(self) -> pd.DataFrame:
@@ -226,7 +178,7 @@ class SqlCatalog(_Tables):
         return self._count(items_table)
 
 
-class SqlUserDirectory(_Tables):
+class SqlUserDirectory(SqlTables):
     def upsert(self, users: Iterable[User]) -> int:
         rows = (
             {"user_id": u.user_id, "attributes": json.dumps(u.attributes), "consent": u.consent}
@@ -255,13 +207,13 @@ class SqlUserDirectory(_Tables):
         return self._count(users_table)
 
 
-class SqlModelRegistry(_Tables):
+class SqlModelRegistry(SqlTables):
     def register(self, name: str, path: str, metrics: dict[str, float] | None = None,
                  details: dict[str, Any] | None = None) -> ModelVersion:
         with self.engine.begin() as conn:
             version = conn.execute(
                 models_table.insert().values(
-                    name=name, path=path, created_us=_micros(datetime.now(UTC)),
+                    name=name, path=path, created_us=micros(datetime.now(UTC)),
                     metrics=json.dumps(metrics or {}), details=json.dumps(details or {}),
                     active=False,
                 ).returning(models_table.c.version)
@@ -308,7 +260,7 @@ class SqlModelRegistry(_Tables):
     def _version(row: Any) -> ModelVersion:
         return ModelVersion(
             version=int(row.version), name=row.name, path=row.path,
-            created_at=_datetime(row.created_us), metrics=json.loads(row.metrics),
+            created_at=from_micros(row.created_us), metrics=json.loads(row.metrics),
             active=bool(row.active), details=json.loads(row.details),
         )
 

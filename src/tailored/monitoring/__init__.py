@@ -1,0 +1,2 @@
+"""Measuring success online: A/B experiments, their statistics, off-policy estimates and
+drift detection."""
