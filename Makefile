@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit slow bench bench-peers clean
+.PHONY: demo test lint unit slow bench bench-peers bench-serving clean
 
 $(BIN)/tailored: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ bench: $(BIN)/tailored  ## figures of our own, into benchmarks/results/
 
 bench-peers: .venv-bench/bin/python  ## tailored beside implicit, LensKit and RecTools
 	.venv-bench/bin/python benchmarks/peers.py
+
+.PHONY: bench-accuracy
+BUDGET ?= 300
+bench-accuracy: .venv-bench/bin/python  ## tailored.tune beside the tuned peers, same budget each
+	.venv-bench/bin/python benchmarks/accuracy.py --budget $(BUDGET)
+
+bench-serving: $(BIN)/tailored  ## HTTP throughput and latency (needs wrk: apt-get install wrk)
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) tailored.db* tailored_models sample_shop

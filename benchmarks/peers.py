@@ -41,11 +41,13 @@ def _binary(split: Split) -> sp.csr_matrix:
     return sp.csr_matrix((split.train.matrix() > 0).astype(np.float32))
 
 
-def _implicit(model_factory: Callable[[], object]) -> Recommend:
+def implicit_system(model_factory: Callable[[], object], binary: bool = True) -> Recommend:
+    """An ``implicit`` model on the split's matrix: binary, or the summed event weights."""
     def run(split: Split, users: list[str]) -> dict[str, list[str]]:
         from threadpoolctl import threadpool_limits
 
-        matrix = _binary(split)
+        matrix = _binary(split) if binary else sp.csr_matrix(
+            split.train.matrix().astype(np.float32))
         with threadpool_limits(1, "blas"):
             model = model_factory()
             model.fit(matrix, show_progress=False)  # type: ignore[attr-defined]
@@ -63,7 +65,8 @@ def _implicit(model_factory: Callable[[], object]) -> Recommend:
     return run
 
 
-def _lenskit(scorer_factory: Callable[[], object]) -> Recommend:
+def lenskit_system(scorer_factory: Callable[[], object]) -> Recommend:
+    """A LensKit scorer in its top-N pipeline, trained on the distinct (user, item) pairs."""
     def run(split: Split, users: list[str]) -> dict[str, list[str]]:
         from lenskit import recommend, topn_pipeline
         from lenskit.data import from_interactions_df
@@ -75,7 +78,8 @@ def _lenskit(scorer_factory: Callable[[], object]) -> Recommend:
     return run
 
 
-def _rectools_ease(regularization: float) -> Recommend:
+def rectools_ease_system(regularization: float) -> Recommend:
+    """RecTools EASE on the distinct (user, item) pairs, weight 1 each."""
     def run(split: Split, users: list[str]) -> dict[str, list[str]]:
         from rectools import Columns
         from rectools.dataset import Dataset as RTDataset
@@ -108,18 +112,20 @@ def peers() -> dict[str, Recommend]:
     from lenskit.knn import ItemKNNScorer
 
     return {
-        "implicit ALS (64 f)": _implicit(lambda: AlternatingLeastSquares(
+        "implicit ALS (64 f)": implicit_system(lambda: AlternatingLeastSquares(
             factors=64, regularization=0.05, iterations=15, random_state=0)),
-        "implicit BPR (64 f)": _implicit(lambda: BayesianPersonalizedRanking(
+        "implicit BPR (64 f)": implicit_system(lambda: BayesianPersonalizedRanking(
             factors=64, iterations=100, random_state=0, num_threads=1)),
-        "implicit cosine item-item": _implicit(lambda: CosineRecommender(K=100)),
-        "LensKit item-kNN": _lenskit(lambda: ItemKNNScorer(max_nbrs=20, feedback="implicit")),
-        "LensKit implicit MF": _lenskit(lambda: ImplicitMFScorer(embedding_size=50)),
-        "RecTools EASE (λ=500)": _rectools_ease(500.0),
+        "implicit cosine item-item": implicit_system(lambda: CosineRecommender(K=100)),
+        "LensKit item-kNN": lenskit_system(lambda: ItemKNNScorer(max_nbrs=20, feedback="implicit")),
+        "LensKit implicit MF": lenskit_system(lambda: ImplicitMFScorer(embedding_size=50)),
+        "RecTools EASE (λ=500)": rectools_ease_system(500.0),
     }
 
 
 def score(split: Split, recommended: dict[str, list[str]]) -> dict[str, float]:
+    """NDCG, Recall, HitRate and MAP at ``K`` of the lists over the split's test users
+    (a user without a list scores 0), with the standard error of NDCG."""
     relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
     metrics = [NDCG(K), Recall(K), HitRate(K), MAP(K)]
     for user in split.test_users:

@@ -182,6 +182,26 @@ RecipeOption = Annotated[Path | None, typer.Option(
     exists=True, dir_okay=False)]
 
 
+PipelineOption = Annotated[str | None, typer.Option(
+    "--pipeline", help="A shipped pipeline recipe by name (hybrid, ranked, stacked, "
+    "switching, ...; the files in recipes/).")]
+
+
+def _pipeline_recipe(pipeline: str | None, recipe: Path | None) -> Path | None:
+    """The recipe file of a shipped pipeline name (or ``recipe`` when none is named)."""
+    if pipeline is None:
+        return recipe
+    if recipe is not None:
+        raise typer.BadParameter("give either --pipeline or --recipe, not both")
+    from tailored.pipeline.recipe import shipped_recipes
+
+    found = shipped_recipes()
+    if pipeline not in found:
+        raise typer.BadParameter(f"no pipeline named {pipeline!r}; shipped pipelines: "
+                                 f"{sorted(found)}", param_hint="--pipeline")
+    return found[pipeline]
+
+
 def _recipe(model: str | None, set_: list[str] | None, recipe: Path | None,
             settings: Settings) -> Any:
     from tailored.pipeline import ModelStage, Recipe, load_recipe
@@ -196,13 +216,40 @@ def _recipe(model: str | None, set_: list[str] | None, recipe: Path | None,
 
 @app.command()
 def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOption = None,
-          store: StoreOption = None,
+          pipeline: PipelineOption = None, store: StoreOption = None,
           promote: Annotated[bool, typer.Option(help="Make the new version the one that "
-                                                     "serves.")] = True) -> None:
-    """Train a model on everything in the store, validate it, register it and promote it."""
+                                                     "serves.")] = True,
+          schedule: Annotated[str | None, typer.Option(
+              help="Keep running and retrain every INTERVAL (30m, 1h, 1d), counted from the "
+              "newest registered version; a new version is promoted only if it is not worse "
+              "offline than the serving one on the same temporal split.")] = None,
+          on_drift: Annotated[bool, typer.Option(
+              "--on-drift", help="Keep running and retrain when a drift detector raises an "
+              "alert (see `tailored monitor`); combines with --schedule.")] = False,
+          metric: Annotated[str, typer.Option(
+              help="With --schedule/--on-drift: the offline metric compared.")] = "ndcg@10",
+          tolerance: Annotated[float, typer.Option(
+              min=0.0, max=0.99, help="With --schedule/--on-drift: how much lower "
+              "(relative) the new version may score and still be promoted.")] = 0.0,
+          poll: Annotated[str, typer.Option(
+              help="With --schedule/--on-drift: how often to check (drift detectors and "
+              "the interval).")] = "1m",
+          runs: Annotated[int | None, typer.Option(
+              min=1, hidden=True, help="Stop after this many checks (for tests).")] = None,
+          ) -> None:
+    """Train a model on everything in the store, validate it, register it and promote it.
+
+    With --schedule or --on-drift it keeps running as a retraining worker."""
     from tailored.jobs import train_model
 
     settings = _settings(store)
+    recipe = _pipeline_recipe(pipeline, recipe)
+    if schedule is not None or on_drift:
+        _retrain_worker(settings, None if not (model or set_ or recipe) else
+                        _recipe(model, set_, recipe, settings), schedule=schedule,
+                        on_drift=on_drift, metric=metric, tolerance=tolerance, poll=poll,
+                        runs=runs)
+        return
     chosen = _recipe(model, set_, recipe, settings)
     name = chosen.model.name
     with _store(settings) as opened, _progress() as progress:
@@ -212,6 +259,39 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
     console.print(f"model {name} version {trained.version.version} at {trained.version.path}"
                   f"{' (active)' if trained.version.active else ''}; temporal split: {metrics}")
+
+
+def _retrain_worker(settings: Settings, recipe: Any, *, schedule: str | None, on_drift: bool,
+                    metric: str, tolerance: float, poll: str, runs: int | None) -> None:
+    from tailored.jobs.retrain import parse_interval, run_worker
+
+    try:
+        every = None if schedule is None else parse_interval(schedule)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--schedule") from None
+    try:
+        poll_every = parse_interval(poll)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--poll") from None
+    what = recipe.name if recipe is not None else "the serving version's recipe"
+    triggers = " and ".join(t for t in (f"every {schedule}" if schedule else "",
+                                        "on drift alerts" if on_drift else "") if t)
+    console.print(f"retraining {what} {triggers} (checking every {poll}); Ctrl-C stops")
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+    with _store(settings) as opened:
+        try:
+            outcomes = run_worker(opened, settings, recipe, every=every, on_drift=on_drift,
+                                  metric=metric, tolerance=tolerance, poll=poll_every,
+                                  iterations=runs, progress=say)
+        except KeyboardInterrupt:
+            console.print("stopped")
+            return
+    for outcome in outcomes:
+        console.print(f"version {outcome.candidate.version} ({outcome.reason}): "
+                      f"{outcome.decision}")
 
 
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "hit_rate": "HR", "map": "MAP",
@@ -405,6 +485,17 @@ def recommend(
     output: Annotated[Path | None, typer.Option(
         help="Write to this .csv or .parquet file instead of printing.")] = None,
     store: StoreOption = None,
+    diversity: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="MMR re-ranking: 0 keeps the model's order, 1 is all "
+        "variety (similarity: the catalog's categories, else the model's).")] = 0.0,
+    novelty: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Penalise popular items: 0 off, 1 least popular first.")] = 0.0,
+    max_per_category: Annotated[int | None, typer.Option(
+        min=1, help="At most this many items of one category per list.")] = None,
+    candidates: Annotated[int, typer.Option(
+        min=1, max=5000, help="Candidates per user the re-rankers choose from.")] = 100,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add a reason per item (from the model that scored it).")] = False,
 ) -> None:
     """Recommend with the active model from each user's current history in the store."""
     from tailored.pipeline import LiveRecommender
@@ -416,7 +507,12 @@ def recommend(
                else list(users or []))
         if not ids:
             raise typer.BadParameter("name at least one user id, or pass --all")
-        recs = live.recommend(ids, k=k)
+        reranking = diversity > 0 or novelty > 0 or max_per_category is not None
+        recs = live.recommend(ids, k=max(k, candidates) if reranking else k)
+        if reranking or explain:
+            recs = _rerank_and_explain(live, opened, ids, recs, k, diversity=diversity,
+                                       novelty=novelty, max_per_category=max_per_category,
+                                       explain=explain)
     if output is not None:
         if output.suffix == ".parquet":
             recs.to_parquet(output, index=False)
@@ -427,12 +523,49 @@ def recommend(
     console.print(_recommendations_table(recs, live.version.name if live.version else "model"))
 
 
+def _rerank_and_explain(live: Any, store: Store, ids: list[str], recs: pd.DataFrame, k: int,
+                        *, diversity: float, novelty: float, max_per_category: int | None,
+                        explain: bool) -> pd.DataFrame:
+    """Diversity/novelty re-ranking and explanations on the model's candidates."""
+    from tailored.ranking import (
+        categories_of,
+        diversify,
+        explain_recommendations,
+        item_popularity,
+        similarity_for,
+        titles_of,
+    )
+
+    items = store.items.frame()
+    has_categories = "categories" in items.columns
+    if max_per_category is not None and not has_categories:
+        raise typer.BadParameter("--max-per-category needs item categories in the catalog; "
+                                 "import items with categories first")
+    if diversity > 0 or novelty > 0 or max_per_category is not None:
+        recs = diversify(
+            recs, k, diversity=diversity,
+            similarity=similarity_for(live.model, items) if diversity > 0 else None,
+            categories=categories_of(items) if has_categories else None,
+            max_per_category=max_per_category, novelty=novelty,
+            popularity=item_popularity(live.model) if novelty > 0 else None)
+    if explain:
+        recs = explain_recommendations(live.model, live.query(ids), recs,
+                                       titles=titles_of(items))
+    return recs
+
+
 def _recommendations_table(recs: pd.DataFrame, title: str) -> Table:
     table = Table(title=title)
-    for column in ("user_id", "rank", "item_id", "score"):
+    columns = ["user_id", "rank", "item_id", "score"]
+    if "reason" in recs.columns:
+        columns.append("reason")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for row in recs.itertuples(index=False):
-        table.add_row(str(row.user_id), str(row.rank), str(row.item_id), f"{row.score:.4f}")
+        cells = [str(row.user_id), str(row.rank), str(row.item_id), f"{row.score:.4f}"]
+        if "reason" in recs.columns:
+            cells.append(str(row.reason))
+        table.add_row(*cells)
     return table
 
 
@@ -449,13 +582,19 @@ def _serve(settings: Settings) -> None:
                   f"(API docs: http://{settings.host}:{settings.port}/docs); Ctrl-C stops")
     console.print(f"  try: curl 'http://{settings.host}:{settings.port}/recommendations/"
                   "u00001?k=5'")
+    console.print(f"  dashboard: http://{settings.host}:{settings.port}/dashboard")
     run(settings)
 
 
 @app.command()
-def serve(host: Host = None, port: Port = None, store: StoreOption = None) -> None:
+def serve(
+    host: Host = None, port: Port = None, store: StoreOption = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Worker processes (default 1; about one per core). Each "
+        "checks the store per request, so an event posted to one is seen by all.")] = None,
+) -> None:
     """Serve the REST API with the active model."""
-    _serve(_settings(store, host=host, port=port))
+    _serve(_settings(store, host=host, port=port, workers=workers))
 
 
 @app.command()
@@ -504,6 +643,512 @@ def demo(
     console.print(_recommendations_table(examples, f"example recommendations ({settings.model})"))
     if serve_api:
         _serve(settings)
+
+
+# ---- keys / models ---------------------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys for the REST API: create, list, revoke.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(help="The model registry: list versions, promote, roll back.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. shop-backend.")],
+    scope: Annotated[list[str], typer.Option(
+        help="read (recommendations, items), write (also events, catalog, users) or admin "
+        "(also models and keys); repeatable.")],
+    store: StoreOption = None,
+) -> None:
+    """Create an API key; its secret is printed this once (only its hash is stored)."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        key, secret = opened.keys.create(name, scope)
+    console.print(f"created key [bold]{key.key_id}[/] ({key.name}, scopes "
+                  f"{', '.join(key.scopes)}). Its secret, shown this once; store it now:")
+    # Plain print: no wrapping or markup, so the secret copies (and pipes) whole.
+    print(secret)
+    console.print("send it as `Authorization: Bearer <secret>`; from now on every request "
+                  "to the API needs a key (except /health)")
+
+
+@keys_app.command("list")
+def keys_list(store: StoreOption = None) -> None:
+    """List the API keys (never their secrets)."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        keys = opened.keys.list()
+    table = Table(title=f"{len(keys)} API keys", box=box.SIMPLE_HEAD)
+    for column in ("key_id", "name", "scopes", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key.key_id, key.name, ",".join(key.scopes),
+                      f"{key.created_at:%Y-%m-%d %H:%M}",
+                      "" if key.revoked_at is None else f"{key.revoked_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="A key id from `keys list`.")],
+                store: StoreOption = None) -> None:
+    """Revoke an API key: refused at once by new servers, within seconds by running ones."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        key = opened.keys.revoke(key_id)
+    console.print(f"revoked key {key.key_id} ({key.name})")
+
+
+@models_app.command("list")
+def models_list(store: StoreOption = None) -> None:
+    """List trained versions with their validation metrics; * marks the active one."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        versions = opened.models.list()
+    table = Table(title=f"{len(versions)} model versions", box=box.SIMPLE_HEAD)
+    for column in ("", "version", "name", "created", "metrics"):
+        table.add_column(column, justify="right" if column == "version" else "left")
+    for v in versions:
+        metrics = ", ".join(f"{_label(k)} {value:.4f}" for k, value in v.metrics.items()
+                            if isinstance(value, int | float))
+        table.add_row("*" if v.active else "", str(v.version), v.name,
+                      f"{v.created_at:%Y-%m-%d %H:%M}", metrics)
+    console.print(table)
+
+
+def _promote_loadable(opened: Store, version: int) -> Any:
+    """Promote ``version`` once its artifact loads (a broken one is never promoted)."""
+    from tailored.errors import ModelNotFoundError
+    from tailored.models import Recommender
+
+    found = opened.models.get(version)
+    if found is None:
+        raise ModelNotFoundError(f"model version {version} is not in the registry; "
+                                 "`tailored models list` shows the versions there are")
+    try:
+        Recommender.load(Path(found.path))
+    except Exception as error:
+        raise TailoredError(f"model version {version} cannot be loaded from {found.path} "
+                            f"({type(error).__name__}: {error}); nothing changed") from None
+    return opened.models.promote(version)
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[int, typer.Argument(min=1, help="A version number.")],
+                   store: StoreOption = None) -> None:
+    """Make a version the one that serves; running servers follow within seconds."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        promoted = _promote_loadable(opened, version)
+    console.print(f"version {promoted.version} ({promoted.name}) is active")
+
+
+@models_app.command("rollback")
+def models_rollback(store: StoreOption = None) -> None:
+    """Serve again the version active before the current one (again: one further back)."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        active = opened.models.active()
+        target = opened.models.previous()
+        if target is None:
+            raise TailoredError("no earlier version to roll back to; `tailored models list` "
+                                "shows the versions, `tailored models promote N` serves one")
+        promoted = _promote_loadable(opened, target.version)
+    console.print(f"rolled back from version {active.version if active else None} to "
+                  f"{promoted.version} ({promoted.name})")
+
+
+# ---- experiments (A/B tests) / simulate ------------------------------------------------
+
+experiments_app = typer.Typer(
+    help="A/B tests between model versions: create, start, stop, show the analysis, "
+    "estimate a candidate off-policy.", no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
+
+
+@experiments_app.command("create")
+def experiments_create(
+    variant: Annotated[list[str], typer.Option(
+        help="NAME=VERSION or NAME=VERSION:SHARE, repeatable (at least two); the first is "
+        "the control, shares default to equal.")],
+    name: Annotated[str | None, typer.Option(
+        help="A name for people (default: the variants' model names, e.g. "
+        "popular-vs-als).")] = None,
+    holdout: Annotated[float, typer.Option(
+        min=0, max=0.99, help="Share of all users held out of the test.")] = 0.0,
+    holdout_version: Annotated[int | None, typer.Option(
+        help="The version held-out users get (e.g. a popular model); without it they get "
+        "no recommendations.")] = None,
+    planned_sample_size: Annotated[int | None, typer.Option(
+        min=1, help="Impressions per variant the test is sized for.")] = None,
+    baseline_ctr: Annotated[float | None, typer.Option(
+        help="Size the test for this control CTR (with --mde) instead.")] = None,
+    mde: Annotated[float | None, typer.Option(
+        help="Minimum detectable relative lift, e.g. 0.1 for +10% (with --baseline-ctr).")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level for the sizing.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power for the sizing.")] = 0.8,
+    description: Annotated[str, typer.Option(help="What the test is about.")] = "",
+    start: Annotated[bool, typer.Option("--start", help="Start it at once.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Create an A/B test between registered model (or recipe) versions."""
+    from tailored.monitoring.abtest import sample_size
+    from tailored.monitoring.experiments import create_experiment, parse_variant
+
+    variants = [parse_variant(text) for text in variant]
+    if (baseline_ctr is None) != (mde is None):
+        raise typer.BadParameter("give --baseline-ctr and --mde together", param_hint="--mde")
+    if baseline_ctr is not None and mde is not None:
+        if planned_sample_size is not None:
+            raise typer.BadParameter("give --planned-sample-size or --baseline-ctr/--mde, "
+                                     "not both", param_hint="--planned-sample-size")
+        try:
+            planned_sample_size = sample_size(baseline_ctr, mde, alpha=alpha, power=power)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--mde") from None
+    settings = _settings(store)
+    with _store(settings) as opened:
+        if name is None:
+            names = [getattr(opened.models.get(v), "name", f"v{v}") for _, v, _ in variants]
+            name = "-vs-".join(names)
+        experiment = create_experiment(
+            opened, name, variants, holdout_share=holdout, holdout_version=holdout_version,
+            planned_sample_size=planned_sample_size, description=description)
+        if start:
+            experiment = opened.experiments.start(experiment.experiment_id)
+    shares = ", ".join(f"{v.name}=v{v.version} ({v.share:.0%})" for v in experiment.variants)
+    console.print(f"experiment [bold]{experiment.experiment_id}[/] {experiment.name!r} "
+                  f"({experiment.status}): {shares}"
+                  + (f", holdout {experiment.holdout_share:.0%}" if experiment.holdout_share
+                     else "")
+                  + (f", planned {experiment.planned_sample_size:,} impressions per variant"
+                     if experiment.planned_sample_size else ""))
+    if not start:
+        console.print(f"start it with: tailored experiments start {experiment.experiment_id}")
+
+
+@experiments_app.command("list")
+def experiments_list(store: StoreOption = None) -> None:
+    """List the experiments."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        experiments = opened.experiments.list()
+    table = Table(title=f"{len(experiments)} experiments", box=box.SIMPLE_HEAD)
+    for column in ("id", "name", "status", "variants", "holdout", "planned", "started",
+                   "stopped"):
+        table.add_column(column)
+    for e in experiments:
+        table.add_row(e.experiment_id, e.name, e.status,
+                      ", ".join(f"{v.name}=v{v.version}" for v in e.variants),
+                      f"{e.holdout_share:.0%}",
+                      "" if e.planned_sample_size is None else f"{e.planned_sample_size:,}",
+                      "" if e.started_at is None else f"{e.started_at:%Y-%m-%d %H:%M}",
+                      "" if e.stopped_at is None else f"{e.stopped_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+ExperimentArg = Annotated[str, typer.Argument(help="An experiment id (`experiments list`).")]
+
+
+@experiments_app.command("start")
+def experiments_start(experiment_id: ExperimentArg, store: StoreOption = None) -> None:
+    """Start an experiment: running services assign users within seconds."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        experiment = opened.experiments.start(experiment_id)
+    console.print(f"experiment {experiment.experiment_id} is running")
+
+
+@experiments_app.command("stop")
+def experiments_stop(experiment_id: ExperimentArg, store: StoreOption = None) -> None:
+    """Stop an experiment (its data stays for the analysis)."""
+    settings = _settings(store)
+    with _store(settings) as opened:
+        experiment = opened.experiments.stop(experiment_id)
+    console.print(f"experiment {experiment.experiment_id} is stopped")
+
+
+def _fraction(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:{'+' if signed else ''}.{digits}f}%"
+
+
+def _p_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+@experiments_app.command("show")
+def experiments_show(
+    experiment_id: ExperimentArg,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] =
+        False,
+    store: StoreOption = None,
+) -> None:
+    """The analysis: CTR per variant with its interval, lift, p-values, probability to beat
+    control, conversion, revenue per user, and the verdict."""
+    from tailored.monitoring.abtest import analyze
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        report = analyze(opened, experiment_id, alpha=alpha)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    experiment = report.experiment
+    table = Table(title=f"experiment {experiment['experiment_id']} {experiment['name']!r} "
+                        f"({experiment['status']}): CTR", box=box.SIMPLE_HEAD)
+    for column in ("variant", "v", "impr.", "CTR", f"{report.confidence:.0%} CI",
+                   "lift", "p", "P(beat)"):
+        table.add_column(column, justify="left" if column == "variant" else "right",
+                         no_wrap=True)
+    business = Table(title="users and outcomes (attributed)", box=box.SIMPLE_HEAD)
+    for column in ("variant", "users", "clicks", "conv.", "rev/user", "ev/session",
+                   "p (mSPRT)"):
+        business.add_column(column, justify="left" if column == "variant" else "right",
+                            no_wrap=True)
+    for row in report.variants:
+        label = row.variant + ("*" if row.is_control else "")
+        table.add_row(
+            label, "-" if row.version is None else str(row.version), f"{row.impressions:,}",
+            _fraction(row.ctr),
+            "-" if row.ci_low is None or row.ci_high is None
+            else f"{_fraction(row.ci_low)}-{_fraction(row.ci_high)}",
+            _fraction(row.lift, 1, signed=True),
+            _p_text(row.p_value),
+            "-" if row.prob_beat_control is None else f"{row.prob_beat_control:.3f}")
+        business.add_row(
+            label, f"{row.users:,}", f"{row.clicks:,}", _fraction(row.conversion),
+            "-" if row.revenue_per_user is None else f"{row.revenue_per_user:.2f}",
+            "-" if row.engagement is None else f"{row.engagement:.2f}",
+            _p_text(row.sequential_p_value))
+    console.print(table)
+    console.print(business)
+    console.print(f"* control. CI: Wilson score interval; p: two-proportion z-test; P(beat): "
+                  f"probability to beat the control (Beta posteriors); alpha {report.alpha}; "
+                  "conv.: users who bought from a list; ev/session: events per session")
+    if report.planned_sample_size:
+        console.print(f"planned sample: {report.planned_sample_size:,} impressions per variant"
+                      f" ({_fraction(report.sample_progress, 0)} reached)")
+    else:
+        console.print("no planned sample size (set one at create with --baseline-ctr and "
+                      "--mde): p-values are only valid at a size fixed in advance")
+    colour = "green" if report.winner else "yellow"
+    console.print(f"verdict: [bold {colour}]{report.verdict}[/]")
+
+
+@experiments_app.command("sample-size")
+def experiments_sample_size(
+    baseline_ctr: Annotated[float, typer.Option(help="The control's rate, e.g. 0.05.")],
+    mde: Annotated[float, typer.Option(help="Minimum detectable relative lift, e.g. 0.1.")],
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power.")] = 0.8,
+) -> None:
+    """Impressions per variant needed to detect a lift of a rate."""
+    from tailored.monitoring.abtest import sample_size
+
+    try:
+        n = sample_size(baseline_ctr, mde, alpha=alpha, power=power)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    console.print(f"{n:,} impressions per variant to detect {baseline_ctr:.2%} -> "
+                  f"{baseline_ctr * (1 + mde):.2%} (alpha {alpha}, power {power})")
+
+
+@experiments_app.command("ope")
+def experiments_ope(
+    candidate: Annotated[int, typer.Option(help="The model version to evaluate.")],
+    experiment: Annotated[str | None, typer.Option(
+        help="Only the answers served in this experiment.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Estimate a candidate version's CTR from logged impressions (IPS and SNIPS), before it
+    gets any traffic."""
+    from tailored.monitoring.ope import evaluate_candidate
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        result = evaluate_candidate(opened, candidate, experiment_id=experiment)
+    console.print(
+        f"candidate v{candidate} on {result.impressions:,} logged impressions "
+        f"({result.recommendations:,} answers): IPS CTR {result.ips:.2%} "
+        f"[{result.ips_low:.2%} .. {result.ips_high:.2%}], SNIPS CTR "
+        + ("-" if result.snips is None else f"{result.snips:.2%}")
+        + f"; the logging policy got {result.logged_ctr:.2%}; support {result.support:.0%}, "
+        f"effective sample size {result.effective_sample_size:,.0f}")
+    if result.deterministic_logging:
+        console.print("[yellow]the logging policy ranked deterministically (every propensity "
+                      "1): only slots where both policies show the same item count, so the "
+                      "estimate leans low; serve with exploration for unbiased estimates[/]")
+
+
+@experiments_app.command("feedback")
+def experiments_feedback(
+    output: Annotated[Path, typer.Option(help="A .parquet or .csv file to write.")],
+    store: StoreOption = None,
+) -> None:
+    """Export labelled impressions (clicked 1, shown and not clicked 0) for the ranker's
+    next training (see tailored.monitoring.feedback)."""
+    from tailored.monitoring.feedback import feedback_from_store
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        labels = feedback_from_store(opened)
+    if output.suffix == ".parquet":
+        labels.assign(context=labels["context"].map(json.dumps)).to_parquet(output,
+                                                                              index=False)
+    else:
+        labels.to_csv(output, index=False)
+    console.print(f"wrote {len(labels):,} labelled impressions "
+                  f"({int(labels['label'].sum()) if len(labels) else 0:,} clicked) to {output}")
+
+
+@app.command()
+def simulate(
+    users: Annotated[int, typer.Option(min=1, help="Simulated shop users.")] = 500,
+    sessions: Annotated[int, typer.Option(min=1, help="Sessions per user.")] = 1,
+    k: Annotated[int, typer.Option(min=1, max=100, help="Items per list.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the users' choices.")] = 0,
+    url: Annotated[str | None, typer.Option(
+        help="A running service, e.g. http://127.0.0.1:8000 (default: the app in-process "
+        "on the store).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="TAILORED_API_KEY", help="An API key with the write scope, when the service "
+        "has keys.")] = None,
+    shop_users: Annotated[int, typer.Option(help="The sample shop's size and seed, as the "
+                                                 "store was filled (demo defaults).")] = 2_000,
+    shop_items: Annotated[int, typer.Option()] = 500,
+    shop_events: Annotated[int, typer.Option()] = 100_000,
+    shop_seed: Annotated[int, typer.Option()] = 0,
+    store: StoreOption = None,
+) -> None:
+    """Simulated traffic: sample shop users ask for recommendations, see them, click and buy
+    by their hidden tastes (with position bias), and send impressions, clicks and
+    purchases with the recommendation ids; an experiment running gathers real data."""
+    import httpx
+
+    from tailored.jobs.simulate import simulate as run_simulation
+    from tailored.sample import shop
+
+    settings = _settings(store)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with _progress() as progress:
+        task = _step(progress, "generating the sample shop's hidden tastes")
+        sample = shop(n_users=shop_users, n_items=shop_items, n_events=shop_events,
+                      seed=shop_seed)
+
+        def step(message: str) -> None:
+            progress.update(task, description=message)
+
+        if url is not None:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+                report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
+                                        seed=seed, progress=step)
+        else:
+            import warnings
+
+            from tailored.serving import create_app
+
+            with warnings.catch_warnings():  # Starlette's note on which httpx it prefers
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from fastapi.testclient import TestClient
+
+            with TestClient(create_app(settings), headers=headers) as client:
+                report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
+                                        seed=seed, progress=step)
+    console.print(f"{report.sessions:,} sessions of {report.users:,} users: "
+                  f"{report.impressions:,} impressions, {report.clicks:,} clicks "
+                  f"(CTR {report.ctr:.2%}), {report.purchases:,} purchases "
+                  f"({report.revenue:,.2f}) in {report.seconds:.0f}s")
+    for variant, count in sorted(report.variants.items()):
+        console.print(f"  {variant}: {count:,} answers, "
+                      f"{report.clicks_by_variant.get(variant, 0):,} clicks")
+    if report.unknown_items:
+        console.print(f"[yellow]{report.unknown_items:,} recommended items are not in the "
+                      "sample shop (was the store filled from another shop? see --shop-*)[/]")
+
+
+@app.command()
+def monitor(
+    watch: Annotated[float | None, typer.Option(
+        min=1, help="Check again every SECONDS until Ctrl-C (default: check once).")] = None,
+    record: Annotated[bool, typer.Option(
+        help="Write new drift alerts to the store (what the retraining worker acts "
+        "on).")] = True,
+    window: Annotated[int | None, typer.Option(
+        min=20, help="Events per window of the input-distribution detectors (default: "
+        "about a hundredth of the events).")] = None,
+    delta: Annotated[float, typer.Option(
+        min=1e-9, max=0.5, help="ADWIN's confidence; smaller needs stronger "
+        "evidence.")] = 0.002,
+    rounds: Annotated[int | None, typer.Option(min=1, hidden=True)] = None,
+    store: StoreOption = None,
+) -> None:
+    """Drift detectors (ADWIN) on the online CTR and on what users do: their state, and
+    the alerts they raised."""
+    from rich.console import Group
+    from rich.live import Live
+
+    from tailored.monitoring.drift import DriftConfig, check_drift
+
+    settings = _settings(store)
+    config = DriftConfig(window_events=window, delta=delta)
+    with _store(settings) as opened:
+        if watch is None:
+            console.print(_monitor_view(opened, check_drift(opened, config, record=record)))
+            return
+        done = 0
+        with Live(console=console, auto_refresh=False) as live:
+            try:
+                while rounds is None or done < rounds:
+                    report = check_drift(opened, config, record=record)
+                    live.update(Group(_monitor_view(opened, report),
+                                      f"[dim]every {watch:g}s; Ctrl-C stops[/]"), refresh=True)
+                    done += 1
+                    if rounds is None or done < rounds:
+                        time.sleep(watch)
+            except KeyboardInterrupt:
+                pass
+
+
+def _monitor_view(store: Store, report: Any) -> Any:
+    from rich.console import Group
+
+    styles = {"ok": "green", "alert": "bold red", "no data": "dim"}
+    table = Table(title=f"drift detectors ({report.checked_at:%Y-%m-%d %H:%M:%S} UTC)",
+                  box=box.SIMPLE_HEAD)
+    for column in ("detector", "status", "observations", "estimate", "latest", "last change"):
+        table.add_column(column, justify="right" if column in ("observations", "estimate")
+                         else "left")
+    for state in report.detectors:
+        is_ctr = state.name == "ctr"
+        show = (lambda v: f"{v:.2%}") if is_ctr else (lambda v: f"{v:.3f}")
+        last = state.last_drift
+        latest = ", ".join(f"{k} {v:,.0f}" if k in ("impressions", "clicks") else f"{k} {v:.3f}"
+                           for k, v in state.latest.items() if k != "no_drift_js")
+        table.add_row(
+            state.name, f"[{styles[state.status]}]{state.status}[/]",
+            f"{state.observations:,}", "-" if state.estimate is None else show(state.estimate),
+            latest or "-",
+            "-" if last is None else f"{last.detected_at:%Y-%m-%d %H:%M}: {show(last.before)} "
+                                     f"-> {show(last.after)}")
+    alerts = Table(title="alerts (newest first)", box=box.SIMPLE_HEAD)
+    for column in ("detected", "detector", "message", "handled"):
+        alerts.add_column(column)
+    for alert in store.alerts.list(limit=10):
+        alerts.add_row(f"{alert.detected_at:%Y-%m-%d %H:%M}", alert.detector, alert.message,
+                       "[red]open[/]" if alert.handled_at is None else alert.handled_by or "")
+    parts: list[Any] = [table, alerts]
+    if report.new_alerts:
+        parts.append(f"[bold red]{len(report.new_alerts)} new alert(s)[/]; "
+                     "`tailored train --on-drift` retrains on them")
+    return Group(*parts)
 
 
 @app.command()

@@ -20,7 +20,10 @@ from pydantic import (
     field_validator,
 )
 
-KNOWN_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+#: Event types with a weight of their own in :class:`EventWeights`. An ``impression``
+#: records that an item was shown (``context.recommendation_id``, ``context.position``);
+#: it weighs 0, so it never counts as interest, only as exposure.
+KNOWN_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "impression")
 
 # Control characters (NUL above all) break PostgreSQL text and log lines: refused.
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256,
@@ -140,7 +143,17 @@ class EventWeights(BaseModel):
     """How much each event type says about a user's interest in an item.
 
     ``"value"`` means the event's own value is its weight (a rating of 4 weighs 4).
-    Types not listed weigh ``default``.
+    Types not listed weigh ``default``. A type that weighs 0 (``impression`` by default:
+    the item was shown, nothing more) never enters a training matrix or a user's
+    history: it is neither interest nor "seen".
+
+    Examples
+    --------
+    >>> weights = EventWeights()
+    >>> weights.for_type("purchase"), weights.for_type("impression")
+    (8.0, 0.0)
+    >>> sorted(weights.zero_weight_types())
+    ['impression']
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -150,6 +163,7 @@ class EventWeights(BaseModel):
     add_to_cart: float | Literal["value"] = 4.0
     purchase: float | Literal["value"] = 8.0
     rating: float | Literal["value"] = "value"
+    impression: float | Literal["value"] = 0.0
     custom: dict[str, float | Literal["value"]] = Field(default_factory=dict)
     default: float = 1.0
 
@@ -161,3 +175,9 @@ class EventWeights(BaseModel):
             weight: float | Literal["value"] = getattr(self, event_type)
             return weight
         return self.default
+
+    def zero_weight_types(self) -> frozenset[str]:
+        """Event types that weigh exactly 0 (exposure, not interest); the default weight
+        applies to unlisted types, so it is not covered here."""
+        named = {t: self.for_type(t) for t in (*KNOWN_EVENT_TYPES, *self.custom)}
+        return frozenset(t for t, weight in named.items() if weight == 0)

@@ -33,6 +33,31 @@ class Settings(BaseSettings):
     model: str = Field("als", description="Model family trained and served by default.")
     event_weights: EventWeights = Field(default_factory=EventWeights)
     max_batch_events: int = Field(10_000, ge=1)
+    # API keys and request limits (tailored.serving.auth, tailored.serving.security).
+    allow_open_access: bool = Field(
+        False, description="Serve without API keys on a host other than 127.0.0.1 (only "
+        "behind a proxy that authenticates); without keys, loopback is the default.")
+    key_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long a verified API key is trusted before it is "
+        "checked in the store again: a revocation applies within this time everywhere.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
+                                description="Largest request body accepted (413 beyond).")
+    # Serving speed and the served log (tailored.serving.cache, tailored.serving.served_log).
+    workers: int = Field(1, ge=1, le=64, description="API worker processes (`tailored serve`).")
+    access_log: bool = Field(True, description="Log a line per request (uvicorn's access "
+                             "log); off saves a little time per request.")
+    cache_entries: int = Field(
+        20_000, ge=0, description="Users whose scored top list each worker keeps (0: no "
+        "cache); each entry is validated against the store on every request.")
+    cache_top_n: int = Field(
+        200, ge=10, le=10_000, description="How many of a model's best items a cache entry "
+        "holds; requests for more, or filters that leave too few, score afresh.")
+    loaded_models: int = Field(
+        4, ge=1, le=64, description="Model versions kept loaded besides the active one "
+        "(`model=` requests, experiment variants).")
+    served_log_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often answers are written to the served log; a "
+        "crash may lose up to this much of it (answers are not acknowledged events).")
 
     @classmethod
     def settings_customise_sources(

@@ -86,3 +86,30 @@ def test_bad_parameters_fail_clearly(workdir: Path) -> None:
     assert result.exit_code != 0 and "key=value" in result.output
     result = runner.invoke(app, ["import", "events", "missing.csv"])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None:
+    events = pd.DataFrame({
+        "user_id": [f"u{u}" for u in range(30) for _ in range(4)],
+        "item_id": [f"{'A' if u < 15 else 'B'}{(u + j) % 8}" for u in range(30)
+                    for j in range(4)],
+        "event_type": "click",
+        "timestamp": pd.date_range("2026-01-01", periods=120, freq="h", tz="UTC")})
+    items = pd.DataFrame({"item_id": [f"{g}{i}" for g in "AB" for i in range(8)],
+                          "title": [f"{g} title {i}" for g in "AB" for i in range(8)],
+                          "categories": [f'["{g}{i % 2}"]' for g in "AB" for i in range(8)]})
+    events.to_csv(workdir / "events.csv", index=False)
+    items.to_csv(workdir / "items.csv", index=False)
+    _ok(["init"])
+    _ok(["import", "events", "events.csv"])
+    _ok(["import", "items", "items.csv"])
+    _ok(["train", "--model", "item_knn"])
+    _ok(["recommend", "u1", "--k", "4", "--diversity", "0.5", "--novelty", "0.2",
+         "--max-per-category", "2", "--explain", "--output", "recs.csv"])
+    recs = pd.read_csv("recs.csv")
+    assert recs["rank"].tolist() == [1, 2, 3, 4]
+    categories = recs["item_id"].str[:1] + (recs["item_id"].str[1:].astype(int) % 2).astype(str)
+    assert categories.value_counts().max() <= 2
+    assert recs["reason"].str.startswith("because you viewed A title").any()
+    result = runner.invoke(app, ["recommend", "u1", "--diversity", "2"])
+    assert result.exit_code != 0 and "diversity" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -13,16 +14,26 @@ import pytest
 from tailored.dataset import SPLITS, Dataset, Split, leave_last_out_split, temporal_split
 from tailored.errors import TailoredError
 from tailored.evaluation import evaluate_model, tuning
-from tailored.evaluation.search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
+from tailored.evaluation.search_spaces import (
+    EPOCH_FAMILIES,
+    ITERATIVE_FAMILIES,
+    REQUIREMENTS,
+    SEARCH_SPACES,
+    STARTING_DEVIATIONS,
+    STARTING_POINTS,
+)
 from tailored.evaluation.tuning import (
     TuningResult,
     ValidationMetric,
+    available_families,
+    early_stopping_epochs,
     early_stopping_iterations,
     iteration_checkpoints,
     tune,
     validation_folds,
 )
-from tailored.models import MODELS, Popular, create
+from tailored.models import MODELS, Popular, SASRec, create
+from tailored.sample import shop
 from tailored.testing import checkerboard
 
 KEYS = ["user_id", "item_id", "timestamp"]
@@ -34,9 +45,20 @@ def outer() -> Split:
     return temporal_split(checkerboard(n_users=40, n_items=20, seed=1))
 
 
+# Every family but the epoch-checked ones (SASRec trains for seconds even on tiny data);
+# test_epoch_families_are_tuned_with_early_stopping covers those.
+FAMILIES = [family for family in SEARCH_SPACES if family not in EPOCH_FAMILIES]
+
+
+def tiny_sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {"factors": 8, "blocks": 1, "max_length": 5, "threads": 1,
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
+            "epochs": 12}
+
+
 @pytest.fixture(scope="module")
 def result(outer: Split) -> TuningResult:
-    return tune(outer.train, n_trials=2, seed=0)
+    return tune(outer.train, models=FAMILIES, n_trials=2, seed=0)
 
 
 # ---- search spaces ---------------------------------------------------------------------
@@ -54,9 +76,35 @@ def test_every_sampled_point_is_a_valid_config(family: str) -> None:
 
 def test_search_spaces_name_registered_models_and_iterative_ones_sample_iterations() -> None:
     assert set(SEARCH_SPACES) <= set(MODELS)
+    tables = (STARTING_POINTS, STARTING_DEVIATIONS, ITERATIVE_FAMILIES, EPOCH_FAMILIES,
+              REQUIREMENTS)
+    assert all(set(table) <= set(SEARCH_SPACES) for table in tables)
+    assert not set(ITERATIVE_FAMILIES) & set(EPOCH_FAMILIES)
     for family in ITERATIVE_FAMILIES:
         trial = optuna.create_study().ask()
         assert "iterations" in SEARCH_SPACES[family](trial)
+    for family in EPOCH_FAMILIES:
+        trial = optuna.create_study().ask()
+        assert SEARCH_SPACES[family](trial)["epochs"] >= 1
+
+
+@pytest.mark.parametrize("family", sorted(STARTING_POINTS))
+def test_each_starting_point_is_the_models_defaults_but_the_deviations(family: str) -> None:
+    params = SEARCH_SPACES[family](optuna.trial.FixedTrial(STARTING_POINTS[family]))
+    stopped = {"epochs"} if family in EPOCH_FAMILIES else set()  # an upper bound there
+    deviations = STARTING_DEVIATIONS.get(family, {})
+    expected = MODELS[family].Config(**deviations).model_dump(exclude=stopped)
+    assert create(family, **params).config.model_dump(exclude=stopped) == expected
+
+
+def test_families_that_need_a_missing_module_are_left_out_by_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert available_families() == list(SEARCH_SPACES)  # torch is installed for the tests
+    real = tuning.importlib.util.find_spec
+    monkeypatch.setattr(tuning.importlib.util, "find_spec",
+                        lambda name: None if name == "torch" else real(name))
+    assert "sasrec" not in available_families()
+    assert "ease" in available_families()
 
 
 # ---- metric, folds, checkpoints --------------------------------------------------------
@@ -171,6 +219,87 @@ def test_a_report_that_prunes_stops_the_fits(monkeypatch: pytest.MonkeyPatch,
     assert fitted == [4]
 
 
+def _scripted_epochs(monkeypatch: pytest.MonkeyPatch, curve: list[float]) -> list[int]:
+    """Score the model after its n-th check by ``curve[n]``; return the epochs checked."""
+    checked: list[int] = []
+
+    def evaluate(self: ValidationMetric, model: Any, split: Split) -> float:
+        checked.append(len(checked) + 1)
+        return curve[len(checked) - 1]
+
+    monkeypatch.setattr(ValidationMetric, "evaluate", evaluate)
+    return checked
+
+
+def _tiny_sasrec(epochs: int) -> SASRec:
+    return SASRec(factors=8, blocks=1, max_length=5, epochs=epochs, threads=1)
+
+
+def test_epoch_early_stopping_keeps_the_peak_and_stops_the_one_fit(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    checked = _scripted_epochs(monkeypatch, [0.1, 0.3, 0.5, 0.4, 0.45, 0.9, 0.95])
+    model = _tiny_sasrec(epochs=7)
+    stop = early_stopping_epochs(model, outer, patience=2)
+    assert (stop.iterations, stop.score) == (3, 0.5)
+    assert checked == [1, 2, 3, 4, 5] and stop.stopped_early
+    assert model.config.epochs == 5  # the model says how long it trained
+
+
+def test_epoch_early_stopping_checks_from_first_and_always_at_the_last_epoch(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    _scripted_epochs(monkeypatch, [0.2, 0.3])
+    reports: list[tuple[int, float]] = []
+    stop = early_stopping_epochs(_tiny_sasrec(epochs=4), outer, first=3,
+                                 report=lambda n, v: reports.append((n, v)))
+    assert reports == [(3, 0.2), (4, 0.3)] and stop.iterations == 4
+    assert not stop.stopped_early
+
+
+def test_epoch_early_stopping_stops_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    checked = _scripted_epochs(monkeypatch, [0.1, 0.2, 0.3, 0.4])
+    stop = early_stopping_epochs(_tiny_sasrec(epochs=4), outer, deadline=0.0)
+    assert checked == [1] and stop.iterations == 1
+
+
+def test_epoch_early_stopping_refuses_a_model_without_epochs(outer: Split) -> None:
+    with pytest.raises(TypeError, match="no 'epochs'"):
+        early_stopping_epochs(Popular(), outer)
+
+
+def test_epoch_families_are_tuned_with_early_stopping_and_rechecked_with_the_epochs_found(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "sasrec", tiny_sasrec_space)
+    monkeypatch.delitem(tuning.STARTING_POINTS, "sasrec")
+    tuned = tune(outer.train, models=["sasrec", "popular"], n_trials=2, recheck=2)
+    rows = tuned.trials[tuned.trials["family"] == "sasrec"]
+    assert (rows["state"] == "COMPLETE").all()
+    assert rows["iterations"].between(1, 12).all()
+    checked = tuned.second_fold.set_index("family").loc["sasrec"]
+    best = rows.loc[rows["value"].idxmax()]
+    assert checked["params"]["epochs"] == best["iterations"]  # refitted as early stopped
+    if tuned.best_name == "sasrec":
+        assert tuned.best_model.config.epochs == best["iterations"]
+
+
+def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "sasrec", tiny_sasrec_space)
+    monkeypatch.setitem(tuning.STARTING_POINTS, "sasrec", {"learning_rate": 3e-3})
+    sample = shop(n_users=80, n_items=30, n_events=2_000, seed=3)
+    data = Dataset.from_frame(sample.events[["user_id", "item_id", "event_type", "value",
+                                             "timestamp"]])
+    outer_split = temporal_split(data)
+    tuned = tune(outer_split.train, budget_seconds=2, seed=0)
+    assert tuned.best_model.is_fitted
+    assert tuned.best_model.data_digest_ == outer_split.train.digest
+    assert set(tuned.trials["family"]) == set(available_families())  # every family screened
+    assert 0 < tuned.best_score <= 1 and math.isfinite(tuned.best_score)
+    winner = tuned.second_fold.loc[tuned.second_fold["mean"].idxmax()]
+    assert winner["family"] == tuned.best_name and winner["mean"] == tuned.best_score
+    test = evaluate_model(tuned.best_model, outer_split, fit=False).metrics["ndcg@10"]
+    assert 0 <= test <= 1
+
+
 # ---- tune ------------------------------------------------------------------------------
 
 def test_the_tuned_model_beats_popular_on_the_held_out_test(
@@ -189,7 +318,7 @@ def test_every_trial_is_recorded(result: TuningResult) -> None:
     assert list(trials.columns) == ["family", "number", "params", "iterations", "value",
                                     "state", "duration", "error"]
     assert trials.groupby("family")["number"].agg(list).to_dict() == {
-        family: [0, 1] for family in SEARCH_SPACES}
+        family: [0, 1] for family in FAMILIES}
     assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
     assert trials["error"].isna().all() and (trials["duration"] >= 0).all()
     complete = trials[trials["state"] == "COMPLETE"]
@@ -198,8 +327,16 @@ def test_every_trial_is_recorded(result: TuningResult) -> None:
         assert row.params and create(row.family, **row.params)
         if row.family in ITERATIVE_FAMILIES and row.state == "COMPLETE":
             assert 1 <= row.iterations <= row.params["iterations"]
+        elif row.family in EPOCH_FAMILIES and row.state == "COMPLETE":
+            assert 1 <= row.iterations <= row.params["epochs"]
         else:
             assert pd.isna(row.iterations)
+    # Each family's first trial is its starting point (the model's defaults).
+    for family, rows in trials.groupby("family"):
+        first = rows.loc[rows["number"] == 0, "params"].iloc[0]
+        expected = SEARCH_SPACES[str(family)](optuna.trial.FixedTrial(
+            STARTING_POINTS[str(family)]))
+        assert {k: first[k] for k in expected} == expected
 
 
 def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
@@ -264,13 +401,48 @@ def test_the_same_seed_gives_the_same_search_and_another_seed_another(outer: Spl
     assert first.best_params.get("seed", 0) == 0 and first.seed == 0
 
 
-def test_a_time_budget_runs_every_family_at_least_twice(outer: Split) -> None:
+def test_a_time_budget_screens_every_family_then_searches_the_leader_most(
+        outer: Split) -> None:
     tuned = tune(outer.train, models=["popular", "ease"], budget_seconds=2)
     counts = tuned.trials.groupby("family").size()
-    assert (counts >= tuning.MIN_TRIALS_PER_FAMILY).all() and set(counts.index) == {
-        "popular", "ease"}
+    assert set(counts.index) == {"popular", "ease"} and (counts >= 1).all()
+    assert counts.sum() > 2  # the search went on after the screen
     assert tuned.budget_seconds == 2 and tuned.n_trials is None
     assert tuned.elapsed < 2 + 5  # a trial under way may finish after the budget
+
+
+def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first() -> None:
+    studies = {}
+    for family, value in (("a", 0.2), ("b", 0.5), ("c", None), ("d", 0.3)):
+        study = optuna.create_study(direction="maximize")
+        trial = study.ask()
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+        studies[family] = study
+    assert tuning._search_order(studies) == ["c", "a", "d", "b"]
+
+
+def _study_with(value: float, seconds: float) -> optuna.Study:
+    start = datetime(2024, 1, 1)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=value,
+        datetime_start=start, datetime_complete=start + timedelta(seconds=seconds),
+        params={}, distributions={}, user_attrs={}, system_attrs={},
+        intermediate_values={}))
+    return study
+
+
+def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
+    studies = {"fast": _study_with(0.1, 1.0), "slow": _study_with(0.4, 10.0),
+               "mid": _study_with(0.3, 2.0)}
+    # The two leaders (slow, mid) are re-checked once each; the slowest of them is
+    # then fitted on 1.25 times the data.
+    assert tuning._finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
+        10.0 + 2.0 + 1.25 * 10.0)
+    assert tuning._finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
 
 
 def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> None:
@@ -297,6 +469,10 @@ def test_failed_trials_are_recorded_and_all_failing_is_an_error(
     failed = tuned.trials[tuned.trials["family"] == "item_knn"]
     assert (failed["state"] == "FAIL").all() and failed["error"].str.contains("neighbors").all()
     assert tuned.best_name == "ease"
+    # With a budget, a family that keeps failing is given up instead of using its time.
+    budgeted = tune(outer.train, models=["item_knn", "ease"], budget_seconds=3)
+    failed = budgeted.trials[budgeted.trials["family"] == "item_knn"]
+    assert len(failed) == tuning.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
 
 
 def test_the_report_is_json_without_nan(result: TuningResult) -> None:

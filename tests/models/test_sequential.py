@@ -100,3 +100,31 @@ def test_fit_and_score_leave_global_torch_state_alone() -> None:
 def test_importing_the_module_does_not_import_torch() -> None:
     code = "import sys, tailored.models.sequential; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stopping_after_an_epoch_gives_the_model_of_that_many_epochs() -> None:
+    seen: list[int] = []
+
+    def after_epoch(epoch: int) -> bool:
+        seen.append(epoch)
+        return epoch == 3
+
+    stopped = tiny(epochs=10).fit(cycles(), after_epoch=after_epoch)
+    assert seen == [1, 2, 3] and stopped.config.epochs == 3
+    fresh = tiny(epochs=3).fit(cycles())
+    np.testing.assert_allclose(stopped.score(["u0", "u1"]), fresh.score(["u0", "u1"]),
+                               rtol=1e-5)
+
+
+def test_the_model_scores_between_epochs_and_runs_every_epoch_when_never_stopped() -> None:
+    model = tiny(epochs=4)
+    scores: list[np.ndarray] = []
+
+    def after_epoch(epoch: int) -> bool:
+        scores.append(model.score(["u0"]))
+        return False
+
+    model.fit(cycles(), after_epoch=after_epoch)
+    assert len(scores) == 4 and model.config.epochs == 4
+    assert not np.allclose(scores[0], scores[-1])  # the epochs changed the weights
+    np.testing.assert_allclose(scores[-1], model.score(["u0"]), rtol=1e-6)

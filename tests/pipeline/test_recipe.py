@@ -44,3 +44,118 @@ def test_bad_recipes_say_what_and_where(tmp_path: Path, text: str, message: str)
     with pytest.raises(InvalidDataError, match=message) as caught:
         load_recipe(path)
     assert str(path) in str(caught.value)
+
+
+# ---- pipeline stages -------------------------------------------------------------------
+
+RANKED = '''
+name = "ranked"
+
+[[candidates]]
+model = "item_knn"
+n = 8
+
+[[candidates]]
+name = "recent"
+model = "item_knn"
+recent_items = 3
+n = 4
+
+[ranker]
+kind = "lambdarank"
+n_estimators = 10
+min_child_samples = 2
+'''
+
+
+def test_ranker_stages_compile_to_the_ranked_model(tmp_path: Path) -> None:
+    from tailored.ranking import LearnedRanker
+
+    path = tmp_path / "ranked.toml"
+    path.write_text(RANKED)
+    recipe = load_recipe(path)
+    assert recipe.model.name == "ranked"
+    model = recipe.build()
+    assert isinstance(model, LearnedRanker)
+    assert [s.label for s in model.config.sources] == ["item_knn", "recent"]
+    assert model.config.n_estimators == 10
+
+
+def test_rerankers_and_rules_wrap_the_ranker(tmp_path: Path) -> None:
+    from tailored.models import Recommender
+    from tailored.ranking import Reranked
+
+    path = tmp_path / "full.toml"
+    path.write_text(RANKED + '''
+[[rerankers]]
+kind = "diversify"
+max_per_category = 2
+
+[[rules]]
+name = "hide A009"
+exclude = { where = 'item_id == "A009"' }
+''')
+    model = load_recipe(path).build()
+    assert isinstance(model, Reranked) and model.config.base == "rules"
+    model.fit(checkerboard())
+    recs = model.recommend(["a000", "b000"], k=5)
+    assert "A009" not in set(recs["item_id"])
+    per_category = recs.groupby(["user_id", recs["item_id"].str[0]]).size()
+    assert per_category.max() <= 2  # each item has one category (its group), capped at 2
+    model.save(tmp_path / "artifact")
+    loaded = Recommender.load(tmp_path / "artifact")
+    assert loaded.recommend(["a000", "b000"], k=5).equals(recs)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[model]\nname = "als"\n[ranker]\nkind = "lambdarank"\n', "not both"),
+    ('[ranker]\nkind = "forest"\n', "ranker.kind 'forest' is unknown"),
+    ('[[candidates]]\nmodel = "nope"\n', "unknown model 'nope'"),
+    ('[[candidates]]\nmodel = "als"\n[[candidates]]\nmodel = "als"\n', "distinct names"),
+    ('[model]\nname = "als"\n[[rerankers]]\nkind = "explore"\n', "learns online"),
+    ('[model]\nname = "als"\n[[rerankers]]\ndiversity = 2\n', "diversity"),
+])
+def test_bad_pipeline_stages_say_what(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidDataError, match=message):
+        load_recipe(path)
+
+
+def test_shipped_pipelines_are_found_by_name() -> None:
+    from tailored.pipeline.recipe import find_recipe, shipped_recipes
+
+    assert {"hybrid", "ranked", "stacked", "switching"} <= set(shipped_recipes())
+    assert find_recipe("ranked").model.name == "ranked"
+    with pytest.raises(InvalidDataError, match="no pipeline named 'nope'"):
+        find_recipe("nope")
+
+
+def test_train_a_shipped_pipeline_from_the_command_line(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tailored.cli import app
+    from tailored.models import Recommender
+    from tailored.store import open_store
+
+    monkeypatch.setenv("TAILORED_MODEL_DIR", str(tmp_path / "models"))
+    store = f"sqlite:///{tmp_path}/t.db"
+    events = checkerboard().events[["user_id", "item_id", "event_type", "timestamp"]]
+    pd.DataFrame(events).to_csv(tmp_path / "events.csv", index=False)
+    runner = CliRunner()
+    imported = runner.invoke(app, ["import", "events", str(tmp_path / "events.csv"),
+                                   "--store", store], catch_exceptions=False)
+    assert imported.exit_code == 0, imported.output
+    result = runner.invoke(app, ["train", "--pipeline", "hybrid", "--store", store],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "model weighted version 1" in result.output
+    opened = open_store(store)
+    active = opened.models.active()
+    opened.close()
+    assert active is not None and active.name == "weighted"
+    assert len(Recommender.load(active.path).recommend("a000", k=3)) == 3
+    wrong = runner.invoke(app, ["train", "--pipeline", "nope", "--store", store])
+    assert wrong.exit_code != 0 and "no pipeline named 'nope'" in wrong.output

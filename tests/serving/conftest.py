@@ -102,3 +102,30 @@ def client(trained: TrainedModel, settings: Settings) -> Iterator[TestClient]:
     """A client on an app serving the trained item_knn model (registry version 1)."""
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class Keys:
+    """One API key of each scope, created in the test's store before the app starts."""
+
+    read: str
+    write: str
+    admin: str
+
+    def headers(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {getattr(self, scope)}"}
+
+
+@pytest.fixture
+def keys(store: Store) -> Keys:
+    return Keys(*(store.keys.create(f"{scope}-key", [scope])[1]
+                  for scope in ("read", "write", "admin")))
+
+
+@pytest.fixture
+def secured(trained: TrainedModel, keys: Keys, settings: Settings) -> Iterator[TestClient]:
+    """A client on an app serving the trained model, whose store holds API keys (so every
+    route but /health needs one); verified keys are cached for 0 s."""
+    app = create_app(settings.model_copy(update={"key_cache_seconds": 0.0}))
+    with TestClient(app) as client:
+        yield client

@@ -1,8 +1,7 @@
-"""The app as a whole: startup, health, no-model mode, the open-access warning, docs."""
+"""The app as a whole: startup, health, no-model mode, docs (keys: test_auth.py)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tailored.jobs import TrainedModel, train_model
-from tailored.serving import create_app, open_access_warning, run
+from tailored.serving import create_app, run
 from tailored.serving.security import mask_password
 from tailored.settings import Settings
 from tailored.store import Store
@@ -89,22 +88,6 @@ def test_an_empty_store_starts(make_client: MakeClient) -> None:
     assert client.get("/recommendations/anyone").status_code == 503
 
 
-def test_startup_warns_that_the_api_is_open(
-        make_client: MakeClient, caplog: pytest.LogCaptureFixture, settings: Settings) -> None:
-    with caplog.at_level(logging.WARNING, logger="tailored.serving"):
-        make_client(settings.model_copy(update={"host": "0.0.0.0"}))
-
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tailored.serving"]
-    assert any("no authentication" in w and "0.0.0.0" in w for w in warnings)
-
-
-def test_the_open_access_warning_names_the_risk_and_the_remedy() -> None:
-    assert "no authentication" in open_access_warning()
-    assert "127.0.0.1" in open_access_warning()
-    assert "0.0.0.0" not in open_access_warning("127.0.0.1")
-    assert "0.0.0.0" in open_access_warning("0.0.0.0")
-
-
 def test_run_serves_the_app_on_the_configured_address(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[object, dict[str, object]]] = []
@@ -131,12 +114,12 @@ def test_docs_describe_requests_and_answers(client: TestClient) -> None:
 
     body = spec["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/Event"} in body["schema"]["oneOf"]
-    assert set(body["examples"]) == {"one event", "batch"}
+    assert set(body["examples"]) == {"one event", "batch", "impressions"}
     schemas = spec["components"]["schemas"]
     for name in ("Recommendations", "SimilarItems", "Health", "EventsReceipt",
                  "ModelVersionInfo"):
         assert schemas[name].get("examples"), name
-    assert "no authentication" in spec["info"]["description"].lower()
+    assert "tailored keys create" in spec["info"]["description"]
 
 
 def test_a_store_passed_in_is_used_and_left_open(trained: TrainedModel, store: Store) -> None:

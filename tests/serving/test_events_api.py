@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from tailored.settings import Settings
 from tailored.store import Store
+
+from .conftest import Keys
 
 
 def stored_events(store: Store, user_id: str) -> list[dict[str, Any]]:
@@ -145,3 +148,34 @@ def test_an_oversize_batch_is_refused_whole(
     assert "at most 3 events" in refused.json()["detail"]
     assert accepted.status_code == 201
     assert store.events.count() == before + 3
+
+
+def test_events_need_a_write_key(secured: TestClient, keys: Keys, store: Store) -> None:
+    before = store.events.count()
+    event = {"user_id": "u", "item_id": "a0"}
+
+    assert secured.post("/events", json=event).status_code == 401
+    assert secured.post("/events", json=event, headers=keys.headers("read")).status_code == 403
+    assert secured.post("/events", json=event, headers=keys.headers("write")).status_code == 201
+    assert store.events.count() == before + 1
+
+
+def test_a_body_over_the_byte_limit_is_413(trained: object, settings: Settings,
+                                           make_client: Callable[..., TestClient]) -> None:
+    small = make_client(settings.model_copy(update={"max_body_bytes": 2048}))
+    batch = [{"user_id": "u", "item_id": f"a{j}"} for j in range(100)]
+
+    declared = small.post("/events", json=batch)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        body = json.dumps(batch).encode()
+        for start in range(0, len(body), 500):
+            yield body[start:start + 500]
+
+    streamed = small.post("/events", content=chunks(),
+                          headers={"content-type": "application/json"})
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert "larger than 2,048 bytes" in response.json()["detail"]
+    assert small.post("/events", json=batch[:5]).status_code == 201

@@ -1,10 +1,18 @@
-"""GET /items/{item_id}/similar."""
+"""GET /items/{item_id}/similar, and the catalog over REST: put, get, patch, delete."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tailored.schema import Item
+from tailored.settings import Settings
+from tailored.store import Store
+
+from .conftest import Keys
 from .taste_groups import GROUP_A, GROUP_B
 
 
@@ -41,3 +49,136 @@ def test_k_zero_is_refused(client: TestClient) -> None:
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "k"]
+
+
+# ---- the catalog over REST --------------------------------------------------------------
+
+def recommended(client: TestClient, user: str = "alice0", **headers: str) -> list[str]:
+    response = client.get(f"/recommendations/{user}", params={"k": 12}, headers=headers)
+    assert response.status_code == 200
+    return [item["item_id"] for item in response.json()["items"]]
+
+
+def test_put_creates_then_replaces_and_get_reads(client: TestClient, store: Store) -> None:
+    created = client.put("/items/shoe-1", json={
+        "title": "Trail shoe", "categories": ["shoes"], "attributes": {"price": 89.9}})
+    replaced = client.put("/items/shoe-1", json={"title": "Trail shoe v2"})
+
+    assert created.status_code == 201
+    assert created.json()["attributes"] == {"price": 89.9}
+    assert replaced.status_code == 200
+    assert replaced.json() == {"item_id": "shoe-1", "title": "Trail shoe v2", "text": "",
+                               "categories": [], "attributes": {}, "available": True,
+                               "created_at": None}
+    assert client.get("/items/shoe-1").json() == replaced.json()
+    assert store.items.get("shoe-1") == Item(item_id="shoe-1", title="Trail shoe v2")
+
+
+def test_patch_merges_attributes(client: TestClient, store: Store) -> None:
+    client.put("/items/shoe-2", json={"title": "Shoe", "attributes": {"price": 50,
+                                                                      "promo": "summer"}})
+
+    response = client.patch("/items/shoe-2", json={
+        "text": "Now cheaper", "attributes": {"price": 40, "promo": None, "colour": "red"}})
+
+    assert response.status_code == 200
+    assert response.json()["title"] == "Shoe"
+    assert response.json()["attributes"] == {"price": 40, "colour": "red"}
+    stored = store.items.get("shoe-2")
+    assert stored is not None and stored.text == "Now cheaper"
+
+
+def test_an_item_made_unavailable_is_no_longer_recommended(client: TestClient) -> None:
+    top = recommended(client)[0]
+
+    assert client.patch(f"/items/{top}", json={"available": False}).status_code == 404
+    client.put(f"/items/{top}", json={"title": "in the catalog now"})
+    assert client.patch(f"/items/{top}", json={"available": False}).status_code == 200
+
+    assert top not in recommended(client)
+    assert top not in [i["item_id"] for i in
+                       client.get("/items/a0/similar", params={"k": 20}).json()["items"]]
+    client.patch(f"/items/{top}", json={"available": True})
+    assert recommended(client)[0] == top
+
+
+def test_a_deleted_item_is_never_recommended_until_put_again(client: TestClient) -> None:
+    top = recommended(client)[0]
+    client.put(f"/items/{top}", json={})
+
+    deleted = client.delete(f"/items/{top}")
+
+    assert deleted.status_code == 204
+    assert client.get(f"/items/{top}").status_code == 404
+    assert client.delete(f"/items/{top}").status_code == 404
+    assert top not in recommended(client)  # the model still knows it; the store says no
+    client.put(f"/items/{top}", json={})
+    assert recommended(client)[0] == top
+
+
+def test_a_batch_upserts_every_item(client: TestClient, store: Store) -> None:
+    response = client.post("/items", json=[
+        {"item_id": f"n{j}", "title": f"New {j}", "attributes": {"price": j}}
+        for j in range(4)])
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 4}
+    assert store.items.count() == 4
+
+
+def test_an_oversize_batch_is_413(trained: object, settings: Settings,
+                                  make_client: Callable[..., TestClient]) -> None:
+    small = make_client(settings.model_copy(update={"max_batch_events": 2}))
+
+    response = small.post("/items", json=[{"item_id": f"n{j}"} for j in range(3)])
+
+    assert response.status_code == 413
+    assert "at most 2 items" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "location"), [
+    ("PUT", "/items/x", {"title": 5}, ["body", "title"]),
+    ("PUT", "/items/x", {"title": "a\x00b"}, ["body", "title"]),
+    ("PUT", "/items/x", {"title": "t" * 1001}, ["body", "title"]),
+    ("PUT", "/items/x", {"categories": "shoes"}, ["body", "categories"]),
+    ("PUT", "/items/x", {"categories": ["ok"] * 101}, ["body", "categories"]),
+    ("PUT", "/items/x", {"attributes": {"price": {"eur": 5}}}, ["body", "attributes", "price"]),
+    ("PUT", "/items/x", {"available": "sometimes"}, ["body", "available"]),
+    ("PUT", "/items/x", {"created_at": "last week"}, ["body", "created_at"]),
+    ("PUT", "/items/x", {"item_id": "y"}, ["body", "item_id"]),
+    ("PATCH", "/items/x", {"title": None}, ["body"]),
+    ("PATCH", "/items/x", {"size": 3}, ["body", "size"]),
+    ("POST", "/items", {"item_id": "x"}, ["body"]),
+    ("POST", "/items", [], ["body"]),
+    ("POST", "/items", [{"title": "no id"}], ["body", 0, "item_id"]),
+    ("GET", "/items/" + "i" * 257, None, ["path", "item_id"]),
+])
+def test_malformed_items_are_422_naming_the_field(
+        client: TestClient, method: str, path: str, body: Any, location: list[Any]) -> None:
+    client.put("/items/x", json={})
+
+    response = client.request(method, path, json=body)
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    if isinstance(detail, str):
+        assert location == ["body"]
+    else:
+        assert any(error["loc"][:len(location)] == location for error in detail), detail
+
+
+def test_a_non_finite_attribute_is_refused(client: TestClient) -> None:
+    response = client.put("/items/x", content=b'{"attributes": {"price": NaN}}',
+                          headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+
+
+def test_catalog_reads_need_read_and_changes_need_write(secured: TestClient,
+                                                       keys: Keys) -> None:
+    assert secured.put("/items/x", json={}, headers=keys.headers("read")).status_code == 403
+    assert secured.put("/items/x", json={}, headers=keys.headers("write")).status_code == 201
+    assert secured.get("/items/x").status_code == 401
+    assert secured.get("/items/x", headers=keys.headers("read")).status_code == 200
+    assert secured.delete("/items/x", headers=keys.headers("read")).status_code == 403
+    assert secured.delete("/items/x", headers=keys.headers("write")).status_code == 204

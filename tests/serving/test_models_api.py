@@ -1,4 +1,5 @@
-"""GET /models, POST /models/{version}/promote, and following the registry."""
+"""GET /models, POST /models/{version}/promote and /models/rollback, and following the
+registry."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from tailored.serving import state as state_module
 from tailored.serving.state import load_version
 from tailored.settings import Settings
 from tailored.store import ModelVersion, Store
+
+from .conftest import Keys
 
 MakeClient = Callable[..., TestClient]
 
@@ -183,3 +186,63 @@ def test_a_broken_version_is_tried_once_and_a_good_one_still_picked_up(
     assert serving(watcher)["version"] == good.version
     assert attempts == [broken.version, good.version]
     assert watcher.get("/health").json()["status"] == "ok"
+
+
+# ---- rollback ----------------------------------------------------------------------------
+
+def test_rollback_serves_the_previously_active_version(
+        trained: TrainedModel, store: Store, settings: Settings,
+        make_client: MakeClient) -> None:
+    train_model(store, settings, "popular", validate=False)  # version 2, promoted
+    client = make_client()
+    assert serving(client)["version"] == 2
+
+    response = client.post("/models/rollback")
+
+    assert response.status_code == 200
+    assert response.json()["serving"]["version"] == 1
+    assert response.json()["rolled_back"] == 2
+    assert serving(client) == {"name": "item_knn", "version": 1}
+    assert store.models.active().version == 1  # type: ignore[union-attr]
+
+
+def test_rolling_back_twice_goes_two_versions_back(
+        trained: TrainedModel, store: Store, settings: Settings,
+        make_client: MakeClient) -> None:
+    train_model(store, settings, "popular", validate=False)  # 2
+    train_model(store, settings, "popular", validate=False)  # 3
+    client = make_client()
+
+    assert client.post("/models/rollback").json()["serving"]["version"] == 2
+    assert client.post("/models/rollback").json()["serving"]["version"] == 1
+    again = client.post("/models/rollback")
+    assert again.status_code == 409
+    assert "no earlier version" in again.json()["detail"]
+    assert serving(client)["version"] == 1
+
+
+def test_rollback_refuses_a_version_it_cannot_load(
+        trained: TrainedModel, store: Store, tmp_path: Path, settings: Settings,
+        make_client: MakeClient) -> None:
+    broken = store.models.register("item_knn", str(tmp_path / "deleted-artifact"))
+    store.models.promote(broken.version)
+    train_model(store, settings, "popular", validate=False)  # promoted over the broken one
+    client = make_client()
+
+    response = client.post("/models/rollback")
+
+    assert response.status_code == 409
+    assert "deleted-artifact" in response.json()["detail"]
+    assert serving(client)["name"] == "popular"
+
+
+def test_models_need_admin_to_change_and_read_to_list(secured: TestClient,
+                                                      keys: Keys) -> None:
+    for scope in ("read", "write"):
+        assert secured.post("/models/1/promote", headers=keys.headers(scope)).status_code \
+            == 403
+        assert secured.post("/models/rollback", headers=keys.headers(scope)).status_code \
+            == 403
+    assert secured.get("/models", headers=keys.headers("read")).status_code == 200
+    assert secured.post("/models/1/promote", headers=keys.headers("admin")).status_code == 200
+    assert secured.post("/models/rollback").status_code == 401

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tailored.schema import Event
 from tailored.store import Store, open_store
+from tailored.store.sqlbase import metadata
 from tailored.testing.store_contract import StoreContract
 
 POSTGRES_URL = os.environ.get("TAILORED_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
@@ -68,6 +69,6 @@ class TestPostgresStore(StoreContract):
         store = open_store(postgres_url)
         yield store
         with store.engine.begin() as conn:  # type: ignore[attr-defined]
-            for table in ("events", "items", "users", "model_versions"):
-                conn.execute(sa.text(f"TRUNCATE {table} RESTART IDENTITY"))
+            for table in metadata.sorted_tables:  # every role's tables, new ones too
+                conn.execute(sa.text(f"TRUNCATE {table.name} RESTART IDENTITY CASCADE"))
         store.close()

@@ -1,6 +1,11 @@
 """Snapshots for learning: vocabularies, the user-item matrix, feature tables, splits."""
 
-from tailored.dataset.interactions import Dataset, event_weights, interaction_matrix
+from tailored.dataset.interactions import (
+    Dataset,
+    event_weights,
+    interaction_matrix,
+    interest_mask,
+)
 from tailored.dataset.query import UserQuery
 from tailored.dataset.splits import (
     MULTI_SPLITS,
@@ -27,6 +32,7 @@ __all__ = [
     "Vocabulary",
     "event_weights",
     "interaction_matrix",
+    "interest_mask",
     "leave_last_out_split",
     "random_holdout_split",
     "split_by_name",

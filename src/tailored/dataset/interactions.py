@@ -39,6 +39,26 @@ def event_weights(events: pd.DataFrame, weights: EventWeights) -> np.ndarray:
     return result
 
 
+def interest_mask(events: pd.DataFrame, weights: EventWeights) -> np.ndarray:
+    """Which events say something about interest: those whose type does not weigh 0.
+
+    An impression (the item was shown) weighs 0 by default: it is kept apart, never
+    counted as interest nor as "seen". A type weighing ``"value"`` counts whatever its
+    value.
+
+    Examples
+    --------
+    >>> events = pd.DataFrame({"event_type": ["view", "impression", "purchase"]})
+    >>> interest_mask(events, EventWeights()).tolist()
+    [True, False, True]
+    """
+    if "event_type" not in events.columns or not len(events):
+        return np.ones(len(events), dtype=bool)
+    types = events["event_type"].fillna("view").astype(str)
+    zero = [t for t in types.unique() if weights.for_type(t) == 0]
+    return ~types.isin(zero).to_numpy() if zero else np.ones(len(events), dtype=bool)
+
+
 def _flatten(frame: pd.DataFrame, nested: str) -> pd.DataFrame:
     """Spread a column of dicts (``attributes``) into columns of their own."""
     if nested not in frame.columns:
@@ -83,6 +103,8 @@ class Dataset:
     """Interactions plus optional item and user tables, ready for models.
 
     String ids live here and in the vocabularies; models see dense integer indices.
+    Events whose type weighs 0 (impressions: what was shown) are kept apart in
+    ``impressions``; ``events``, the vocabularies and every matrix hold only interest.
 
     Examples
     --------
@@ -94,12 +116,18 @@ class Dataset:
 
     def __init__(self, events: pd.DataFrame, items: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, weights: EventWeights | None = None) -> None:
-        self.events = events
+        interest = interest_mask(events, weights or EventWeights())
+        if interest.all():
+            self.events = events
+            self.impressions = events.iloc[:0]
+        else:
+            self.events = events[interest].reset_index(drop=True)
+            self.impressions = events[~interest].reset_index(drop=True)
         self.items = items
         self.users = users
         self.weights = weights or EventWeights()
-        self.user_vocab = Vocabulary(events["user_id"])
-        self.item_vocab = Vocabulary(events["item_id"])
+        self.user_vocab = Vocabulary(self.events["user_id"])
+        self.item_vocab = Vocabulary(self.events["item_id"])
 
     @classmethod
     def from_frame(cls, events: pd.DataFrame, items: pd.DataFrame | None = None,
@@ -121,9 +149,10 @@ class Dataset:
     def from_store(cls, store: Store, weights: EventWeights | None = None) -> Dataset:
         """Build from everything in the store."""
         events = store.events.frame()
-        if events.empty:
+        if not interest_mask(events, weights or EventWeights()).any():
             raise InvalidDataError(
-                f"the store at {store.url} has no events; import some with `tailored import`")
+                f"the store at {store.url} has no events to learn from (impressions alone "
+                "do not count); import some with `tailored import`")
         items = store.items.frame() if store.items.count() else None
         users = store.users.frame() if store.users.count() else None
         return cls.from_frame(events, items, users, weights)
@@ -187,7 +216,9 @@ def interaction_matrix(events: pd.DataFrame, user_vocab: Vocabulary, item_vocab:
         now = now if now is not None else times.max()
         age_days = ((now - times).dt.total_seconds() / _SECONDS_PER_DAY).fillna(0).to_numpy()
         values = values * np.power(0.5, np.clip(age_days, 0, None) / half_life_days)
-    keep = (rows >= 0) & (cols >= 0)
+    # A zero weight (an impression, a rating of 0) is no interaction: an explicit zero
+    # in the matrix would still mark the item as "seen".
+    keep = (rows >= 0) & (cols >= 0) & (values != 0)
     matrix = sp.csr_matrix(
         (values[keep].astype(np.float32), (rows[keep], cols[keep])),
         shape=(len(user_vocab), len(item_vocab)), dtype=np.float32,

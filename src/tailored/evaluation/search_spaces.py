@@ -6,10 +6,25 @@ valid config: every range lies inside the bounds of the family's pydantic ``Conf
 A trial may also record helper choices that are not model parameters (Popular's
 ``decay`` switch); only the returned dictionary reaches the model.
 
-``SEARCH_SPACES`` names every family that can be tuned. ``ITERATIVE_FAMILIES`` maps
-the families trained in iterations (their space samples ``iterations``) to the first
-iteration count at which their validation metric is checked; the checks then double
-(``4, 8, 16, ...``) up to the sampled count, for pruning and early stopping.
+The registry, one entry per family in each table (a new family, e.g. a hybrid
+pipeline, adds a space to ``SEARCH_SPACES`` and, where they apply, a line to the
+other tables):
+
+- ``SEARCH_SPACES``: every family that can be tuned, and its space.
+- ``STARTING_POINTS``: the trial values that give the model's own defaults (with
+  the deviations in ``STARTING_DEVIATIONS``); the tuner's screen tries this point
+  first for every family, so a family is judged on a sensible configuration before
+  any budget is spent searching it. A family without one is screened with a first
+  random sample.
+- ``ITERATIVE_FAMILIES``: families refitted at growing iteration counts (their space
+  samples ``iterations``), mapped to the first count at which their validation
+  metric is checked; the checks then double (``4, 8, 16, ...``) up to the sampled
+  count, for pruning and early stopping.
+- ``EPOCH_FAMILIES``: families whose ``fit`` takes an ``after_epoch`` callback, so
+  one fit is checked after every epoch (from the given epoch on) and stopped once
+  the metric stops improving; their space gives ``epochs`` as the upper bound.
+- ``REQUIREMENTS``: the module a family needs beyond the main dependencies; without
+  it the family is left out of the default search.
 
 Examples
 --------
@@ -94,6 +109,51 @@ def ease_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
+    """The last 20-200 items, 32-128 factors, 1-2 blocks, dropout 0-0.5, learning rate
+    3e-4-1e-2 (log), 32-256 windows a batch; up to 100 epochs, which early stopping
+    cuts short. One head, full softmax (the model's defaults)."""
+    return {
+        "max_length": trial.suggest_categorical("max_length", [20, 50, 100, 200]),
+        "factors": trial.suggest_categorical("factors", [32, 64, 128]),
+        "blocks": trial.suggest_int("blocks", 1, 2),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        "epochs": 100,
+    }
+
+
+def weighted_space(trial: optuna.Trial) -> dict[str, Any]:
+    """A weighted hybrid of ALS (weight 0.1-1, so some part always counts), item-kNN
+    (0-1), popularity (0-0.5) and EASE (0-1; left out at 0): z-score, min-max or rank
+    normalisation."""
+    weights = {"als": trial.suggest_float("als_weight", 0.1, 1.0),
+               "item_knn": trial.suggest_float("item_knn_weight", 0.0, 1.0),
+               "popular": trial.suggest_float("popular_weight", 0.0, 0.5),
+               "ease": trial.suggest_float("ease_weight", 0.0, 1.0)}
+    return {
+        "parts": [{"model": model, "params": {}, "weight": weight}
+                  for model, weight in weights.items() if model != "ease" or weight > 0],
+        "normalisation": trial.suggest_categorical("normalisation",
+                                                   ["zscore", "minmax", "rank"]),
+    }
+
+
+def ranked_space(trial: optuna.Trial) -> dict[str, Any]:
+    """The learned ranker (default candidate sources): per-user or global label period
+    of 10-30% of the events, 50-400 trees (log), learning rate 0.02-0.2 (log), 8-63
+    leaves (log), 20-200 sampled negatives per user (log)."""
+    return {
+        "label_split": trial.suggest_categorical("label_split", ["per-user", "global"]),
+        "label_fraction": trial.suggest_float("label_fraction", 0.1, 0.3),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 63, log=True),
+        "negatives": trial.suggest_int("negatives", 20, 200, log=True),
+    }
+
+
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "popular": popular_space,
     "item_knn": item_knn_space,
@@ -101,6 +161,36 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "ease": ease_space,
     "als": als_space,
     "bpr": bpr_space,
+    "sasrec": sasrec_space,
+    "weighted": weighted_space,
+    "ranked": ranked_space,
 }
 
+_KNN_DEFAULTS = {"similarity": "cosine", "weighting": "none", "shrinkage": 0.0, "binary": False}
+STARTING_POINTS: dict[str, dict[str, Any]] = {
+    "popular": {"count": "users", "decay": False},
+    "item_knn": {"neighbors": 100, **_KNN_DEFAULTS},
+    "user_knn": {"neighbors": 50, **_KNN_DEFAULTS},
+    "ease": {"regularization": 2000.0, "binary": False},
+    "als": {"factors": 32, "regularization": 0.1, "alpha": 1.0, "iterations": 15,
+            "confidence": "log1p"},
+    "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
+    "sasrec": {"max_length": 50, "factors": 64, "blocks": 2, "dropout": 0.2,
+               "learning_rate": 3e-3, "batch_size": 32},
+    "weighted": {"als_weight": 1.0, "item_knn_weight": 1.0, "popular_weight": 0.2,
+                 "ease_weight": 0.0, "normalisation": "zscore"},
+    "ranked": {"label_split": "per-user", "label_fraction": 0.2, "n_estimators": 200,
+               "learning_rate": 0.05, "num_leaves": 31, "negatives": 100},
+}
+
+# Where a starting point departs from the model's defaults, and why. Under a time
+# budget an epoch-checked model is judged after few epochs, and a small batch makes
+# more optimizer steps per epoch (a quarter of the default batch: four times the
+# steps), so it reaches a given validation metric in fewer epochs.
+STARTING_DEVIATIONS: dict[str, dict[str, Any]] = {"sasrec": {"batch_size": 32}}
+
 ITERATIVE_FAMILIES: dict[str, int] = {"als": 4, "bpr": 25}
+
+EPOCH_FAMILIES: dict[str, int] = {"sasrec": 1}
+
+REQUIREMENTS: dict[str, str] = {"sasrec": "torch"}

@@ -5,8 +5,10 @@ carves a validation split out of it with the named protocol (the same
 ``tailored.dataset.split_by_name`` the offline evaluation uses): with ``temporal`` the
 earlier 80% of the given events train and the rest validate; with
 ``leave-last-one-out`` each user's last given event validates. Hyperparameters are
-searched on that first fold with Optuna (seeded TPE sampler, median pruner), family by
-family within a time budget. The best few candidates are then checked again on a
+searched on that first fold with Optuna (seeded TPE sampler, median pruner) within a
+time budget: a screen of every family at its defaults first, then most of the time on
+the families that screened best; iterative models (ALS, BPR, SASRec) stop early on the
+validation metric. The best few candidates are then checked again on a
 second, different fold (see :func:`validation_folds`) and the winner is the best mean
 of both folds, which guards against a configuration that only fits the first fold's
 noise. The winner is refitted on all the given data. Evaluate it on a held-out test
@@ -19,6 +21,7 @@ set the tuner never saw::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -38,23 +41,33 @@ from tailored.models import MODELS, Recommender, create
 from .jsonable import plain
 from .metrics import F1, MAP, MRR, NDCG, HitRate, Precision, RankingMetric, Recall
 from .offline import evaluate_model
-from .search_spaces import ITERATIVE_FAMILIES, SEARCH_SPACES
+from .search_spaces import (
+    EPOCH_FAMILIES,
+    ITERATIVE_FAMILIES,
+    REQUIREMENTS,
+    SEARCH_SPACES,
+    STARTING_POINTS,
+)
 
 Progress = Callable[[str], None]
 
 RANKING_METRICS: dict[str, type[RankingMetric]] = {
     metric.label: metric for metric in (NDCG, Recall, HitRate, MAP, Precision, F1, MRR)}
 
-# Share of the search time per family (the time a family leaves unused goes to the
-# families after it): the factorization models have the largest spaces and slowest fits.
-BUDGET_SHARES: dict[str, float] = {
-    "popular": 0.5, "item_knn": 1.0, "user_knn": 1.0, "ease": 0.75, "als": 1.5, "bpr": 1.5}
-MIN_TRIALS_PER_FAMILY = 2
-RESERVED_SHARE = 0.1  # of the budget, for the second-fold re-check and the final fit
+# Share of the search time by a family's rank after the screen (best first; the rest
+# get the last share). Families search from the least to the most promising, and the
+# time one leaves unused goes to those after it, so the leader gets the remainder.
+RANK_SHARES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)
+# Of the search time left, at most, for one family's screen trial: a family whose
+# screen takes that long still leaves time for its re-check and final fit (two fits).
+SCREEN_SHARE = 1 / 3
+RESERVED_SHARE = 0.05  # of the budget, kept free on top of the estimated re-check and final fit
 STALE_TRIALS = 20  # with a budget, a family stops after this many trials without a new best
+FAILURES_TO_GIVE_UP = 3  # with a budget, a family whose first trials all fail stops there
 _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
 _PATIENCE = 2  # checkpoints without improvement before an iterative fit stops
+_EPOCH_PATIENCE = 5  # epochs without improvement before an epoch-checked fit stops
 
 
 # ---- metric and folds ----------------------------------------------------------------
@@ -93,6 +106,12 @@ class ValidationMetric:
     def score(self, model: Recommender, split: Split) -> float:
         """Fit ``model`` on ``split.train`` and return its metric over the split's test users."""
         result = evaluate_model(model, split, self.k, metrics=(self.metric,),
+                                beyond_accuracy=False)
+        return result.metrics[self.name]
+
+    def evaluate(self, model: Recommender, split: Split) -> float:
+        """The metric of an already fitted ``model`` over the split's test users."""
+        result = evaluate_model(model, split, self.k, fit=False, metrics=(self.metric,),
                                 beyond_accuracy=False)
         return result.metrics[self.name]
 
@@ -170,7 +189,8 @@ class EarlyStopping:
 def early_stopping_iterations(
     model_factory: Callable[[int], Recommender], split: Split, metric: str = "ndcg@10",
     max_iterations: int = 100, patience: int = _PATIENCE, *, first: int | None = None,
-    report: Callable[[int, float], None] | None = None) -> EarlyStopping:
+    report: Callable[[int, float], None] | None = None,
+    deadline: float | None = None) -> EarlyStopping:
     """The iteration count (up to ``max_iterations``) where the validation metric peaks.
 
     ``model_factory(n)`` builds an unfitted model that trains for ``n`` iterations; it
@@ -180,6 +200,7 @@ def early_stopping_iterations(
     checkpoint with the best value wins. ``report(iterations, value)`` is called after
     each check (the tuner reports to Optuna there and may raise ``TrialPruned``).
     Each fit starts from scratch, so the total cost is under three fits at the maximum.
+    Past ``deadline`` (a ``time.perf_counter()`` value) no further checkpoint is fitted.
 
     Examples
     --------
@@ -208,7 +229,68 @@ def early_stopping_iterations(
             since_best += 1
             if since_best >= patience:
                 break
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
     return EarlyStopping(best_iterations, best_score, curve)
+
+
+def early_stopping_epochs(
+    model: Recommender, split: Split, metric: str = "ndcg@10",
+    patience: int = _EPOCH_PATIENCE, *, first: int = 1,
+    report: Callable[[int, float], None] | None = None,
+    deadline: float | None = None) -> EarlyStopping:
+    """Fit ``model`` once on ``split.train``, checking the metric after every epoch.
+
+    ``model.fit`` must take an ``after_epoch`` callback (see ``EPOCH_FAMILIES``), and
+    ``model.config.epochs`` is the most epochs it may train. From epoch ``first`` on
+    (and at the last epoch), the fitted-so-far model is scored on the split; training
+    stops once the metric has not improved for ``patience`` epochs in a row, or at the
+    first check past ``deadline`` (a ``time.perf_counter()`` value). The earliest epoch
+    with the best value wins; refit with that many epochs to get its model. ``report``
+    is called after each check, as in :func:`early_stopping_iterations`.
+
+    Examples
+    --------
+    >>> from tailored.dataset import temporal_split
+    >>> from tailored.models.sequential import SASRec
+    >>> from tailored.testing import checkerboard
+    >>> split = temporal_split(checkerboard())
+    >>> model = SASRec(factors=8, blocks=1, max_length=5, epochs=6, threads=1)
+    >>> stop = early_stopping_epochs(model, split, first=3)
+    >>> sorted(stop.curve)[0], stop.iterations in stop.curve
+    (3, True)
+    """
+    if patience < 1:
+        raise ValueError(f"patience must be at least 1, got {patience}")
+    if first < 1:
+        raise ValueError(f"first must be at least 1, got {first}")
+    validation = ValidationMetric.parse(metric)
+    max_epochs = int(getattr(model.config, "epochs", 0))
+    if max_epochs < 1:
+        raise TypeError(f"{type(model).__name__} has no 'epochs' in its config; early "
+                        "stopping by epoch needs a model whose fit takes after_epoch")
+    curve: dict[int, float] = {}
+    best = {"epochs": 0, "score": -math.inf, "since": 0}
+
+    def after_epoch(epoch: int) -> bool:
+        if epoch < first and epoch < max_epochs:
+            return False
+        value = validation.evaluate(model, split)
+        curve[epoch] = value
+        if report is not None:
+            report(epoch, value)
+        if value > best["score"]:
+            best.update(epochs=epoch, score=value, since=0)
+        else:
+            best["since"] += 1
+        return bool(best["since"] >= patience
+                    or (deadline is not None and time.perf_counter() >= deadline))
+
+    model.fit(split.train, after_epoch=after_epoch)  # type: ignore[call-arg]
+    if not curve:  # nothing to train on, so no epoch ran: score what the fit gave
+        curve[max_epochs] = best["score"] = validation.evaluate(model, split)
+        best["epochs"] = max_epochs
+    return EarlyStopping(int(best["epochs"]), float(best["score"]), curve)
 
 
 # ---- the result ----------------------------------------------------------------------
@@ -260,8 +342,9 @@ class TuningResult:
 
 @contextmanager
 def _quiet_optuna() -> Iterator[None]:
+    # A failed trial is recorded in the result (its ``error``), so no traceback is logged.
     previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         yield
     finally:
@@ -275,27 +358,43 @@ def _with_seed(family: str, params: dict[str, Any], seed: int) -> dict[str, Any]
     return params
 
 
-def _objective(family: str, fold: Split, validation: ValidationMetric,
-               seed: int) -> Callable[[optuna.Trial], float]:
+def _stopped_parameter(family: str) -> str | None:
+    """The config field early stopping sets for ``family`` (None: not iterative)."""
+    if family in EPOCH_FAMILIES:
+        return "epochs"
+    if family in ITERATIVE_FAMILIES:
+        return "iterations"
+    return None
+
+
+def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int,
+               deadline: Callable[[], float | None]) -> Callable[[optuna.Trial], float]:
+    """Score a sampled configuration on ``fold``; iterative families stop early, and no
+    later than ``deadline()`` (the end of the phase under way)."""
     space = SEARCH_SPACES[family]
 
     def objective(trial: optuna.Trial) -> float:
         params = _with_seed(family, space(trial), seed)
         trial.set_user_attr("params", params)
+
+        def report(iterations: int, value: float) -> None:
+            trial.report(value, iterations)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{validation.name} {value:.4f} at "
+                                         f"{iterations} iterations is below the median")
+
         try:
-            if family not in ITERATIVE_FAMILIES:
+            if family in EPOCH_FAMILIES:
+                stop = early_stopping_epochs(
+                    create(family, **params), fold, validation.name,
+                    first=EPOCH_FAMILIES[family], report=report, deadline=deadline())
+            elif family in ITERATIVE_FAMILIES:
+                stop = early_stopping_iterations(
+                    lambda n: create(family, **{**params, "iterations": n}), fold,
+                    validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
+                    report=report, deadline=deadline())
+            else:
                 return validation.score(create(family, **params), fold)
-
-            def report(iterations: int, value: float) -> None:
-                trial.report(value, iterations)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"{validation.name} {value:.4f} at "
-                                             f"{iterations} iterations is below the median")
-
-            stop = early_stopping_iterations(
-                lambda n: create(family, **{**params, "iterations": n}), fold,
-                validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
-                report=report)
             trial.set_user_attr("iterations", stop.iterations)
             return stop.score
         except optuna.TrialPruned:
@@ -312,6 +411,8 @@ def _stop_when_stale(patience: int) -> Callable[[optuna.Study, optuna.trial.Froz
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
                     and t.value is not None]
         if not complete:
+            if len(study.trials) >= FAILURES_TO_GIVE_UP:  # it fails on this data: give up
+                study.stop()
             return
         best = max(range(len(complete)), key=lambda i: (complete[i].value, -i))
         if len(complete) - 1 - best >= patience:
@@ -347,8 +448,9 @@ def _candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[d
     seen = set()
     for row in done.itertuples(index=False):
         params = dict(row.params)
-        if row.iterations is not None and not pd.isna(row.iterations):
-            params["iterations"] = int(row.iterations)
+        stopped = _stopped_parameter(row.family)
+        if stopped is not None and row.iterations is not None and not pd.isna(row.iterations):
+            params[stopped] = int(row.iterations)
         key = (row.family, json.dumps(params, sort_keys=True, default=str))
         if key not in seen:
             seen.add(key)
@@ -362,9 +464,17 @@ def _candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[d
     return sorted(chosen, key=ranked.index)
 
 
+def available_families() -> list[str]:
+    """The families :func:`tune` searches by default: every one in ``SEARCH_SPACES``
+    whose extra requirement (``REQUIREMENTS``, e.g. PyTorch for SASRec) is installed."""
+    return [family for family in SEARCH_SPACES
+            if family not in REQUIREMENTS
+            or importlib.util.find_spec(REQUIREMENTS[family]) is not None]
+
+
 def _families(models: Sequence[str] | None) -> list[str]:
     if models is None:
-        return list(SEARCH_SPACES)
+        return available_families()
     if isinstance(models, str):
         models = [models]
     families = list(dict.fromkeys(models))
@@ -383,23 +493,36 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
 
     ``data`` is the training data only: both validation folds are carved from it
     (:func:`validation_folds` with ``protocol``), so any test split held out before
-    calling ``tune`` is never seen. Each family in ``models`` (default: every family
-    in ``SEARCH_SPACES``) gets an Optuna study on the first fold, with a TPE sampler
-    seeded by ``seed`` and a median pruner. ALS and BPR are checked at doubling
-    iteration counts up to the sampled ``iterations``: the pruner stops a trial whose
-    metric falls below the other trials' median at the same count, and
-    :func:`early_stopping_iterations` keeps the count where the metric peaked.
+    calling ``tune`` is never seen. Each family in ``models`` (default:
+    :func:`available_families`, every family with a search space whose requirements
+    are installed) gets an Optuna study on the first fold, with a TPE sampler seeded by
+    ``seed`` and a median pruner; its first trial is the family's starting point
+    (``STARTING_POINTS``, the model's defaults). ALS and BPR are checked at doubling
+    iteration counts up to the sampled ``iterations`` (:func:`early_stopping_iterations`),
+    SASRec after every epoch of one fit (:func:`early_stopping_epochs`): the pruner
+    stops a trial whose metric falls below the other trials' median at the same count,
+    and early stopping keeps the count where the metric peaked.
 
     With ``n_trials``, every family runs exactly that many trials (``budget_seconds`` is
     then unused) and, with ``n_jobs=1``, the result depends only on the data and
-    ``seed``. Otherwise 90% of ``budget_seconds`` is spread over the families by
-    ``BUDGET_SHARES`` (a family that stops early, after ``STALE_TRIALS`` trials
-    without a new best, leaves its time to the next ones); each family runs at least
-    ``MIN_TRIALS_PER_FAMILY`` trials, and a trial under way finishes, so the budget can
-    be overrun by about one fit. The last 10% pays for the overfitting guard: the best
-    configuration of each of the ``recheck`` best families on the first fold (or, with
-    fewer families, the next best configurations) is scored on the second fold, and
-    the best mean of both folds wins. The winner is fitted on all of ``data``.
+    ``seed``. Otherwise the whole call, final fit included, aims to take
+    ``budget_seconds``, spent in three phases:
+
+    1. *Screen*: every family's starting point, one family after another (an iterative
+       one stops early by then, and at the latest once it has used ``SCREEN_SHARE`` of
+       the search time left).
+    2. *Search*: TPE per family, ranked by their best score so far; the time is shared
+       by ``RANK_SHARES`` (the leader gets most), the least promising family searches
+       first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
+       leaves its time to the next ones, so the leader also gets what others left.
+    3. *Guard and final fit*: held back from the start of each phase, the estimated
+       time (from the measured trial durations) to re-check the candidates and fit the
+       winner on all of ``data``, plus ``RESERVED_SHARE`` of the budget. The best
+       configuration of each of the ``recheck`` best families on the first fold (or,
+       with fewer families, the next best configurations) is scored on the second fold,
+       and the best mean of both folds wins.
+
+    A trial under way finishes, so the budget can be overrun by about one fit.
     ``n_jobs`` above 1 runs trials in threads (faster, not reproducible).
 
     Examples
@@ -424,30 +547,49 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
     first, second = validation_folds(data, protocol)
 
-    deadline = started + (1 - RESERVED_SHARE) * budget_seconds
-    rows: list[dict[str, Any]] = []
+    budget_end = started + budget_seconds
+    phase_end: list[float | None] = [None]  # when the trial under way must stop iterating
+    studies: dict[str, optuna.Study] = {}
     with _quiet_optuna():
-        for position, family in enumerate(families):
-            family_started = time.perf_counter()
-            study = optuna.create_study(
+        for family in families:
+            studies[family] = optuna.create_study(
                 direction="maximize", study_name=family,
                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
-            objective = _objective(family, first, validation, seed)
+            if family in STARTING_POINTS:
+                studies[family].enqueue_trial(STARTING_POINTS[family])
+        objectives = {family: _objective(family, first, validation, seed, lambda: phase_end[0])
+                      for family in families}
+
+        def run(family: str, **limits: Any) -> None:
             callbacks = [] if progress is None else [_progress_callback(family, progress)]
-            if n_trials is not None:
-                study.optimize(objective, n_trials=n_trials, n_jobs=n_jobs,
-                               catch=(Exception,), callbacks=callbacks)
-            else:
-                weights = [BUDGET_SHARES.get(name, 1.0) for name in families[position:]]
-                share = max(0.0, deadline - family_started) * weights[0] / sum(weights)
-                study.optimize(objective, n_trials=MIN_TRIALS_PER_FAMILY, n_jobs=n_jobs,
-                               catch=(Exception,), callbacks=callbacks)
-                left = share - (time.perf_counter() - family_started)
-                if left > 0:
-                    study.optimize(objective, timeout=left, n_jobs=n_jobs, catch=(Exception,),
-                                   callbacks=[*callbacks, _stop_when_stale(STALE_TRIALS)])
-            rows += _trial_rows(family, study)
+            if "timeout" in limits:
+                callbacks.append(_stop_when_stale(STALE_TRIALS))
+            studies[family].optimize(objectives[family], n_jobs=n_jobs, catch=(Exception,),
+                                     callbacks=callbacks, **limits)
+
+        def search_time_left() -> float:
+            reserve = (RESERVED_SHARE * budget_seconds
+                       + _finishing_seconds(studies, recheck, len(data) / len(first.train)))
+            return max(0.0, budget_end - reserve - time.perf_counter())
+
+        if n_trials is not None:
+            for family in families:
+                run(family, n_trials=n_trials)
+        else:
+            for family in families:  # 1. screen
+                phase_end[0] = time.perf_counter() + SCREEN_SHARE * search_time_left()
+                run(family, n_trials=1)
+            order = _search_order(studies)  # 2. search, the most promising last
+            weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
+                       for rank in range(len(order))][::-1]
+            for position, family in enumerate(order):
+                share = search_time_left() * weights[position] / sum(weights[position:])
+                if share > 0:
+                    phase_end[0] = time.perf_counter() + share
+                    run(family, timeout=share)
+        phase_end[0] = None
+    rows = [row for family in families for row in _trial_rows(family, studies[family])]
     trials = pd.DataFrame(rows, columns=["family", "number", "params", "iterations", "value",
                                          "state", "duration", "error"])
     trials["iterations"] = trials["iterations"].astype("Int64")
@@ -480,6 +622,38 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                                                               ("second", second))},
         budget_seconds=None if n_trials is not None else budget_seconds, n_trials=n_trials,
         seed=seed, elapsed=time.perf_counter() - started)
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+
+
+def _search_order(studies: dict[str, optuna.Study]) -> list[str]:
+    """Families from the least to the most promising (best first-fold value so far;
+    a family without a complete trial counts as the least promising)."""
+    def best(family: str) -> float:
+        values = [t.value for t in _complete(studies[family]) if t.value is not None]
+        return max(values, default=-math.inf)
+
+    ranked = sorted(studies, key=lambda family: (-best(family), list(studies).index(family)))
+    return ranked[::-1]
+
+
+def _finishing_seconds(studies: dict[str, optuna.Study], recheck: int,
+                       growth: float) -> float:
+    """Estimated time of the guard and the final fit: one fit on the second fold for each
+    of the ``recheck`` leading families, and one on all the data (``growth`` times the
+    first fold's training events) for the slowest of them. A fit is estimated by the
+    duration of the family's best trial (which also paid for its validation checks)."""
+    durations = []
+    for family in _search_order(studies)[::-1][:recheck]:
+        complete = _complete(studies[family])
+        if complete:
+            leader = max(complete, key=lambda t: t.value or 0.0)
+            if leader.duration is not None:
+                durations.append(leader.duration.total_seconds())
+    return sum(durations) + growth * max(durations, default=0.0)
 
 
 def _describe(fold: Split) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Recommenders: one module per family, each a typed config plus a ``Recommender``.
 
 ``MODELS`` maps each registered name (used by the CLI's ``--model`` and by pipeline
-recipes) to its class; ``create(name, **params)`` builds one.
+recipes) to its class; ``create(name, **params)`` builds one. The models made of models
+(hybrids ``weighted``/``switching``/``cascade``, the learned rankers ``ranked``/``stacked``
+and ``reranked``) live above this layer in :mod:`tailored.ranking`, which adds them to
+``MODELS`` when imported (``import tailored`` does).
 """
 
 from typing import Any
 
 from tailored.models.als import ALS, ALSConfig
-from tailored.models.base import ModelConfig, Recommender, ScoringBatch
+from tailored.models.base import ModelConfig, Reason, Recommender, ScoringBatch
 from tailored.models.bpr import BPR, BPRConfig
 from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.ease import EASE, EASEConfig
@@ -49,6 +52,7 @@ __all__ = [
     "ModelConfig",
     "Popular",
     "PopularConfig",
+    "Reason",
     "Recommender",
     "RuleBased",
     "RuleBasedConfig",

@@ -75,6 +75,64 @@ def _of_users(frame: pd.DataFrame | None, user_ids: tuple[str, ...]) -> pd.DataF
     return frame[frame["user_id"].astype(str).isin(user_ids)]
 
 
+#: Kinds of reason a model can give (``Reason.kind``).
+REASON_KINDS = ("history", "similar", "similar_users", "categories", "terms", "attributes",
+                "segment", "trending", "popular", "new", "exploration", "features", "model")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a model put an item in a user's list, in terms that hold for what it names.
+
+    ``kind`` says which evidence the model used: ``history`` (``items`` are the user's
+    history items that contributed most to the item's score, exactly from the model's
+    arrays), ``similar`` (the history items the model finds most similar to the item;
+    the generic fallback), ``similar_users`` (``detail``: how many of the user's nearest
+    users touched the item), ``categories``/``terms``/``attributes`` (``features`` are on
+    the item and on every named history item), ``segment`` (``detail`` describes the
+    segment), ``trending`` (``detail``: the window in days), ``popular``, ``new`` (the
+    model does not know the item), ``exploration`` (shown to learn about it),
+    ``features`` (a learned ranker's top feature contributions, in ``features``) and
+    ``model`` (the model's own scores, no simpler account).
+
+    Examples
+    --------
+    >>> Reason("history", items=("i1",)).text({"i1": "Heat (1995)"})
+    'because you viewed Heat (1995)'
+    >>> Reason("categories", items=("i1",), features=("Drama", "Romance")).text()
+    'matches Drama, Romance'
+    """
+
+    kind: str
+    items: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    detail: str = ""
+
+    def text(self, titles: Mapping[str, str] | None = None) -> str:
+        """One short sentence for people; ``titles`` names items (else their ids)."""
+        names = [str(titles.get(item, item)) if titles else item for item in self.items]
+        named = " and ".join(names[:2])
+        listed = ", ".join(self.features)
+        texts = {
+            "history": f"because you viewed {named}",
+            "similar": f"similar to {named}, which you viewed",
+            "similar_users": (f"liked by {self.detail} people with tastes like yours"
+                              if self.detail else "liked by people with tastes like yours"),
+            "categories": f"matches {listed}",
+            "terms": f"mentions {listed}, like {named}",
+            "attributes": f"has {listed}, like {named}",
+            "segment": "popular in your segment",
+            "trending": ("trending this week" if self.detail in ("", "7") else
+                         f"trending in the last {self.detail} days"),
+            "popular": "popular",
+            "new": "new in the catalog",
+            "exploration": "something new for you to try",
+            "features": f"ranked high for {listed}",
+            "model": "picked for you from your history",
+        }
+        return texts.get(self.kind, self.kind)
+
+
 class ModelConfig(BaseModel):
     """Base of every model's typed configuration: strict, immutable, JSON round-trip."""
 
@@ -272,6 +330,111 @@ class Recommender(ABC):
         co = (binary[:, columns].T @ binary).toarray()
         return co / norms[columns, None] / norms[None, :]
 
+    def item_similarity(self, items: Sequence[str], others: Sequence[str] | None = None
+                        ) -> np.ndarray:
+        """The model's similarity of each of ``items`` (rows) to each of ``others``
+        (columns; default: ``items`` again). Unknown items get NaN rows and columns.
+
+        The measure is the model's own (``similar_items`` ranks by it): cosine of item
+        factors for ALS/BPR, the neighbour weights for item-kNN, co-occurrence cosine by
+        default.
+        """
+        self._check_fitted()
+        rows = self.item_vocab_.indices(list(items))
+        columns = rows if others is None else self.item_vocab_.indices(list(others))
+        known = rows >= 0
+        similarity = np.full((len(rows), len(columns)), np.nan, dtype=np.float32)
+        if known.any():
+            block = np.asarray(self._item_similarity(rows[known]), dtype=np.float32)
+            picked = block[:, np.maximum(columns, 0)]
+            picked[:, columns < 0] = np.nan
+            similarity[known] = picked
+        return similarity
+
+    # ---- explanations ---------------------------------------------------------------
+
+    def explanations(self, users: Users, recommendations: pd.DataFrame, *,
+                     titles: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Why each recommended item is there: ``recommendations`` with a ``reason``.
+
+        ``users`` is what was asked (ids or a :class:`UserQuery` with current histories;
+        pass the same query that ``recommend`` got); ``recommendations`` has
+        ``user_id`` and ``item_id`` columns (as ``recommend`` returns). The result adds
+        ``reason`` (a short sentence; ``titles`` maps item ids to names),
+        ``reason_kind``, ``reason_items`` (the user's history items it names) and
+        ``reason_features`` (categories, terms or features it names); see
+        :class:`Reason`. Every reason comes from the model's own arrays.
+        """
+        self._check_fitted()
+        missing = [c for c in ("user_id", "item_id") if c not in recommendations.columns]
+        if missing:
+            raise ValueError(f"recommendations lack column(s) {missing}; pass the frame "
+                             "recommend() returned (user_id, item_id, score, rank)")
+        batch = self._resolve(users)
+        row_of = {user: row for row, user in enumerate(batch.user_ids)}
+        rec_users = recommendations["user_id"].astype(str).tolist()
+        absent = sorted({user for user in rec_users if user not in row_of})
+        if absent:
+            raise ValueError(f"recommendations name users {absent[:5]} that users does not "
+                             "ask about; pass the query the recommendations were made for")
+        rows = np.array([row_of[user] for user in rec_users], dtype=np.int64)
+        columns = self.item_vocab_.indices(recommendations["item_id"].astype(str).tolist())
+        reasons = self._reasons(batch, rows, columns)
+        explained = recommendations.copy()
+        explained["reason"] = [reason.text(titles) for reason in reasons]
+        explained["reason_kind"] = [reason.kind for reason in reasons]
+        explained["reason_items"] = [list(reason.items) for reason in reasons]
+        explained["reason_features"] = [list(reason.features) for reason in reasons]
+        return explained
+
+    def _reasons(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        """One :class:`Reason` per (batch row, item column) pair, in dense indices.
+
+        Items the model does not know (column -1) are ``new``; users without history
+        get the reason for the fallback (``_explain_fallback``); the rest go to
+        ``_explain``. A composite model calls this on its parts with the same batch.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = np.asarray(columns, dtype=np.int64)
+        reasons: list[Reason | None] = [None] * len(rows)
+        lengths = np.diff(batch.history.indptr)
+        for position in np.flatnonzero(columns < 0):
+            reasons[position] = Reason("new")
+        cold = np.flatnonzero((columns >= 0) & (lengths[rows] == 0))
+        if len(cold):
+            for position, reason in zip(cold, self._explain_fallback(
+                    batch, rows[cold], columns[cold]), strict=True):
+                reasons[position] = reason
+        warm = np.flatnonzero((columns >= 0) & (lengths[rows] > 0))
+        if len(warm):
+            for position, reason in zip(warm, self._explain(batch, rows[warm], columns[warm]),
+                                        strict=True):
+                reasons[position] = reason
+        return [reason if reason is not None else Reason("model") for reason in reasons]
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        """Reasons for users with a history (rows of ``batch``) and known items.
+
+        The generic account: the history item the model finds most similar to the
+        recommended item (``_item_similarity`` times the history weight). Models whose
+        scores decompose over the history override this with exact contributions.
+        """
+        unique, inverse = np.unique(columns, return_inverse=True)
+        similarity = np.asarray(self._item_similarity(unique), dtype=np.float32)
+        history = sp.csr_matrix(batch.history[rows])
+        values = history.data * similarity[inverse[_row_of_entries(history)], history.indices]
+        best, strength = strongest_entries(history, values)
+        return [Reason("similar", items=(str(self.item_vocab_.ids[b]),))
+                if b >= 0 and s > 0 else Reason("model")
+                for b, s in zip(best, strength, strict=True)]
+
+    def _explain_fallback(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                          ) -> list[Reason]:
+        """Reasons for users the fallback scored (popularity unless overridden)."""
+        return [Reason("popular")] * len(rows)
+
     # ---- persistence ----------------------------------------------------------------
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -383,3 +546,31 @@ def _top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
         "score": top_scores[keep].astype(np.float32),
         "rank": np.tile(np.arange(1, k + 1), n_rows)[keep.ravel()],
     })
+
+
+def _row_of_entries(matrix: sp.csr_matrix) -> np.ndarray:
+    """The row of each stored entry of a CSR matrix, aligned with ``matrix.data``."""
+    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+
+
+def strongest_entries(matrix: sp.csr_matrix, values: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``matrix``, the column whose entry has the largest of ``values``
+    (aligned with ``matrix.data``) and that value; -1 and -inf for an empty row.
+    Ties go to the lower column.
+
+    Examples
+    --------
+    >>> matrix = sp.csr_matrix(np.array([[1, 0, 1], [0, 0, 0], [0, 1, 1]]))
+    >>> strongest_entries(matrix, np.array([0.5, 0.7, -1.0, -2.0]))
+    (array([ 2, -1,  1]), array([ 0.7, -inf, -1. ]))
+    """
+    rows = _row_of_entries(matrix)
+    best = np.full(matrix.shape[0], -1, dtype=np.int64)
+    strength = np.full(matrix.shape[0], -np.inf)
+    if len(values):
+        order = np.lexsort((matrix.indices, -np.asarray(values, dtype=np.float64), rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+        best[rows[first]] = matrix.indices[first]
+        strength[rows[first]] = values[first]
+    return best, strength

@@ -27,7 +27,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from tailored.dataset import Dataset
 from tailored.errors import InvalidDataError
 
-from .base import ModelConfig, Recommender, ScoringBatch
+from .base import ModelConfig, Reason, Recommender, ScoringBatch
 
 #: Kinds of feature, in the order their blocks are stacked.
 TEXT, CATEGORY, ATTRIBUTE, EMBEDDING = 0, 1, 2, 3
@@ -307,6 +307,24 @@ class ContentBased(Recommender):
     def explain(self, history: Sequence[str] | Mapping[str, float], item_id: str) -> str:
         """One sentence saying why ``item_id`` suits ``history`` (see ``reasons``)."""
         return str(self.reasons(history, item_id))
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        # The same account as ``reasons``: shared categories first, then terms, then
+        # attribute values, then overall likeness of the vectors.
+        history = sp.csr_matrix(batch.history)
+        explained = []
+        for row, column in zip(rows, columns, strict=True):
+            start, stop = history.indptr[row], history.indptr[row + 1]
+            weights = dict(zip(self.item_vocab_.ids[history.indices[start:stop]].tolist(),
+                               history.data[start:stop].tolist(), strict=True))
+            reason = self.reasons(weights, str(self.item_vocab_.ids[column]))
+            if reason.kind == "none":
+                explained.append(Reason("model"))
+            else:
+                explained.append(Reason(reason.kind, items=reason.items,
+                                        features=reason.features))
+        return explained
 
     def _reason(self, item_id: str, kind: Any, features: np.ndarray,
                 columns: np.ndarray) -> ContentReason:

@@ -9,7 +9,7 @@ from scipy.linalg import lapack
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender, ScoringBatch
+from .base import ModelConfig, Reason, Recommender, ScoringBatch, strongest_entries
 from .threads import blas_threads
 
 _BLOCK_BUDGET = 2**24  # Gram matrix cells computed per sparse product
@@ -81,6 +81,16 @@ class EASE(Recommender):
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         # Row i: what having item i alone says about every other item.
         return np.asarray(self.weights_matrix_[columns])
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        # score(item) = sum over history items h of x_h * B[h, item]: the largest term.
+        history = self._prepare(sp.csr_matrix(batch.history[rows]))
+        targets = np.repeat(columns, np.diff(history.indptr))
+        values = history.data * self.weights_matrix_[history.indices, targets]
+        best, strength = strongest_entries(history, values)
+        return [Reason("history", items=(str(self.item_vocab_.ids[b]),)) if s > 0
+                else Reason("model") for b, s in zip(best, strength, strict=True)]
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_matrix_}

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender, ScoringBatch
+from .base import ModelConfig, Reason, Recommender, ScoringBatch, strongest_entries
 
 _BLOCK_BUDGET = 2**22  # dense similarity cells per block while pruning neighbours
 
@@ -84,6 +84,18 @@ class ItemKNN(Recommender):
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity_[columns].toarray())
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        # The score is a sum over history items h of weight(h) * similarity(h, item):
+        # name the h with the largest term.
+        history = _prepare(sp.csr_matrix(batch.history[rows]), self.config.binary)
+        targets = np.repeat(columns, np.diff(history.indptr))
+        values = history.data * np.asarray(
+            self.similarity_[history.indices, targets]).ravel()
+        best, strength = strongest_entries(history, values)
+        return [Reason("history", items=(str(self.item_vocab_.ids[b]),)) if s > 0
+                else Reason("model") for b, s in zip(best, strength, strict=True)]
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return _sparse_arrays("similarity", self.similarity_)
@@ -161,6 +173,18 @@ class UserKNN(Recommender):
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return np.asarray((self._neighbour_weights(batch) @ self._neighbour_items).toarray())
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        # The score sums the similarity of the neighbours who touched the item: say how
+        # many of the user's neighbours did.
+        weights = self._neighbour_weights(batch.take(np.unique(rows)))
+        position = np.searchsorted(np.unique(rows), rows)
+        touched = sp.csr_matrix(self._neighbour_items.T > 0, dtype=np.float32)[columns]
+        counts = np.asarray((sp.csr_matrix(weights[position] > 0, dtype=np.float32)
+                             .multiply(touched)).sum(axis=1)).ravel()
+        return [Reason("similar_users", detail=str(int(n))) if n > 0 else Reason("model")
+                for n in counts]
 
     def similar_users(self, users: str | list[str], k: int = 10) -> pd.DataFrame:
         """The ``k`` training users most similar to each given user."""

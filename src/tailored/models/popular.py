@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender, ScoringBatch
+from .base import ModelConfig, Reason, Recommender, ScoringBatch
 
 
 class _SameForEveryone(Recommender):
@@ -23,6 +23,17 @@ class _SameForEveryone(Recommender):
 
     def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
         return self.item_scores_
+
+    def _reason(self) -> Reason:
+        return Reason("popular")
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        return [self._reason()] * len(rows)
+
+    def _explain_fallback(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                          ) -> list[Reason]:
+        return self._explain(batch, rows, columns)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"item_scores": self.item_scores_}
@@ -117,6 +128,9 @@ class Trending(_SameForEveryone):
         growth = (recent_rate + self.config.prior) / (baseline_rate + self.config.prior)
         volume = np.power(recent_rate * self.config.window_days + 1, self.config.volume)
         self.item_scores_ = (growth * volume).astype(np.float32)
+
+    def _reason(self) -> Reason:
+        return Reason("trending", detail=f"{self.config.window_days:g}")
 
     @staticmethod
     def _distinct_users(data: Dataset, mask: np.ndarray) -> np.ndarray:

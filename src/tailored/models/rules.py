@@ -80,7 +80,7 @@ from tailored.expressions import (
     parse,
 )
 
-from .base import ModelConfig, Recommender, ScoringBatch, Users
+from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users
 
 #: The behaviour function conditions may call.
 RECENT = Signature("recent", ("event", "category", "days"), 0,
@@ -840,6 +840,11 @@ class RuleBased(Recommender):
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return self.base_._item_similarity(columns)
+
+    def _reasons(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        # The base model scored the items; the rules only scale or pin them.
+        return self.base_._reasons(batch, rows, columns)
 
     # ---- persistence -----------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError
 from tailored.expressions import normalise
 
-from .base import ModelConfig, Recommender, ScoringBatch, Users
+from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users
 from .threads import all_threads
 
 _THREADED_USERS = 50_000  # fewer users: fit on one thread
@@ -375,6 +375,30 @@ class Segments(Recommender):
         return self._popularity_in(self._placed_by_demographics(batch))
 
     # ---- explanations ----------------------------------------------------------------
+
+    def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                 ) -> list[Reason]:
+        return self._segment_reasons(self._placed_by_history(batch), rows)
+
+    def _explain_fallback(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
+                          ) -> list[Reason]:
+        return self._segment_reasons(self._placed_by_demographics(batch), rows)
+
+    def _segment_reasons(self, weights: np.ndarray, rows: np.ndarray) -> list[Reason]:
+        """"popular in your segment" for users placed in one (described by what sets it
+        apart), "popular" for users scored by global popularity."""
+        placed = weights.sum(axis=1) > 0
+        segment = weights.argmax(axis=1)
+        described: list[list[str]] = (self.segment_profiles_["top_attributes"].tolist()
+                                      if placed[rows].any() else [])
+        reasons = []
+        for row in rows:
+            if not placed[row]:
+                reasons.append(Reason("popular"))
+                continue
+            reasons.append(Reason("segment", detail=", ".join(
+                str(text).split(" (")[0] for text in described[int(segment[row])][:2])))
+        return reasons
 
     def segment_of(self, users: Users | pd.DataFrame) -> np.ndarray:
         """Each user's (most likely) segment; -1 for a user with no history or demographics.

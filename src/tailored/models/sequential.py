@@ -6,7 +6,7 @@ light for users who never train a sequential model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Self, cast
@@ -98,9 +98,26 @@ class SASRec(Recommender):
 
     # ---- learning -------------------------------------------------------------------
 
+    def fit(self, data: Dataset, *, after_epoch: Callable[[int], bool] | None = None) -> Self:
+        """Learn from ``data`` from scratch; return ``self``.
+
+        ``after_epoch(epoch)``, if given, is called after each epoch (counted from 1)
+        with the model ready to score, for early stopping on a validation metric: when
+        it returns true, training stops there and ``config.epochs`` becomes the number
+        of epochs trained, so refitting with that config gives the same model (the
+        learning rate has no schedule, so the first N epochs of a longer run are a run
+        of N epochs).
+        """
+        self._after_epoch = after_epoch
+        try:
+            return super().fit(data)
+        finally:
+            del self._after_epoch
+
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         torch = _require_torch()
         config = self.config
+        after_epoch = getattr(self, "_after_epoch", None)
         inputs, targets = _windows(self.sequences_, config.max_length)
         with _torch_settings(config.threads, deterministic=True), \
                 torch.random.fork_rng(devices=[]):
@@ -111,8 +128,9 @@ class SASRec(Recommender):
                                          betas=(0.9, 0.98), weight_decay=config.l2,
                                          foreach=True)
             inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
-            network.train()
-            for _ in range(config.epochs if len(inputs) else 0):
+            self.network_ = network
+            for epoch in range(1, config.epochs + 1 if len(inputs) else 1):
+                network.train()
                 order = torch.randperm(len(inputs), generator=generator)
                 for start in range(0, len(order), config.batch_size):
                     rows = order[start:start + config.batch_size]
@@ -121,8 +139,11 @@ class SASRec(Recommender):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                network.eval()
+                if after_epoch is not None and after_epoch(epoch):
+                    self.config = config.model_copy(update={"epochs": epoch})
+                    break
             network.eval()
-        self.network_ = network
 
     # ---- scoring --------------------------------------------------------------------
 

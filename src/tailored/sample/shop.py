@@ -233,6 +233,9 @@ _P_VIEW_SOURCE: Final = (0.72, 0.21, 0.07)  # primary, secondary, exploration
 _P_CLICK_BY_SOURCE: Final = np.array([0.48, 0.33, 0.20])
 _P_CART_GIVEN_CLICK: Final = 0.40
 _P_PURCHASE_GIVEN_CART: Final = 0.50
+# Simulated users (click_probability): attraction from taste, before position bias.
+_CLICK_FLOOR: Final = 0.02
+_CLICK_SPAN: Final = 0.38
 _MAX_VIEWS: Final = 40
 _ZIPF_EXPONENT: Final = 1.1
 _ACTIVITY_SIGMA: Final = 1.2
@@ -328,6 +331,71 @@ class SampleShop:
             raise ValueError(f"device must be one of {DEVICES}, got {names[dev < 0][0]!r}")
         hour: IntArray = (when // _HOUR_MS) % 24
         return _taste_in_context(self.user_taste[users], when, hour, dev)
+
+    def click_probability(
+        self,
+        user_index: npt.ArrayLike,
+        item_index: npt.ArrayLike,
+        *,
+        timestamp: npt.ArrayLike | pd.Timestamp | pd.Series | pd.DatetimeIndex = PERIOD_END,
+        device: npt.ArrayLike = "mobile",
+        position: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Probability that a user clicks an item shown to them, as simulated users do.
+
+        The attraction of an item is ``0.02 + 0.38 * taste`` (the user's preference for
+        the item's cluster in context, see :meth:`taste_in_context`) times a quality
+        factor between 0.7 and 1.0 from the item's popularity within its cluster. With
+        ``position`` (1 = first slot), it is multiplied by the chance the user looks at
+        that slot, ``1 / log2(position + 1)`` (position bias).
+
+        Parameters
+        ----------
+        user_index, item_index : array_like of int
+            Row positions in `users` and `items`, broadcast against each other.
+        timestamp, device
+            The context, as in :meth:`taste_in_context`.
+        position : array_like of int, optional
+            1-based slot the item is shown in.
+
+        Examples
+        --------
+        >>> s = shop(n_users=50, n_items=40, n_events=500, seed=1)
+        >>> p = s.click_probability([0, 0], [0, 1], position=[1, 2])
+        >>> p.shape, bool(((p > 0) & (p < 1)).all())
+        ((2,), True)
+        """
+        users, items = np.broadcast_arrays(np.asarray(user_index, dtype=np.int64),
+                                           np.asarray(item_index, dtype=np.int64))
+        users, items = np.atleast_1d(users), np.atleast_1d(items)
+        taste = self.taste_in_context(users, timestamp, device)
+        cluster = self.item_cluster[items]
+        affinity = taste[np.arange(len(users)), cluster]
+        head = np.zeros(len(self.cluster_names))
+        np.maximum.at(head, self.item_cluster, self.item_popularity)
+        quality = 0.7 + 0.3 * self.item_popularity[items] / head[cluster]
+        attraction: FloatArray = (_CLICK_FLOOR + _CLICK_SPAN * affinity) * quality
+        if position is not None:
+            slot = np.broadcast_to(np.asarray(position, dtype=np.float64), attraction.shape)
+            if (slot < 1).any():
+                raise ValueError("position is 1-based: the first slot is 1")
+            attraction = attraction / np.log2(slot + 1.0)
+        return attraction
+
+    def purchase_probability(self, user_index: npt.ArrayLike,
+                             item_index: npt.ArrayLike) -> FloatArray:
+        """Probability that a click on an item ends in a purchase (cart, then buy), as in
+        the generated sessions; the price paid is the item's ``price``.
+
+        Examples
+        --------
+        >>> s = shop(n_users=50, n_items=40, n_events=500, seed=1)
+        >>> s.purchase_probability([0], [3]).round(2).tolist()
+        [0.2]
+        """
+        users, _ = np.broadcast_arrays(np.asarray(user_index, dtype=np.int64),
+                                       np.asarray(item_index, dtype=np.int64))
+        return np.full(np.atleast_1d(users).shape, _P_CART_GIVEN_CLICK * _P_PURCHASE_GIVEN_CART)
 
     def write(self, directory: str | os.PathLike[str], format: WriteFormat = "csv") -> list[Path]:
         """Write ``events``, ``items`` and ``users`` tables to `directory`.

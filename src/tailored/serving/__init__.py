@@ -4,19 +4,23 @@ Examples
 --------
 >>> from tailored.settings import Settings
 >>> app = create_app(Settings(store_url="sqlite://"))  # nothing opened until startup
->>> sorted(app.openapi()["paths"])  # doctest: +NORMALIZE_WHITESPACE
-['/events', '/health', '/items/{item_id}/similar', '/models', '/models/{version}/promote',
- '/recommendations/{user_id}']
+>>> paths = app.openapi()["paths"]
+>>> {"/events", "/recommendations/{user_id}", "/health", "/metrics"} <= set(paths)
+True
+>>> sorted(path for path in paths if path.startswith(("/users", "/keys")))
+['/keys', '/keys/{key_id}', '/users', '/users/{user_id}']
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
 
 from tailored.settings import Settings, load_settings
 
 from .app import create_app
-from .security import open_access_warning
+from .auth import OpenAccessRefusedError, check_open_access, open_access_warning
 
 
 def run(settings: Settings | None = None) -> None:
@@ -29,11 +33,54 @@ def run(settings: Settings | None = None) -> None:
     from uvicorn.config import LOGGING_CONFIG
 
     settings = settings if settings is not None else load_settings()
+    refuse_open_access(settings)
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["tailored"] = {"handlers": ["default"], "level": "INFO",
                                          "propagate": False}
+    if settings.workers > 1:
+        # Each worker process builds its own app from the environment: put the settings
+        # there. Workers share nothing but the store, which keeps them consistent.
+        os.environ.update(settings_environment(settings))
+        # A worker loading a large model answers the supervisor's pings late; the
+        # default 5 s would have it killed and restarted over and over.
+        uvicorn.run("tailored.serving:create_app", factory=True, workers=settings.workers,
+                    host=settings.host, port=settings.port, log_config=log_config,
+                    access_log=settings.access_log, timeout_worker_healthcheck=120)
+        return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=log_config)
+                log_config=log_config, access_log=settings.access_log)
 
 
-__all__ = ["create_app", "open_access_warning", "run"]
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``settings`` as ``TAILORED_*`` environment variables (nested values as JSON).
+
+    Examples
+    --------
+    >>> env = settings_environment(Settings(store_url="sqlite:///x.db", workers=2))
+    >>> env["TAILORED_STORE_URL"], env["TAILORED_WORKERS"]
+    ('sqlite:///x.db', '2')
+    """
+    return {f"TAILORED_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in settings.model_dump(mode="json").items()
+            if value is not None}  # unset: the worker reads the same default
+
+
+def refuse_open_access(settings: Settings) -> None:
+    """Fail before serving when ``settings`` would serve open beyond 127.0.0.1.
+
+    Raises
+    ------
+    OpenAccessRefusedError
+        With what to do: create a key, listen on 127.0.0.1, or set ``allow_open_access``.
+    """
+    from tailored.store import open_store
+
+    store = open_store(settings.store_url)
+    try:
+        check_open_access(settings, keys_exist=store.keys.count() > 0)
+    finally:
+        store.close()
+
+
+__all__ = ["OpenAccessRefusedError", "create_app", "open_access_warning",
+           "refuse_open_access", "run"]

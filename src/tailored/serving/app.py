@@ -8,15 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tailored.models.base import package_version
 from tailored.settings import Settings, load_settings
 from tailored.store import Store, open_store
 
+from .auth import AUTH_RESPONSES, KeyVerifier, check_open_access, require_scope
 from .errors import add_error_handlers
-from .routers import events, health, items, models, recommendations
-from .security import mask_password, open_access_warning
+from .metrics import RequestMetricsMiddleware, ServiceMetrics
+from .routers import dashboard as dashboard_router
+from .routers import events, health, items, keys, models, recommendations, users
+from .routers import experiments as experiments_router
+from .security import BodyLimitMiddleware, mask_password
 from .state import REGISTRY_POLL_SECONDS, ServiceState
 
 logger = logging.getLogger("tailored.serving")
@@ -25,8 +29,22 @@ _DESCRIPTION = """\
 Recommendations from what your users do. Send events to `POST /events`; ask
 `GET /recommendations/{user_id}`; the next answer already counts the events just sent.
 
-**No authentication yet**: anyone who can reach this port can read recommendations,
-write events and change the serving model. Listen on 127.0.0.1 only (the default).
+**API keys.** Send a key as `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
+Create one with `tailored keys create --scope read|write|admin --name NAME`; it is
+shown once and stored hashed. Scopes are ordered, each granting the ones before it:
+
+- `read`: recommendations, similar items, item reads, metrics (a frontend's key);
+- `write`: also events, catalog and profile changes, profile reads (a backend's key);
+- `admin`: also model promotion and rollback, and keys.
+
+No key: 401; a key without the scope: 403; `/health` needs none. Until the store holds
+its first key the service is open (every route answers without one) and says so
+loudly at startup; it then listens on 127.0.0.1 only, and refuses any other host
+unless `allow_open_access` is set (behind a proxy that authenticates).
+
+**Limits.** Bodies up to `max_body_bytes` (413 beyond), batches up to
+`max_batch_events` (10,000), ids up to 256 characters, `k` up to 1,000. A malformed
+request gets a 4xx naming the field, never a 5xx.
 """
 
 _TAGS = [
@@ -34,7 +52,13 @@ _TAGS = [
     {"name": "recommendations", "description": "Items for a user."},
     {"name": "items", "description": "Items for an item."},
     {"name": "models", "description": "Trained versions, promotion and rollback."},
+    {"name": "users", "description": "User profiles (attributes, consent)."},
+    {"name": "keys", "description": "API keys (admin)."},
+    {"name": "experiments", "description": "A/B tests between model versions, with "
+     "their analysis."},
     {"name": "health", "description": "Liveness and what is serving."},
+    {"name": "dashboard", "description": "The operator's page (/dashboard) and its figures: "
+     "events, models, experiments, drift alerts, top items, coverage."},
 ]
 
 
@@ -70,16 +94,23 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logger.warning(open_access_warning(settings.host))
         owned = store is None
         opened = open_store(settings.store_url) if store is None else store
         try:
             await _check_reachable_from_workers(opened)
+            verifier = KeyVerifier(opened, settings.key_cache_seconds)
+            warning = check_open_access(settings, keys_exist=not verifier.is_open())
+            if warning is not None:
+                logger.warning(warning)
+            app.state.keys = verifier
             state = ServiceState(opened, settings, registry_poll_seconds=registry_poll_seconds)
             state.load_active()
             app.state.service = state
             yield
         finally:
+            service = getattr(app.state, "service", None)
+            if isinstance(service, ServiceState):
+                service.close()  # writes the rest of the served log
             app.state.service = None
             if owned:
                 opened.close()
@@ -87,7 +118,26 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app = FastAPI(title="tailored", version=package_version(), description=_DESCRIPTION,
                   openapi_tags=_TAGS, lifespan=lifespan)
     add_error_handlers(app)
-    for router in (events.router, recommendations.router, items.router, models.router,
+    metrics = ServiceMetrics(serving=lambda: _serving_model(app))
+    app.state.metrics = metrics
+    # Outermost last: the timing covers the body limit's answers too.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    # Every route of the recommendations router is a read; new routers (experiments,
+    # dashboard) are protected the same way, or per route with ReadAccess/WriteAccess.
+    app.include_router(recommendations.router, dependencies=[Depends(require_scope("read"))],
+                       responses=AUTH_RESPONSES)
+    for router in (events.router, items.router, users.router, models.router, keys.router,
                    health.router):
         app.include_router(router)
+    app.include_router(dashboard_router.router)  # the page is open; its data needs read
+    app.include_router(experiments_router.router)  # scopes per route: admin changes, read
     return app
+
+
+def _serving_model(app: FastAPI) -> tuple[str, int | None] | None:
+    state = getattr(app.state, "service", None)
+    live = None if state is None else state.live
+    if live is None:
+        return None
+    return live.model.name, None if live.version is None else live.version.version

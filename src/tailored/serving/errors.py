@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from tailored.errors import InvalidDataError, ModelNotFoundError, NotFittedError, TailoredError
 
@@ -60,7 +64,87 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method the API documents for ``path`` (HEAD along with GET)."""
+    table = getattr(app.state, "allow_table", None)
+    if table is None:  # built once, from the spec: the routes' own nesting is FastAPI's
+        table = [(compile_path(template)[0], {method.upper() for method in operations})
+                 for template, operations in app.openapi().get("paths", {}).items()]
+        app.state.allow_table = table
+    methods: set[str] = set()
+    for pattern, documented in table:
+        if pattern.match(path):
+            methods |= documented
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+async def _http_error(request: Request, error: Exception) -> Any:
+    """FastAPI's answer, with an ``Allow`` header on a 405 that lists the methods of every
+    route for the path (Starlette names only the first route's)."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allowed = allowed_methods(request.app, request.url.path)
+        if allowed:
+            error = StarletteHTTPException(error.status_code, error.detail,
+                                           headers={"Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, error)
+
+
+_ERROR_MESSAGE = {"title": "ErrorMessage", "type": "object", "required": ["detail"],
+                  "properties": {"detail": {"type": "string",
+                                            "description": "What is wrong and what to do."}}}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorMessage"}}}}
+
+
+def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``spec`` with the errors every route may answer spelled out.
+
+    A 422 holds either pydantic's list of errors or one message (a
+    :class:`~tailored.errors.InvalidDataError`); a route with an id in its path may answer
+    404; a route with a body may answer 413 (``max_body_bytes``).
+    """
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorMessage", _ERROR_MESSAGE)
+    validation = schemas.get("HTTPValidationError", {}).get("properties", {})
+    if "detail" in validation and "anyOf" not in validation["detail"]:
+        detail = validation["detail"]
+        validation["detail"] = {"title": "Detail", "anyOf": [
+            {key: value for key, value in detail.items() if key != "title"},
+            {"type": "string"}]}
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                responses.setdefault("404", _error_response("Not found."))
+            if "requestBody" in operation:
+                responses.setdefault("400", _error_response(
+                    "The body cannot be parsed (not UTF-8 JSON)."))
+                responses.setdefault("413", _error_response(
+                    "The body is larger than `max_body_bytes`."))
+    return spec
+
+
+def documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` with :func:`document_errors` applied once."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(original())
+        return app.openapi_schema
+
+    return openapi
+
+
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.openapi = documented_openapi(app)  # type: ignore[method-assign]
     for error_class in STATUS_BY_ERROR:
         app.add_exception_handler(error_class, _tailored_error)

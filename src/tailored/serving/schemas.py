@@ -7,12 +7,22 @@ Request bodies reuse :mod:`tailored.schema` (an event over HTTP is the same
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
+from tailored.schema import Id, Item, User
 from tailored.store import ModelVersion
+from tailored.store.keys import ApiKey, Scope
 
 
 class _Response(BaseModel):
@@ -48,20 +58,83 @@ class ModelRef(_Response):
     version: int | None = Field(description="Version in the model registry.")
 
 
+class RecommendedItem(ScoredItem):
+    """One recommended item, with why it was chosen when ``explain`` was asked."""
+
+    explanation: str | None = Field(
+        None, description="Why this item, in words (only with `explain=true`).")
+
+
+class ExperimentRef(_Response):
+    """The A/B test and variant that answered, when one is running."""
+
+    experiment_id: str
+    variant: str
+
+
 class Recommendations(_Response):
-    """Top items for one user, best first."""
+    """Top items for one user (or session), best first, under one recommendation id."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
+        "recommendation_id": "8c1e0f5b2a7d4e6f9b3c1a2d4e5f6a7b",
         "user_id": "u42", "model": {"name": "item_knn", "version": 3},
         "items": [{"item_id": "i7", "score": 1.83, "rank": 1},
                   {"item_id": "i2", "score": 1.41, "rank": 2}],
     }]})
 
-    user_id: str
+    recommendation_id: str = Field(
+        description="Identifies this answer in the served log. Send it back as "
+                    "`context.recommendation_id` (with `context.position`) on the "
+                    "impression, click and purchase events it leads to, for attribution.")
+    user_id: str | None = Field(description="The user; null for an anonymous session.")
     model: ModelRef
-    items: list[ScoredItem] = Field(
+    experiment: ExperimentRef | None = Field(
+        None, description="The A/B test variant this user is in, when one is running.")
+    items: list[RecommendedItem] = Field(
         description="Never an item the user already interacted with, an unavailable item, "
                     "or an excluded one. Users without history get the most popular items.")
+
+
+#: Requests may describe the moment with a few scalar values (device, location, hour).
+MAX_CONTEXT_KEYS = 50
+MAX_EXPRESSION_LENGTH = 2_000
+MAX_BOOSTS = 20
+ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                              pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ContextValue = Annotated[
+    StrictBool | StrictInt | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")] | None,
+    Field(union_mode="left_to_right")]
+
+
+class SessionRequest(BaseModel):
+    """An anonymous visitor: what they looked at so far in this session."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "items": ["i7", "i9"], "k": 5, "context": {"device": "mobile"},
+        "filter": "price < 100", "boost": ['"shoes" in categories:1.5']}]})
+
+    items: list[Id] = Field(
+        default_factory=list, max_length=1_000,
+        description="Items seen so far, oldest first; each counts as a view. Empty: the "
+                    "most popular items.")
+    session_id: Id | None = Field(None, description="Recorded in the served log.")
+    k: int = Field(10, ge=1, le=1_000, description="How many items to return.")
+    context: Annotated[dict[ContextKey, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)] = \
+        Field(default_factory=dict, description="The moment: device, location, hour, ...")
+    filter: str | None = Field(None, max_length=MAX_EXPRESSION_LENGTH,
+                               description="Keep only items where this expression holds.")
+    boost: list[Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_BOOSTS,
+        description="`EXPRESSION:FACTOR` each: scale the scores of matching items.")
+    exclude: list[Id] = Field(default_factory=list, max_length=1_000,
+                              description="Item ids to leave out.")
+    model: str | None = Field(None, max_length=256,
+                              description="A version number or model/recipe name; default: "
+                                          "the serving version.")
+    diversity: float = Field(0.0, ge=0, le=1, description="Trade relevance for variety "
+                             "(0 keeps the model's order).")
+    explain: bool = Field(False, description="Add an `explanation` to each item.")
 
 
 class SimilarItems(_Response):
@@ -148,3 +221,193 @@ def scored_items(frame: pd.DataFrame, item_column: str = "item_id") -> list[Scor
     return [ScoredItem(item_id=str(item), score=float(score), rank=int(rank))
             for item, score, rank in zip(frame[item_column], frame["score"], frame["rank"],
                                          strict=True)]
+
+
+# ---- catalog and profiles: request bodies with limits, and answers ---------------------
+
+#: Limits on what one item or user may hold over HTTP (a body is at most max_body_bytes).
+MAX_TITLE_LENGTH = 1_000
+MAX_TEXT_LENGTH = 100_000
+MAX_CATEGORIES = 100
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_TEXT = 10_000
+
+# No NUL (PostgreSQL text cannot hold it); other control characters are fine in prose.
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_LENGTH, pattern=r"^[^\x00]*$")]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=r"^[^\x00]*$")]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                                 pattern=r"^[^\x00-\x1f\x7f]+$")]
+AttributeValue = Annotated[
+    StrictBool | StrictInt | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT, pattern=r"^[^\x00]*$")]
+    | None,
+    Field(union_mode="left_to_right")]
+Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+Categories = Annotated[list[Id], Field(max_length=MAX_CATEGORIES)]
+#: Integers that survive every store and JSON reader (JavaScript, PostgreSQL bigint).
+_SAFE_INT = 2**53
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("attributes", check_fields=False)
+    @classmethod
+    def _safe_integers(cls, attributes: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, value in (attributes or {}).items():
+            if isinstance(value, int) and not isinstance(value, bool) \
+                    and abs(value) > _SAFE_INT:
+                raise ValueError(f"attribute {name!r}: integers are at most 2**53 in size "
+                                 "(send large numbers as text)")
+        return attributes
+
+
+class ItemFields(_Request):
+    """An item's content, as ``PUT /items/{item_id}`` replaces it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "title": "Trail running shoe", "text": "Light, with a grippy sole.",
+        "categories": ["shoes", "running"], "attributes": {"price": 89.9, "brand": "acme"},
+        "available": True}]})
+
+    title: Title = ""
+    text: Text = ""
+    categories: Categories = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict,
+                                   description="Scalars: text, numbers, booleans.")
+    available: StrictBool = Field(True,
+                                  description="False hides it from every recommendation.")
+    created_at: datetime | None = None
+
+
+class CatalogItem(ItemFields):
+    """An item with its id, as ``POST /items`` takes them in a batch."""
+
+    item_id: Id
+
+
+class ItemPatch(_Request):
+    """Some fields of an item; ``attributes`` are merged into the stored ones and a null
+    attribute removes it (JSON merge patch)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "available": False, "attributes": {"price": 79.9, "promo": None}}]})
+
+    # Optional, not nullable (a null is refused, naming the field): leave a field out to
+    # keep it. Only created_at may be cleared with null.
+    title: Title = Field(None)  # type: ignore[assignment]
+    text: Text = Field(None)  # type: ignore[assignment]
+    categories: Categories = Field(None)  # type: ignore[arg-type]
+    attributes: Attributes = Field(None)  # type: ignore[arg-type]
+    available: StrictBool = Field(None)  # type: ignore[assignment]
+    created_at: datetime | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, as the store's ``update`` takes them."""
+        return self.model_dump(exclude_unset=True)
+
+
+class UserFields(_Request):
+    """A user's profile, as ``PUT /users/{user_id}`` replaces it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "attributes": {"age_band": "25-34", "location": "Berlin"}, "consent": True}]})
+
+    attributes: Attributes = Field(default_factory=dict)
+    consent: StrictBool = Field(True,
+                                description="False: no personal processing for this user.")
+
+
+class Profile(UserFields):
+    """A user with their id, as ``POST /users`` takes them in a batch."""
+
+    user_id: Id
+
+
+class UserPatch(_Request):
+    """Some fields of a profile; ``attributes`` are merged, a null attribute removes it."""
+
+    attributes: Attributes = Field(None)  # type: ignore[arg-type]
+    consent: StrictBool = Field(None)  # type: ignore[assignment]
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, as the store's ``update`` takes them."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Upserted(_Response):
+    """What a batch write did."""
+
+    received: int = Field(description="Records in the request, all now stored.")
+
+
+class ItemOut(_Response):
+    """An item as stored."""
+
+    item_id: str
+    title: str
+    text: str
+    categories: list[str]
+    attributes: dict[str, Any]
+    available: bool
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        return cls(**item.model_dump())
+
+
+class UserOut(_Response):
+    """A profile as stored."""
+
+    user_id: str
+    attributes: dict[str, Any]
+    consent: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(**user.model_dump())
+
+
+class Rollback(_Response):
+    """The outcome of a rollback."""
+
+    serving: ModelVersionInfo = Field(description="The version now active and serving.")
+    rolled_back: int | None = Field(description="The version that served before.")
+
+
+# ---- API keys ---------------------------------------------------------------------------
+
+class KeyRequest(_Request):
+    """A key to create."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "shop-backend",
+                                                               "scopes": ["write"]}]})
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] = Field(
+        description="read (recommendations, items), write (also events, catalog, users), "
+                    "admin (also models and keys).")
+
+
+class KeyInfo(_Response):
+    """A key as listed (never its secret)."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyInfo:
+        return cls(key_id=key.key_id, name=key.name, scopes=list(key.scopes),
+                   created_at=key.created_at, revoked_at=key.revoked_at, active=key.active)
+
+
+class CreatedKey(KeyInfo):
+    """A new key, with its secret: shown this once, store it now."""
+
+    secret: str = Field(description="Send as `Authorization: Bearer <secret>`.")

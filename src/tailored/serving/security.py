@@ -1,11 +1,16 @@
-"""What the API exposes while it has no authentication, and what it never shows."""
+"""What the API never shows (passwords), where it may listen open, and how much it reads
+(the request body limit)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from typing import Any
 
+from fastapi import HTTPException, status
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -28,12 +33,81 @@ def mask_password(url: str) -> str:
         return _PASSWORD.sub(r"\1:***@", url)
 
 
-def open_access_warning(host: str = "127.0.0.1") -> str:
-    """What to tell an operator at startup: the API has no authentication (yet)."""
-    text = ("the tailored API has no authentication: anyone who can reach it can read "
-            "recommendations, write events and promote models; let it listen on 127.0.0.1 "
-            "only")
-    if host not in _LOOPBACK:
-        text += (f" (it is set to listen on {host}, which other machines may reach; "
-                 "set TAILORED_HOST=127.0.0.1 or put it behind an authenticating proxy)")
-    return text
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``.
+
+    Examples
+    --------
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1")
+    (True, True, True)
+    >>> is_loopback("0.0.0.0"), is_loopback("192.168.1.5"), is_loopback("example.org")
+    (False, False, False)
+    """
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def body_too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        detail=f"the request body is larger than {limit:,} bytes (max_body_bytes); send "
+               "less at once, e.g. smaller batches")
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``limit`` bytes with a 413, before they are read whole.
+
+    A declared ``Content-Length`` over the limit is refused at once; a body sent without
+    one (chunked) is counted as it arrives and refused when it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await _send_413(send, self.limit)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # An HTTPException: FastAPI answers it as it is, wherever the body is read.
+                    raise body_too_large(self.limit)
+            return message
+
+        await self.app(scope, receive if declared == 0 else counting_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps({"detail": body_too_large(limit).detail}).encode()
+    headers: list[Any] = [(b"content-type", b"application/json"),
+                          (b"content-length", str(len(body)).encode()),
+                          (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -11,16 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 from tailored.errors import ModelNotFoundError
 from tailored.models import Recommender
+from tailored.monitoring.experiments import Assignment, assign
 from tailored.pipeline import LiveRecommender
 from tailored.settings import Settings
-from tailored.store import ModelVersion, Store
+from tailored.store import Experiment, ModelVersion, Store
 
+from .cache import TopListCache
 from .security import mask_password
+from .served_log import ServedLogWriter
 
 logger = logging.getLogger("tailored.serving")
 
@@ -67,6 +71,20 @@ class ServiceState:
         self._failed_version: int | None = None
         self._checked_at = -float("inf")
         self._swap_lock = threading.Lock()
+        # Other versions asked for by number (`model=`, experiment variants), least
+        # recently used first; the active one is always `_live`.
+        self._loaded: OrderedDict[int, LiveRecommender] = OrderedDict()
+        self._load_lock = threading.Lock()
+        self.cache = TopListCache(settings.cache_entries)
+        self.served_log = ServedLogWriter(
+            store, flush_seconds=settings.served_log_flush_seconds).start()
+        # The running experiment, re-read like the registry (A/B tests).
+        self._experiment: Experiment | None = None
+        self._experiment_checked_at = -float("inf")
+
+    def close(self) -> None:
+        """Write the rest of the served log (at shutdown)."""
+        self.served_log.close()
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -84,6 +102,56 @@ class ServiceState:
         """The model serving now, after picking up a version promoted elsewhere."""
         self.refresh()
         return self._live
+
+    def live_for_version(self, version: int) -> LiveRecommender:
+        """A loaded model for any registered ``version``, the active one included.
+
+        Versions other than the active one are loaded on first use and kept, at most
+        ``settings.loaded_models`` of them (least recently used dropped). Raises
+        :class:`~tailored.errors.ModelNotFoundError` for a version not in the registry
+        and :class:`ModelLoadError` for one whose artifact cannot be loaded.
+        """
+        live = self.current()
+        if live is not None and live.version is not None and live.version.version == version:
+            return live
+        with self._load_lock:
+            found = self._loaded.get(version)
+            if found is not None:
+                self._loaded.move_to_end(version)
+                return found
+            registered = self.store.models.get(version)
+            if registered is None:
+                raise ModelNotFoundError(
+                    f"model version {version} is not in the registry; GET /models lists "
+                    "the versions there are")
+            loaded = load_version(self.store, registered)
+            self._loaded[version] = loaded
+            while len(self._loaded) > self.settings.loaded_models:
+                self._loaded.popitem(last=False)
+            return loaded
+
+    @property
+    def loaded_versions(self) -> list[int]:
+        """Versions loaded besides the active one, least recently used first."""
+        return list(self._loaded)
+
+    def live_for(self, model: str | None) -> LiveRecommender | None:
+        """The model a request names: a version number, or the newest version whose
+        model or recipe name is ``model``; the serving one when None."""
+        if model is None:
+            return self.current()
+        text = model.strip()
+        if text.isdigit():
+            return self.live_for_version(int(text))
+        named = [v for v in self.store.models.list()
+                 if text in (v.name, (v.details.get("recipe") or {}).get("name"))]
+        if not named:
+            names = sorted({v.name for v in self.store.models.list()})
+            raise ModelNotFoundError(
+                f"no model version named {text!r} in the registry; give a version number "
+                f"or one of the names {names} (GET /models lists them)")
+        active = next((v for v in named if v.active), None)
+        return self.live_for_version((active or named[-1]).version)
 
     # ---- changing ---------------------------------------------------------------------
 
@@ -168,3 +236,49 @@ class ServiceState:
         if live.version is not None and live.version.version != previous:
             logger.info("serving model %s version %s (was %s)", live.version.name,
                         live.version.version, previous)
+
+    # ---- experiments (A/B tests) ------------------------------------------------------
+
+    def running_experiment(self) -> Experiment | None:
+        """The experiment running now, re-read at most every ``registry_poll_seconds``.
+
+        Its variants' versions are loaded when it is first seen, so no request waits for
+        a load later; an experiment naming a version that cannot be loaded is not served
+        (logged), and every user gets the serving model instead.
+        """
+        now = self._clock()
+        if now - self._experiment_checked_at >= self.registry_poll_seconds:
+            self._experiment_checked_at = now  # first: concurrent requests do not all read
+            running = self.store.experiments.running()
+            current = self._experiment
+            if running is not None and (current is None
+                                        or current.experiment_id != running.experiment_id):
+                running = self._prepare_experiment(running)
+            self._experiment = running
+        return self._experiment
+
+    def _prepare_experiment(self, experiment: Experiment) -> Experiment | None:
+        versions = {v.version for v in experiment.variants}
+        if experiment.holdout_version is not None:
+            versions.add(experiment.holdout_version)
+        try:
+            for version in sorted(versions):
+                self.live_for_version(version)
+        except (ModelNotFoundError, ModelLoadError) as error:
+            logger.error("experiment %s is running but not served: %s; stop it and create "
+                         "one with loadable versions", experiment.experiment_id, error)
+            return None
+        logger.info("serving experiment %s (%s)", experiment.experiment_id,
+                    ", ".join(f"{v.name}=v{v.version}" for v in experiment.variants))
+        return experiment
+
+    def assign(self, user_id: str) -> Assignment | None:
+        """The running experiment's variant for ``user_id`` (a hash: the same in every
+        worker and after restarts), or None when no experiment runs."""
+        experiment = self.running_experiment()
+        return None if experiment is None else assign(experiment, user_id)
+
+    def forget_experiment(self) -> None:
+        """Re-read the running experiment on the next request (it was started or stopped
+        here)."""
+        self._experiment_checked_at = -float("inf")

@@ -7,13 +7,21 @@ from tailored.store.base import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     USER_COLUMNS,
+    Alert,
+    AlertLog,
     Catalog,
+    Changes,
     EventLog,
+    ExperimentRegistry,
     ModelRegistry,
     ModelVersion,
+    ServedLog,
     Store,
     UserDirectory,
 )
+from tailored.store.changes import Freshness
+from tailored.store.experiments import Experiment, Variant
+from tailored.store.served import SERVED_COLUMNS, Served
 from tailored.store.sql import SqlStore
 
 
@@ -30,6 +38,24 @@ def open_store(url: str) -> Store:
 
 
 __all__ = [
-    "EVENT_COLUMNS", "ITEM_COLUMNS", "USER_COLUMNS", "Catalog", "EventLog", "ModelRegistry",
-    "ModelVersion", "Store", "UserDirectory", "open_store",
+    "EVENT_COLUMNS",
+    "ITEM_COLUMNS",
+    "SERVED_COLUMNS",
+    "USER_COLUMNS",
+    "Alert",
+    "AlertLog",
+    "Catalog",
+    "Changes",
+    "EventLog",
+    "Experiment",
+    "ExperimentRegistry",
+    "Freshness",
+    "ModelRegistry",
+    "ModelVersion",
+    "Served",
+    "ServedLog",
+    "Store",
+    "UserDirectory",
+    "Variant",
+    "open_store",
 ]

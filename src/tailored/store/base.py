@@ -10,6 +10,10 @@ from typing import Any, Protocol
 import pandas as pd
 
 from tailored.schema import Event, Item, User
+from tailored.store.changes import Freshness
+from tailored.store.experiments import Experiment, ExperimentStatus
+from tailored.store.keys import ApiKey
+from tailored.store.served import Served
 
 EVENT_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp",
                  "session_id", "context")
@@ -49,6 +53,16 @@ class Catalog(Protocol):
 
     def count(self) -> int: ...
 
+    def update(self, item_id: str, changes: dict[str, Any]) -> Item | None:
+        """Change some fields of an item; ``attributes`` are merged (a null value removes
+        that attribute). The updated item, or None when there is no such item."""
+        ...
+
+    def delete(self, item_id: str) -> bool:
+        """Remove an item; it is never recommended again, even by a model trained before,
+        until it is upserted anew. Whether there was such an item."""
+        ...
+
 
 class UserDirectory(Protocol):
     """Who the users are."""
@@ -62,6 +76,15 @@ class UserDirectory(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def update(self, user_id: str, changes: dict[str, Any]) -> User | None:
+        """Change some fields of a user; ``attributes`` are merged (a null value removes
+        that attribute). The updated user, or None when there is no such user."""
+        ...
+
+    def delete(self, user_id: str) -> bool:
+        """Remove a user's profile (not their events); whether there was one."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +116,122 @@ class ModelRegistry(Protocol):
 
     def list(self) -> list[ModelVersion]: ...
 
+    def previous(self) -> ModelVersion | None:
+        """The version a rollback returns to: the one active before the active one was
+        promoted. Promoting it is the rollback, and a second rollback goes one further
+        back. None when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something a monitor found (a drift in the online CTR or in what users do)."""
+
+    alert_id: int
+    detector: str
+    detected_at: datetime
+    raised_at: datetime
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    handled_at: datetime | None = None
+    handled_by: str | None = None
+
+
+class AlertLog(Protocol):
+    """Alerts raised by the drift detectors, and whether a retraining handled them."""
+
+    def raise_alert(self, detector: str, detected_at: datetime, message: str,
+                    details: dict[str, Any] | None = None) -> Alert | None:
+        """Record an alert; ``None`` when ``detector`` already raised one for that moment."""
+        ...
+
+    def list(self, *, detector: str | None = None, unhandled: bool = False,
+             limit: int | None = None) -> list[Alert]:
+        """Alerts, newest detection first."""
+        ...
+
+    def latest(self, detector: str) -> Alert | None: ...
+
+    def mark_handled(self, alert_ids: Sequence[int], handled_by: str) -> int:
+        """Mark alerts handled (e.g. by a retraining); return how many changed."""
+        ...
+
+    def count(self) -> int: ...
+
+
+class ExperimentRegistry(Protocol):
+    """A/B tests: drafts, the one running now, and stopped ones kept for analysis."""
+
+    def create(self, name: str, variants: list[tuple[str, int, float]], *,
+               holdout_share: float = 0.0, holdout_version: int | None = None,
+               planned_sample_size: int | None = None, description: str = "",
+               experiment_id: str | None = None) -> Experiment:
+        """Store a draft with variants ``(name, model version, traffic share)``."""
+        ...
+
+    def get(self, experiment_id: str) -> Experiment | None: ...
+
+    def list(self, status: ExperimentStatus | None = None) -> list[Experiment]: ...
+
+    def running(self) -> Experiment | None: ...
+
+    def start(self, experiment_id: str, at: datetime | None = None) -> Experiment: ...
+
+    def stop(self, experiment_id: str, at: datetime | None = None) -> Experiment: ...
+
+
+class KeyStore(Protocol):
+    """API keys, stored hashed (:mod:`tailored.store.keys`)."""
+
+    def create(self, name: str, scopes: Sequence[str]) -> tuple[ApiKey, str]:
+        """A new key and its secret, which is shown this once and never stored."""
+        ...
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The active key a secret belongs to, or None."""
+        ...
+
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def list(self) -> list[ApiKey]: ...
+
+    def revoke(self, key_id: str) -> ApiKey: ...
+
+    def count(self) -> int:
+        """Keys ever created, revoked ones included."""
+        ...
+
+
+class ServedLog(Protocol):
+    """Every answer the service gave (:mod:`tailored.store.served`)."""
+
+    def record(self, served: Iterable[Served]) -> int:
+        """Store answers; return how many were new (known recommendation ids skipped)."""
+        ...
+
+    def get(self, recommendation_id: str) -> Served | None: ...
+
+    def frame(self, *, since: datetime | None = None,
+              experiment_id: str | None = None) -> pd.DataFrame:
+        """Answers as a frame with ``SERVED_COLUMNS``, oldest first."""
+        ...
+
+    def count(self) -> int: ...
+
+
+class Changes(Protocol):
+    """What changed since a cache looked (:mod:`tailored.store.changes`)."""
+
+    def check(self, user_id: str) -> Freshness:
+        """The user's event count and last event, and the catalog version (one query)."""
+        ...
+
+    def catalog_version(self) -> int: ...
+
+    def items_since(self, version: int) -> tuple[int, list[str]]:
+        """The catalog version now and the items written or deleted after ``version``."""
+        ...
+
 
 class Store(Protocol):
     """The source of truth, one attribute per role."""
@@ -113,5 +252,20 @@ class Store(Protocol):
 
     @property
     def models(self) -> ModelRegistry: ...
+
+    @property
+    def keys(self) -> KeyStore: ...
+
+    @property
+    def alerts(self) -> AlertLog: ...
+
+    @property
+    def experiments(self) -> ExperimentRegistry: ...
+
+    @property
+    def served(self) -> ServedLog: ...
+
+    @property
+    def changes(self) -> Changes: ...
 
     def close(self) -> None: ...

@@ -14,7 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tailored.schema import Event, Item, User
+from tailored.store.alerts import SqlAlerts
 from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
+from tailored.store.changes import SqlChanges, install_change_tracking
+from tailored.store.experiments import SqlExperiments
+from tailored.store.keys import SqlKeyStore
+from tailored.store.served import SqlServedLog
 from tailored.store.sqlbase import (
     Serial,
     SqlTables,
@@ -51,6 +56,14 @@ items_table = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=True),
 )
 
+#: Items deleted from the catalog: a model trained before the deletion still knows them,
+#: so they stay excluded from recommendations until the item is upserted again.
+item_tombstones_table = sa.Table(
+    "item_tombstones", metadata,
+    sa.Column("item_id", sa.String(256), primary_key=True),
+    sa.Column("deleted_us", sa.BigInteger, nullable=False),
+)
+
 users_table = sa.Table(
     "users", metadata,
     sa.Column("user_id", sa.String(256), primary_key=True),
@@ -68,6 +81,35 @@ models_table = sa.Table(
     sa.Column("details", sa.Text, nullable=False, default="{}"),
     sa.Column("active", sa.Boolean, nullable=False, default=False),
 )
+
+
+#: Every promotion, in order: what a rollback goes back to.
+promotions_table = sa.Table(
+    "model_promotions", metadata,
+    sa.Column("seq", Serial, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("promoted_us", sa.BigInteger, nullable=False),
+)
+
+
+def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``changes`` applied; ``attributes`` merge, a null attribute removes it."""
+    merged = {**current, **{k: v for k, v in changes.items() if k != "attributes"}}
+    if "attributes" in changes:
+        attributes = {**current.get("attributes", {}), **(changes["attributes"] or {})}
+        merged["attributes"] = {k: v for k, v in attributes.items() if v is not None}
+    return merged
+
+
+def _validated(model: Any, values: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from tailored.errors import InvalidDataError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise InvalidDataError(f"invalid {model.__name__.lower()} update: {error}") from None
 
 
 class SqlEventLog(SqlTables):
@@ -133,6 +175,8 @@ class SqlEventLog(SqlTables):
 
 class SqlCatalog(SqlTables):
     def upsert(self, items: Iterable[Item]) -> int:
+        items = list(items)
+        ids = [i.item_id for i in items]
         rows = (
             {
                 "item_id": i.item_id, "title": i.title, "text": i.text,
@@ -142,12 +186,49 @@ class SqlCatalog(SqlTables):
             }
             for i in items
         )
-        return self._upsert(items_table, "item_id", rows)
+        written = self._upsert(items_table, "item_id", rows)
+        self._forget_tombstones(ids)
+        return written
+
+    def _forget_tombstones(self, ids: list[str]) -> None:
+        if not ids or self._count(item_tombstones_table) == 0:
+            return
+        with self.engine.begin() as conn:
+            for chunk in chunks(ids):
+                conn.execute(item_tombstones_table.delete()
+                             .where(item_tombstones_table.c.item_id.in_(chunk)))
+
+    def update(self, item_id: str, changes: dict[str, Any]) -> Item | None:
+        with self.engine.begin() as conn:
+            current = self._get(conn, item_id, lock=True)
+            if current is None:
+                return None
+            item: Item = _validated(Item, _merge(current.model_dump(), changes)
+                                    | {"item_id": item_id})
+            conn.execute(items_table.update().where(items_table.c.item_id == item_id).values(
+                title=item.title, text=item.text, categories=json.dumps(item.categories),
+                attributes=json.dumps(item.attributes), available=item.available,
+                created_us=None if item.created_at is None else micros(item.created_at)))
+        return item
+
+    def delete(self, item_id: str) -> bool:
+        with self.engine.begin() as conn:
+            deleted = conn.execute(items_table.delete()
+                                   .where(items_table.c.item_id == item_id)).rowcount > 0
+            if deleted:
+                conn.execute(self._insert(item_tombstones_table)
+                             .values(item_id=item_id, deleted_us=micros(datetime.now(UTC)))
+                             .on_conflict_do_nothing(index_elements=["item_id"]))
+        return deleted
 
     def get(self, item_id: str) -> Item | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(items_table).where(items_table.c.item_id == item_id)).first()
+            return self._get(conn, item_id)
+
+    @staticmethod
+    def _get(conn: sa.Connection, item_id: str, lock: bool = False) -> Item | None:
+        query = sa.select(items_table).where(items_table.c.item_id == item_id)
+        row = conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             return None
         return Item(
@@ -170,8 +251,9 @@ class SqlCatalog(SqlTables):
 
     def unavailable(self) -> list[str]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(items_table.c.item_id)
-                                .where(items_table.c.available.is_(False))).all()
+            rows = conn.execute(sa.union_all(
+                sa.select(items_table.c.item_id).where(items_table.c.available.is_(False)),
+                sa.select(item_tombstones_table.c.item_id))).all()
         return [row.item_id for row in rows]
 
     def count(self) -> int:
@@ -186,10 +268,30 @@ class SqlUserDirectory(SqlTables):
         )
         return self._upsert(users_table, "user_id", rows)
 
+    def update(self, user_id: str, changes: dict[str, Any]) -> User | None:
+        with self.engine.begin() as conn:
+            current = self._get(conn, user_id, lock=True)
+            if current is None:
+                return None
+            user: User = _validated(User, _merge(current.model_dump(), changes)
+                                    | {"user_id": user_id})
+            conn.execute(users_table.update().where(users_table.c.user_id == user_id).values(
+                attributes=json.dumps(user.attributes), consent=user.consent))
+        return user
+
+    def delete(self, user_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(users_table.delete()
+                                .where(users_table.c.user_id == user_id)).rowcount > 0
+
     def get(self, user_id: str) -> User | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(users_table).where(users_table.c.user_id == user_id)).first()
+            return self._get(conn, user_id)
+
+    @staticmethod
+    def _get(conn: sa.Connection, user_id: str, lock: bool = False) -> User | None:
+        query = sa.select(users_table).where(users_table.c.user_id == user_id)
+        row = conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             return None
         return User(user_id=row.user_id, attributes=json.loads(row.attributes),
@@ -236,12 +338,33 @@ class SqlModelRegistry(SqlTables):
             conn.execute(models_table.update().values(active=False))
             conn.execute(models_table.update().where(models_table.c.version == version)
                          .values(active=True))
+            conn.execute(promotions_table.insert().values(
+                version=version, promoted_us=micros(datetime.now(UTC))))
         promoted = self.get(version)
         assert promoted is not None
         return promoted
 
     def active(self) -> ModelVersion | None:
         return self._one(models_table.c.active.is_(True))
+
+    def previous(self) -> ModelVersion | None:
+        with self.engine.connect() as conn:
+            promoted = conn.execute(sa.select(promotions_table.c.version)
+                                    .order_by(promotions_table.c.seq)).scalars().all()
+        # Replay: a promotion pushes; promoting the version just below the top (what a
+        # rollback does) pops, so rolling back twice goes two versions back.
+        stack: list[int] = []
+        for version in promoted:
+            if stack and stack[-1] == version:
+                continue
+            if len(stack) >= 2 and stack[-2] == version:
+                stack.pop()
+            else:
+                stack.append(version)
+        active = self.active()
+        if active is None or not stack or stack[-1] != active.version or len(stack) < 2:
+            return None
+        return self.get(stack[-2])
 
     def get(self, version: int) -> ModelVersion | None:
         return self._one(models_table.c.version == version)
@@ -315,6 +438,12 @@ class SqlStore:
         self.items = SqlCatalog(self.engine)
         self.users = SqlUserDirectory(self.engine)
         self.models = SqlModelRegistry(self.engine)
+        self.keys = SqlKeyStore(self.engine)
+        self.experiments = SqlExperiments(self.engine)
+        self.alerts = SqlAlerts(self.engine)
+        install_change_tracking(self.engine)
+        self.served = SqlServedLog(self.engine)
+        self.changes = SqlChanges(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

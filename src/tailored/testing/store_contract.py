@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailored.errors import ModelNotFoundError
+from tailored.errors import InvalidDataError, ModelNotFoundError, NotFoundError
 from tailored.schema import Event, Item, User
 from tailored.store import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, Store
 
@@ -84,3 +84,216 @@ class StoreContract:
     def test_promoting_an_unknown_version_fails_clearly(self, store: Store) -> None:
         with pytest.raises(ModelNotFoundError, match="version 99"):
             store.models.promote(99)
+
+    def test_rollback_goes_back_one_promotion_at_a_time(self, store: Store) -> None:
+        v1, v2, v3 = (store.models.register("als", f"/models/{n}") for n in (1, 2, 3))
+        assert store.models.previous() is None
+        for version in (v1, v2, v3):
+            store.models.promote(version.version)
+        previous = store.models.previous()
+        assert previous is not None and previous.version == v2.version
+        store.models.promote(v2.version)  # the rollback
+        previous = store.models.previous()
+        assert previous is not None and previous.version == v1.version
+        store.models.promote(v1.version)
+        assert store.models.previous() is None  # nothing before the first
+        store.models.promote(v3.version)
+        store.models.promote(v3.version)  # promoting the active version changes nothing
+        previous = store.models.previous()
+        assert previous is not None and previous.version == v1.version
+
+    def test_items_update_merges_attributes(self, store: Store) -> None:
+        store.items.upsert([Item(item_id="i1", title="Shoe", categories=["shoes"],
+                                 attributes={"price": 50.0, "brand": "acme"})])
+        updated = store.items.update("i1", {"title": "Red shoe", "available": False,
+                                            "attributes": {"price": 40.0, "brand": None,
+                                                           "colour": "red"}})
+        assert updated is not None
+        assert store.items.get("i1") == updated == Item(
+            item_id="i1", title="Red shoe", categories=["shoes"], available=False,
+            attributes={"price": 40.0, "colour": "red"})
+        assert store.items.update("nope", {"title": "x"}) is None
+        with pytest.raises(InvalidDataError, match="available"):
+            store.items.update("i1", {"available": "perhaps"})
+
+    def test_a_deleted_item_stays_unavailable_until_upserted_again(self, store: Store) -> None:
+        store.items.upsert([Item(item_id="i1"), Item(item_id="i2")])
+        assert store.items.delete("i1") is True
+        assert store.items.delete("i1") is False
+        assert store.items.get("i1") is None
+        assert store.items.count() == 1
+        assert store.items.unavailable() == ["i1"]  # a model trained before still knows it
+        store.items.upsert([Item(item_id="i1")])
+        assert store.items.unavailable() == []
+
+    def test_users_update_and_delete(self, store: Store) -> None:
+        store.users.upsert([User(user_id="u1", attributes={"location": "Berlin", "age": 30})])
+        updated = store.users.update("u1", {"consent": False,
+                                            "attributes": {"age": None, "device": "mobile"}})
+        assert updated == User(user_id="u1", consent=False,
+                               attributes={"location": "Berlin", "device": "mobile"})
+        assert store.users.get("u1") == updated
+        assert store.users.update("nope", {"consent": False}) is None
+        assert store.users.delete("u1") is True
+        assert store.users.delete("u1") is False
+        assert store.users.get("u1") is None and store.users.count() == 0
+
+    def test_keys_are_stored_hashed_and_verified(self, store: Store) -> None:
+        key, secret = store.keys.create("backend", ["write", "read"])
+        assert key.scopes == ("read", "write") and key.active
+        assert store.keys.verify(secret) == key
+        assert store.keys.get(key.key_id) == key
+        other, other_secret = store.keys.create("ops", ["admin"])
+        for wrong in ("", "tk_", secret[:-1], secret + "x", other_secret[:-1] + secret[-1],
+                      secret.replace(key.key_id, other.key_id)):
+            assert store.keys.verify(wrong) is None
+        assert [k.key_id for k in store.keys.list()] == [key.key_id, other.key_id]
+        assert store.keys.count() == 2
+
+    def test_a_revoked_key_no_longer_verifies_but_still_counts(self, store: Store) -> None:
+        key, secret = store.keys.create("backend", ["read"])
+        revoked = store.keys.revoke(key.key_id)
+        assert revoked.revoked_at is not None and not revoked.active
+        assert store.keys.verify(secret) is None
+        assert store.keys.revoke(key.key_id).revoked_at == revoked.revoked_at
+        assert store.keys.count() == 1  # revoking the last key must not open the service
+        with pytest.raises(NotFoundError, match="nope"):
+            store.keys.revoke("nope")
+
+    @pytest.mark.parametrize(("name", "scopes"), [("", ["read"]), ("x", []), ("x", ["root"]),
+                                                  ("x" * 101, ["read"])])
+    def test_keys_need_a_name_and_known_scopes(self, store: Store, name: str,
+                                               scopes: list[str]) -> None:
+        with pytest.raises(InvalidDataError):
+            store.keys.create(name, scopes)
+        assert store.keys.count() == 0
+
+    def test_alerts_raised_once_per_detector_and_moment(self, store: Store) -> None:
+        first = store.alerts.raise_alert("ctr", T0, "CTR fell", {"before": 0.1, "after": 0.05})
+        assert first is not None and first.details == {"before": 0.1, "after": 0.05}
+        assert first.detected_at == T0 and first.handled_at is None
+        assert store.alerts.raise_alert("ctr", T0, "CTR fell again") is None
+        later = store.alerts.raise_alert("ctr", T0.replace(hour=5), "CTR rose")
+        other = store.alerts.raise_alert("event_mix", T0, "mix changed")
+        assert later is not None and other is not None
+        assert store.alerts.count() == 3
+        assert [a.message for a in store.alerts.list(detector="ctr")] == ["CTR rose", "CTR fell"]
+        latest = store.alerts.latest("ctr")
+        assert latest is not None and latest.alert_id == later.alert_id
+        assert store.alerts.latest("nothing") is None
+
+    def test_alerts_marked_handled(self, store: Store) -> None:
+        first = store.alerts.raise_alert("ctr", T0, "CTR fell")
+        second = store.alerts.raise_alert("ctr", T0.replace(hour=1), "CTR fell more")
+        assert first is not None and second is not None
+        assert store.alerts.mark_handled([first.alert_id], "version 3") == 1
+        assert store.alerts.mark_handled([first.alert_id], "version 4") == 0  # already handled
+        assert store.alerts.mark_handled([], "nothing") == 0
+        assert [a.alert_id for a in store.alerts.list(unhandled=True)] == [second.alert_id]
+        handled = store.alerts.list(limit=2)[-1]
+        assert handled.handled_by == "version 3" and handled.handled_at is not None
+
+    # ---- served log and change tracking (the serving layer's caches and attribution) ----
+
+    def test_served_answers_round_trip(self, store: Store) -> None:
+        from tailored.store import SERVED_COLUMNS, Served
+
+        answer = Served("r1", "u1", T0, "als", 3, "exp-1", "B", ["i7", "i2"], [1.5, 0.25],
+                        [1.0, 0.5], {"device": "mobile", "hour": 9})
+        anonymous = Served("r2", None, T0.replace(minute=5), "popular", None)
+        assert store.served.record([answer, anonymous]) == 2
+        assert store.served.record([answer]) == 0  # idempotent by recommendation id
+        assert store.served.count() == 2
+        assert store.served.get("r1") == answer
+        assert store.served.get("r2") == anonymous
+        assert store.served.get("nope") is None
+        frame = store.served.frame()
+        assert tuple(frame.columns) == SERVED_COLUMNS
+        assert frame["recommendation_id"].tolist() == ["r1", "r2"]
+        row = frame.iloc[0]
+        assert (row.user_id, row.model_name, row.model_version, row.variant) == (
+            "u1", "als", 3, "B")
+        assert row.item_ids == ["i7", "i2"] and row.propensities == [1.0, 0.5]
+        assert row.served_at == T0 and row.context == {"device": "mobile", "hour": 9}
+
+    def test_served_frame_filters_by_time_and_experiment(self, store: Store) -> None:
+        from tailored.store import Served
+
+        store.served.record([
+            Served(f"r{n}", "u1", T0.replace(minute=n), "als", 1,
+                   experiment_id="exp-1" if n % 2 else None, item_ids=["i1"], scores=[1.0],
+                   propensities=[1.0])
+            for n in range(4)])
+        since = store.served.frame(since=T0.replace(minute=2))
+        assert since["recommendation_id"].tolist() == ["r2", "r3"]
+        assert store.served.frame(experiment_id="exp-1")["recommendation_id"].tolist() == [
+            "r1", "r3"]
+        assert store.served.frame(experiment_id="other").empty
+
+    def test_changes_follow_a_users_events(self, store: Store) -> None:
+        empty = store.changes.check("u1")
+        assert empty.user_key == (0, 0)
+        store.events.add([_event(1), _event(2, user="u2")])
+        first = store.changes.check("u1")
+        assert first.user_events == 1 and first.user_last_seq > 0
+        store.events.add([_event(3, user="u2")])
+        assert store.changes.check("u1").user_key == first.user_key  # another user's event
+        store.events.add([_event(4)])
+        later = store.changes.check("u1")
+        assert later.user_events == 2 and later.user_last_seq > first.user_last_seq
+
+    def test_every_catalog_write_moves_the_catalog_version(self, store: Store) -> None:
+        assert store.changes.catalog_version() == 0
+        store.items.upsert([Item(item_id="i1"), Item(item_id="i2")])
+        written = store.changes.catalog_version()
+        assert written > 0 and store.changes.check("anyone").catalog_version == written
+        assert store.changes.items_since(0) == (written, ["i1", "i2"])
+        store.items.upsert([Item(item_id="i2", available=False)])  # an update
+        updated, changed = store.changes.items_since(written)
+        assert updated > written and changed == ["i2"]
+        assert store.changes.items_since(updated) == (updated, [])
+
+    def test_experiments_life_cycle(self, store: Store) -> None:
+        draft = store.experiments.create(
+            "als-vs-popular", [("A", 1, 1.0), ("B", 2, 3.0)], holdout_share=0.1,
+            holdout_version=1, planned_sample_size=5000, description="first test")
+        assert draft.status == "draft" and draft.started_at is None
+        assert [(v.name, v.version, v.share) for v in draft.variants] == [
+            ("A", 1, 0.25), ("B", 2, 0.75)]
+        assert store.experiments.get(draft.experiment_id) == draft
+        assert store.experiments.get("nope") is None
+        assert store.experiments.running() is None
+        running = store.experiments.start(draft.experiment_id)
+        assert running.status == "running" and running.started_at is not None
+        assert store.experiments.running() == running
+        stopped = store.experiments.stop(draft.experiment_id)
+        assert stopped.status == "stopped" and stopped.stopped_at is not None
+        assert store.experiments.running() is None
+        assert [e.experiment_id for e in store.experiments.list()] == [draft.experiment_id]
+        assert store.experiments.list("running") == []
+
+    def test_one_experiment_runs_at_a_time(self, store: Store) -> None:
+        first = store.experiments.create("one", [("A", 1, 1.0), ("B", 2, 1.0)])
+        second = store.experiments.create("two", [("A", 1, 1.0), ("B", 3, 1.0)])
+        store.experiments.start(first.experiment_id)
+        with pytest.raises(InvalidDataError, match="is running; stop it first"):
+            store.experiments.start(second.experiment_id)
+        with pytest.raises(InvalidDataError, match="only a draft can start"):
+            store.experiments.start(first.experiment_id)
+        with pytest.raises(InvalidDataError, match="not running"):
+            store.experiments.stop(second.experiment_id)
+        with pytest.raises(NotFoundError, match="no experiment 'missing'"):
+            store.experiments.stop("missing")
+
+    def test_experiments_refuse_bad_variants(self, store: Store) -> None:
+        with pytest.raises(InvalidDataError, match="at least two variants"):
+            store.experiments.create("x", [("A", 1, 1.0)])
+        with pytest.raises(InvalidDataError, match="unique"):
+            store.experiments.create("x", [("A", 1, 1.0), ("A", 2, 1.0)])
+        with pytest.raises(InvalidDataError, match="share must be > 0"):
+            store.experiments.create("x", [("A", 1, 1.0), ("B", 2, 0.0)])
+        with pytest.raises(InvalidDataError, match="holdout share"):
+            store.experiments.create("x", [("A", 1, 1.0), ("B", 2, 1.0)], holdout_share=1.0)
+        with pytest.raises(InvalidDataError, match="reserved"):
+            store.experiments.create("x", [("A", 1, 1.0), ("holdout", 2, 1.0)])
+        assert store.experiments.list() == []

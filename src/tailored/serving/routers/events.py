@@ -11,10 +11,12 @@ from pydantic import Discriminator, Field, Tag
 
 from tailored.schema import Event
 
+from ..auth import AUTH_RESPONSES, require_scope
 from ..deps import SettingsDep, StoreDep
+from ..metrics import MetricsDep
 from ..schemas import EventsReceipt
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)
 
 
 def _shape(payload: Any) -> str:
@@ -33,6 +35,11 @@ _EXAMPLES = {
     "one event": {"summary": "One event", "value": {
         "event_id": "e-1001", "user_id": "u42", "item_id": "i7", "event_type": "purchase",
         "timestamp": "2024-05-01T12:00:00Z", "context": {"device": "mobile"}}},
+    "impressions": {"summary": "What a recommendation showed", "value": [
+        {"user_id": "u42", "item_id": "i7", "event_type": "impression",
+         "context": {"recommendation_id": "8c1e0f5b2a7d4e6f9b3c1a2d4e5f6a7b", "position": 1}},
+        {"user_id": "u42", "item_id": "i2", "event_type": "impression",
+         "context": {"recommendation_id": "8c1e0f5b2a7d4e6f9b3c1a2d4e5f6a7b", "position": 2}}]},
     "batch": {"summary": "A batch", "value": [
         {"user_id": "u42", "item_id": "i7", "event_type": "view"},
         {"user_id": "u42", "item_id": "i9", "event_type": "rating", "value": 4.5}]},
@@ -82,7 +89,15 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         "counted as a duplicate. An event without an id gets one derived from its content, "
         "timestamp included; the timestamp defaults to the time of arrival, so send an "
         "`event_id` or a `timestamp` for a retried request to be recognised. "
-        "Status 201 when at least one event was new, 200 when all were duplicates."
+        "Status 201 when at least one event was new, 200 when all were duplicates.\n\n"
+        "**Impressions and attribution**: send what was shown as `event_type: "
+        "\"impression\"` events, one per shown item, with `context.recommendation_id` "
+        "(from the recommendation answer) and `context.position` (its rank). "
+        "Impressions weigh 0: they never count as interest, never mark an item as seen "
+        "and never enter training, but they record exposure for click-through rates and "
+        "off-policy evaluation. Clicks, cart adds and purchases that came from a "
+        "recommendation carry `context.recommendation_id` too, so they are attributed "
+        "to the answer (and model version, experiment variant) in the served log."
     ),
     response_model=EventsReceipt,
     status_code=status.HTTP_201_CREATED,
@@ -91,14 +106,17 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         413: {"description": "The batch holds more than `max_batch_events` events."},
         415: {"description": "The body is not sent as `application/json`."},
     },
-    dependencies=[Depends(check_batch)],
+    # The key first: a caller without one learns nothing about the body.
+    dependencies=[Depends(require_scope("write")), Depends(check_batch)],
 )
 def post_events(
     body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)],
-    store: StoreDep, response: Response,
+    store: StoreDep, response: Response, metrics: MetricsDep,
 ) -> EventsReceipt:
     events = [body] if isinstance(body, Event) else body
     stored = store.events.add(events)  # one transaction; durable on return
+    metrics.events_ingested.labels("stored").inc(stored)
+    metrics.events_ingested.labels("duplicate").inc(len(events) - stored)
     if stored == 0:
         response.status_code = status.HTTP_200_OK
     return EventsReceipt(received=len(events), stored=stored, duplicates=len(events) - stored)

@@ -1,4 +1,5 @@
-"""GET /health: can the service answer, from which store, with which model."""
+"""GET /health (open to all): can the service answer, from which store, with which model;
+GET /metrics (a ``read`` key): Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import logging
 from datetime import datetime
 
 from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tailored.pipeline import LiveRecommender
 
+from ..auth import AUTH_RESPONSES, ReadAccess
 from ..deps import StateDep
+from ..metrics import MetricsDep
 from ..schemas import Health, ServingModel
 from ..security import mask_password
 
@@ -54,3 +58,19 @@ def health(state: StateDep, response: Response) -> Health:
     error_text = state.load_error
     return Health(status="degraded" if error_text else "ok", store=store_url, events=events,
                   model=model, detail=error_text)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Request latency histograms and counts per route template and status, "
+                "recommendation cache lookups (hit rate), events ingested and the model "
+                "version serving, in the Prometheus text format. Scrape with a `read` key "
+                "(`authorization: {credentials: <key>}` in the scrape config).",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                     "description": "The Prometheus text exposition format."},
+               **AUTH_RESPONSES},
+)
+def metrics(caller: ReadAccess, metrics: MetricsDep) -> Response:
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,18 +1,41 @@
-"""GET /items/{item_id}/similar: items like this one ("customers also viewed")."""
+"""The catalog over REST (create, read, update, delete items) and similar items.
+
+Reads need a ``read`` key, changes a ``write`` key. A change applies to the very next
+recommendation: an item that is unavailable (``available: false``) or deleted is never
+recommended, even by a model trained while it was on sale.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
-from tailored.schema import Id
+from tailored.schema import Id, Item
 
-from ..deps import LiveDep
-from ..schemas import SimilarItems, scored_items
+from ..auth import AUTH_RESPONSES, ReadAccess, WriteAccess
+from ..deps import LiveDep, SettingsDep, StoreDep
+from ..schemas import (
+    CatalogItem,
+    ItemFields,
+    ItemOut,
+    ItemPatch,
+    SimilarItems,
+    Upserted,
+    scored_items,
+)
 from .recommendations import MAX_K
 
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], responses=AUTH_RESPONSES)
+
+ItemId = Annotated[Id, Path(description="The item's id.")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such item in the catalog."}}
+
+
+def _missing(item_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND,
+                         detail=f"no item {item_id!r} in the catalog; PUT /items/{{item_id}} "
+                                "creates it")
 
 
 @router.get(
@@ -28,7 +51,8 @@ router = APIRouter(tags=["items"])
                503: {"description": "No trained model yet; run `tailored train`."}},
 )
 def similar_items(
-    item_id: Annotated[Id, Path(description="The item's id.")],
+    item_id: ItemId,
+    caller: ReadAccess,
     live: LiveDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
 ) -> SimilarItems:
@@ -42,3 +66,86 @@ def similar_items(
                    "includes it")
     similar = live.similar_items(item_id, k=k)
     return SimilarItems(item_id=item_id, items=scored_items(similar, "similar_item_id"))
+
+
+@router.get("/items/{item_id}", summary="Read an item", response_model=ItemOut,
+            responses=_NOT_FOUND)
+def get_item(item_id: ItemId, caller: ReadAccess, store: StoreDep) -> ItemOut:
+    item = store.items.get(item_id)
+    if item is None:
+        raise _missing(item_id)
+    return ItemOut.of(item)
+
+
+@router.put(
+    "/items/{item_id}",
+    summary="Create or replace an item",
+    description="Stores the item as sent (fields left out take their defaults). 201 when it "
+                "is new, 200 when it replaced one. A deleted item put again is recommended "
+                "again.",
+    response_model=ItemOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ItemOut, "description": "An existing item was replaced."}},
+)
+def put_item(item_id: ItemId, fields: ItemFields, caller: WriteAccess, store: StoreDep,
+             response: Response) -> ItemOut:
+    existed = store.items.get(item_id) is not None
+    item = Item(item_id=item_id, **fields.model_dump())
+    store.items.upsert([item])
+    if existed:
+        response.status_code = status.HTTP_200_OK
+    return ItemOut.of(item)
+
+
+@router.patch(
+    "/items/{item_id}",
+    summary="Change some fields of an item",
+    description="Only the fields sent change. `attributes` are merged into the stored ones; "
+                "an attribute set to null is removed. `available: false` hides the item "
+                "from every recommendation from the next request on.",
+    response_model=ItemOut,
+    responses=_NOT_FOUND,
+)
+def patch_item(item_id: ItemId, patch: ItemPatch, caller: WriteAccess,
+               store: StoreDep) -> ItemOut:
+    item = store.items.update(item_id, patch.changes())
+    if item is None:
+        raise _missing(item_id)
+    return ItemOut.of(item)
+
+
+@router.delete(
+    "/items/{item_id}",
+    summary="Delete an item",
+    description="Removes the item from the catalog; it is never recommended again (events "
+                "about it stay, for training), until it is put again.",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_NOT_FOUND,
+)
+def delete_item(item_id: ItemId, caller: WriteAccess, store: StoreDep) -> Response:
+    if not store.items.delete(item_id):
+        raise _missing(item_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/items",
+    summary="Create or replace items in a batch",
+    description="Upserts every item of the list in one transaction (at most "
+                "`max_batch_events` items): a catalog sync.",
+    response_model=Upserted,
+    responses={413: {"description": "More items than `max_batch_events`."}},
+)
+def post_items(items: Annotated[list[CatalogItem], Body(min_length=1)], caller: WriteAccess,
+               store: StoreDep, settings: SettingsDep) -> Upserted:
+    _check_batch(len(items), settings.max_batch_events, "items")
+    store.items.upsert([Item(**item.model_dump()) for item in items])
+    return Upserted(received=len(items))
+
+
+def _check_batch(size: int, limit: int, what: str) -> None:
+    if size > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"a batch holds at most {limit:,} {what} (max_batch_events), this one has "
+                   f"{size:,}; split it into smaller batches")

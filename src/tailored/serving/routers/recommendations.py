@@ -1,47 +1,285 @@
-"""GET /recommendations/{user_id}: the top items for a user, from their history as of now."""
+"""GET /recommendations/{user_id} and POST /recommendations/session.
+
+A request: parse what it asks (filter, boosts, context) -> pick the model version ->
+the user's top list (cached per worker, validated against the store) -> the request's
+selection -> re-rankers (diversity, exploration, explanations, when asked) -> an answer
+under a fresh ``recommendation_id``, recorded in the served log in the background.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import numpy as np
+import orjson
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
+from tailored.expressions import ExpressionError
+from tailored.monitoring.experiments import Assignment
+from tailored.pipeline import LiveRecommender
+from tailored.pipeline.live import Ranked, Selection
 from tailored.schema import Id
+from tailored.store import Served
 
-from ..deps import LiveDep
-from ..schemas import ModelRef, Recommendations, scored_items
+from ..auth import AUTH_RESPONSES, require_scope
+from ..cache import rank_user
+from ..deps import NO_MODEL, StateDep
+from ..schemas import (
+    MAX_BOOSTS,
+    MAX_CONTEXT_KEYS,
+    MAX_EXPRESSION_LENGTH,
+    Recommendations,
+    SessionRequest,
+)
+from ..state import ServiceState
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], responses=AUTH_RESPONSES,
+                   dependencies=[Depends(require_scope("read"))])
 
 MAX_K = 1000
+_CONTEXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63}):(.{0,256})$", re.DOTALL)
+_INTEGER = re.compile(r"^-?(0|[1-9][0-9]{0,14})$")
+_DECIMAL = re.compile(r"^-?(0|[1-9][0-9]{0,14})\.[0-9]{1,15}$")
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "`model` names no registered version."},
+    409: {"description": "The chosen version's artifact cannot be loaded."},
+    422: {"description": "A malformed parameter; for `filter` and `boost` the error names "
+                         "the column of the problem (`column`, 1-based)."},
+    503: {"description": "No trained model yet; run `tailored train`."},
+}
+
+_SELECTION_HELP = """
+**filter**: keep only items where an expression holds, over item attributes
+(`price` or `item.price`, `categories` as a list, `item_id`) and `context.<key>`:
+`price < 100 and "shoes" in categories`. The language: comparisons (`== != < <= > >=`),
+`in` / `not in`, `and or not`, arithmetic, `lower() upper() len() abs() min() max()`.
+
+**boost** (repeatable): `EXPRESSION:FACTOR` scales the scores of matching items by the
+factor, e.g. `in_stock == true:1.2` or `"shoes" in categories:1.5`; a factor below 1
+buries (`price > 500:0.5`). The factor follows the last colon outside quotes.
+
+**context** (repeatable): `KEY:VALUE` describes the moment, e.g. `context=device:mobile`
+`&context=hour:20`; values that read as numbers or `true`/`false` are numbers and
+booleans. Models and rules that read the context see it; so do filters and boosts.
+
+An expression that does not parse, or names an attribute no item has, is refused with a
+422 whose `column` points at the problem.
+"""
+
+
+# ---- reading the request -----------------------------------------------------------------
+
+
+def _typed(value: str) -> Any:
+    if value in ("true", "false"):
+        return value == "true"
+    if _INTEGER.match(value):
+        return int(value)
+    if _DECIMAL.match(value):
+        return float(value)
+    return value
+
+
+def parse_context(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["device:mobile", "hour:20"]`` as ``{"device": "mobile", "hour": 20}``."""
+    context: dict[str, Any] = {}
+    for position, pair in enumerate(pairs):
+        match = _CONTEXT.match(pair)
+        if match is None or "\x00" in pair:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{
+                "loc": ["query", "context", position], "type": "value_error",
+                "msg": "context entries are KEY:VALUE with a KEY of letters, digits and _ "
+                       "(at most 64) and a VALUE of at most 256 characters, e.g. "
+                       "device:mobile", "input": pair}])
+        context[match.group(1)] = _typed(match.group(2))
+    return context
+
+
+def _expression_error(error: ExpressionError, where: list[str | int]) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{
+        "loc": where, "type": "expression", "msg": str(error), "column": error.column,
+        "input": error.text}])
+
+
+def _where(error: ExpressionError, filter: str | None, boosts: Sequence[str],
+           prefix: str) -> list[str | int]:
+    """Which parameter an expression error came from."""
+    if filter is not None and error.text == filter:
+        return [prefix, "filter"]
+    for position, text in enumerate(boosts):
+        if text.startswith(error.text):
+            return [prefix, "boost", position]
+    return [prefix, "filter"]
+
+
+def parse_selection(filter: str | None, boosts: Sequence[str], exclude: Sequence[str],
+                    prefix: str = "query") -> Selection:
+    try:
+        return Selection.parse(filter, boosts, exclude)
+    except ExpressionError as error:
+        raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
+
+
+def _live(state: ServiceState, model: str | None) -> LiveRecommender:
+    """The version a request names (number or name), or the serving one; 503 when none."""
+    live = state.live_for(model)
+    if live is None:
+        detail = NO_MODEL
+        if state.load_error:
+            detail = (f"the active model cannot be loaded ({state.load_error}); promote "
+                      "another version or run `tailored train`")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail)
+    return live
+
+
+# ---- answering ---------------------------------------------------------------------------
+
+
+def _rank(state: ServiceState, live: LiveRecommender, user_id: str, k: int,
+          selection: Selection, context: Mapping[str, Any], filter: str | None,
+          boosts: Sequence[str], prefix: str, events: pd.DataFrame | None = None) -> Ranked:
+    try:
+        if events is not None:  # a session: its own history, nothing to cache
+            return live.recommend_one(user_id, k, selection, events=events, context=context)
+        return rank_user(live, state.cache, user_id, k, selection, context,
+                         state.settings.cache_top_n)
+    except ExpressionError as error:  # an attribute no item has: known once read
+        raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
+
+
+def candidates_for(k: int, diversity: float) -> int:
+    """How many items to rank before diversity re-ranking picks ``k`` of them."""
+    return k if diversity <= 0 else min(max(3 * k, 50), MAX_K)
+
+
+def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
+            ranked: Ranked, context: Mapping[str, Any],
+            assignment: Assignment | None = None,
+            explanations: Sequence[str] | None = None) -> Response:
+    """The JSON answer, and its record queued for the served log."""
+    recommendation_id = uuid.uuid4().hex
+    version = None if live.version is None else live.version.version
+    experiment_id, variant = ((None, None) if assignment is None
+                              else (assignment.experiment_id, assignment.variant))
+    propensities = [1.0] * len(ranked.item_ids)  # a deterministic ranking
+    state.served_log.submit(Served(
+        recommendation_id, user_id, datetime.now(UTC), live.model.name, version,
+        experiment_id, variant, ranked.item_ids, ranked.scores, propensities, dict(context)))
+    items: list[dict[str, Any]] = [
+        {"item_id": item, "score": score, "rank": rank}
+        for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True),
+                                             start=1)]
+    if explanations is not None:
+        for item, explanation in zip(items, explanations, strict=True):
+            item["explanation"] = explanation
+    body = {
+        "recommendation_id": recommendation_id,
+        "user_id": user_id,
+        "model": {"name": live.model.name, "version": version},
+        "experiment": None if assignment is None else {"experiment_id": experiment_id,
+                                                       "variant": variant},
+        "items": items,
+    }
+    # orjson straight from dicts: the response model documents the shape, and skipping
+    # its per-request validation is a large part of the time of a cached answer.
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get(
     "/recommendations/{user_id}",
     summary="Recommend items for a user",
     description=(
-        "The top `k` items for the user, scored by the serving model from the user's "
-        "history as stored right now: an event acknowledged by `POST /events` a moment "
-        "ago already counts, without retraining. Items the user already interacted with, "
-        "unavailable items and `exclude`d items are left out. A user the store knows "
-        "nothing about gets the most popular items (never an error). 503 while no model "
-        "is trained."
-    ),
+        "The top `k` items for the user, scored by the serving model (or the version "
+        "`model` names) from the user's history as stored right now: an event "
+        "acknowledged by `POST /events` a moment ago already counts, in every worker, "
+        "without retraining. Items the user already interacted with, unavailable items "
+        "and `exclude`d items are left out. A user the store knows nothing about gets "
+        "the most popular items (never an error). Each answer has a `recommendation_id` "
+        "and is recorded in the served log.\n" + _SELECTION_HELP),
     response_model=Recommendations,
-    responses={503: {"description": "No trained model yet; run `tailored train`."}},
+    responses=_RESPONSES,
 )
 def recommend(
     user_id: Annotated[Id, Path(description="The user's id, as sent with their events.")],
-    live: LiveDep,
+    state: StateDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
     exclude: Annotated[list[Id], Query(
         description="Item ids to leave out (repeat the parameter for several).",
         max_length=MAX_K)] = [],  # noqa: B006 (FastAPI copies defaults per request)
-) -> Recommendations:
-    top = live.recommend([user_id], k=k, exclude=exclude)
-    version = live.version
-    return Recommendations(
-        user_id=user_id,
-        model=ModelRef(name=live.model.name, version=None if version is None else version.version),
-        items=scored_items(top),
-    )
+    filter: Annotated[str | None, Query(
+        max_length=MAX_EXPRESSION_LENGTH,
+        description='Keep items where this holds, e.g. `price < 100 and "shoes" in '
+                    "categories`.")] = None,
+    boost: Annotated[list[str], Query(
+        max_length=MAX_BOOSTS,
+        description="`EXPRESSION:FACTOR`, repeatable, e.g. `in_stock == true:1.2`.")
+    ] = [],  # noqa: B006
+    context: Annotated[list[str], Query(
+        max_length=MAX_CONTEXT_KEYS,
+        description="`KEY:VALUE`, repeatable, e.g. `device:mobile`.")] = [],  # noqa: B006
+    model: Annotated[str | None, Query(
+        min_length=1, max_length=256,
+        description="A registered version number, or a model or recipe name (its active "
+                    "version, else its newest); default: the serving version.")] = None,
+    diversity: Annotated[float, Query(
+        ge=0, le=1, description="Trade relevance for variety (MMR over item categories, "
+                                "else the model's item similarity): 0 keeps the model's "
+                                "order, 1 picks by dissimilarity.")] = 0.0,
+    explain: Annotated[bool, Query(
+        description="Add an `explanation` to each item (reads the user's history).")
+    ] = False,
+) -> Response:
+    selection = parse_selection(filter, boost, exclude)
+    request_context = parse_context(context)
+    # An A/B test picks the version for its users (unless the request names a model).
+    assignment = state.assign(user_id) if model is None else None
+    live = (_live(state, model) if assignment is None or assignment.version is None
+            else state.live_for_version(assignment.version))
+    if assignment is not None and assignment.version is None:  # held out: no list
+        ranked = Ranked([], [], np.empty(0, dtype=np.int64))
+    else:
+        ranked = _rank(state, live, user_id, candidates_for(k, diversity), selection,
+                       request_context, filter, boost, "query")
+        ranked = live.diversify(user_id, ranked, k, diversity)
+    explanations = (live.explain(user_id, ranked, context=request_context) if explain
+                    else None)
+    return _answer(state, live, user_id, ranked, request_context, assignment, explanations)
+
+
+@router.post(
+    "/recommendations/session",
+    summary="Recommend items for an anonymous session",
+    description=(
+        "Items for a visitor the store does not know, from what they looked at so far "
+        "in this session (`items`, each a view), scored by the model as a history of "
+        "its own: no stored user is needed and nothing is cached. The same `filter`, "
+        "`boost`, `exclude`, `context` and `model` as `GET /recommendations/{user_id}` "
+        "(here in the body; `context` is a JSON object).\n" + _SELECTION_HELP),
+    response_model=Recommendations,
+    responses=_RESPONSES,
+)
+def recommend_for_session(body: SessionRequest, state: StateDep) -> Response:
+    selection = parse_selection(body.filter, body.boost, body.exclude, prefix="body")
+    live = _live(state, body.model)
+    anonymous = f"session:{body.session_id or uuid.uuid4().hex}"
+    events = pd.DataFrame({"user_id": pd.Series([anonymous] * len(body.items), dtype=object),
+                           "item_id": pd.Series(body.items, dtype=object),
+                           "event_type": pd.Series(["view"] * len(body.items), dtype=object)})
+    context = dict(body.context)
+    ranked = _rank(state, live, anonymous, candidates_for(body.k, body.diversity), selection,
+                   context, body.filter, body.boost, "body", events=events)
+    ranked = live.diversify(anonymous, ranked, body.k, body.diversity)
+    explanations = (live.explain(anonymous, ranked, events=events, context=context)
+                    if body.explain else None)
+    if body.session_id is not None:
+        context.setdefault("session_id", body.session_id)
+    return _answer(state, live, None, ranked, context, explanations=explanations)
+
+
+__all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "parse_context", "parse_selection", "router"]

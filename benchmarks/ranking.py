@@ -1,0 +1,347 @@
+"""The ranking stage against the best single model, and the lift from context features.
+
+Part 1, MovieLens 100K (imported with genres and demographics), for each protocol
+(``temporal`` and ``leave-last-one-out``, tailored's own split functions; nothing below
+sees the test events):
+
+1. Single models: every family at its defaults, then ``tailored.tune`` on the training
+   part (``--trials`` trials per family, the same protocol for its validation folds);
+   the best single model is the best test NDCG@10 among all of them (defaults or tuned).
+2. The pipeline (``ranked``: candidates from EASE, ALS, item-kNN, user-kNN, item-kNN of
+   the last 5 items, popularity and segments -> LightGBM LambdaRank with context
+   features): its sources use the tuned parameters of their family; its label split
+   (``per-user`` or ``global``) is chosen on a validation split carved from the training
+   part (``tailored.dataset.validation_split``); the winner is refitted on the training
+   part. The weighted hybrid and the stacked ranker are scored for comparison.
+3. All are scored by ``tailored.evaluation.evaluate_model`` (NDCG, Recall, HitRate, MAP
+   at 10).
+
+Part 2, the sample shop (``tailored.sample.shop``: evening sessions favour fashion,
+desktop sessions tech): a temporal split (last 10%); each test user is asked in the
+context of their first test event (device, hour, weekday) and judged on the items of
+that session that are new to them ("next session"), and on all their test items. The
+ranker with context features is compared with the same ranker without them (ablation),
+on two shop seeds, beside the single models. It also reports how context moves the
+lists: the share of clothing (fashion) items in the top 10 for the same users asked on a
+mobile at 21h versus on a desktop at 10h, and of electronics (tech).
+
+Run: ``.venv/bin/python benchmarks/ranking.py`` (about 15-25 minutes on 2 busy cores;
+``--quick`` for a smoke run). Writes ``benchmarks/results/ranking.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tailored.dataset import Dataset, Split, UserQuery, split_by_name, validation_split
+from tailored.evaluation import evaluate_model
+from tailored.evaluation.metrics import NDCG, HitRate, Recall
+from tailored.models import Recommender, create
+from tailored.ranking import FeatureConfig, LearnedRanker, StackedRanker, WeightedHybrid
+
+RESULTS = Path(__file__).parent / "results"
+ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+FAMILIES = ("popular", "item_knn", "user_knn", "als", "bpr", "ease", "segments")
+TUNED = ("item_knn", "user_knn", "als", "bpr", "ease")
+K = 10
+
+
+def load_movielens() -> Dataset:
+    from tailored.ingest import import_movielens
+    from tailored.store import open_store
+
+    with tempfile.TemporaryDirectory() as directory:
+        store = open_store(f"sqlite:///{directory}/ml.db")
+        import_movielens(store, ML100K)
+        data = Dataset.from_store(store)
+        store.close()
+    return data
+
+
+def _metrics(result: Any) -> dict[str, float]:
+    return {name: round(float(value), 4) for name, value in result.metrics.items()}
+
+
+def ml_sources(params: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pipeline's candidate sources, with each family's tuned parameters."""
+    return [{"model": "ease", "params": params.get("ease", {}), "n": 100},
+            {"model": "als", "params": params.get("als", {}), "n": 50},
+            {"model": "item_knn", "params": params.get("item_knn", {}), "n": 50},
+            {"model": "user_knn", "params": params.get("user_knn", {}), "n": 50},
+            {"name": "recent", "model": "item_knn", "params": params.get("item_knn", {}),
+             "recent_items": 5, "n": 30},
+            {"model": "popular", "n": 30}, {"model": "segments", "n": 30}]
+
+
+def movielens(protocol: str, trials: int, log: Any) -> dict[str, Any]:
+    from tailored.evaluation.tuning import tune
+
+    data = load_movielens()
+    split = split_by_name(data, protocol)
+    log(f"ml-100k {protocol}: {len(split.test_users)} test users")
+    singles: dict[str, Any] = {}
+    for family in FAMILIES:
+        started = time.perf_counter()
+        result = evaluate_model(create(family), split, K, beyond_accuracy=False)
+        singles[f"{family} (defaults)"] = {**_metrics(result),
+                                           "seconds": round(time.perf_counter() - started, 1)}
+        log(f"  {family} defaults {singles[f'{family} (defaults)']}")
+    tuned_params: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    tuning = tune(split.train, models=list(TUNED), n_trials=trials, protocol=protocol, seed=0)
+    for family in TUNED:
+        done = tuning.trials[(tuning.trials["family"] == family)
+                             & (tuning.trials["state"] == "COMPLETE")]
+        best = done.sort_values(["value", "number"], ascending=[False, True]).iloc[0]
+        params = dict(best["params"])
+        if family in ("als", "bpr") and not pd.isna(best["iterations"]):
+            params["iterations"] = int(best["iterations"])
+        tuned_params[family] = params
+        result = evaluate_model(create(family, **params), split, K, beyond_accuracy=False)
+        singles[f"{family} (tuned)"] = {**_metrics(result), "params": params}
+        log(f"  {family} tuned {singles[f'{family} (tuned)']}")
+    tuning_seconds = time.perf_counter() - started
+    best_single = max(singles, key=lambda name: singles[name]["ndcg@10"])
+
+    # The pipeline: label split chosen on a validation split of the training part.
+    validation = validation_split(split)
+    sources = ml_sources(tuned_params)
+    choice: dict[str, float] = {}
+    for label_split in ("per-user", "global"):
+        started = time.perf_counter()
+        ranker = LearnedRanker(sources=sources, label_split=label_split)
+        choice[label_split] = round(evaluate_model(ranker, validation, K,
+                                                   beyond_accuracy=False).metrics["ndcg@10"], 4)
+        log(f"  ranked {label_split} validation ndcg {choice[label_split]} "
+            f"({time.perf_counter() - started:.0f} s)")
+    chosen = max(choice, key=lambda name: choice[name])
+    pipelines: dict[str, Any] = {}
+    candidates: dict[str, Recommender] = {
+        "ranked (tuned pipeline)": LearnedRanker(sources=sources, label_split=chosen),
+        "stacked": StackedRanker(sources=sources, label_split=chosen),
+        "weighted": WeightedHybrid(parts=[
+            {"model": "ease", "params": tuned_params["ease"]},
+            {"model": "als", "params": tuned_params["als"]},
+            {"model": "user_knn", "params": tuned_params["user_knn"], "weight": 0.5}]),
+    }
+    for name, model in candidates.items():
+        started = time.perf_counter()
+        result = evaluate_model(model, split, K, beyond_accuracy=False)
+        pipelines[name] = {**_metrics(result),
+                           "seconds": round(time.perf_counter() - started, 1)}
+        log(f"  {name} {pipelines[name]}")
+    ranked = pipelines["ranked (tuned pipeline)"]["ndcg@10"]
+    best = singles[best_single]["ndcg@10"]
+    return {"protocol": protocol, "test_users": len(split.test_users),
+            "singles": singles, "best_single": best_single, "pipelines": pipelines,
+            "label_split_validation": choice, "label_split": chosen,
+            "tuning_trials_per_family": trials, "tuning_seconds": round(tuning_seconds, 1),
+            "lift_over_best_single": round(ranked / best - 1, 4)}
+
+
+# ---- the sample shop: context ablation ---------------------------------------------------
+
+SHOP_SOURCES = [{"model": "ease", "n": 60}, {"model": "als", "n": 60},
+                {"model": "item_knn", "n": 40},
+                {"name": "recent", "model": "item_knn", "recent_items": 5, "n": 30},
+                {"model": "popular", "n": 30}, {"model": "trending", "n": 20}]
+
+
+def _score(recs: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    lists = recs.groupby("user_id")["item_id"].agg(list).to_dict()
+    relevant = truth.groupby("user_id")["item_id"].agg(set).to_dict()
+    metrics = [NDCG(K), Recall(K), HitRate(K)]
+    for user in sorted(relevant):
+        for metric in metrics:
+            metric.update(lists.get(user, []), relevant[user])
+    return {**{metric.name: round(metric.value(), 4) for metric in metrics},
+            "per_user_ndcg": list(metrics[0].values)}
+
+
+def _paired(first: list[float], second: list[float]) -> dict[str, float]:
+    """Mean per-user difference and its standard error (same users, same order)."""
+    difference = np.asarray(first) - np.asarray(second)
+    return {"mean": round(float(difference.mean()), 4),
+            "standard_error": round(float(difference.std(ddof=1) / np.sqrt(len(difference))),
+                                    4)}
+
+
+def _recommend_in_context(model: Recommender, contexts: pd.DataFrame) -> pd.DataFrame:
+    """Each user asked in their own context (grouped: one query per distinct context)."""
+    parts = [model.recommend(UserQuery(tuple(group["user_id"]), context={
+        "device": device, "hour": int(hour), "weekday": int(weekday)}), k=K)
+        for (device, hour, weekday), group in contexts.groupby(["device", "hour", "weekday"])]
+    return pd.concat(parts, ignore_index=True)
+
+
+def shop_ablation(seed: int, size: dict[str, int], log: Any) -> dict[str, Any]:
+    from tailored.sample import shop
+
+    sample = shop(seed=seed, **size)
+    data = Dataset.from_frame(sample.events, items=sample.items, users=sample.users)
+    split: Split = split_by_name(data, "temporal", test_fraction=0.1)
+    held = split.held_out.sort_values("timestamp", kind="stable")
+    first = held.drop_duplicates("user_id").set_index("user_id")
+    session = held[held["session_id"].isin(first["session_id"])][["user_id", "item_id"]]
+    next_session = split.truth.merge(session.drop_duplicates(), on=["user_id", "item_id"])
+    users = sorted(next_session["user_id"].unique())
+    contexts = pd.DataFrame({"user_id": users,
+                             "device": first.loc[users, "device"].astype(str).to_numpy(),
+                             "hour": first.loc[users, "timestamp"].dt.hour.to_numpy(),
+                             "weekday": first.loc[users, "timestamp"].dt.day_of_week
+                             .to_numpy()})
+    all_truth = split.truth[split.truth["user_id"].isin(users)]
+    log(f"shop seed {seed}: {len(users)} test users with a next session")
+    clothing = set(sample.items.loc[sample.items["categories"].map(
+        lambda c: "clothing" in c), "item_id"])
+    electronics = set(sample.items.loc[sample.items["categories"].map(
+        lambda c: "electronics" in c), "item_id"])
+    rows: dict[str, Any] = {}
+    models: dict[str, tuple[Recommender, bool]] = {
+        "als": (create("als"), False), "item_knn": (create("item_knn"), False),
+        "ease": (create("ease"), False),
+        "ranked, context features": (LearnedRanker(sources=SHOP_SOURCES,
+                                                   label_split="global",
+                                                   label_fraction=0.1), True),
+        "ranked, no context features": (LearnedRanker(
+            sources=SHOP_SOURCES, label_split="global", label_fraction=0.1,
+            features=FeatureConfig(context=False)), True),
+    }
+    for name, (model, contextual) in models.items():
+        started = time.perf_counter()
+        model.fit(split.train)
+        recs = (_recommend_in_context(model, contexts) if contextual
+                else model.recommend(users, k=K))
+        rows[name] = {"next_session": _score(recs, next_session),
+                      "all_test_items": _score(recs, all_truth),
+                      "seconds": round(time.perf_counter() - started, 1)}
+        if contextual:
+            shift = {}
+            for label, context in (("mobile 21h", {"device": "mobile", "hour": 21}),
+                                   ("desktop 10h", {"device": "desktop", "hour": 10})):
+                lists = model.recommend(UserQuery(tuple(users), context=context), k=K)
+                shift[label] = {"clothing": round(lists["item_id"].isin(clothing).mean(), 4),
+                                "electronics": round(
+                                    lists["item_id"].isin(electronics).mean(), 4),
+                                "lists": lists.groupby("user_id")["item_id"].agg(frozenset)}
+            evening, office = shift["mobile 21h"].pop("lists"), shift["desktop 10h"].pop("lists")
+            changed = float(np.mean([evening[u] != office[u] for u in evening.index]))
+            rows[name]["context_shift"] = {**shift, "users_whose_list_changes": round(
+                changed, 4)}
+        log(f"  {name} next session {rows[name]['next_session']['ndcg@10']}, all test "
+            f"items {rows[name]['all_test_items']['ndcg@10']}")
+    with_context = rows["ranked, context features"]["next_session"]["ndcg@10"]
+    without = rows["ranked, no context features"]["next_session"]["ndcg@10"]
+    paired = _paired(rows["ranked, context features"]["next_session"]["per_user_ndcg"],
+                     rows["ranked, no context features"]["next_session"]["per_user_ndcg"])
+    for row in rows.values():
+        for scores in (row["next_session"], row["all_test_items"]):
+            scores.pop("per_user_ndcg")
+    best_single = max(("als", "item_knn", "ease"),
+                      key=lambda n: rows[n]["next_session"]["ndcg@10"])
+    return {"seed": seed, "size": size, "test_users": len(users), "models": rows,
+            "context_lift": round(with_context / without - 1, 4),
+            "context_difference": paired,
+            "best_single": best_single,
+            "lift_over_best_single": round(
+                with_context / rows[best_single]["next_session"]["ndcg@10"] - 1, 4)}
+
+
+# ---- report ------------------------------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# The ranking stage: pipeline vs best single model, and context ablation", "",
+             f"Machine: {report['machine']}; command: `{report['command']}`; "
+             f"{report['seconds']:.0f} s in all.", "",
+             "## MovieLens 100K", ""]
+    for run in report["movielens"]:
+        lines += [f"### {run['protocol']} ({run['test_users']} test users)", "",
+                  "| model | NDCG@10 | Recall@10 | HR@10 | MAP@10 |", "|---|---|---|---|---|"]
+        for name, row in {**run["singles"], **run["pipelines"]}.items():
+            mark = " **(best single)**" if name == run["best_single"] else ""
+            lines.append(f"| {name}{mark} | {row['ndcg@10']:.4f} | {row['recall@10']:.4f} "
+                         f"| {row['hit_rate@10']:.4f} | {row['map@10']:.4f} |")
+        lines += ["", f"Pipeline vs best single model ({run['best_single']}): "
+                  f"**{run['lift_over_best_single']:+.1%} NDCG@10**. Label split chosen "
+                  f"on validation: `{run['label_split']}` "
+                  f"(validation NDCG@10 {run['label_split_validation']}). Single models "
+                  f"tuned with `tailored.tune`, {run['tuning_trials_per_family']} trials "
+                  f"per family ({run['tuning_seconds']:.0f} s).", ""]
+    lines += ["## Sample shop: context features by ablation", "",
+              "Each test user is asked in the context of their first test event and judged "
+              "on that session's new items (next session) and on all their test items.", "",
+              "| seed | model | next-session NDCG@10 | Recall@10 | all-test NDCG@10 |",
+              "|---|---|---|---|---|"]
+    for run in report["shop"]:
+        for name, row in run["models"].items():
+            lines.append(f"| {run['seed']} | {name} | {row['next_session']['ndcg@10']:.4f} | "
+                         f"{row['next_session']['recall@10']:.4f} | "
+                         f"{row['all_test_items']['ndcg@10']:.4f} |")
+    lines.append("")
+    for run in report["shop"]:
+        shift = run["models"]["ranked, context features"]["context_shift"]
+        lines.append(
+            f"- seed {run['seed']}: context features {run['context_lift']:+.1%} next-session "
+            f"NDCG@10 over the same ranker without them (paired difference "
+            f"{run['context_difference']['mean']:+.4f} ± "
+            f"{run['context_difference']['standard_error']:.4f} s.e.); ranker vs best single model "
+            f"({run['best_single']}) {run['lift_over_best_single']:+.1%}. Same users asked "
+            f"on a mobile at 21h vs a desktop at 10h: clothing "
+            f"{shift['mobile 21h']['clothing']:.1%} vs {shift['desktop 10h']['clothing']:.1%}"
+            f" of the lists, electronics {shift['mobile 21h']['electronics']:.1%} vs "
+            f"{shift['desktop 10h']['electronics']:.1%}; "
+            f"{shift['users_whose_list_changes']:.0%} of the users get a different list.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8, help="tuning trials per family")
+    parser.add_argument("--protocols", default="temporal,leave-last-one-out")
+    parser.add_argument("--shop-seeds", default="0,1,2")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
+
+    trials = 2 if args.quick else args.trials
+    size = ({"n_users": 800, "n_items": 200, "n_events": 30_000} if args.quick
+            else {"n_users": 3000, "n_items": 600, "n_events": 150_000})
+    report: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+                   f"{platform.python_version()}",
+        "command": " ".join(["python benchmarks/ranking.py", *(sys.argv[1:] if argv is None
+                                                                else argv)]),
+        "movielens": [movielens(protocol, trials, log)
+                      for protocol in args.protocols.split(",") if protocol],
+        "shop": [shop_ablation(int(seed), size, log)
+                 for seed in args.shop_seeds.split(",") if seed],
+    }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / "ranking.json").write_text(
+        json.dumps(report, indent=2, default=str) + "\n")
+    (args.results_dir / "ranking.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

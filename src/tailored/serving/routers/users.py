@@ -1,0 +1,98 @@
+"""User profiles over REST: create, read, update, delete (a ``write`` key for all: a
+profile is personal data, not for a frontend's ``read`` key)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Response, status
+
+from tailored.schema import Id, User
+
+from ..auth import AUTH_RESPONSES, WriteAccess
+from ..deps import SettingsDep, StoreDep
+from ..schemas import Profile, Upserted, UserFields, UserOut, UserPatch
+from .items import _check_batch
+
+router = APIRouter(tags=["users"], responses=AUTH_RESPONSES)
+
+UserId = Annotated[Id, Path(description="The user's id, as sent with their events.")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No profile for this user."}}
+
+
+def _missing(user_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND,
+                         detail=f"no profile for user {user_id!r}; PUT /users/{{user_id}} "
+                                "creates it")
+
+
+@router.get("/users/{user_id}", summary="Read a user's profile", response_model=UserOut,
+            responses=_NOT_FOUND)
+def get_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> UserOut:
+    user = store.users.get(user_id)
+    if user is None:
+        raise _missing(user_id)
+    return UserOut.of(user)
+
+
+@router.put(
+    "/users/{user_id}",
+    summary="Create or replace a user's profile",
+    description="Stores the profile as sent. 201 when it is new, 200 when it replaced one.",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": UserOut, "description": "An existing profile was replaced."}},
+)
+def put_user(user_id: UserId, fields: UserFields, caller: WriteAccess, store: StoreDep,
+             response: Response) -> UserOut:
+    existed = store.users.get(user_id) is not None
+    user = User(user_id=user_id, **fields.model_dump())
+    store.users.upsert([user])
+    if existed:
+        response.status_code = status.HTTP_200_OK
+    return UserOut.of(user)
+
+
+@router.patch(
+    "/users/{user_id}",
+    summary="Change some fields of a profile",
+    description="Only the fields sent change; `attributes` are merged into the stored ones "
+                "and an attribute set to null is removed.",
+    response_model=UserOut,
+    responses=_NOT_FOUND,
+)
+def patch_user(user_id: UserId, patch: UserPatch, caller: WriteAccess,
+               store: StoreDep) -> UserOut:
+    user = store.users.update(user_id, patch.changes())
+    if user is None:
+        raise _missing(user_id)
+    return UserOut.of(user)
+
+
+@router.delete(
+    "/users/{user_id}",
+    summary="Delete a user's profile",
+    description="Removes the profile (attributes, consent). The user's events stay: they "
+                "are what their recommendations come from.",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_NOT_FOUND,
+)
+def delete_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> Response:
+    if not store.users.delete(user_id):
+        raise _missing(user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/users",
+    summary="Create or replace profiles in a batch",
+    description="Upserts every profile of the list in one transaction (at most "
+                "`max_batch_events`).",
+    response_model=Upserted,
+    responses={413: {"description": "More profiles than `max_batch_events`."}},
+)
+def post_users(users: Annotated[list[Profile], Body(min_length=1)], caller: WriteAccess,
+               store: StoreDep, settings: SettingsDep) -> Upserted:
+    _check_batch(len(users), settings.max_batch_events, "profiles")
+    store.users.upsert([User(**user.model_dump()) for user in users])
+    return Upserted(received=len(users))

@@ -1,0 +1,114 @@
+"""User profiles over REST: put, get, patch (attributes merged), delete, batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tailored.schema import User
+from tailored.store import Store
+
+from .conftest import Keys
+
+
+def test_put_creates_then_replaces(client: TestClient, store: Store) -> None:
+    created = client.put("/users/carol", json={"attributes": {"location": "Berlin"}})
+    replaced = client.put("/users/carol", json={"attributes": {"age_band": "25-34"},
+                                                "consent": False})
+
+    assert created.status_code == 201
+    assert created.json() == {"user_id": "carol", "attributes": {"location": "Berlin"},
+                              "consent": True}
+    assert replaced.status_code == 200
+    assert store.users.get("carol") == User(user_id="carol", consent=False,
+                                            attributes={"age_band": "25-34"})
+    assert client.get("/users/carol").json() == replaced.json()
+
+
+def test_patch_merges_attributes_and_null_removes_one(client: TestClient,
+                                                       store: Store) -> None:
+    client.put("/users/dave", json={"attributes": {"location": "Berlin", "age_band": "18-24"}})
+
+    response = client.patch("/users/dave", json={"attributes": {"age_band": None,
+                                                                "device": "mobile"}})
+
+    assert response.status_code == 200
+    assert response.json()["attributes"] == {"location": "Berlin", "device": "mobile"}
+    assert response.json()["consent"] is True
+    assert store.users.get("dave") == User(user_id="dave",
+                                           attributes={"location": "Berlin",
+                                                       "device": "mobile"})
+    consent = client.patch("/users/dave", json={"consent": False})
+    assert consent.json()["consent"] is False
+    assert consent.json()["attributes"] == {"location": "Berlin", "device": "mobile"}
+
+
+def test_delete_removes_the_profile_but_not_the_events(client: TestClient,
+                                                       store: Store) -> None:
+    client.put("/users/alice0", json={"attributes": {"location": "Paris"}})
+    events_before = len(store.events.frame(user_ids=["alice0"]))
+
+    response = client.delete("/users/alice0")
+
+    assert response.status_code == 204 and response.content == b""
+    assert store.users.get("alice0") is None
+    assert len(store.events.frame(user_ids=["alice0"])) == events_before
+    assert client.delete("/users/alice0").status_code == 404
+
+
+@pytest.mark.parametrize(("method", "body"), [("GET", None), ("PATCH", {"consent": False}),
+                                              ("DELETE", None)])
+def test_an_unknown_user_is_404(client: TestClient, method: str,
+                                body: dict[str, Any] | None) -> None:
+    response = client.request(method, "/users/nobody", json=body)
+
+    assert response.status_code == 404
+    assert "nobody" in response.json()["detail"]
+
+
+def test_a_batch_upserts_every_profile(client: TestClient, store: Store) -> None:
+    response = client.post("/users", json=[
+        {"user_id": f"p{j}", "attributes": {"n": j}} for j in range(3)])
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 3}
+    assert store.users.get("p2") == User(user_id="p2", attributes={"n": 2})
+
+
+@pytest.mark.parametrize(("method", "path", "body", "location"), [
+    ("PUT", "/users/u", {"attributes": {"a": [1, 2]}}, ["body", "attributes", "a"]),
+    ("PUT", "/users/u", {"consent": "maybe"}, ["body", "consent"]),
+    ("PUT", "/users/u", {"colour": "red"}, ["body", "colour"]),
+    ("PUT", "/users/u", {"attributes": {"": 1}}, ["body", "attributes", ""]),
+    ("PUT", "/users/u", {"attributes": {"a": "x" * 10_001}}, ["body", "attributes", "a"]),
+    ("PUT", "/users/u", {"attributes": {f"k{j}": j for j in range(101)}},
+     ["body", "attributes"]),
+    ("PUT", "/users/u", {"attributes": {"big": 2**60}}, ["body", "attributes"]),
+    ("PUT", "/users/u", [], ["body"]),
+    ("PATCH", "/users/u", {"consent": None}, ["body"]),
+    ("POST", "/users", [], ["body"]),
+    ("POST", "/users", [{"attributes": {}}], ["body", 0, "user_id"]),
+    ("PUT", "/users/" + "u" * 257, {}, ["path", "user_id"]),
+])
+def test_malformed_profiles_are_422_naming_the_field(
+        client: TestClient, method: str, path: str, body: Any, location: list[Any]) -> None:
+    client.put("/users/u", json={})
+
+    response = client.request(method, path, json=body)
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    if isinstance(detail, str):
+        assert location == ["body"]
+    else:
+        assert any(error["loc"][:len(location)] == location for error in detail), detail
+
+
+def test_profiles_need_a_write_key(secured: TestClient, keys: Keys) -> None:
+    assert secured.put("/users/u", json={}).status_code == 401
+    assert secured.put("/users/u", json={}, headers=keys.headers("read")).status_code == 403
+    assert secured.get("/users/u", headers=keys.headers("read")).status_code == 403
+    assert secured.put("/users/u", json={}, headers=keys.headers("write")).status_code == 201
+    assert secured.get("/users/u", headers=keys.headers("write")).status_code == 200
