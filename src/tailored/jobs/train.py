@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
 from tailored.models import Recommender
@@ -53,9 +55,12 @@ def train_model(store: Store, settings: Settings, recipe: str | Recipe,
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = (settings.model_dir / f"{name}-{stamp}").resolve()
     model.save(path)
+    last_event = data.events["timestamp"].max() if len(data) else None
     details = {"recipe": recipe.model_dump(mode="json"),
                "config": model.config.model_dump(mode="json"), "data_digest": data.digest,
-               "events": len(data), "users": data.n_users, "items": data.n_items}
+               "events": len(data), "users": data.n_users, "items": data.n_items,
+               # Drift detectors compare live traffic with what the model learned from.
+               "trained_until": None if pd.isna(last_event) else str(last_event)}
     version = store.models.register(name, str(path), metrics, details)
     if promote:
         version = store.models.promote(version.version)

@@ -8,6 +8,8 @@ without history, and saves and loads artifacts as ``config.json`` + ``arrays.npz
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -500,6 +502,24 @@ class Recommender(ABC):
         model._restore({key[6:]: value for key, value in arrays.items()
                         if key.startswith("model.")})
         return model
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The registered model family ``name`` (importing ``tailored.models.<name>`` if needed).
+
+    Examples
+    --------
+    >>> model_class("popular").__name__
+    'Popular'
+    """
+    if name not in Recommender._registry and name.isidentifier():
+        # Families outside the package's default imports register when imported.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"tailored.models.{name}")
+    if name not in Recommender._registry:
+        raise ValueError(f"unknown model {name!r}; choose one of "
+                         f"{sorted(Recommender._registry)}")
+    return Recommender._registry[name]
 
 
 def _sequences(events: pd.DataFrame, user_vocab: Vocabulary,

@@ -51,8 +51,6 @@ rule's number (1-based) and name, and the column of the problem.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import math
 import tomllib
@@ -80,7 +78,7 @@ from tailored.expressions import (
     parse,
 )
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users
+from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users, model_class
 
 #: The behaviour function conditions may call.
 RECENT = Signature("recent", ("event", "category", "days"), 0,
@@ -552,17 +550,6 @@ def _table_frame(prefix: str, arrays: Mapping[str, np.ndarray], rows: int) -> pd
 # ---- the model ----------------------------------------------------------------------------
 
 
-def _base_class(name: str) -> type[Recommender]:
-    if name not in Recommender._registry and name.isidentifier():
-        # Families outside the package's default imports register when imported.
-        with contextlib.suppress(ImportError):
-            importlib.import_module(f"tailored.models.{name}")
-    if name not in Recommender._registry:
-        raise ValueError(f"base: unknown model {name!r}; choose one of "
-                         f"{sorted(set(Recommender._registry) - {'rules'})}")
-    return Recommender._registry[name]
-
-
 class RuleBasedConfig(ModelConfig):
     """``rules``: the rule set, as a list of rule tables or TOML text with ``[[rules]]``
     (checked here, stored as tables). ``base``: the registered name of the model whose
@@ -586,9 +573,12 @@ class RuleBasedConfig(ModelConfig):
         if self.base == RuleBased.name:
             raise ValueError("base: 'rules' cannot be its own base; put all the rules in "
                              "one rule set")
-        model_class = _base_class(self.base)
         try:
-            model_class.Config(**self.base_params)
+            family = model_class(self.base)
+        except ValueError as error:
+            raise ValueError(f"base: {error}") from None
+        try:
+            family.Config(**self.base_params)
         except ValidationError as error:
             raise ValueError(f"base_params for {self.base!r}: {error}") from None
         return self
@@ -640,8 +630,8 @@ class RuleBased(Recommender):
     # ---- learning --------------------------------------------------------------------
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
-        model_class = _base_class(self.config.base)
-        self.base_ = model_class(model_class.Config(**self.config.base_params)).fit(data)
+        family = model_class(self.config.base)
+        self.base_ = family(family.Config(**self.config.base_params)).fit(data)
         self._learn_facts(data)
 
     @classmethod
@@ -864,8 +854,8 @@ class RuleBased(Recommender):
         return arrays
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        model_class = _base_class(self.config.base)
-        base = model_class(model_class.Config(**self.config.base_params))
+        family = model_class(self.config.base)
+        base = family(family.Config(**self.config.base_params))
         for name in self._base_state:
             setattr(base, name, getattr(self, name))
         if base.needs_sequences:

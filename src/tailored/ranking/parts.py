@@ -10,8 +10,6 @@ so all parts share one user and item vocabulary and can score the same
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -21,22 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailored.dataset import Dataset
 from tailored.models import Recommender, ScoringBatch
-from tailored.models.base import Users
+from tailored.models.base import Users, model_class
 
 #: What every fitted model shares with the composite that holds it (same data).
 SHARED_STATE = ("user_vocab_", "item_vocab_", "weights_", "user_items_", "popularity_",
                 "data_digest_", "fitted_at_")
-
-
-def model_class(name: str) -> type[Recommender]:
-    """The registered model family ``name`` (importing ``tailored.models.<name>`` if needed)."""
-    if name not in Recommender._registry and name.isidentifier():
-        with contextlib.suppress(ImportError):
-            importlib.import_module(f"tailored.models.{name}")
-    if name not in Recommender._registry:
-        raise ValueError(f"unknown model {name!r}; choose one of "
-                         f"{sorted(Recommender._registry)}")
-    return Recommender._registry[name]
 
 
 class Part(BaseModel):

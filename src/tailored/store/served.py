@@ -41,7 +41,6 @@ from tailored.store.sqlbase import (
     metadata,
     micros,
     timestamps,
-    total_changes,
 )
 
 SERVED_COLUMNS = ("recommendation_id", "user_id", "served_at", "model_name", "model_version",
@@ -108,13 +107,7 @@ class SqlServedLog(SqlTables):
                          _dumps([float(x) for x in s.propensities]),
                          _dumps(s.context) if s.context else None)
                         for s in chunk]
-                if self.engine.dialect.name == "sqlite":
-                    # sqlite3's executemany rowcount is unreliable across versions.
-                    before = total_changes(conn)
-                    conn.exec_driver_sql(sql, rows)
-                    added += total_changes(conn) - before
-                else:
-                    added += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+                added += self._insert_counting(conn, sql, rows)
         return added
 
     def get(self, recommendation_id: str) -> Served | None:

@@ -29,7 +29,6 @@ from tailored.store.sqlbase import (
     metadata,
     micros,
     timestamps,
-    total_changes,
 )
 
 events_table = sa.Table(
@@ -135,13 +134,7 @@ class SqlEventLog(SqlTables):
                      micros(e.timestamp), e.session_id, json_or_none(e.context))
                     for e in chunk
                 ]
-                if self.engine.dialect.name == "sqlite":
-                    # sqlite3's executemany rowcount is unreliable across versions.
-                    before = total_changes(conn)
-                    conn.exec_driver_sql(sql, rows)
-                    added += total_changes(conn) - before
-                else:
-                    added += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+                added += self._insert_counting(conn, sql, rows)
         return added
 
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:

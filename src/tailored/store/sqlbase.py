@@ -68,6 +68,15 @@ class SqlTables:
                 written += len(chunk)
         return written
 
+    def _insert_counting(self, conn: sa.Connection, sql: str, rows: list[Any]) -> int:
+        """Run an insert that skips known keys over ``rows``; return how many were new."""
+        if self.engine.dialect.name == "sqlite":
+            # sqlite3's executemany rowcount is unreliable across versions.
+            before = total_changes(conn)
+            conn.exec_driver_sql(sql, rows)
+            return total_changes(conn) - before
+        return max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+
     def _count(self, table: sa.Table) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
