@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
+from tailored.jobs.train import register_model
 from tailored.monitoring.drift import DriftConfig, check_drift
 from tailored.pipeline import ModelStage, Recipe
 from tailored.settings import Settings
@@ -131,27 +132,17 @@ def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
 
     step(f"fitting {recipe.name} on {len(data):,} events")
     model = recipe.build().fit(data)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    path = (settings.model_dir / f"{recipe.model.name}-{stamp}").resolve()
-    model.save(path)
-    trained_until = data.events["timestamp"].max()
-    details: dict[str, Any] = {
-        "recipe": recipe.model_dump(mode="json"),
-        "config": model.config.model_dump(mode="json"), "data_digest": data.digest,
-        "events": len(data), "users": data.n_users, "items": data.n_items,
-        "trained_until": None if trained_until is None else str(trained_until),
-        "retrain": {
-            "reason": reason, "metric": metric, "tolerance": tolerance,
-            "split": {"name": split.name, "test_users": len(split.test_users)},
-            "candidate": candidate_metrics,
-            "incumbent": {"version": None if incumbent is None else incumbent.version,
-                          "how": incumbent_how, "metrics": incumbent_metrics},
-            "promoted": promote, "decision": decision, "alerts": list(alert_ids),
-        },
-    }
-    version = store.models.register(recipe.model.name, str(path), candidate_metrics, details)
-    if promote:
-        version = store.models.promote(version.version)
+    version = register_model(store, settings, recipe, model, data, candidate_metrics,
+                             promote=promote, details={"retrain": {
+                                 "reason": reason, "metric": metric, "tolerance": tolerance,
+                                 "split": {"name": split.name,
+                                           "test_users": len(split.test_users)},
+                                 "candidate": candidate_metrics,
+                                 "incumbent": {
+                                     "version": None if incumbent is None else incumbent.version,
+                                     "how": incumbent_how, "metrics": incumbent_metrics},
+                                 "promoted": promote, "decision": decision,
+                                 "alerts": list(alert_ids)}})
     step(decision)
     return RetrainOutcome(reason, version, incumbent, metric, candidate_score, incumbent_score,
                           promote, decision)

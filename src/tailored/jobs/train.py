@@ -52,16 +52,24 @@ def train_model(store: Store, settings: Settings, recipe: str | Recipe,
             metrics = evaluate_model(recipe.build(), split).metrics
     step(f"fitting {name} on {len(data):,} events")
     model = recipe.build().fit(data)
+    version = register_model(store, settings, recipe, model, data, metrics, promote=promote)
+    return TrainedModel(version, model, metrics)
+
+
+def register_model(store: Store, settings: Settings, recipe: Recipe, model: Recommender,
+                   data: Dataset, metrics: Mapping[str, float], *, promote: bool,
+                   details: Mapping[str, Any] | None = None) -> ModelVersion:
+    """Save ``model`` (fitted on ``data`` by ``recipe``) under the model directory and
+    register it with its metrics and what it learned from; ``promote`` makes it serve."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    path = (settings.model_dir / f"{name}-{stamp}").resolve()
+    path = (settings.model_dir / f"{recipe.model.name}-{stamp}").resolve()
     model.save(path)
     last_event = data.events["timestamp"].max() if len(data) else None
-    details = {"recipe": recipe.model_dump(mode="json"),
-               "config": model.config.model_dump(mode="json"), "data_digest": data.digest,
-               "events": len(data), "users": data.n_users, "items": data.n_items,
-               # Drift detectors compare live traffic with what the model learned from.
-               "trained_until": None if pd.isna(last_event) else str(last_event)}
-    version = store.models.register(name, str(path), metrics, details)
-    if promote:
-        version = store.models.promote(version.version)
-    return TrainedModel(version, model, metrics)
+    recorded = {"recipe": recipe.model_dump(mode="json"),
+                "config": model.config.model_dump(mode="json"), "data_digest": data.digest,
+                "events": len(data), "users": data.n_users, "items": data.n_items,
+                # Drift detectors compare live traffic with what the model learned from.
+                "trained_until": None if pd.isna(last_event) else str(last_event),
+                **(details or {})}
+    version = store.models.register(recipe.model.name, str(path), dict(metrics), recorded)
+    return store.models.promote(version.version) if promote else version
