@@ -405,7 +405,8 @@ def tune(
         "f1@K or mrr@K.")] = "ndcg@10",
     models: Annotated[str | None, typer.Option(
         help="Comma-separated families to search (default: every family with a search "
-        "space: popular, item_knn, user_knn, ease, als, bpr).")] = None,
+        "space whose packages are installed: single models such as popular, item_knn, "
+        "ease, als, bpr, sasrec, and the weighted hybrid and ranked pipeline).")] = None,
     protocol: Annotated[str, typer.Option(
         help="Split protocol, as in evaluate (temporal, leave-last-one-out, ...). The test "
         "part is held out; tuning validates inside the training part only.")] = "temporal",
@@ -1026,6 +1027,9 @@ def simulate(
     shop_items: Annotated[int, typer.Option()] = 500,
     shop_events: Annotated[int, typer.Option()] = 100_000,
     shop_seed: Annotated[int, typer.Option()] = 0,
+    explore: Annotated[float | None, typer.Option(
+        min=0, max=1, help="Share of slots the service's exploration bandit fills "
+        "(new items get shown; default: the service's exploration_share).")] = None,
     store: StoreOption = None,
 ) -> None:
     """Simulated traffic: sample shop users ask for recommendations, see them, click and buy
@@ -1049,7 +1053,7 @@ def simulate(
         if url is not None:
             with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
                 report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
-                                        seed=seed, progress=step)
+                                        seed=seed, progress=step, explore=explore)
         else:
             import warnings
 
@@ -1061,7 +1065,7 @@ def simulate(
 
             with TestClient(create_app(settings), headers=headers) as client:
                 report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
-                                        seed=seed, progress=step)
+                                        seed=seed, progress=step, explore=explore)
     console.print(f"{report.sessions:,} sessions of {report.users:,} users: "
                   f"{report.impressions:,} impressions, {report.clicks:,} clicks "
                   f"(CTR {report.ctr:.2%}), {report.purchases:,} purchases "
@@ -1069,6 +1073,9 @@ def simulate(
     for variant, count in sorted(report.variants.items()):
         console.print(f"  {variant}: {count:,} answers, "
                       f"{report.clicks_by_variant.get(variant, 0):,} clicks")
+    if report.explored:
+        console.print(f"  explored: {report.explored:,} slots placed by the bandit, "
+                      f"{report.explored_clicks:,} clicks on them")
     if report.unknown_items:
         console.print(f"[yellow]{report.unknown_items:,} recommended items are not in the "
                       "sample shop (was the store filled from another shop? see --shop-*)[/]")

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     served_log_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="How often answers are written to the served log; a "
         "crash may lose up to this much of it (answers are not acknowledged events).")
+    # Exploration (tailored.serving.exploration): a LinUCB bandit per served version.
+    exploration_share: float = Field(
+        0.0, ge=0, le=1, description="Default share of recommendation slots the bandit fills "
+        "(`explore=` per request overrides it); 0 is off.")
+    exploration_alpha: float = Field(
+        1.0, ge=0, le=10, description="Width of the bandit's confidence bounds: more "
+        "explores harder, 0 only exploits its click estimates.")
+    exploration_poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often each worker reads new feedback (served "
+        "answers and their impressions and clicks) from the store into its bandits.")
+    exploration_feedback_seconds: float = Field(
+        30.0, ge=0, le=86_400, description="How long after an answer its clicks still teach "
+        "the bandit: an answer is learnt from once it is this old (clicks later are lost).")
 
     @classmethod
     def settings_customise_sources(

@@ -128,3 +128,24 @@ def test_recommend_one_matches_the_models_own_ranking(live: LiveRecommender) -> 
 
     assert ranked.item_ids == expected["item_id"].tolist()
     assert ranked.scores == pytest.approx(expected["score"].tolist())
+
+
+def test_new_items_are_the_available_ones_the_model_lacks_kept_up_to_date(
+        live: LiveRecommender, store: Store) -> None:
+    from datetime import UTC, datetime
+
+    assert live.catalog().new_items().empty
+    store.items.upsert([Item(item_id="new-a", attributes={"price": 5.0},
+                             created_at=datetime(2026, 1, 1, tzinfo=UTC)),
+                        Item(item_id="new-b", attributes={"price": 500.0},
+                             created_at=datetime(2026, 2, 1, tzinfo=UTC))])
+    catalog = live.catalog()
+    assert catalog.new_items()["item_id"].tolist() == ["new-b", "new-a"]  # newest first
+    cheap = Selection.parse(filter="price < 100")
+    assert catalog.new_candidates(cheap) == ["new-a"]
+    assert catalog.new_candidates(Selection(), seen={"new-b"}) == ["new-a"]
+    assert catalog.new_candidates(Selection.parse(exclude=["new-a"])) == ["new-b"]
+    store.items.update("new-b", {"available": False})  # patched, not reloaded
+    store.items.upsert([Item(item_id="new-c", created_at=datetime(2026, 3, 1, tzinfo=UTC)),
+                        Item(item_id="i00", attributes={"price": 1.0})])
+    assert live.catalog().new_items()["item_id"].tolist() == ["new-c", "new-a"]

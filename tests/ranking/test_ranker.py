@@ -13,6 +13,7 @@ from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError
 from tailored.models import MODELS, Recommender
 from tailored.ranking import LearnedRanker, StackedRanker
+from tailored.ranking.candidates import CandidateGenerator
 from tailored.testing import RecommenderContract, checkerboard
 
 SOURCES = [{"model": "item_knn", "n": 8},
@@ -159,3 +160,59 @@ def test_the_same_users_get_context_dependent_lists_on_the_sample_shop() -> None
     same = without.recommend(UserQuery(users, context={"device": "mobile", "hour": 21}))
     assert same.equals(without.recommend(UserQuery(users, context={"device": "desktop",
                                                                    "hour": 10})))
+
+
+_HALF = 40  # items per category
+
+
+def _device_shop(seed: int = 0) -> Dataset:
+    """Every user likes clothing and electronics alike, but buys clothing on a phone and
+    electronics on a desktop: only the moment says which half to show."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = pd.Timestamp("2026-03-02", tz="UTC")
+    for user in range(80):
+        for session in range(10):
+            device = ("mobile", "desktop")[int(rng.integers(2))]
+            prefix = "c" if device == "mobile" else "e"
+            when = start + pd.Timedelta(hours=int(rng.integers(0, 24 * 60)))
+            for step, item in enumerate(rng.choice(_HALF, size=3, replace=False)):
+                rows.append({"user_id": f"u{user:02d}", "item_id": f"{prefix}{item}",
+                             "timestamp": when + pd.Timedelta(minutes=step),
+                             "session_id": f"u{user:02d}-{session}", "device": device})
+    items = pd.DataFrame({"item_id": [f"{p}{i}" for p in "ce" for i in range(_HALF)],
+                          "categories": [["clothing"]] * _HALF + [["electronics"]] * _HALF})
+    return Dataset.from_frame(pd.DataFrame(rows), items=items)
+
+
+def test_the_training_context_is_the_event_that_asked() -> None:
+    data = _device_shop()
+    ranker = LearnedRanker(sources=[{"model": "popular", "n": 20}], label_split="global",
+                           label_fraction=0.2)
+    history, labels = ranker._carve(data)
+    generator = CandidateGenerator(ranker.config.sources).fit(history)
+    users, contexts, _ = ranker._label_users(generator, labels)
+    ordered = labels.sort_values("timestamp", kind="stable").drop_duplicates("user_id")
+    first = ordered.set_index("user_id").loc[users]
+    assert contexts["device"].tolist() == first["device"].tolist()
+    assert contexts["hour"].tolist() == first["timestamp"].dt.hour.astype(float).tolist()
+
+
+def test_context_features_learn_a_within_user_context_effect() -> None:
+    data = _device_shop()
+    sources = [{"model": "popular", "n": 30}, {"model": "item_knn", "n": 30}]
+    with_context = LearnedRanker(sources=sources, label_split="global", label_fraction=0.2,
+                                 n_estimators=50, min_child_samples=5).fit(data)
+    without = LearnedRanker(sources=sources, label_split="global", label_fraction=0.2,
+                            n_estimators=50, min_child_samples=5,
+                            features={"context": False}).fit(data)
+    users = tuple(data.user_vocab.ids)
+    hits = {}
+    for name, model in (("context", with_context), ("none", without)):
+        phone = model.recommend(UserQuery(users, context={"device": "mobile"}), k=5)
+        desk = model.recommend(UserQuery(users, context={"device": "desktop"}), k=5)
+        hits[name] = (phone["item_id"].str.startswith("c").mean()
+                      + desk["item_id"].str.startswith("e").mean()) / 2
+    assert hits["context"] > 0.9  # the moment decides which half is shown
+    assert hits["none"] < 0.65  # without it the two halves are a coin toss
+    assert "context_category_match" in with_context.feature_names

@@ -280,6 +280,23 @@ def test_device_and_taste_depend_on_hour(s: SampleShop, ev: pd.DataFrame) -> Non
     assert (evening["cluster"] == fashion).mean() > 1.2 * (office["cluster"] == fashion).mean()
 
 
+def test_context_shifts_what_users_shop_for(s: SampleShop, ev: pd.DataFrame) -> None:
+    names = list(s.cluster_names)
+    tech, outdoor, fashion = (names.index(n) for n in ("tech", "outdoor", "fashion"))
+    by_device = pd.crosstab(ev["device"], ev["cluster"], normalize="index")
+    assert by_device.loc["desktop", tech] > 1.5 * by_device.loc["mobile", tech]
+    weekend = ev["timestamp"].dt.day_of_week >= 5
+    assert (ev.loc[weekend, "cluster"] == outdoor).mean() > 1.15 * (
+        ev.loc[~weekend, "cluster"] == outdoor).mean()
+    # Within the same users: the moment reorders the clusters they like.
+    users = np.arange(len(s.users))
+    phone = s.taste_in_context(users, pd.Timestamp("2026-06-03 21:00", tz="UTC"), "mobile")
+    desk = s.taste_in_context(users, pd.Timestamp("2026-06-03 10:00", tz="UTC"), "desktop")
+    assert phone[:, fashion].mean() > 2 * desk[:, fashion].mean()
+    assert desk[:, tech].mean() > 2 * phone[:, tech].mean()
+    assert (phone.argmax(axis=1) != desk.argmax(axis=1)).mean() > 0.1
+
+
 def test_no_event_before_item_creation(s: SampleShop) -> None:
     merged = s.events[["item_id", "timestamp"]].merge(s.items[["item_id", "created_at"]])
     assert len(merged) == len(s.events)

@@ -16,7 +16,10 @@ in-process through a test client), exactly as a shop's frontend would:
 
 So an experiment between two variants gathers real impressions, clicks and
 purchases in the store, and :func:`tailored.monitoring.abtest.analyze` finds the
-variant that matches tastes better.
+variant that matches tastes better. With ``explore`` the requests ask the service to
+let its bandit fill that share of the slots (``?explore=SHARE``): new catalog items get
+shown, the clicks they get teach the bandit, and the served log's propensities make
+off-policy estimates unbiased.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class SimulationReport:
     """What the simulated users did.
 
     ``variants`` counts answers per experiment variant (``"(none)"`` outside any
-    experiment); ``clicks_by_variant`` the clicks they led to.
+    experiment); ``clicks_by_variant`` the clicks they led to. ``explored`` counts the
+    slots the service's bandit filled and ``explored_clicks`` the clicks on them.
     """
 
     users: int
@@ -71,6 +75,8 @@ class SimulationReport:
     seconds: float
     variants: dict[str, int] = field(default_factory=dict)
     clicks_by_variant: dict[str, int] = field(default_factory=dict)
+    explored: int = 0
+    explored_clicks: int = 0
 
     @property
     def ctr(self) -> float:
@@ -79,7 +85,8 @@ class SimulationReport:
 
 def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: int = 1,
              k: int = 10, seed: int = 0, progress: Progress | None = None,
-             now: Callable[[], datetime] | None = None) -> SimulationReport:
+             now: Callable[[], datetime] | None = None,
+             explore: float | None = None) -> SimulationReport:
     """Run ``users`` simulated shop users for ``sessions`` sessions each against a service.
 
     Parameters
@@ -100,10 +107,15 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
         Seeds who takes part, the devices and every click and purchase draw.
     now
         The clock stamping the events (defaults to the wall clock, UTC).
+    explore
+        The share of slots the service's bandit fills (``explore`` of the request);
+        default: the service's own setting.
     """
     if users < 1 or sessions < 1 or k < 1:
         raise InvalidDataError(f"users, sessions and k must be >= 1, got {users}, "
                                f"{sessions}, {k}")
+    if explore is not None and not 0 <= explore <= 1:
+        raise InvalidDataError(f"explore is a share of slots between 0 and 1, got {explore}")
     if users > len(sample.users):
         raise InvalidDataError(f"the sample shop has {len(sample.users):,} users, cannot "
                                f"simulate {users:,}; pass --users {len(sample.users)} or less")
@@ -123,7 +135,7 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
     for number, user in enumerate(order, start=1):
         user_id = str(user_ids[user])
         device = str(DEVICES[int(rng.choice(len(DEVICES), p=(0.55, 0.35, 0.10)))])
-        answer = _recommend(client, user_id, k)
+        answer = _recommend(client, user_id, k, explore)
         rid = answer.get("recommendation_id")
         if not rid:
             raise InvalidDataError(
@@ -133,6 +145,9 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
         variant = str(experiment.get("variant") or "(none)")
         variants[variant] += 1
         shown = [str(item["item_id"]) for item in answer.get("items", [])]
+        explored = {position for position, item in enumerate(answer.get("items", []), start=1)
+                    if item.get("explored")}
+        totals["explored"] += len(explored)
         known = [(pos, item_index[i]) for pos, i in enumerate(shown, start=1)
                  if i in item_index]
         totals["unknown"] += len(shown) - len(known)
@@ -153,6 +168,7 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
                                                           strict=True):
                 if not did_click:
                     continue
+                totals["explored_clicks"] += int(position in explored)
                 item_id = shown[position - 1]
                 later = at + timedelta(seconds=2 + int(position))
                 events.append(_event(rid, user_id, item_id, "click", later, device, position))
@@ -177,7 +193,8 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
         users=users, sessions=len(order), impressions=totals["impressions"],
         clicks=totals["clicks"], purchases=totals["purchases"], revenue=round(revenue, 2),
         unknown_items=totals["unknown"], seconds=time.perf_counter() - started,
-        variants=dict(variants), clicks_by_variant=dict(variant_clicks))
+        variants=dict(variants), clicks_by_variant=dict(variant_clicks),
+        explored=totals["explored"], explored_clicks=totals["explored_clicks"])
 
 
 def _event(rid: str, user_id: str, item_id: str, kind: str, at: datetime, device: str,
@@ -191,8 +208,12 @@ def _event(rid: str, user_id: str, item_id: str, kind: str, at: datetime, device
     return event
 
 
-def _recommend(client: Client, user_id: str, k: int) -> Mapping[str, Any]:
-    response = client.get(f"/recommendations/{user_id}", params={"k": k})
+def _recommend(client: Client, user_id: str, k: int, explore: float | None
+               ) -> Mapping[str, Any]:
+    params: dict[str, Any] = {"k": k}
+    if explore is not None:
+        params["explore"] = explore
+    response = client.get(f"/recommendations/{user_id}", params=params)
     if response.status_code != 200:
         raise InvalidDataError(
             f"GET /recommendations/{user_id} answered {response.status_code}: "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from tailored.store import ModelVersion, Store
 MASK_CACHE_SIZE = 256
 #: Above this many changed items, the catalog view reloads instead of patching.
 PATCH_LIMIT = 2_000
+#: At most this many new items (the newest) are offered to exploration per request.
+MAX_NEW_ITEMS = 500
 
 
 # ---- what the request asks for ---------------------------------------------------------
@@ -216,17 +218,21 @@ class CatalogView:
     """The catalog aligned to one model's item columns, as of a catalog ``version``.
 
     ``unavailable`` marks columns never to recommend. Item attributes (for filters and
-    boosts) are read only when an expression first needs them. :meth:`updated` brings a
-    view to a newer catalog version by re-reading only the items changed since.
+    boosts) are read only when an expression first needs them, and so are the available
+    items the model does not know (:meth:`new_items`, exploration's cold-start
+    candidates). :meth:`updated` brings a view to a newer catalog version by re-reading
+    only the items changed since.
     """
 
     def __init__(self, store: Store, item_ids: np.ndarray, version: int,
-                 unavailable: np.ndarray, table: pd.DataFrame | None = None) -> None:
+                 unavailable: np.ndarray, table: pd.DataFrame | None = None,
+                 new: pd.DataFrame | None = None) -> None:
         self.store = store
         self.item_ids = item_ids
         self.version = version
         self.unavailable = unavailable
         self._table = table
+        self._new = new
         self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
         self._similarity: ItemSimilarity | None = None
         self._lock = threading.RLock()
@@ -248,6 +254,8 @@ class CatalogView:
             return CatalogView.load(self.store, self.item_ids)
         columns = pd.Index(self.item_ids).get_indexer(changed)
         known = columns >= 0
+        new = None if self._new is None else self._patched_new(
+            np.asarray(changed, dtype=object)[~known].tolist())
         unavailable = self.unavailable.copy()
         table = None if self._table is None else self._table.copy()
         for item_id, column in zip(np.asarray(changed, dtype=object)[known], columns[known],
@@ -264,7 +272,51 @@ class CatalogView:
                         table[name] = table[name].astype(object)
                     value: Any = row.get(name)
                     table.at[column, name] = value
-        return CatalogView(self.store, self.item_ids, max(latest, version), unavailable, table)
+        return CatalogView(self.store, self.item_ids, max(latest, version), unavailable, table,
+                           new)
+
+    def new_items(self) -> pd.DataFrame:
+        """Available catalog items the model does not know (it was trained before they
+        came, or they had no events), newest first: the catalog's columns."""
+        if self._new is None:
+            with self._lock:
+                if self._new is None:
+                    frame = self.store.items.frame()
+                    fresh = frame["available"].to_numpy(bool) & ~frame["item_id"].isin(
+                        pd.Index(self.item_ids)).to_numpy()
+                    self._new = _newest_first(frame[fresh])
+        return self._new
+
+    def _patched_new(self, changed: list[str]) -> pd.DataFrame:
+        """:meth:`new_items` after the unknown items ``changed`` were written."""
+        assert self._new is not None
+        kept = self._new[~self._new["item_id"].isin(changed)]
+        found = [item.model_dump() for item_id in changed
+                 if (item := self.store.items.get(item_id)) is not None and item.available]
+        if not found:
+            return kept
+        added = pd.DataFrame(found)[list(kept.columns)]
+        added["created_at"] = pd.to_datetime(added["created_at"], utc=True)
+        return _newest_first(pd.concat([kept, added], ignore_index=True))
+
+    def new_candidates(self, selection: Selection, context: Mapping[str, Any] | None = None,
+                       seen: Collection[str] = (), limit: int = MAX_NEW_ITEMS) -> list[str]:
+        """The newest ``limit`` of :meth:`new_items` that pass the request's ``selection``
+        (its filter and ``exclude``) and are not in ``seen`` (the user's history)."""
+        new = self.new_items()
+        if new.empty:
+            return []
+        keep = ~new["item_id"].isin({*seen, *selection.exclude}).to_numpy()
+        if selection.filter is not None and keep.any():
+            # Every attribute any item has, so a name the filter passed checks on is there.
+            table = _attributes(new).reindex(columns=self.table.columns.drop("item_id"))
+            table.insert(0, "item_id", new["item_id"].to_numpy())
+            table["categories"] = [c if isinstance(c, list) else []
+                                   for c in table["categories"]]
+            keep &= np.asarray(selection.filter.mask(table.reset_index(drop=True),
+                                                     {"context": dict(context or {})}),
+                               dtype=bool)
+        return new["item_id"][keep].head(limit).astype(str).tolist()
 
     @property
     def table(self) -> pd.DataFrame:
@@ -282,12 +334,7 @@ class CatalogView:
         if frame.empty:
             table["categories"] = pd.Series([[] for _ in self.item_ids], dtype=object)
             return table
-        spread = pd.json_normalize(frame["attributes"].tolist(), max_level=0)
-        spread = spread.drop(columns=[c for c in spread.columns
-                                      if c in ("item_id", "categories")])
-        spread.insert(0, "categories", frame["categories"].to_numpy())
-        spread.index = pd.Index(frame["item_id"].to_numpy())
-        aligned = spread.reindex(self.item_ids)
+        aligned = _attributes(frame).reindex(self.item_ids)
         aligned.index = table.index
         table = pd.concat([table, aligned], axis=1)
         table["categories"] = [c if isinstance(c, list) else [] for c in table["categories"]]
@@ -337,6 +384,20 @@ class CatalogView:
                 raise ExpressionError(f"no item has an attribute {name!r}",
                                       expression.text or str(expression), node.position,
                                       f"item attributes are: {known}")
+
+
+def _attributes(frame: pd.DataFrame) -> pd.DataFrame:
+    """A catalog frame's categories and attributes, one column each, indexed by item id."""
+    spread = pd.json_normalize(frame["attributes"].tolist(), max_level=0)
+    spread = spread.drop(columns=[c for c in spread.columns if c in ("item_id", "categories")])
+    spread.insert(0, "categories", frame["categories"].to_numpy())
+    spread.index = pd.Index(frame["item_id"].to_numpy())
+    return spread
+
+
+def _newest_first(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["created_at", "item_id"], ascending=[False, True],
+                             kind="stable").reset_index(drop=True)
 
 
 # ---- the live recommender ---------------------------------------------------------------
@@ -477,8 +538,10 @@ class LiveRecommender:
                       [candidates.scores[n] for n in order], candidates.columns[order])
 
     def explain(self, user_id: str, ranked: Ranked, events: pd.DataFrame | None = None,
-                context: Mapping[str, Any] | None = None) -> list[str]:
-        """Why each item is in the list, in words (from the user's history as now)."""
+                context: Mapping[str, Any] | None = None,
+                explored: Sequence[bool] | None = None) -> list[str]:
+        """Why each item is in the list, in words (from the user's history as now);
+        ``explored`` marks the items an exploration policy placed."""
         if not ranked.item_ids:
             return []
         history = events if events is not None else self.history([user_id])
@@ -486,8 +549,10 @@ class LiveRecommender:
             [*ranked.item_ids, *history["item_id"].astype(str).tolist()[-50:]])
             if (found := self.store.items.get(item_id)) is not None and found.title}
         query = UserQuery((user_id,), history, dict(context or {}))
-        explained = explain_recommendations(self.model, query, ranked.frame(user_id),
-                                            titles=titles)
+        shown = ranked.frame(user_id)
+        if explored is not None:
+            shown["explored"] = list(explored)
+        explained = explain_recommendations(self.model, query, shown, titles=titles)
         return [str(reason) for reason in explained["reason"]]
 
     def recommend(self, user_ids: Sequence[str], k: int = 10, *,

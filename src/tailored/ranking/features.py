@@ -15,7 +15,10 @@ one row per (user, item), in groups a config can switch off:
 - ``context``: hour of day and weekday (cyclic, so 23h is next to 0h), weekend,
   ``device`` and ``location``, and how much more often the item (and its categories)
   is taken in this context than on average, learned from the training events (lift of
-  the device, the part of the day and the weekday).
+  the device, the part of the day and the weekday), and the user's category shares
+  reweighted by the within-user category lift of each key and of all keys at once
+  (``context_category_match``, ``context_category_shift``: taste times the moment's
+  multipliers, the way context shifts a session's preferences).
 
 Context is what the query says (``UserQuery.context``: ``hour``, ``weekday``,
 ``device``, ``location``, or a ``timestamp`` they derive from); in training it is the
@@ -415,6 +418,10 @@ class FeatureBuilder:
             if "hour" in keys else None,
             "weekday": np.array([None if np.isnan(w) else str(int(w)) for w in weekday],
                                 dtype=object) if "weekday" in keys else None}
+        n_categories = self.item_categories_.shape[1]
+        shares = self._category_shares(history) if n_categories else np.zeros((0, 0))
+        combined = np.zeros((len(rows), n_categories))  # summed log lifts of known keys
+        any_known = np.zeros(len(rows), dtype=bool)
         for key, observed in lift_values.items():
             if observed is None or key not in self.item_lift_:
                 continue
@@ -434,26 +441,44 @@ class FeatureBuilder:
                 category_lift[ok] = np.where(counts > 0, summed / np.maximum(counts, 1), np.nan)
             add(f"context_{key}_item_lift", np.log(item_lift))
             add(f"context_{key}_category_lift", np.log(category_lift))
-            if self.item_categories_.shape[1]:
+            if n_categories:
+                lift_rows = np.ones((len(rows), n_categories))
+                if ok.any():
+                    lift_rows[ok] = self.category_lift_[key][:, codes[ok]].T
+                    combined[ok] += np.log(lift_rows[ok])
+                    any_known |= ok
                 add(f"context_{key}_category_match",
-                    self._context_match(history, key, codes, rows, items))
+                    self._context_match(shares, lift_rows, ok, rows, items))
+        if n_categories and any(observed is not None and key in self.item_lift_
+                                for key, observed in lift_values.items()):
+            # All keys at once: the generator-like model "taste times the product of the
+            # moment's multipliers", which no single key's match expresses.
+            match = self._context_match(shares, np.exp(combined), any_known, rows, items)
+            plain = self._context_match(shares, np.ones_like(combined), any_known, rows,
+                                        items)
+            add("context_category_match", match)
+            add("context_category_shift", np.log((match + 1e-3) / (plain + 1e-3)))
 
-    def _context_match(self, history: sp.csr_matrix, key: str, codes: np.ndarray,
-                       rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The user's category shares reweighted by the context's category lift (what the
-        user likes, as this moment shifts it), summed over the item's categories."""
+    def _category_shares(self, history: sp.csr_matrix) -> np.ndarray:
+        """Each batch user's share of their history in each category."""
         shares = np.asarray((history @ self.item_categories_).todense(), dtype=np.float64)
         totals = shares.sum(axis=1, keepdims=True)
-        shares = shares / np.where(totals > 0, totals, 1.0)
+        result: np.ndarray = shares / np.where(totals > 0, totals, 1.0)
+        return result
+
+    def _context_match(self, shares: np.ndarray, lift: np.ndarray, known: np.ndarray,
+                       rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The user's category shares reweighted by the context's category lift (``lift``:
+        one row per candidate, one column per category; what the user likes, as this
+        moment shifts it), summed over the item's categories; NaN where the context is
+        not ``known``."""
         result = np.full(len(rows), np.nan)
-        ok = codes >= 0
-        if ok.any():
-            lift = self.category_lift_[key][:, codes[ok]].T  # rows x categories
-            adjusted = shares[rows[ok]] * lift
+        if known.any():
+            adjusted = shares[rows[known]] * lift[known]
             sums = adjusted.sum(axis=1, keepdims=True)
             adjusted = adjusted / np.where(sums > 0, sums, 1.0)
-            result[ok] = np.asarray(self.item_categories_[items[ok]].multiply(adjusted)
-                                    .sum(axis=1)).ravel()
+            result[known] = np.asarray(self.item_categories_[items[known]].multiply(adjusted)
+                                       .sum(axis=1)).ravel()
         return result
 
     def _batch_user_stats(self, batch: ScoringBatch, user_rows: np.ndarray) -> np.ndarray:

@@ -15,7 +15,9 @@ from .state import ServiceState
 NO_MODEL = "no trained model; run `tailored train`"
 
 
-def get_state(request: Request) -> ServiceState:
+# Cheap dependencies are coroutines: a plain ``def`` would cost each request a hop to
+# the thread pool and back.
+async def get_state(request: Request) -> ServiceState:
     state = getattr(request.app.state, "service", None)
     if not isinstance(state, ServiceState):
         raise RuntimeError("the app's lifespan has not run (in tests, use "
@@ -26,11 +28,11 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_store(state: StateDep) -> Store:
+async def get_store(state: StateDep) -> Store:
     return state.store
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 

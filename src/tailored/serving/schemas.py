@@ -63,6 +63,9 @@ class RecommendedItem(ScoredItem):
 
     explanation: str | None = Field(
         None, description="Why this item, in words (only with `explain=true`).")
+    explored: bool | None = Field(
+        None, description="True where the exploration bandit placed the item instead of "
+                          "the model (only when exploring, `explore` > 0).")
 
 
 class ExperimentRef(_Response):
@@ -135,6 +138,8 @@ class SessionRequest(BaseModel):
     diversity: float = Field(0.0, ge=0, le=1, description="Trade relevance for variety "
                              "(0 keeps the model's order).")
     explain: bool = Field(False, description="Add an `explanation` to each item.")
+    explore: float | None = Field(None, ge=0, le=1, description="Share of slots a bandit "
+                                  "fills to learn; default: the `exploration_share` setting.")
 
 
 class SimilarItems(_Response):

@@ -23,6 +23,7 @@ from tailored.settings import Settings
 from tailored.store import Experiment, ModelVersion, Store
 
 from .cache import TopListCache
+from .exploration import Bandits
 from .security import mask_password
 from .served_log import ServedLogWriter
 
@@ -81,9 +82,15 @@ class ServiceState:
         # The running experiment, re-read like the registry (A/B tests).
         self._experiment: Experiment | None = None
         self._experiment_checked_at = -float("inf")
+        # Exploration bandits per version, learnt from the store in a background thread
+        # (started now when exploring by default, else on the first `explore` request).
+        self.bandits = Bandits.from_settings(store, settings)
+        if settings.exploration_share > 0:
+            self.bandits.start()
 
     def close(self) -> None:
-        """Write the rest of the served log (at shutdown)."""
+        """Stop learning and write the rest of the served log (at shutdown)."""
+        self.bandits.close()
         self.served_log.close()
 
     # ---- reading ----------------------------------------------------------------------

@@ -29,8 +29,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -108,12 +111,56 @@ class SqlChanges(SqlTables):
             "SELECT count(*), coalesce(max(seq), 0), "
             "(SELECT coalesce(max(seq), 0) FROM catalog_changes) "
             f"FROM events WHERE user_id = {mark}")
+        self._held = threading.local()
+        self._all_held: list[Any] = []  # to close them with the store
+        self._lock = threading.Lock()
 
     def check(self, user_id: str) -> Freshness:
         """The user's event count and last event, and the catalog version, as of now."""
-        with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(self._check_sql, (user_id,)).one()
-        return Freshness(int(row[0]), int(row[1]), int(row[2]))
+        # Every request asks this, so it skips the pool: each thread holds one DBAPI
+        # connection in autocommit (each query sees everything committed before it).
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(self._check_sql, (user_id,))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+                return Freshness(int(row[0]), int(row[1]), int(row[2]))
+            except self.engine.dialect.dbapi.Error:  # type: ignore[union-attr]
+                self._drop_connection()  # a server restart, say: reconnect once
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> Any:
+        connection = getattr(self._held, "connection", None)
+        if connection is None:
+            connection = self.engine.raw_connection()
+            if self.engine.dialect.name == "postgresql":
+                driver: Any = connection.driver_connection
+                driver.autocommit = True
+            self._held.connection = connection
+            with self._lock:
+                self._all_held.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Give back the connections held for :meth:`check` (when the store closes)."""
+        with self._lock:
+            held, self._all_held = self._all_held, []
+        for connection in held:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._held, "connection", None)
+        self._held.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
 
     def catalog_version(self) -> int:
         """The catalog version: 0 until an item is first written, then growing."""

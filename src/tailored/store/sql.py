@@ -439,4 +439,5 @@ class SqlStore:
         self.changes = SqlChanges(self.engine)
 
     def close(self) -> None:
+        self.changes.close()
         self.engine.dispose()

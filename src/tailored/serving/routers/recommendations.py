@@ -2,8 +2,10 @@
 
 A request: parse what it asks (filter, boosts, context) -> pick the model version ->
 the user's top list (cached per worker, validated against the store) -> the request's
-selection -> re-rankers (diversity, exploration, explanations, when asked) -> an answer
-under a fresh ``recommendation_id``, recorded in the served log in the background.
+selection -> re-rankers (diversity, then exploration: the version's bandit fills a share
+of the slots, new catalog items included) -> explanations, when asked -> an answer
+under a fresh ``recommendation_id``, recorded in the served log (with each slot's
+propensity) in the background.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tailored.store import Served
 from ..auth import AUTH_RESPONSES, require_scope
 from ..cache import rank_user
 from ..deps import NO_MODEL, StateDep
+from ..exploration import Shown, explore_slots
 from ..schemas import (
     MAX_BOOSTS,
     MAX_CONTEXT_KEYS,
@@ -70,6 +73,13 @@ booleans. Models and rules that read the context see it; so do filters and boost
 
 An expression that does not parse, or names an attribute no item has, is refused with a
 422 whose `column` points at the problem.
+
+**explore** (0..1, default: the `exploration_share` setting, 0 = off): the share of slots
+a LinUCB bandit fills instead of the model, choosing among the model's candidates and
+the catalog's new items (available, not yet known to the model), so new items get shown
+and clicks on what it shows teach it (in every worker). The served log keeps each
+slot's propensity (below 1 where exploring), for unbiased off-policy evaluation; items
+it placed have `explored: true` (and an exploration `explanation` with `explain`).
 """
 
 
@@ -153,13 +163,28 @@ def _rank(state: ServiceState, live: LiveRecommender, user_id: str, k: int,
         raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
 
 
-def candidates_for(k: int, diversity: float) -> int:
-    """How many items to rank before diversity re-ranking picks ``k`` of them."""
-    return k if diversity <= 0 else min(max(3 * k, 50), MAX_K)
+def candidates_for(k: int, diversity: float, explore: float = 0.0) -> int:
+    """How many items to rank before diversity re-ranking or exploration picks ``k``."""
+    return k if diversity <= 0 and explore <= 0 else min(max(3 * k, 50), MAX_K)
+
+
+def exploration_share(state: ServiceState, explore: float | None) -> float:
+    """The request's ``explore``, else the service's default."""
+    return state.settings.exploration_share if explore is None else explore
+
+
+def _explore(state: ServiceState, live: LiveRecommender, user_id: str, ranked: Ranked,
+             k: int, share: float, selection: Selection, context: Mapping[str, Any],
+             events: pd.DataFrame | None = None) -> Shown:
+    if share <= 0:
+        return Shown.ranking(ranked)
+    version = None if live.version is None else live.version.version
+    return explore_slots(live, state.bandits.bandit(version), user_id, ranked, k, share,
+                         selection, context, events)
 
 
 def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
-            ranked: Ranked, context: Mapping[str, Any],
+            shown: Shown, context: Mapping[str, Any],
             assignment: Assignment | None = None,
             explanations: Sequence[str] | None = None) -> Response:
     """The JSON answer, and its record queued for the served log."""
@@ -167,14 +192,18 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
     version = None if live.version is None else live.version.version
     experiment_id, variant = ((None, None) if assignment is None
                               else (assignment.experiment_id, assignment.variant))
-    propensities = [1.0] * len(ranked.item_ids)  # a deterministic ranking
+    ranked = shown.ranked
     state.served_log.submit(Served(
         recommendation_id, user_id, datetime.now(UTC), live.model.name, version,
-        experiment_id, variant, ranked.item_ids, ranked.scores, propensities, dict(context)))
+        experiment_id, variant, ranked.item_ids, ranked.scores, shown.propensities,
+        {**context, **shown.served_context()}))
     items: list[dict[str, Any]] = [
         {"item_id": item, "score": score, "rank": rank}
         for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True),
                                              start=1)]
+    if shown.explored is not None:
+        for item, explored in zip(items, shown.explored, strict=True):
+            item["explored"] = explored
     if explanations is not None:
         for item, explanation in zip(items, explanations, strict=True):
             item["explanation"] = explanation
@@ -201,7 +230,8 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
         "without retraining. Items the user already interacted with, unavailable items "
         "and `exclude`d items are left out. A user the store knows nothing about gets "
         "the most popular items (never an error). Each answer has a `recommendation_id` "
-        "and is recorded in the served log.\n" + _SELECTION_HELP),
+        "and is recorded in the served log. With `explore` a bandit fills a share of the "
+        "slots (see below).\n" + _SELECTION_HELP),
     response_model=Recommendations,
     responses=_RESPONSES,
 )
@@ -234,22 +264,29 @@ def recommend(
     explain: Annotated[bool, Query(
         description="Add an `explanation` to each item (reads the user's history).")
     ] = False,
+    explore: Annotated[float | None, Query(
+        ge=0, le=1, description="Share of slots a bandit fills to learn (new items "
+                                "included); default: the `exploration_share` setting.")
+    ] = None,
 ) -> Response:
     selection = parse_selection(filter, boost, exclude)
     request_context = parse_context(context)
+    share = exploration_share(state, explore)
     # An A/B test picks the version for its users (unless the request names a model).
     assignment = state.assign(user_id) if model is None else None
     live = (_live(state, model) if assignment is None or assignment.version is None
             else state.live_for_version(assignment.version))
     if assignment is not None and assignment.version is None:  # held out: no list
-        ranked = Ranked([], [], np.empty(0, dtype=np.int64))
+        shown = Shown.ranking(Ranked([], [], np.empty(0, dtype=np.int64)))
     else:
-        ranked = _rank(state, live, user_id, candidates_for(k, diversity), selection,
-                       request_context, filter, boost, "query")
-        ranked = live.diversify(user_id, ranked, k, diversity)
-    explanations = (live.explain(user_id, ranked, context=request_context) if explain
-                    else None)
-    return _answer(state, live, user_id, ranked, request_context, assignment, explanations)
+        pool = candidates_for(k, diversity, share)
+        ranked = _rank(state, live, user_id, pool, selection, request_context, filter,
+                       boost, "query")
+        ranked = live.diversify(user_id, ranked, pool if share > 0 else k, diversity)
+        shown = _explore(state, live, user_id, ranked, k, share, selection, request_context)
+    explanations = (live.explain(user_id, shown.ranked, context=request_context,
+                                 explored=shown.explored) if explain else None)
+    return _answer(state, live, user_id, shown, request_context, assignment, explanations)
 
 
 @router.post(
@@ -259,8 +296,9 @@ def recommend(
         "Items for a visitor the store does not know, from what they looked at so far "
         "in this session (`items`, each a view), scored by the model as a history of "
         "its own: no stored user is needed and nothing is cached. The same `filter`, "
-        "`boost`, `exclude`, `context` and `model` as `GET /recommendations/{user_id}` "
-        "(here in the body; `context` is a JSON object).\n" + _SELECTION_HELP),
+        "`boost`, `exclude`, `context`, `model` and `explore` as "
+        "`GET /recommendations/{user_id}` (here in the body; `context` is a JSON "
+        "object).\n" + _SELECTION_HELP),
     response_model=Recommendations,
     responses=_RESPONSES,
 )
@@ -272,14 +310,19 @@ def recommend_for_session(body: SessionRequest, state: StateDep) -> Response:
                            "item_id": pd.Series(body.items, dtype=object),
                            "event_type": pd.Series(["view"] * len(body.items), dtype=object)})
     context = dict(body.context)
-    ranked = _rank(state, live, anonymous, candidates_for(body.k, body.diversity), selection,
-                   context, body.filter, body.boost, "body", events=events)
-    ranked = live.diversify(anonymous, ranked, body.k, body.diversity)
-    explanations = (live.explain(anonymous, ranked, events=events, context=context)
-                    if body.explain else None)
+    share = exploration_share(state, body.explore)
+    pool = candidates_for(body.k, body.diversity, share)
+    ranked = _rank(state, live, anonymous, pool, selection, context, body.filter, body.boost,
+                   "body", events=events)
+    ranked = live.diversify(anonymous, ranked, pool if share > 0 else body.k, body.diversity)
+    shown = _explore(state, live, anonymous, ranked, body.k, share, selection, context,
+                     events)
+    explanations = (live.explain(anonymous, shown.ranked, events=events, context=context,
+                                 explored=shown.explored) if body.explain else None)
     if body.session_id is not None:
         context.setdefault("session_id", body.session_id)
-    return _answer(state, live, None, ranked, context, explanations=explanations)
+    return _answer(state, live, None, shown, context, explanations=explanations)
 
 
-__all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "parse_context", "parse_selection", "router"]
+__all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "exploration_share", "parse_context",
+           "parse_selection", "router"]
