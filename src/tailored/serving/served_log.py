@@ -13,15 +13,14 @@ and counted (``dropped``) rather than slowing down or failing requests.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 
 from tailored.store import Served, Store
 
 logger = logging.getLogger("tailored.serving")
 
-_STOP = object()
 
 
 class ServedLogWriter:
@@ -32,77 +31,76 @@ class ServedLogWriter:
         self.store = store
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_pending)
-        self._thread: threading.Thread | None = None
+        self.max_pending = max_pending
+        # A deque, not a queue.Queue: appending is atomic and wakes no one, so requests
+        # never hand the GIL to the writer; the writer wakes once per flush interval.
+        self._records: deque[Served] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._idle = threading.Condition()
-        self._pending = 0
+        self._writing = False
+        self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
         self.failed = 0
 
     def start(self) -> ServedLogWriter:
         if self._thread is None:
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="served-log-writer",
                                             daemon=True)
             self._thread.start()
         return self
 
     def submit(self, served: Served) -> None:
-        """Queue one answer for writing (never blocks; drops when the queue is full)."""
-        try:
-            with self._idle:
-                self._pending += 1
-            self._queue.put_nowait(served)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
+        """Queue one answer for writing (never blocks; drops when too much is pending)."""
+        if len(self._records) >= self.max_pending:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 logger.error("served log: %d answers dropped, the store does not keep up",
                              self.dropped)
+            return
+        self._records.append(served)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far is written (tests, shutdown)."""
+        """Write everything submitted so far now, and wait for it (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._pending:
+            while self._records or self._writing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None:
                     return False
-                self._idle.wait(remaining)
+                self._wake.set()
+                self._idle.wait(min(remaining, 0.05))
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued and stop the thread."""
+        """Write what is pending and stop the thread."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._stopping.set()
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            deadline = time.monotonic() + self.flush_seconds
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = (self._queue.get(timeout=remaining) if remaining > 0
-                            else self._queue.get_nowait())
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._write(batch)
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            while self._records:
+                with self._idle:
+                    self._writing = True
+                batch = [self._records.popleft()
+                         for _ in range(min(self.max_batch, len(self._records)))]
+                self._write(batch)
+            with self._idle:
+                self._writing = False
+                self._idle.notify_all()
+            if stopping:
+                return
 
-    def _write(self, batch: list[object]) -> None:
-        records = [item for item in batch if isinstance(item, Served)]
+    def _write(self, records: list[Served]) -> None:
         try:
             self.store.served.record(records)
             self.written += len(records)
@@ -110,7 +108,3 @@ class ServedLogWriter:
             self.failed += len(records)
             logger.error("served log: %d answers not written: %s: %s", len(records),
                          type(error).__name__, error)
-        finally:
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()

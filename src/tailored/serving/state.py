@@ -8,6 +8,7 @@ in flight finishes on the model it started with and none is dropped.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -237,6 +238,10 @@ class ServiceState:
 
     def _install(self, live: LiveRecommender) -> None:
         previous = self.serving_version
+        live.catalog()  # the item table, read before the first request needs it
+        # A model and its catalog are millions of long-lived objects: frozen out of the
+        # garbage collector's reach, they no longer stall requests in full collections.
+        gc.freeze()
         self._live = live  # the swap: one reference, requests in flight keep the old one
         self._load_error = None
         self._failed_version = None

@@ -112,6 +112,11 @@ class SqlChanges(SqlTables):
             "(SELECT coalesce(max(seq), 0) FROM catalog_changes) "
             f"FROM events WHERE user_id = {mark}")
         self._held = threading.local()
+        # Held connections come from outside the engine's pool, which they would exhaust
+        # (one per serving thread); an in-memory SQLite database has one shared connection.
+        in_memory = isinstance(engine.pool, sa.pool.StaticPool)
+        self._direct = engine if in_memory else sa.create_engine(engine.url,
+                                                                 poolclass=sa.pool.NullPool)
         self._all_held: list[Any] = []  # to close them with the store
         self._lock = threading.Lock()
 
@@ -138,7 +143,7 @@ class SqlChanges(SqlTables):
     def _connection(self) -> Any:
         connection = getattr(self._held, "connection", None)
         if connection is None:
-            connection = self.engine.raw_connection()
+            connection = self._direct.raw_connection()
             if self.engine.dialect.name == "postgresql":
                 driver: Any = connection.driver_connection
                 driver.autocommit = True
@@ -154,6 +159,8 @@ class SqlChanges(SqlTables):
         for connection in held:
             with contextlib.suppress(Exception):
                 connection.close()
+        if self._direct is not self.engine:
+            self._direct.dispose()
 
     def _drop_connection(self) -> None:
         connection = getattr(self._held, "connection", None)
