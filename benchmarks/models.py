@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from movielens import movielens_100k
 
 RESULTS = Path(__file__).parent / "results"
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 TIMEOUT_SECONDS = 900
 
 
@@ -47,13 +47,7 @@ def _prepare(name: str, directory: Path) -> Path:
     target = directory / name
     target.mkdir()
     if name == "ml-100k":
-        from tailored.ingest import import_movielens
-        from tailored.store import open_store
-
-        store = open_store(f"sqlite:///{directory}/ml.db")
-        import_movielens(store, ML100K)
-        data = Dataset.from_store(store)
-        store.close()
+        data = movielens_100k()
     else:
         from tailored.sample import shop
 

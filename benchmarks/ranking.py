@@ -40,7 +40,6 @@ import argparse
 import json
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from movielens import movielens_100k
 
 from tailored.dataset import Dataset, Split, UserQuery, split_by_name, validation_split
 from tailored.evaluation import evaluate_model
@@ -56,22 +56,9 @@ from tailored.models import Recommender, create
 from tailored.ranking import FeatureConfig, LearnedRanker, StackedRanker, WeightedHybrid
 
 RESULTS = Path(__file__).parent / "results"
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 FAMILIES = ("popular", "item_knn", "user_knn", "als", "bpr", "ease", "segments")
 TUNED = ("item_knn", "user_knn", "als", "bpr", "ease")
 K = 10
-
-
-def load_movielens() -> Dataset:
-    from tailored.ingest import import_movielens
-    from tailored.store import open_store
-
-    with tempfile.TemporaryDirectory() as directory:
-        store = open_store(f"sqlite:///{directory}/ml.db")
-        import_movielens(store, ML100K)
-        data = Dataset.from_store(store)
-        store.close()
-    return data
 
 
 def _metrics(result: Any) -> dict[str, float]:
@@ -92,7 +79,7 @@ def ml_sources(params: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def movielens(protocol: str, trials: int, log: Any) -> dict[str, Any]:
     from tailored.evaluation.tuning import tune
 
-    data = load_movielens()
+    data = movielens_100k()
     split = split_by_name(data, protocol)
     log(f"ml-100k {protocol}: {len(split.test_users)} test users")
     singles: dict[str, Any] = {}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,25 +36,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from movielens import movielens_100k
 
 RESULTS = Path(__file__).parent / "results"
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 K = 10
 CANDIDATES = 100
 ROUND = 25
-
-
-def load() -> Any:
-    from tailored.dataset import Dataset
-    from tailored.ingest import import_movielens
-    from tailored.store import open_store
-
-    with tempfile.TemporaryDirectory() as directory:
-        store = open_store(f"sqlite:///{directory}/ml.db")
-        import_movielens(store, ML100K)
-        data = Dataset.from_store(store)
-        store.close()
-    return data
 
 
 class Scorer:
@@ -297,7 +283,7 @@ def main() -> None:
     from tailored.dataset import temporal_split
     from tailored.models import EASE
 
-    data = load()
+    data = movielens_100k()
     split = temporal_split(data, test_fraction=0.2)
     model = EASE().fit(split.train)
     candidates = model.recommend(split.test_users, k=CANDIDATES)

@@ -15,6 +15,7 @@ and its artifact nests the arrays of every part (see :mod:`tailored.ranking.part
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -49,8 +50,9 @@ class _Composite(Recommender):
 
     parts_: Parts
 
+    @abstractmethod
     def _all_parts(self) -> list[Part]:
-        raise NotImplementedError
+        """Every model this composite fits, each once."""
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         self.parts_ = Parts(self._all_parts()).fit(data)

@@ -33,6 +33,7 @@ Recommender API) names those features in its reason.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -278,15 +279,17 @@ class _CandidateRanker(Recommender):
         step = max(1, _BLOCK_CELLS // max(1, n_items * 4))
         return [(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
 
+    @abstractmethod
     def _learn(self, matrix: np.ndarray, target: np.ndarray, groups: np.ndarray) -> None:
-        raise NotImplementedError
+        """Fit the learner on feature rows, their labels and query group sizes."""
 
+    @abstractmethod
     def _predict(self, matrix: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """One score per feature row."""
 
+    @abstractmethod
     def _contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per row, each feature's share of the score, then the bias (last column)."""
-        raise NotImplementedError
 
     # ---- scoring ---------------------------------------------------------------------
 
@@ -412,11 +415,13 @@ class _CandidateRanker(Recommender):
         self._restore_learner(strip("ranker."))
         self.training_rows_, self.training_users_ = (int(v) for v in arrays["training"])
 
+    @abstractmethod
     def _learner_arrays(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The fitted learner as named arrays (never pickle)."""
 
+    @abstractmethod
     def _restore_learner(self, arrays: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        """The learner back from ``_learner_arrays`` output."""
 
 
 def _spread(predicted: np.ndarray, candidates: CandidateSet, first: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,15 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     ModelLoadError: status.HTTP_409_CONFLICT,
     TailoredError: status.HTTP_400_BAD_REQUEST,
 }
+
+
+def check_batch_size(size: int, limit: int, what: str) -> None:
+    """413 for a batch of more than ``limit`` (the ``max_batch_events`` setting) ``what``."""
+    if size > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"a batch holds at most {limit:,} {what} (max_batch_events), this one has "
+                   f"{size:,}; split it into smaller batches")
 
 
 def status_for(error: Exception) -> int:

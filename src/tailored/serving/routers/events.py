@@ -13,6 +13,7 @@ from tailored.schema import Event
 
 from ..auth import AUTH_RESPONSES, require_scope
 from ..deps import SettingsDep, StoreDep
+from ..errors import check_batch_size
 from ..metrics import MetricsDep
 from ..schemas import EventsReceipt
 
@@ -70,12 +71,8 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         payload = await request.json()  # parsed once, FastAPI reuses it
     except (json.JSONDecodeError, UnicodeDecodeError):
         return  # the body parameter reports where the JSON is broken
-    limit = settings.max_batch_events
-    if isinstance(payload, list) and len(payload) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"a batch holds at most {limit:,} events (max_batch_events), this one "
-                   f"has {len(payload):,}; split it into smaller batches")
+    if isinstance(payload, list):
+        check_batch_size(len(payload), settings.max_batch_events, "events")
 
 
 @router.post(

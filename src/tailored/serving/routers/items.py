@@ -15,6 +15,7 @@ from tailored.schema import Id, Item
 
 from ..auth import AUTH_RESPONSES, ReadAccess, WriteAccess
 from ..deps import LiveDep, SettingsDep, StoreDep
+from ..errors import check_batch_size
 from ..schemas import (
     CatalogItem,
     ItemFields,
@@ -138,14 +139,6 @@ def delete_item(item_id: ItemId, caller: WriteAccess, store: StoreDep) -> Respon
 )
 def post_items(items: Annotated[list[CatalogItem], Body(min_length=1)], caller: WriteAccess,
                store: StoreDep, settings: SettingsDep) -> Upserted:
-    _check_batch(len(items), settings.max_batch_events, "items")
+    check_batch_size(len(items), settings.max_batch_events, "items")
     store.items.upsert([Item(**item.model_dump()) for item in items])
     return Upserted(received=len(items))
-
-
-def _check_batch(size: int, limit: int, what: str) -> None:
-    if size > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"a batch holds at most {limit:,} {what} (max_batch_events), this one has "
-                   f"{size:,}; split it into smaller batches")

@@ -11,8 +11,8 @@ from tailored.schema import Id, User
 
 from ..auth import AUTH_RESPONSES, WriteAccess
 from ..deps import SettingsDep, StoreDep
+from ..errors import check_batch_size
 from ..schemas import Profile, Upserted, UserFields, UserOut, UserPatch
-from .items import _check_batch
 
 router = APIRouter(tags=["users"], responses=AUTH_RESPONSES)
 
@@ -93,6 +93,6 @@ def delete_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> Respon
 )
 def post_users(users: Annotated[list[Profile], Body(min_length=1)], caller: WriteAccess,
                store: StoreDep, settings: SettingsDep) -> Upserted:
-    _check_batch(len(users), settings.max_batch_events, "profiles")
+    check_batch_size(len(users), settings.max_batch_events, "profiles")
     store.users.upsert([User(**user.model_dump()) for user in users])
     return Upserted(received=len(users))
