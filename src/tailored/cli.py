@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -406,7 +407,8 @@ def tune(
     models: Annotated[str | None, typer.Option(
         help="Comma-separated families to search (default: every family with a search "
         "space whose packages are installed: single models such as popular, item_knn, "
-        "ease, als, bpr, sasrec, and the weighted hybrid and ranked pipeline).")] = None,
+        "ease, als, bpr, sasrec, and the weighted hybrid and ranked pipeline; the ranked "
+        "pipeline is searched last, stacked on the best of the others).")] = None,
     protocol: Annotated[str, typer.Option(
         help="Split protocol, as in evaluate (temporal, leave-last-one-out, ...). The test "
         "part is held out; tuning validates inside the training part only.")] = "temporal",
@@ -463,14 +465,15 @@ def tune(
     for row in result.second_fold.itertuples(index=False):
         console.print(f"re-checked {row.family} #{row.number}: first fold {row.first_fold:.4f}, "
                       f"second fold {row.second_fold:.4f}, mean {row.mean:.4f}")
-    settings_text = " ".join(f"--set {key}={json.dumps(value)}"
+    settings_text = " ".join("--set " + shlex.quote(f"{key}={json.dumps(value)}")
                              for key, value in result.best_params.items())
     console.print(f"best: [bold]{result.best_name}[/] {result.best_params} "
                   f"(validation {result.metric} {result.best_score:.4f}, "
                   f"{result.elapsed:.0f}s)")
     console.print("held-out test: " + ", ".join(f"{_label(name)} {value:.4f}"
                                                 for name, value in test.items()))
-    console.print(f"train it with: tailored train --model {result.best_name} {settings_text}")
+    console.print(f"train it with: tailored train --model {result.best_name} {settings_text}",
+                  soft_wrap=True, markup=False, highlight=False)  # one line, to copy
     if report is not None:
         record = json.loads(result.to_json())
         record["test"] = {"split": split.name, "users": len(split.test_users), **test}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,28 @@ def test_import_train_evaluate_recommend(workdir: Path) -> None:
     _ok(["recommend", "--all", "--output", "recs.csv"])
     written = pd.read_csv("recs.csv")
     assert written["user_id"].nunique() == 40 and len(written) == 400
+
+
+def test_a_tuned_stacked_pipeline_trains_from_the_printed_command(workdir: Path) -> None:
+    events = pd.DataFrame({
+        "user_id": [f"u{u}" for j in range(12) for u in range(40)],
+        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 15}" for j in range(12)
+                    for u in range(40)],
+        "event_type": "click",
+        "timestamp": pd.date_range("2026-01-01", periods=480, freq="h", tz="UTC")})
+    events.to_csv(workdir / "events.csv", index=False)
+    _ok(["init"])
+    _ok(["import", "events", "events.csv"])
+    tuned = _ok(["tune", "--n-trials", "1", "--models", "item_knn,popular,ranked",
+                 "--protocol", "leave-last-one-out"])
+    command = next(line for line in tuned.splitlines() if line.startswith("train it with"))
+    arguments = shlex.split(command.removeprefix("train it with: tailored "))
+    assert re.search(r"ranked\s+1\s", tuned)  # the ranker was searched too
+    if "ranked" in arguments:  # it won: it stacks on the tuned families
+        setting = next(a for a in arguments if a.startswith("sources="))
+        sources = json.loads(setting.removeprefix("sources="))
+        assert {source["model"] for source in sources} == {"item_knn", "popular"}
+    assert "version 1" in _ok(arguments)
 
 
 def test_bad_parameters_fail_clearly(workdir: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from tailored.dataset import Dataset, UserQuery, Vocabulary, temporal_split
 from tailored.errors import InvalidDataError
 from tailored.schema import EventWeights
+from tailored.testing import checkerboard
 
 
 def test_vocabulary_maps_ids_both_ways() -> None:
@@ -98,3 +99,14 @@ def test_temporal_split_needs_timestamps() -> None:
     data = Dataset.from_frame(pd.DataFrame({"user_id": ["a"], "item_id": ["x"]}))
     with pytest.raises(InvalidDataError, match="timestamp"):
         temporal_split(data)
+
+
+def test_the_digest_tells_apart_times_values_and_weights() -> None:
+    data = checkerboard()
+    events = data.events
+    variants = [events.assign(timestamp=events["timestamp"] + pd.Timedelta(hours=1)),
+                events.assign(value=2.0)]
+    digests = {data.digest, *(Dataset(v).digest for v in variants),
+               Dataset(events, weights=data.weights.model_copy(update={"view": 3.0})).digest}
+    assert len(digests) == 4
+    assert checkerboard().digest == data.digest

@@ -306,8 +306,7 @@ def test_the_tuned_model_beats_popular_on_the_held_out_test(
         outer: Split, result: TuningResult) -> None:
     assert result.best_model.is_fitted
     assert result.best_model.data_digest_ == outer.train.digest  # refitted on all given data
-    assert result.best_model.config.model_dump(include=set(result.best_params)) \
-        == result.best_params
+    assert create(result.best_name, **result.best_params).config == result.best_model.config
     tuned = evaluate_model(result.best_model, outer, fit=False).metrics["ndcg@10"]
     popular = evaluate_model(Popular(), outer).metrics["ndcg@10"]
     assert tuned > popular + 0.1
@@ -496,3 +495,45 @@ def test_leave_last_one_out_tuning_validates_on_earlier_events() -> None:
     assert tuned.protocol == "leave-last-one-out"
     assert tuned.validation["second"]["train_events"] < tuned.validation["first"][
         "train_events"] < len(outer_split.train)
+
+
+# ---- the stacked ranker ----------------------------------------------------------------
+
+def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
+        result: TuningResult) -> None:
+    trials = result.trials
+    singles = [family for family in FAMILIES if family not in tuning.COMPOSITES]
+    best = (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
+            .sort_values(ascending=False, kind="stable"))
+    sources = trials.loc[trials["family"] == "ranked", "params"].iloc[0]["sources"]
+    assert [source["model"] for source in sources[:tuning.STACKED_FAMILIES]] == \
+        best.index[:tuning.STACKED_FAMILIES].tolist()
+    for source in sources[:tuning.STACKED_FAMILIES]:
+        done = trials[(trials["family"] == source["model"]) & (trials["value"] == best[
+            source["model"]])]
+        leader = done.iloc[0]
+        expected = dict(leader["params"])
+        if not pd.isna(leader["iterations"]):
+            expected["iterations"] = int(leader["iterations"])
+        assert source["params"] == expected
+    assert sources[-1]["recent_items"] == 5 and sources[-1]["model"] == "item_knn"
+    # Every ranked trial stacks on the same sources; only its own parameters vary.
+    ranked = trials.loc[trials["family"] == "ranked", "params"]
+    assert all(params["sources"] == sources for params in ranked)
+    assert len({params["num_leaves"] for params in ranked}) > 1
+
+
+def test_alone_the_ranker_keeps_its_default_sources(outer: Split) -> None:
+    tuned = tune(outer.train, models=["ranked"], n_trials=1)
+    assert "sources" not in tuned.trials["params"].iloc[0]
+    assert tuned.best_name == "ranked" and tuned.best_model.is_fitted
+
+
+def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
+        outer: Split) -> None:
+    tuned = tune(outer.train, models=["popular", "ease", "ranked"], budget_seconds=8)
+    counts = tuned.trials.groupby("family").size()
+    assert counts["ranked"] >= 1 and counts["popular"] > 1 and counts["ease"] > 1
+    sources = tuned.trials.loc[tuned.trials["family"] == "ranked", "params"].iloc[0]["sources"]
+    assert {source["model"] for source in sources} == {"popular", "ease"}
+    assert tuned.elapsed < 8 + 10

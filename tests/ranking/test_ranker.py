@@ -216,3 +216,10 @@ def test_context_features_learn_a_within_user_context_effect() -> None:
     assert hits["context"] > 0.9  # the moment decides which half is shown
     assert hits["none"] < 0.65  # without it the two halves are a coin toss
     assert "context_category_match" in with_context.feature_names
+
+
+def test_the_default_sources_need_no_item_table() -> None:
+    events = checkerboard().events
+    ranker = LearnedRanker(n_estimators=5, min_child_samples=2).fit(Dataset.from_frame(events))
+    assert "content" not in ranker.generator_.labels
+    assert len(ranker.recommend(["a000"], k=3)) == 3

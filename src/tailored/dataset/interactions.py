@@ -196,11 +196,14 @@ class Dataset:
 
     @cached_property
     def digest(self) -> str:
-        """A short fingerprint of the events, recorded with every model trained on them."""
+        """A short fingerprint of the events (who, what, how, when, how much) and their
+        weights, recorded with every model trained on them."""
         hasher = hashlib.blake2b(digest_size=8)
-        for column in ("user_id", "item_id", "event_type"):
-            hasher.update(pd.util.hash_pandas_object(self.events[column], index=False)
-                          .to_numpy().tobytes())
+        for column in ("user_id", "item_id", "event_type", "timestamp", "value"):
+            if column in self.events.columns:
+                hasher.update(pd.util.hash_pandas_object(self.events[column], index=False)
+                              .to_numpy().tobytes())
+        hasher.update(self.weights.model_dump_json().encode())
         return hasher.hexdigest()
 
 

@@ -141,15 +141,19 @@ def weighted_space(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def ranked_space(trial: optuna.Trial) -> dict[str, Any]:
-    """The learned ranker (default candidate sources): per-user or global label period
-    of 10-30% of the events, 50-400 trees (log), learning rate 0.02-0.2 (log), 8-63
-    leaves (log), 20-200 sampled negatives per user (log)."""
+    """The learned ranker's own parameters (its sources are given: :func:`tune` stacks it
+    on the families it tuned first): a per-user or global label period of 5, 10, 20 or
+    30% of the events (few values, so trials share fitted sources), 20-400 trees (log),
+    learning rate 0.02-0.2 (log), 2-63 leaves (log; a few hundred label users support
+    only small trees), 5-200 rows per leaf (log), 20-200 sampled negatives per user
+    (log)."""
     return {
         "label_split": trial.suggest_categorical("label_split", ["per-user", "global"]),
-        "label_fraction": trial.suggest_float("label_fraction", 0.1, 0.3),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 400, log=True),
+        "label_fraction": trial.suggest_categorical("label_fraction", [0.05, 0.1, 0.2, 0.3]),
+        "n_estimators": trial.suggest_int("n_estimators", 20, 400, log=True),
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 63, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 2, 63, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
         "negatives": trial.suggest_int("negatives", 20, 200, log=True),
     }
 
@@ -180,7 +184,8 @@ STARTING_POINTS: dict[str, dict[str, Any]] = {
     "weighted": {"als_weight": 1.0, "item_knn_weight": 1.0, "popular_weight": 0.2,
                  "ease_weight": 0.0, "normalisation": "zscore"},
     "ranked": {"label_split": "per-user", "label_fraction": 0.2, "n_estimators": 200,
-               "learning_rate": 0.05, "num_leaves": 31, "negatives": 100},
+               "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+               "negatives": 100},
 }
 
 # Where a starting point departs from the model's defaults, and why. Under a time

@@ -11,8 +11,10 @@ the families that screened best; iterative models (ALS, BPR, SASRec) stop early 
 validation metric. The best few candidates are then checked again on a
 second, different fold (see :func:`validation_folds`) and the winner is the best mean
 of both folds, which guards against a configuration that only fits the first fold's
-noise. The winner is refitted on all the given data. Evaluate it on a held-out test
-set the tuner never saw::
+noise. When the learned ranker (``ranked``) is searched with other families, it is
+stacked on them: searched last, on the tuned configurations of the best families as its
+candidate sources. The winner is refitted on all the given data. Evaluate it on a
+held-out test set the tuner never saw::
 
     split = tailored.dataset.temporal_split(data)
     result = tune(split.train, protocol="temporal")
@@ -37,6 +39,7 @@ import pandas as pd
 from tailored.dataset import Dataset, Split, split_by_name, temporal_split
 from tailored.errors import InvalidDataError, TailoredError
 from tailored.models import MODELS, Recommender, create
+from tailored.ranking import reusing_fitted_parts
 
 from .jsonable import plain
 from .metrics import F1, MAP, MRR, NDCG, HitRate, Precision, RankingMetric, Recall
@@ -68,6 +71,9 @@ _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
 _PATIENCE = 2  # checkpoints without improvement before an iterative fit stops
 _EPOCH_PATIENCE = 5  # epochs without improvement before an epoch-checked fit stops
+STACK_SHARE = 0.5  # of the search time, kept for the stacked ranker when it is searched
+STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sources
+COMPOSITES = ("weighted", "ranked")  # families made of other families: never a source
 
 
 # ---- metric and folds ----------------------------------------------------------------
@@ -368,13 +374,15 @@ def _stopped_parameter(family: str) -> str | None:
 
 
 def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int,
-               deadline: Callable[[], float | None]) -> Callable[[optuna.Trial], float]:
-    """Score a sampled configuration on ``fold``; iterative families stop early, and no
-    later than ``deadline()`` (the end of the phase under way)."""
+               deadline: Callable[[], float | None], fixed: dict[str, Any] | None = None
+               ) -> Callable[[optuna.Trial], float]:
+    """Score a sampled configuration (plus the ``fixed`` params) on ``fold``; iterative
+    families stop early, and no later than ``deadline()`` (the end of the phase under
+    way)."""
     space = SEARCH_SPACES[family]
 
     def objective(trial: optuna.Trial) -> float:
-        params = _with_seed(family, space(trial), seed)
+        params = _with_seed(family, {**space(trial), **(fixed or {})}, seed)
         trial.set_user_attr("params", params)
 
         def report(iterations: int, value: float) -> None:
@@ -464,6 +472,35 @@ def _candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[d
     return sorted(chosen, key=ranked.index)
 
 
+def stacked_sources(trials: pd.DataFrame, families: Sequence[str],
+                    count: int = STACKED_FAMILIES) -> list[dict[str, Any]]:
+    """The stacked ranker's candidate sources, from the trials of single families: the
+    best configuration of each of the ``count`` best families on the first fold (the
+    leader proposes 100 items, the others 50), and item-kNN of the user's last 5 items
+    (with item-kNN's tuned configuration) when item-kNN was searched.
+
+    Examples
+    --------
+    >>> trials = pd.DataFrame({"family": ["popular", "ease", "item_knn"], "number": 0,
+    ...     "params": [{"half_life_days": 3.0}, {"regularization": 250.0}, {}],
+    ...     "iterations": None, "value": [0.3, 0.2, 0.1], "state": "COMPLETE"})
+    >>> [(s.get("name", s["model"]), s["n"]) for s in stacked_sources(trials, ["popular",
+    ...     "ease", "item_knn"], count=2)]
+    [('popular', 100), ('ease', 50), ('item_knn_recent', 30)]
+    """
+    singles = [family for family in families if family not in COMPOSITES]
+    leaders: dict[str, dict[str, Any]] = {}  # best first, one per family
+    for candidate in _candidates(trials[trials["family"].isin(singles)], singles,
+                                 len(singles)):
+        leaders.setdefault(candidate["family"], candidate)
+    sources = [{"model": family, "params": leader["params"], "n": 100 if position == 0 else 50}
+               for position, (family, leader) in enumerate(list(leaders.items())[:count])]
+    if "item_knn" in leaders:
+        sources.append({"name": "item_knn_recent", "model": "item_knn",
+                        "params": leaders["item_knn"]["params"], "recent_items": 5, "n": 30})
+    return sources
+
+
 def available_families() -> list[str]:
     """The families :func:`tune` searches by default: every one in ``SEARCH_SPACES``
     whose extra requirement (``REQUIREMENTS``, e.g. PyTorch for SASRec) is installed."""
@@ -506,7 +543,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     With ``n_trials``, every family runs exactly that many trials (``budget_seconds`` is
     then unused) and, with ``n_jobs=1``, the result depends only on the data and
     ``seed``. Otherwise the whole call, final fit included, aims to take
-    ``budget_seconds``, spent in three phases:
+    ``budget_seconds``, spent in phases:
 
     1. *Screen*: every family's starting point, one family after another (an iterative
        one stops early by then, and at the latest once it has used ``SCREEN_SHARE`` of
@@ -515,7 +552,14 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        by ``RANK_SHARES`` (the leader gets most), the least promising family searches
        first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
        leaves its time to the next ones, so the leader also gets what others left.
-    3. *Guard and final fit*: held back from the start of each phase, the estimated
+       With the ranker stacked (below), the search keeps ``STACK_SHARE`` of its time
+       for it.
+    3. *Stack*: when ``ranked`` is searched with other families, it comes last, its
+       candidate sources fixed to the best configurations found so far
+       (:func:`stacked_sources`); its trials share the fitted sources
+       (:func:`~tailored.ranking.reusing_fitted_parts`), so a trial mostly costs the
+       LightGBM fit. With ``n_trials`` it also runs after the other families.
+    4. *Guard and final fit*: held back from the start of each phase, the estimated
        time (from the measured trial durations) to re-check the candidates and fit the
        winner on all of ``data``, plus ``RESERVED_SHARE`` of the budget. The best
        configuration of each of the ``recheck`` best families on the first fold (or,
@@ -546,6 +590,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
     first, second = validation_folds(data, protocol)
+    # The ranker among other families is stacked on them: searched after them, with their
+    # tuned configurations as its sources. Alone, it keeps its default sources.
+    stacked = [family for family in families if family == "ranked" and len(families) > 1]
+    singles = [family for family in families if family not in stacked]
 
     budget_end = started + budget_seconds
     phase_end: list[float | None] = [None]  # when the trial under way must stop iterating
@@ -559,7 +607,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
             if family in STARTING_POINTS:
                 studies[family].enqueue_trial(STARTING_POINTS[family])
         objectives = {family: _objective(family, first, validation, seed, lambda: phase_end[0])
-                      for family in families}
+                      for family in singles}
 
         def run(family: str, **limits: Any) -> None:
             callbacks = [] if progress is None else [_progress_callback(family, progress)]
@@ -573,21 +621,41 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                        + _finishing_seconds(studies, recheck, len(data) / len(first.train)))
             return max(0.0, budget_end - reserve - time.perf_counter())
 
+        def stack(**limits: Any) -> None:
+            searched = pd.DataFrame([row for family in singles
+                                     for row in _trial_rows(family, studies[family])])
+            sources = stacked_sources(searched, singles)
+            if not sources:
+                return
+            if progress is not None:
+                progress(f"ranked: stacked on {[source['model'] for source in sources]}")
+            objectives["ranked"] = _objective("ranked", first, validation, seed,
+                                              lambda: phase_end[0], {"sources": sources})
+            with reusing_fitted_parts():  # every trial refits the same sources
+                run("ranked", **limits)
+
         if n_trials is not None:
-            for family in families:
+            for family in singles:
                 run(family, n_trials=n_trials)
+            if stacked:
+                stack(n_trials=n_trials)
         else:
-            for family in families:  # 1. screen
+            for family in singles:  # 1. screen
                 phase_end[0] = time.perf_counter() + SCREEN_SHARE * search_time_left()
                 run(family, n_trials=1)
-            order = _search_order(studies)  # 2. search, the most promising last
+            stack_time = STACK_SHARE * search_time_left() if stacked else 0.0
+            order = _search_order({f: studies[f] for f in singles})  # 2. search, leader last
             weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
                        for rank in range(len(order))][::-1]
             for position, family in enumerate(order):
-                share = search_time_left() * weights[position] / sum(weights[position:])
+                share = (max(0.0, search_time_left() - stack_time)
+                         * weights[position] / sum(weights[position:]))
                 if share > 0:
                     phase_end[0] = time.perf_counter() + share
                     run(family, timeout=share)
+            if stacked and search_time_left() > 0:  # 3. stack
+                phase_end[0] = time.perf_counter() + search_time_left()
+                stack(timeout=search_time_left())
         phase_end[0] = None
     rows = [row for family in families for row in _trial_rows(family, studies[family])]
     trials = pd.DataFrame(rows, columns=["family", "number", "params", "iterations", "value",

@@ -37,7 +37,7 @@ from .hybrids import (
     WeightedHybridConfig,
     WeightedPart,
 )
-from .parts import Part, normalise_rows
+from .parts import Part, normalise_rows, reusing_fitted_parts
 from .ranker import (
     LearnedRanker,
     LearnedRankerConfig,
@@ -91,6 +91,7 @@ __all__ = [
     "item_popularity",
     "normalise_rows",
     "query_context",
+    "reusing_fitted_parts",
     "similarity_for",
     "titles_of",
 ]

@@ -11,7 +11,9 @@ so all parts share one user and item vocabulary and can score the same
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,27 @@ from tailored.models.base import Users, model_class
 #: What every fitted model shares with the composite that holds it (same data).
 SHARED_STATE = ("user_vocab_", "item_vocab_", "weights_", "user_items_", "popularity_",
                 "data_digest_", "fitted_at_")
+
+_fitted: ContextVar[dict[tuple[str, str], Recommender] | None] = ContextVar(
+    "tailored_fitted_parts", default=None)
+
+
+@contextmanager
+def reusing_fitted_parts() -> Iterator[None]:
+    """Inside the block, a part is fitted once per events (by digest) and params.
+
+    Tuning a composite refits the same parts on the same data for every trial (the
+    learned ranker's sources on the same label split); only the composite's own
+    parameters change, so the fitted parts can be shared. Fitted parts are only read
+    afterwards, never changed. The item and user tables must not change inside the block
+    (they do not within one tuning call). Outside it, and in other threads, every fit is
+    new.
+    """
+    token = _fitted.set({})
+    try:
+        yield
+    finally:
+        _fitted.reset(token)
 
 
 class Part(BaseModel):
@@ -62,7 +85,14 @@ class Parts:
         return self.models[part.key]
 
     def fit(self, data: Dataset) -> Parts:
-        self.models = {key: spec.build().fit(data) for key, spec in self.specs.items()}
+        reuse = _fitted.get()
+        if reuse is None:
+            self.models = {key: spec.build().fit(data) for key, spec in self.specs.items()}
+            return self
+        for key, spec in self.specs.items():
+            if (data.digest, key) not in reuse:
+                reuse[data.digest, key] = spec.build().fit(data)
+        self.models = {key: reuse[data.digest, key] for key in self.specs}
         return self
 
     def resolve(self, owner: Recommender, users: Users) -> ScoringBatch:

@@ -63,11 +63,12 @@ _MIN_USER_EVENTS = 2  # a user needs history left after the label period
 
 
 def default_sources() -> list[CandidateSource]:
-    """Collaborative filtering, item-kNN (all and recent items), content, trending, popular."""
+    """Collaborative filtering, item-kNN (all and recent items), trending, popular: what
+    any event log supports. Content needs an item table, so the ``ranked`` recipe adds it
+    for catalogs that have one."""
     return [CandidateSource(model="als", n=100),
             CandidateSource(model="item_knn", n=50),
             CandidateSource(name="item_knn_recent", model="item_knn", recent_items=5, n=30),
-            CandidateSource(model="content", n=20),
             CandidateSource(model="trending", n=20),
             CandidateSource(model="popular", n=30)]
 
