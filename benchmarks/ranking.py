@@ -55,6 +55,7 @@ from movielens import movielens_100k
 from tailored.dataset import Dataset, Split, UserQuery, split_by_name
 from tailored.evaluation import TuningResult, evaluate_model, tune
 from tailored.evaluation.metrics import NDCG, HitRate, Recall
+from tailored.evaluation.statistics import paired_test
 from tailored.evaluation.tuning import COMPOSITES
 from tailored.models import Recommender, create
 from tailored.ranking import FeatureConfig, LearnedRanker
@@ -69,9 +70,15 @@ def _metrics(result: Any) -> dict[str, float]:
 
 
 def _test(model: Recommender, split: Split) -> dict[str, Any]:
+    """Test metrics, seconds, and each test user's NDCG@10 (popped before the report)."""
     started = time.perf_counter()
     result = evaluate_model(model, split, K, beyond_accuracy=False)
-    return {**_metrics(result), "seconds": round(time.perf_counter() - started, 1)}
+    return {**_metrics(result), "seconds": round(time.perf_counter() - started, 1),
+            "per_user": result.per_user[f"ndcg@{K}"]}
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key != "per_user"}
 
 
 def _best_config(result: TuningResult, family: str) -> dict[str, Any] | None:
@@ -102,7 +109,7 @@ def movielens(protocol: str, budget: float, log: Any) -> dict[str, Any]:
     singles: dict[str, Any] = {}
     for family in FAMILIES:
         singles[f"{family} (defaults)"] = _test(create(family), split)
-        log(f"  {family} defaults {singles[f'{family} (defaults)']}")
+        log(f"  {family} defaults {_shown(singles[f'{family} (defaults)'])}")
     started = time.perf_counter()
     result = tune(split.train, budget_seconds=budget, protocol=protocol, seed=0)
     tuning_seconds = time.perf_counter() - started
@@ -113,7 +120,7 @@ def movielens(protocol: str, budget: float, log: Any) -> dict[str, Any]:
     assert single is not None
     name = f"{single_family} (tuned: best single on validation)"
     singles[name] = {**_test(create(single_family, **single["params"]), split), **single}
-    log(f"  {name} {singles[name]}")
+    log(f"  {name} {_shown(singles[name])}")
     pipelines: dict[str, Any] = {}
     for family in COMPOSITES:
         chosen = _best_config(result, family)
@@ -121,7 +128,7 @@ def movielens(protocol: str, budget: float, log: Any) -> dict[str, Any]:
             continue
         label = f"{family} (tuned pipeline)" if family == "ranked" else f"{family} (tuned)"
         pipelines[label] = {**_test(create(family, **chosen["params"]), split), **chosen}
-        log(f"  {label} {pipelines[label]}")
+        log(f"  {label} {_shown(pipelines[label])}")
     if "ranked (tuned pipeline)" not in pipelines:
         raise SystemExit(f"the ranker had no time left to search in {budget:.0f} s; "
                          "give --budget more seconds")
@@ -130,10 +137,14 @@ def movielens(protocol: str, budget: float, log: Any) -> dict[str, Any]:
     tuned = pipelines["ranked (tuned pipeline)"]["params"]
     stacked = {key: tuned[key] for key in ("sources", "label_split", "label_fraction")}
     pipelines["stacked (same sources)"] = _test(create("stacked", **stacked), split)
-    log(f"  stacked {pipelines['stacked (same sources)']}")
+    log(f"  stacked {_shown(pipelines['stacked (same sources)'])}")
     best_single = max(singles, key=lambda key: singles[key]["ndcg@10"])
     ranked = pipelines["ranked (tuned pipeline)"]["ndcg@10"]
     best = singles[best_single]["ndcg@10"]
+    paired = paired_test(singles[best_single]["per_user"],
+                         pipelines["ranked (tuned pipeline)"]["per_user"])
+    for row in (*singles.values(), *pipelines.values()):
+        row.pop("per_user")
     first_fold = {family: round(float(rows["value"].max()), 4)
                   for family, rows in result.trials.groupby("family", sort=False)}
     return {"protocol": protocol, "test_users": len(split.test_users),
@@ -144,7 +155,12 @@ def movielens(protocol: str, budget: float, log: Any) -> dict[str, Any]:
             "tuning_seconds": round(tuning_seconds, 1), "first_fold_best": first_fold,
             "trials": {family: len(rows) for family, rows
                        in result.trials.groupby("family", sort=False)},
-            "lift_over_best_single": round(ranked / best - 1, 4)}
+            "lift_over_best_single": round(ranked / best - 1, 4),
+            "paired_difference": {"mean": round(paired.difference.mean, 4),
+                                  "ci95": [round(paired.difference.low, 4),
+                                           round(paired.difference.high, 4)],
+                                  "t_pvalue": round(paired.t_pvalue, 4),
+                                  "wilcoxon_pvalue": round(paired.wilcoxon_pvalue, 4)}}
 
 
 # ---- the sample shop: context ablation ---------------------------------------------------
@@ -346,8 +362,14 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name}{mark} | {row['ndcg@10']:.4f} | {row['recall@10']:.4f} "
                          f"| {row['hit_rate@10']:.4f} | {row['map@10']:.4f} |")
         sources = run["pipelines"]["ranked (tuned pipeline)"]["params"]["sources"]
+        paired = run.get("paired_difference")
         lines += ["", f"Tuned pipeline vs best single model ({run['best_single']}): "
-                  f"**{run['lift_over_best_single']:+.1%} NDCG@10**. One `tailored.tune` "
+                  f"**{run['lift_over_best_single']:+.1%} NDCG@10**" + (
+                      f" (paired per-user difference {paired['mean']:+.4f}, 95% interval "
+                      f"[{paired['ci95'][0]:+.4f}, {paired['ci95'][1]:+.4f}], paired t-test "
+                      f"p = {paired['t_pvalue']:.3f}, Wilcoxon p = "
+                      f"{paired['wilcoxon_pvalue']:.3f})" if paired else "")
+                  + ". One `tailored.tune` "
                   f"call, {run['budget_seconds']:.0f} s budget ({run['tuning_seconds']:.0f} s "
                   f"taken); trials per family {run['trials']}; best first-fold validation "
                   f"NDCG@10 per family {run['first_fold_best']}; re-checked on the second "

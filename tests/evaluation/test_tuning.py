@@ -506,9 +506,9 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
     best = (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
             .sort_values(ascending=False, kind="stable"))
     sources = trials.loc[trials["family"] == "ranked", "params"].iloc[0]["sources"]
-    assert [source["model"] for source in sources[:tuning.STACKED_FAMILIES]] == \
-        best.index[:tuning.STACKED_FAMILIES].tolist()
-    for source in sources[:tuning.STACKED_FAMILIES]:
+    tuned = [source for source in sources if "name" not in source]
+    assert [source["model"] for source in tuned] == best.index[:tuning.STACKED_FAMILIES].tolist()
+    for source in tuned:
         done = trials[(trials["family"] == source["model"]) & (trials["value"] == best[
             source["model"]])]
         leader = done.iloc[0]
@@ -516,6 +516,10 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
         if not pd.isna(leader["iterations"]):
             expected["iterations"] = int(leader["iterations"])
         assert source["params"] == expected
+    if "seed" in tuned[0]["params"]:  # a random leader is fitted twice, with two seeds
+        again = sources[1]
+        assert again["name"] == f"{tuned[0]['model']}_reseeded"
+        assert again["params"] == {**tuned[0]["params"], "seed": tuned[0]["params"]["seed"] + 1}
     assert sources[-1]["recent_items"] == 5 and sources[-1]["model"] == "item_knn"
     # Every ranked trial stacks on the same sources; only its own parameters vary.
     ranked = trials.loc[trials["family"] == "ranked", "params"]

@@ -476,8 +476,10 @@ def stacked_sources(trials: pd.DataFrame, families: Sequence[str],
                     count: int = STACKED_FAMILIES) -> list[dict[str, Any]]:
     """The stacked ranker's candidate sources, from the trials of single families: the
     best configuration of each of the ``count`` best families on the first fold (the
-    leader proposes 100 items, the others 50), and item-kNN of the user's last 5 items
-    (with item-kNN's tuned configuration) when item-kNN was searched.
+    leader proposes 100 items, the others 50); when the leader's fit is random (it takes
+    a seed: SASRec, ALS, BPR), a second fit of it with the next seed, so the ranker
+    averages out the noise of one fit; and item-kNN of the user's last 5 items (with
+    item-kNN's tuned configuration) when item-kNN was searched.
 
     Examples
     --------
@@ -495,6 +497,11 @@ def stacked_sources(trials: pd.DataFrame, families: Sequence[str],
         leaders.setdefault(candidate["family"], candidate)
     sources = [{"model": family, "params": leader["params"], "n": 100 if position == 0 else 50}
                for position, (family, leader) in enumerate(list(leaders.items())[:count])]
+    if sources and "seed" in sources[0]["params"]:
+        first = sources[0]
+        sources.insert(1, {"name": f"{first['model']}_reseeded", "model": first["model"],
+                           "params": {**first["params"], "seed": first["params"]["seed"] + 1},
+                           "n": 50})
     if "item_knn" in leaders:
         sources.append({"name": "item_knn_recent", "model": "item_knn",
                         "params": leaders["item_knn"]["params"], "recent_items": 5, "n": 30})
