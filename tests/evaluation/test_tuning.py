@@ -19,6 +19,7 @@ from tailored.evaluation.search_spaces import (
     ITERATIVE_FAMILIES,
     REQUIREMENTS,
     SEARCH_SPACES,
+    STACKED_STARTING_POINTS,
     STARTING_DEVIATIONS,
     STARTING_POINTS,
 )
@@ -330,11 +331,13 @@ def test_every_trial_is_recorded(result: TuningResult) -> None:
             assert 1 <= row.iterations <= row.params["epochs"]
         else:
             assert pd.isna(row.iterations)
-    # Each family's first trial is its starting point (the model's defaults).
+    # Each family's first trial is its starting point (the model's defaults); the stacked
+    # ranker's is the one for the protocol (temporal here).
     for family, rows in trials.groupby("family"):
         first = rows.loc[rows["number"] == 0, "params"].iloc[0]
-        expected = SEARCH_SPACES[str(family)](optuna.trial.FixedTrial(
-            STARTING_POINTS[str(family)]))
+        start = (STACKED_STARTING_POINTS["temporal"] if family == "ranked"
+                 else STARTING_POINTS[str(family)])
+        expected = SEARCH_SPACES[str(family)](optuna.trial.FixedTrial(start))
         assert {k: first[k] for k in expected} == expected
 
 
@@ -525,6 +528,15 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
     ranked = trials.loc[trials["family"] == "ranked", "params"]
     assert all(params["sources"] == sources for params in ranked)
     assert len({params["num_leaves"] for params in ranked}) > 1
+
+
+def test_the_stacked_rankers_first_trial_mirrors_the_protocol() -> None:
+    data = leave_last_out_split(checkerboard(n_users=40, n_items=40, seed=3)).train
+    tuned = tune(data, models=["popular", "ranked"], n_trials=1,
+                 protocol="leave-last-one-out")
+    first = tuned.trials.loc[tuned.trials["family"] == "ranked", "params"].iloc[0]
+    assert (first["label_split"], first["label_fraction"]) == ("per-user", 0.01)
+    assert first["num_leaves"] == 7
 
 
 def test_alone_the_ranker_keeps_its_default_sources(outer: Split) -> None:

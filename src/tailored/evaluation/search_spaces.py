@@ -142,14 +142,16 @@ def weighted_space(trial: optuna.Trial) -> dict[str, Any]:
 
 def ranked_space(trial: optuna.Trial) -> dict[str, Any]:
     """The learned ranker's own parameters (its sources are given: :func:`tune` stacks it
-    on the families it tuned first): a per-user or global label period of 5, 10, 20 or
-    30% of the events (few values, so trials share fitted sources), 20-400 trees (log),
+    on the families it tuned first): a per-user or global label period of 1, 5, 10, 20
+    or 30% of the events (few values, so trials share fitted sources; per user, 1% is
+    about each user's next event), 20-400 trees (log),
     learning rate 0.02-0.2 (log), 2-63 leaves (log; a few hundred label users support
     only small trees), 5-200 rows per leaf (log), 20-200 sampled negatives per user
     (log)."""
     return {
         "label_split": trial.suggest_categorical("label_split", ["per-user", "global"]),
-        "label_fraction": trial.suggest_categorical("label_fraction", [0.05, 0.1, 0.2, 0.3]),
+        "label_fraction": trial.suggest_categorical("label_fraction",
+                                                    [0.01, 0.05, 0.1, 0.2, 0.3]),
         "n_estimators": trial.suggest_int("n_estimators", 20, 400, log=True),
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 2, 63, log=True),
@@ -187,6 +189,15 @@ STARTING_POINTS: dict[str, dict[str, Any]] = {
                "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
                "negatives": 100},
 }
+
+# The stacked ranker's first trial, by validation protocol: labels that mirror what the
+# protocol asks (each user's next event; a short period after one time cut) and small
+# trees, since a few hundred label users support little more.
+STACKED_STARTING_POINTS: dict[str, dict[str, Any]] = {
+    protocol: {**STARTING_POINTS["ranked"], "label_split": split, "label_fraction": fraction,
+               "n_estimators": 100, "num_leaves": 7, "min_child_samples": 50}
+    for protocol, split, fraction in (("leave-last-one-out", "per-user", 0.01),
+                                      ("temporal", "global", 0.05))}
 
 # Where a starting point departs from the model's defaults, and why. Under a time
 # budget an epoch-checked model is judged after few epochs, and a small batch makes

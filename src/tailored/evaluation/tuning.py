@@ -49,6 +49,7 @@ from .search_spaces import (
     ITERATIVE_FAMILIES,
     REQUIREMENTS,
     SEARCH_SPACES,
+    STACKED_STARTING_POINTS,
     STARTING_POINTS,
 )
 
@@ -563,7 +564,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        for it.
     3. *Stack*: when ``ranked`` is searched with other families, it comes last, its
        candidate sources fixed to the best configurations found so far
-       (:func:`stacked_sources`); its trials share the fitted sources
+       (:func:`stacked_sources`), its first trial matched to the protocol
+       (``STACKED_STARTING_POINTS``); its trials share the fitted sources
        (:func:`~tailored.ranking.reusing_fitted_parts`), so a trial mostly costs the
        LightGBM fit. With ``n_trials`` it also runs after the other families.
     4. *Guard and final fit*: held back from the start of each phase, the estimated
@@ -611,8 +613,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 direction="maximize", study_name=family,
                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
-            if family in STARTING_POINTS:
-                studies[family].enqueue_trial(STARTING_POINTS[family])
+            start = (STACKED_STARTING_POINTS.get(protocol, STARTING_POINTS[family])
+                     if family in stacked else STARTING_POINTS.get(family))
+            if start is not None:
+                studies[family].enqueue_trial(start)
         objectives = {family: _objective(family, first, validation, seed, lambda: phase_end[0])
                       for family in singles}
 
