@@ -16,6 +16,8 @@ other tables):
   first for every family, so a family is judged on a sensible configuration before
   any budget is spent searching it. A family without one is screened with a first
   random sample.
+- ``STACKED_STARTING_POINTS``: the first trial of the ranker when :func:`tune` stacks
+  it on other families, by validation protocol (labels that mirror what it asks).
 - ``ITERATIVE_FAMILIES``: families refitted at growing iteration counts (their space
   samples ``iterations``), mapped to the first count at which their validation
   metric is checked; the checks then double (``4, 8, 16, ...``) up to the sampled
@@ -144,10 +146,9 @@ def ranked_space(trial: optuna.Trial) -> dict[str, Any]:
     """The learned ranker's own parameters (its sources are given: :func:`tune` stacks it
     on the families it tuned first): a per-user or global label period of 1, 5, 10, 20
     or 30% of the events (few values, so trials share fitted sources; per user, 1% is
-    about each user's next event), 20-400 trees (log),
-    learning rate 0.02-0.2 (log), 2-63 leaves (log; a few hundred label users support
-    only small trees), 5-200 rows per leaf (log), 20-200 sampled negatives per user
-    (log)."""
+    about each user's next event), 20-400 trees (log), learning rate 0.02-0.2 (log),
+    2-63 leaves (log; a few hundred label users support only small trees), 5-200 rows
+    per leaf (log), 20-200 sampled negatives per user (log)."""
     return {
         "label_split": trial.suggest_categorical("label_split", ["per-user", "global"]),
         "label_fraction": trial.suggest_categorical("label_fraction",
