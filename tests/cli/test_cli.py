@@ -54,15 +54,20 @@ def test_demo_without_serving_runs_the_whole_loop(workdir: Path) -> None:
     assert Path(active.path, "arrays.npz").exists()
 
 
-def test_import_train_evaluate_recommend(workdir: Path) -> None:
-    # Rounds of one event per user, so every user has history before the test period.
-    events = pd.DataFrame({
-        "user_id": [f"u{u}" for _ in range(5) for u in range(40)],
-        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 10}" for j in range(5)
+def _write_rounds(path: Path, rounds: int, items: int) -> None:
+    """Rounds of one click per user (40 users, two groups of ``items`` items), so every
+    user has history before any test period."""
+    pd.DataFrame({
+        "user_id": [f"u{u}" for _ in range(rounds) for u in range(40)],
+        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % items}" for j in range(rounds)
                     for u in range(40)],
         "event_type": "click",
-        "timestamp": pd.date_range("2026-01-01", periods=200, freq="h", tz="UTC")})
-    events.to_csv(workdir / "events.csv", index=False)
+        "timestamp": pd.date_range("2026-01-01", periods=40 * rounds, freq="h", tz="UTC"),
+    }).to_csv(path, index=False)
+
+
+def test_import_train_evaluate_recommend(workdir: Path) -> None:
+    _write_rounds(workdir / "events.csv", rounds=5, items=10)
     _ok(["init"])
     assert Path("tailored.toml").exists()
     assert "imported 200" in _ok(["import", "events", "events.csv"])
@@ -83,13 +88,7 @@ def test_import_train_evaluate_recommend(workdir: Path) -> None:
 
 
 def test_a_tuned_stacked_pipeline_trains_from_the_printed_command(workdir: Path) -> None:
-    events = pd.DataFrame({
-        "user_id": [f"u{u}" for j in range(12) for u in range(40)],
-        "item_id": [f"{'A' if u < 20 else 'B'}{(u + j) % 15}" for j in range(12)
-                    for u in range(40)],
-        "event_type": "click",
-        "timestamp": pd.date_range("2026-01-01", periods=480, freq="h", tz="UTC")})
-    events.to_csv(workdir / "events.csv", index=False)
+    _write_rounds(workdir / "events.csv", rounds=12, items=15)
     _ok(["init"])
     _ok(["import", "events", "events.csv"])
     tuned = _ok(["tune", "--n-trials", "1", "--models", "item_knn,popular,ranked",

@@ -601,8 +601,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     first, second = validation_folds(data, protocol)
     # The ranker among other families is stacked on them: searched after them, with their
     # tuned configurations as its sources. Alone, it keeps its default sources.
-    stacked = [family for family in families if family == "ranked" and len(families) > 1]
-    singles = [family for family in families if family not in stacked]
+    stacks = "ranked" in families and len(families) > 1
+    singles = [family for family in families if not (stacks and family == "ranked")]
 
     budget_end = started + budget_seconds
     phase_end: list[float | None] = [None]  # when the trial under way must stop iterating
@@ -614,7 +614,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
             start = (STACKED_STARTING_POINTS.get(protocol, STARTING_POINTS[family])
-                     if family in stacked else STARTING_POINTS.get(family))
+                     if family not in singles else STARTING_POINTS.get(family))
             if start is not None:
                 studies[family].enqueue_trial(start)
         objectives = {family: _objective(family, first, validation, seed, lambda: phase_end[0])
@@ -648,13 +648,13 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         if n_trials is not None:
             for family in singles:
                 run(family, n_trials=n_trials)
-            if stacked:
+            if stacks:
                 stack(n_trials=n_trials)
         else:
             for family in singles:  # 1. screen
                 phase_end[0] = time.perf_counter() + SCREEN_SHARE * search_time_left()
                 run(family, n_trials=1)
-            stack_time = STACK_SHARE * search_time_left() if stacked else 0.0
+            stack_time = STACK_SHARE * search_time_left() if stacks else 0.0
             order = _search_order({f: studies[f] for f in singles})  # 2. search, leader last
             weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
                        for rank in range(len(order))][::-1]
@@ -664,7 +664,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 if share > 0:
                     phase_end[0] = time.perf_counter() + share
                     run(family, timeout=share)
-            if stacked and search_time_left() > 0:  # 3. stack
+            if stacks and search_time_left() > 0:  # 3. stack
                 phase_end[0] = time.perf_counter() + search_time_left()
                 stack(timeout=search_time_left())
         phase_end[0] = None
