@@ -127,8 +127,7 @@ def build(cache: Path) -> dict[str, Any]:
 def in_process(store_url: str, users: list[str]) -> dict[str, float]:
     """Per-user times without HTTP: the model alone (history given), and the whole
     uncached request path (store reads, scoring, selection), and a cached answer."""
-    from tailored.pipeline import LiveRecommender
-    from tailored.pipeline.live import Selection
+    from tailored.pipeline import NO_OVERRIDES, LiveRecommender
     from tailored.serving.cache import TopListCache, rank_user
     from tailored.store import open_store
 
@@ -145,7 +144,7 @@ def in_process(store_url: str, users: list[str]) -> dict[str, float]:
     for timings in (uncached_ms, cached_ms):  # the second pass finds every list cached
         for user in users:
             started = time.perf_counter()
-            rank_user(live, cache, user, 10, Selection(), {}, 200)
+            rank_user(live, cache, user, 10, NO_OVERRIDES, {}, 200)
             timings.append((time.perf_counter() - started) * 1000)
     store.close()
     return {"model_score_ms_p50": statistics.median(model_ms),

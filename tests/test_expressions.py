@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tailored import expressions
 from tailored.errors import InvalidDataError
 from tailored.expressions import (
     KEYWORDS,
@@ -238,15 +239,52 @@ def test_mask_on_an_empty_frame(catalog: pd.DataFrame) -> None:
     assert parse("price > 1").mask(catalog.iloc[:0]).shape == (0,)
 
 
-def test_masks_are_fast_on_a_large_catalog() -> None:
+# What evaluates one value in Python: a mask that calls these once per row is not vectorised.
+_PER_VALUE = ("_compare", "_arithmetic", "_call", "_negate", "truthy", "normalise")
+
+
+def _count_per_value_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = dict.fromkeys(_PER_VALUE, 0)
+    for name in _PER_VALUE:
+        real = getattr(expressions, name)
+
+        def counted(*args: Any, _name: str = name, _real: Any = real, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(expressions, name, counted)
+    return calls
+
+
+def test_masks_on_a_large_catalog_are_vectorised(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = 200_000
     rng = np.random.default_rng(0)
     catalog = pd.DataFrame({"category": rng.choice(["shoes", "hats", "bags"], rows),
                             "price": rng.uniform(1, 300, rows)})
-    mask = parse('category == "shoes" and price < 100 and category in ["shoes", "x"]').mask(
-        catalog)
-    expected = (catalog["category"] == "shoes") & (catalog["price"] < 100)
+    catalog.loc[rng.choice(rows, 1_000, replace=False), "price"] = np.nan
+    expression = parse('category == "shoes" and price < 100 and category in ["shoes", "x"] '
+                       "and not price * 2 >= 150")
+    with monkeypatch.context() as patched:
+        calls = _count_per_value_calls(patched)
+        mask = expression.mask(catalog)
+        per_value = dict(calls)
+    # Numeric comparisons and arithmetic, string equality, `in [...]` and the boolean
+    # operators all run as numpy operations: not one value is evaluated in Python.
+    assert per_value == dict.fromkeys(_PER_VALUE, 0)
+    expected = (catalog["category"] == "shoes") & (catalog["price"] < 75)  # NaN compares false
     np.testing.assert_array_equal(mask, expected.to_numpy())
+    # And the same as evaluating each row, on a sample of them.
+    for position in rng.choice(rows, 300, replace=False):
+        row = catalog.iloc[position].to_dict()
+        assert mask[position] == expression.holds(row), row
+
+    # The counting sees a mask that does fall back to Python per row.
+    with monkeypatch.context() as patched:
+        calls = _count_per_value_calls(patched)
+        expression = parse('lower(category) == "shoes"')
+        np.testing.assert_array_equal(expression.mask(catalog.iloc[:1_000]),
+                                      (catalog["category"].iloc[:1_000] == "shoes").to_numpy())
+        assert calls["_call"] == 1_000
 
 
 # ---- properties -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from tailored import models, ranking  # ranking registers hybrids and rankers
 from tailored.dataset import Dataset, UserQuery
-from tailored.models.base import package_version
+from tailored.models.artifact import package_version
 
 __version__ = package_version()
 __all__ = ["Dataset", "UserQuery", "__version__", "models", "ranking", "tune"]

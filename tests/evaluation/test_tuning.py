@@ -57,9 +57,55 @@ def tiny_sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
             "epochs": 12}
 
 
+class FakeClock:
+    """A clock for :func:`tune` whose time passes only while a model fits.
+
+    Every fit of a model ``tune`` creates (trials, early-stopping checkpoints, re-checks
+    and the final fit) advances it by ``seconds[family]`` (else ``default``), so a
+    budgeted search takes the same course whatever the machine's speed. ``fits`` records
+    each fit's family, number of events fitted on and start time.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch,
+                 seconds: dict[str, float] | None = None, default: float = 1.0) -> None:
+        self.now = 0.0
+        self.fits: list[tuple[str, int, float]] = []
+        real_create = tuning.create
+
+        def create(family: str, **params: Any) -> Any:
+            model = real_create(family, **params)
+            real_fit = model.fit
+
+            def fit(data: Dataset, **kwargs: Any) -> Any:
+                self.fits.append((family, len(data), self.now))
+                fitted = real_fit(data, **kwargs)
+                self.now += (seconds or {}).get(family, default)
+                return fitted
+
+            model.fit = fit  # type: ignore[method-assign]
+            return model
+
+        monkeypatch.setattr(tuning, "create", create)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# Fits take 1 s of a fake clock; popular's 0.5 s and the ranker's 2 s.
+FIT_SECONDS = {"popular": 0.5, "ranked": 2.0}
+
+
 @pytest.fixture(scope="module")
-def result(outer: Split) -> TuningResult:
-    return tune(outer.train, models=FAMILIES, n_trials=2, seed=0)
+def result_clock(outer: Split) -> tuple[TuningResult, FakeClock]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clock = FakeClock(monkeypatch, seconds=FIT_SECONDS)
+        tuned = tune(outer.train, models=FAMILIES, n_trials=2, seed=0, clock=clock)
+    return tuned, clock
+
+
+@pytest.fixture(scope="module")
+def result(result_clock: tuple[TuningResult, FakeClock]) -> TuningResult:
+    return result_clock[0]
 
 
 # ---- search spaces ---------------------------------------------------------------------
@@ -220,6 +266,22 @@ def test_a_report_that_prunes_stops_the_fits(monkeypatch: pytest.MonkeyPatch,
     assert fitted == [4]
 
 
+def test_early_stopping_stops_at_the_deadline_by_the_given_clock(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    fitted = _scripted_scores(monkeypatch, {2: 0.1, 4: 0.2, 8: 0.3, 16: 0.4, 32: 0.5})
+    now = [0.0]
+
+    def check_takes_its_iterations(iterations: int, value: float) -> None:
+        now[0] += iterations  # a check of n iterations takes n seconds
+
+    stop = early_stopping_iterations(lambda n: create("als", iterations=n), outer,
+                                     max_iterations=32, first=2, deadline=10.0,
+                                     clock=lambda: now[0], report=check_takes_its_iterations)
+    # The checks end at 2, 6 and 14 s: none starts past the 10 s deadline.
+    assert fitted == [2, 4, 8] == sorted(stop.curve)
+    assert (stop.iterations, stop.score) == (8, 0.3)
+
+
 def _scripted_epochs(monkeypatch: pytest.MonkeyPatch, curve: list[float]) -> list[int]:
     """Score the model after its n-th check by ``curve[n]``; return the epochs checked."""
     checked: list[int] = []
@@ -258,9 +320,15 @@ def test_epoch_early_stopping_checks_from_first_and_always_at_the_last_epoch(
 
 def test_epoch_early_stopping_stops_at_the_deadline(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
-    checked = _scripted_epochs(monkeypatch, [0.1, 0.2, 0.3, 0.4])
-    stop = early_stopping_epochs(_tiny_sasrec(epochs=4), outer, deadline=0.0)
-    assert checked == [1] and stop.iterations == 1
+    checked = _scripted_epochs(monkeypatch, [0.1, 0.2, 0.3, 0.4, 0.5])
+    now = [0.0]
+
+    def epoch_takes_a_second(epoch: int, value: float) -> None:
+        now[0] += 1.0
+
+    stop = early_stopping_epochs(_tiny_sasrec(epochs=5), outer, deadline=2.0,
+                                 clock=lambda: now[0], report=epoch_takes_a_second)
+    assert checked == [1, 2] and stop.iterations == 2
 
 
 def test_epoch_early_stopping_refuses_a_model_without_epochs(outer: Split) -> None:
@@ -290,10 +358,18 @@ def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) 
     data = Dataset.from_frame(sample.events[["user_id", "item_id", "event_type", "value",
                                              "timestamp"]])
     outer_split = temporal_split(data)
-    tuned = tune(outer_split.train, budget_seconds=2, seed=0)
+    clock = FakeClock(monkeypatch)  # every fit takes 1 s
+    tuned = tune(outer_split.train, budget_seconds=20, seed=0, clock=clock)
     assert tuned.best_model.is_fitted
     assert tuned.best_model.data_digest_ == outer_split.train.digest
-    assert set(tuned.trials["family"]) == set(available_families())  # every family screened
+    # Every family is screened at its starting point, the single ones first, then the
+    # ranker stacked on them; with the guard and the final fit, within the budget.
+    first_trials = tuned.trials[tuned.trials["number"] == 0].set_index("family")["state"]
+    assert first_trials.to_dict() == dict.fromkeys(available_families(), "COMPLETE")
+    fitted = list(dict.fromkeys(family for family, _, _ in clock.fits))
+    assert fitted == [family for family in available_families() if family != "ranked"] + [
+        "ranked"]
+    assert tuned.elapsed == clock.now <= 20
     assert 0 < tuned.best_score <= 1 and math.isfinite(tuned.best_score)
     winner = tuned.second_fold.loc[tuned.second_fold["mean"].idxmax()]
     assert winner["family"] == tuned.best_name and winner["mean"] == tuned.best_score
@@ -313,14 +389,15 @@ def test_the_tuned_model_beats_popular_on_the_held_out_test(
     assert tuned > popular + 0.1
 
 
-def test_every_trial_is_recorded(result: TuningResult) -> None:
+def test_every_trial_is_recorded(result_clock: tuple[TuningResult, FakeClock]) -> None:
+    result, clock = result_clock
     trials = result.trials
     assert list(trials.columns) == ["family", "number", "params", "iterations", "value",
                                     "state", "duration", "error"]
     assert trials.groupby("family")["number"].agg(list).to_dict() == {
         family: [0, 1] for family in FAMILIES}
     assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
-    assert trials["error"].isna().all() and (trials["duration"] >= 0).all()
+    assert trials["error"].isna().all()
     complete = trials[trials["state"] == "COMPLETE"]
     assert complete["value"].between(0, 1).all()
     for row in trials.itertuples():
@@ -331,6 +408,21 @@ def test_every_trial_is_recorded(result: TuningResult) -> None:
             assert 1 <= row.iterations <= row.params["epochs"]
         else:
             assert pd.isna(row.iterations)
+        # A trial's duration is the time of its fits by the tune's clock: one fit, or one
+        # per checkpoint an iterative family reached.
+        fit = FIT_SECONDS.get(row.family, 1.0)
+        if row.family in ITERATIVE_FAMILIES:
+            checkpoints = iteration_checkpoints(row.params["iterations"],
+                                                ITERATIVE_FAMILIES[row.family])
+            assert row.duration / fit in range(1, len(checkpoints) + 1)
+        else:
+            assert row.duration == fit
+    # The trials' fits are all those on the first fold; with the re-checks and the final
+    # fit they are all the time that passed.
+    first_fold = result.validation["first"]["train_events"]
+    assert trials["duration"].sum() == sum(FIT_SECONDS.get(family, 1.0) for family, events, _
+                                           in clock.fits if events == first_fold)
+    assert result.elapsed == clock.now
     # Each family's first trial is its starting point (the model's defaults); the stacked
     # ranker's is the one for the protocol (temporal here).
     for family, rows in trials.groupby("family"):
@@ -404,13 +496,30 @@ def test_the_same_seed_gives_the_same_search_and_another_seed_another(outer: Spl
 
 
 def test_a_time_budget_screens_every_family_then_searches_the_leader_most(
-        outer: Split) -> None:
-    tuned = tune(outer.train, models=["popular", "ease"], budget_seconds=2)
-    counts = tuned.trials.groupby("family").size()
-    assert set(counts.index) == {"popular", "ease"} and (counts >= 1).all()
-    assert counts.sum() > 2  # the search went on after the screen
-    assert tuned.budget_seconds == 2 and tuned.n_trials is None
-    assert tuned.elapsed < 2 + 5  # a trial under way may finish after the budget
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    clock = FakeClock(monkeypatch)  # every fit takes 1 s
+    tuned = tune(outer.train, models=["popular", "ease"], budget_seconds=30, clock=clock)
+    trials = tuned.trials
+    assert tuned.budget_seconds == 30 and tuned.n_trials is None
+    assert (trials["state"] == "COMPLETE").all() and (trials["duration"] == 1.0).all()
+    # The screen: each family's starting point, one after the other, before any search.
+    assert [family for family, _, _ in clock.fits[:2]] == ["popular", "ease"]
+    # Held back from the search: 5% of the budget (1.5 s), the three re-checks (3 s) and
+    # the final fit on 1.25 times the first fold's data (1.25 s). So the search runs
+    # until 30 - 5.75 = 24.25 s: its last trial ends at 25 s.
+    assert len(trials) == 25
+    # Then three re-checks and the final fit (1 s, under the 1.25 s held back for it).
+    assert [events for _, events, _ in clock.fits[25:]] == [112, 112, 112, 160]
+    assert tuned.elapsed == clock.now == 29 <= tuned.budget_seconds
+    # The runner-up searches first, for a third of the search time left after the 2 s
+    # screen (its share 0.5 against the leader's 1.0): until 2 + (24.25 - 2) / 3 = 9.42 s,
+    # so 8 trials after its screen; the leader searches last, with the rest.
+    best = trials.groupby("family")["value"].max()
+    leader, runner_up = best.idxmax(), best.idxmin()
+    counts = trials.groupby("family").size()
+    assert (counts[runner_up], counts[leader]) == (1 + 8, 25 - 9)
+    assert [family for family, _, _ in clock.fits[:25]] == (
+        ["popular", "ease"] + [runner_up] * 8 + [leader] * 15)
 
 
 def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first() -> None:
@@ -426,14 +535,19 @@ def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first(
     assert tuning._search_order(studies) == ["c", "a", "d", "b"]
 
 
-def _study_with(value: float, seconds: float) -> optuna.Study:
+def _study_with(value: float, seconds: float, *more: tuple[float, float],
+                clock_seconds: float | None = None) -> optuna.Study:
+    """A study of complete trials, each a (value, wall-clock seconds) pair; the first
+    timed by the tuner's clock at ``clock_seconds`` if given."""
     start = datetime(2024, 1, 1)
     study = optuna.create_study(direction="maximize")
-    study.add_trial(optuna.trial.FrozenTrial(
-        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=value,
-        datetime_start=start, datetime_complete=start + timedelta(seconds=seconds),
-        params={}, distributions={}, user_attrs={}, system_attrs={},
-        intermediate_values={}))
+    for number, (score, wall) in enumerate([(value, seconds), *more]):
+        timed = {"duration": clock_seconds} if number == 0 and clock_seconds else {}
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE,
+            value=score, datetime_start=start, datetime_complete=start + timedelta(seconds=wall),
+            params={}, distributions={}, user_attrs=timed, system_attrs={},
+            intermediate_values={}))
     return study
 
 
@@ -445,6 +559,20 @@ def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
     assert tuning._finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
         10.0 + 2.0 + 1.25 * 10.0)
     assert tuning._finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
+
+
+def test_the_finishing_estimate_counts_every_recheck_the_guard_will_make() -> None:
+    # With fewer families than re-checks, the guard re-checks the next best trials too.
+    studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.3, 2.0)}
+    assert tuning._finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+        3.0 + 2.0 + 1.0 + 3.0)
+    # With fewer trials done than re-checks, the missing ones count like the slowest.
+    studies = {"a": _study_with(0.5, 3.0, (0.4, 1.0))}
+    assert tuning._finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+        3.0 + 1.0 + 3.0 + 3.0)
+    # A trial timed by the tuner's clock counts by that clock, not by Optuna's wall time.
+    studies = {"a": _study_with(0.5, 10.0, clock_seconds=4.0)}
+    assert tuning._finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
 
 
 def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> None:
@@ -460,6 +588,17 @@ def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> Non
         tune(outer.train, n_trials=0)
     with pytest.raises(ValueError, match="budget_seconds must be above 0"):
         tune(outer.train, budget_seconds=0)
+    with pytest.raises(TypeError, match=r"clock must be a callable returning seconds \(e\.g\. "
+                       r"time\.perf_counter\), got 12\.0"):
+        tune(outer.train, n_trials=1, clock=12.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"clock must return a finite number of seconds .*"
+                       r"clock\(\) returned 'now'"):
+        tune(outer.train, n_trials=1, clock=lambda: "now")  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match=r"clock\(\) returned nan"):
+        tune(outer.train, n_trials=1, clock=lambda: math.nan)
+    with pytest.raises(TypeError, match="clock must be a callable"):
+        early_stopping_iterations(lambda n: create("als", iterations=n), outer,
+                                  clock=None)  # type: ignore[arg-type]
 
 
 def test_failed_trials_are_recorded_and_all_failing_is_an_error(
@@ -471,10 +610,21 @@ def test_failed_trials_are_recorded_and_all_failing_is_an_error(
     failed = tuned.trials[tuned.trials["family"] == "item_knn"]
     assert (failed["state"] == "FAIL").all() and failed["error"].str.contains("neighbors").all()
     assert tuned.best_name == "ease"
-    # With a budget, a family that keeps failing is given up instead of using its time.
-    budgeted = tune(outer.train, models=["item_knn", "ease"], budget_seconds=3)
+    # With a budget, a family that keeps failing is given up instead of using its time:
+    # its trials fail in 1 s each, and its share of the search (a third of what is left
+    # after the screen, about 4 s) would have taken six.
+    clock = FakeClock(monkeypatch)
+
+    def failing(trial: optuna.Trial) -> dict[str, Any]:
+        clock.now += 1.0
+        return {"neighbors": 0}
+
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", failing)
+    budgeted = tune(outer.train, models=["item_knn", "ease"], budget_seconds=20, clock=clock)
     failed = budgeted.trials[budgeted.trials["family"] == "item_knn"]
     assert len(failed) == tuning.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
+    assert (failed["duration"] == 1.0).all()
+    assert budgeted.best_name == "ease" and budgeted.elapsed <= 20
 
 
 def test_the_report_is_json_without_nan(result: TuningResult) -> None:
@@ -546,10 +696,23 @@ def test_alone_the_ranker_keeps_its_default_sources(outer: Split) -> None:
 
 
 def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
-        outer: Split) -> None:
-    tuned = tune(outer.train, models=["popular", "ease", "ranked"], budget_seconds=8)
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    clock = FakeClock(monkeypatch)  # every fit takes 1 s (the ranker's sources are reused)
+    tuned = tune(outer.train, models=["popular", "ease", "ranked"], budget_seconds=16,
+                 clock=clock)
     counts = tuned.trials.groupby("family").size()
-    assert counts["ranked"] >= 1 and counts["popular"] > 1 and counts["ease"] > 1
+    assert counts["popular"] > 1 and counts["ease"] > 1
     sources = tuned.trials.loc[tuned.trials["family"] == "ranked", "params"].iloc[0]["sources"]
     assert {source["model"] for source in sources} == {"popular", "ease"}
-    assert tuned.elapsed < 8 + 10
+    # Every trial of the ranker comes after those of the families it stacks on.
+    searched = [family for family, events, _ in clock.fits
+                if events == tuned.validation["first"]["train_events"]]
+    assert searched == sorted(searched, key=lambda family: family == "ranked")
+    # Held back for the guard and the final fit: 5% of the budget (0.8 s), three re-checks
+    # and a fit on 1.25 times the data (4.25 s). So the search runs until 16 - 5.05 =
+    # 10.95 s: its last trial ends at 11 s. The ranker gets its turn: kept half of the
+    # 8.95 s left after the screen, less what the families' 1 s trials overran their
+    # shares by, it starts at 7 s: four trials.
+    assert len(searched) == 11 and counts["ranked"] == 4
+    assert [events for _, events, _ in clock.fits[len(searched):]] == [112, 112, 112, 160]
+    assert tuned.elapsed == clock.now <= 16

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tailored.cli import app
 from tailored.jobs.retrain import parse_interval, retrain, run_worker
-from tailored.pipeline import ModelStage, Recipe
+from tailored.pipeline import Recipe
 from tailored.sample import shop
 from tailored.schema import Event
 from tailored.settings import Settings
@@ -21,7 +21,7 @@ from tailored.store import Store, open_store
 
 
 def _recipe(name: str, **params: object) -> Recipe:
-    return Recipe(name=name, model=ModelStage(name=name, **params))
+    return Recipe.of(name, **params)
 
 
 @pytest.fixture(scope="module")

@@ -204,7 +204,7 @@ def test_exploration_shows_a_new_item_users_like_and_learns_it(tmp_path: Path) -
     for kind in ("items", "users", "events"):
         import_file(store, paths[kind], kind)
     trained = train_model(store, settings, "item_knn", validate=False)
-    assert new_id not in set(trained.model.item_ids)
+    assert new_id not in set(trained.pipeline.item_ids)
     row = sample.items.iloc[new]
     store.items.upsert([Item(item_id=new_id, title=row["title"],
                              categories=list(row["categories"]),
@@ -244,7 +244,7 @@ def test_exploration_shows_a_new_item_users_like_and_learns_it(tmp_path: Path) -
                      for p, flag in zip(odds, context["exploration"]["explored"], strict=True)
                      if flag]
     assert explored_odds and max(explored_odds) <= 0.2 + 1e-9
-    target = target_rankings(trained.model, served, events, 10)
+    target = target_rankings(trained.pipeline, served, events, 10)
     result = estimate(logged, target)
     assert not result.deterministic_logging
     keys = ["recommendation_id", "item_id", "position"]

@@ -1,4 +1,5 @@
-"""LiveRecommender: histories without impressions, the catalog view, and exact selection."""
+"""LiveRecommender: histories without impressions, the live catalog view, and the
+pipeline's exact selection from a cut-off top list."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tailored.dataset import Dataset
-from tailored.expressions import ExpressionError
+from tailored.dataset import Dataset, UserQuery
+from tailored.expressions import ExpressionError, parse
 from tailored.models import create
-from tailored.pipeline import LiveRecommender
-from tailored.pipeline.live import Boost, Selection, TopList
+from tailored.pipeline import LiveRecommender, Overrides, Pipeline, TopList
+from tailored.ranking import RuleSet, UserFacts
 from tailored.schema import Event, Item
 from tailored.store import Store, open_store
 
@@ -38,8 +39,11 @@ def live(store: Store) -> LiveRecommender:
     store.items.upsert([Item(item_id=item, categories=["even" if n % 2 == 0 else "odd"],
                              attributes={"price": float(n), "tier": n % 3})
                         for n, item in enumerate(items)])
-    model = create("item_knn").fit(Dataset.from_frame(events))
-    return LiveRecommender(store, model)
+    # A recipe rule that boosts and one that pins: both must stay exact on a cut list.
+    pipeline = Pipeline(create("item_knn"), name="knn", rules=[
+        {"name": "tier two", "boost": {"where": "tier == 2", "factor": 1.2}},
+        {"name": "promo", "when": 'context.page == "home"', "pin": ["i07"]}])
+    return LiveRecommender(store, pipeline.fit(Dataset.from_store(store)))
 
 
 def test_history_leaves_impressions_out(live: LiveRecommender, store: Store) -> None:
@@ -49,7 +53,7 @@ def test_history_leaves_impressions_out(live: LiveRecommender, store: Store) -> 
     history = live.history(["new"])
 
     assert history["item_id"].tolist() == ["i02"]
-    scores = live.scores("new")
+    scores = live.pipeline.scores(live.query(["new"]))[0]
     assert np.isneginf(scores[live.model.item_vocab_.indices(["i02"])]).all()
     assert np.isfinite(scores[live.model.item_vocab_.indices(["i01"])]).all()
 
@@ -58,7 +62,7 @@ def test_the_catalog_view_follows_changes_incrementally(live: LiveRecommender,
                                                         store: Store) -> None:
     first = live.catalog()
     assert not first.unavailable.any()
-    assert first.mask(Selection.parse(filter="price < 3").filter).sum() == 3
+    assert first.mask(parse("price < 3")).sum() == 3
 
     store.items.upsert([Item(item_id="i01", available=False,
                              attributes={"price": 99.0, "tier": 0, "new": "yes"})])
@@ -67,25 +71,25 @@ def test_the_catalog_view_follows_changes_incrementally(live: LiveRecommender,
     assert second.version > first.version
     column = live.model.item_vocab_.indices(["i01"])[0]
     assert second.unavailable[column] and second.unavailable.sum() == 1
-    assert second.mask(Selection.parse(filter="price < 3").filter).sum() == 2
-    assert second.mask(Selection.parse(filter='new == "yes"').filter)[column]
+    assert second.mask(parse("price < 3")).sum() == 2
+    assert second.mask(parse('new == "yes"'))[column]
 
 
 def test_an_unknown_attribute_is_refused_with_its_column(live: LiveRecommender) -> None:
     with pytest.raises(ExpressionError, match="no item has an attribute 'prize'") as error:
-        live.catalog().mask(Selection.parse(filter="tier == 1 or prize < 3").filter)
+        live.rank(live.query(["u1"]), 5, Overrides.parse(filter="tier == 1 or prize < 3"))
     assert error.value.column == 14
 
 
 @pytest.mark.parametrize("text", ["x:1.5", '"a:b" == title:2', "price > 5 :0.5"])
 def test_boost_factor_follows_the_last_colon_outside_quotes(text: str) -> None:
-    boost = Boost.parse(text)
-    assert boost.factor == float(text.rsplit(":", 1)[1])
+    (rule,) = RuleSet.from_request(boosts=[text])
+    assert rule.boost is not None and rule.boost.factor == float(text.rsplit(":", 1)[1])
 
 
 def test_selection_from_a_cut_list_is_exact_or_declined(live: LiveRecommender) -> None:
-    """Whatever the filter and boosts, an answer from a cut-off top list equals the one
-    from the full score row; when it cannot be proven so, the list declines (None)."""
+    """Whatever the rules, filter and boosts, an answer from a cut-off top list equals the
+    one from the full score row; when it cannot be proven so, the list declines (None)."""
     rng = np.random.default_rng(1)
     catalog = live.catalog()
     filters = [None, "price < 30", "tier == 1", '"even" in categories', "price > 55"]
@@ -95,12 +99,13 @@ def test_selection_from_a_cut_list_is_exact_or_declined(live: LiveRecommender) -
     for trial in range(200):
         scores = rng.normal(size=N_ITEMS).astype(np.float32)
         scores[rng.random(N_ITEMS) < 0.1] = -np.inf  # seen items
-        selection = Selection.parse(filter=filters[trial % len(filters)],
+        overrides = Overrides.parse(filter=filters[trial % len(filters)],
                                     boosts=boosts[trial % len(boosts)],
                                     exclude=[f"i{rng.integers(N_ITEMS):02d}"])
+        query = UserQuery(("u1",), context={"page": "home" if trial % 3 == 0 else "cart"})
         k = int(rng.integers(1, 8))
-        exact = live.select(scores, k, selection, catalog)
-        from_list = live.select(TopList.of(scores, 15), k, selection, catalog)
+        exact = live.pipeline.select(TopList.of(scores), k, query, overrides, catalog)
+        from_list = live.pipeline.select(TopList.of(scores, 15), k, query, overrides, catalog)
         assert exact is not None
         if from_list is None:
             declined += 1
@@ -121,13 +126,15 @@ def test_top_list_is_best_first_and_complete_when_nothing_was_cut() -> None:
     assert cut.columns.tolist() == [2, 3] and not cut.complete
 
 
-def test_recommend_one_matches_the_models_own_ranking(live: LiveRecommender) -> None:
-    expected = live.recommend(["u3"], k=5)
+def test_one_user_and_many_users_get_the_same_list(live: LiveRecommender) -> None:
+    overrides = Overrides.parse(filter="price < 50", boosts=["tier == 0:1.5"], diversity=0.4)
+    batch = live.recommend(["u3", "u4"], k=5, overrides=overrides)
 
-    ranked = live.recommend_one("u3", 5)
-
-    assert ranked.item_ids == expected["item_id"].tolist()
-    assert ranked.scores == pytest.approx(expected["score"].tolist())
+    for user in ("u3", "u4"):
+        ranked = live.rank(live.query([user]), 5, overrides)
+        expected = batch[batch["user_id"] == user]
+        assert ranked.item_ids == expected["item_id"].tolist()
+        assert ranked.scores == pytest.approx(expected["score"].tolist())
 
 
 def test_new_items_are_the_available_ones_the_model_lacks_kept_up_to_date(
@@ -141,10 +148,11 @@ def test_new_items_are_the_available_ones_the_model_lacks_kept_up_to_date(
                              created_at=datetime(2026, 2, 1, tzinfo=UTC))])
     catalog = live.catalog()
     assert catalog.new_items()["item_id"].tolist() == ["new-b", "new-a"]  # newest first
-    cheap = Selection.parse(filter="price < 100")
-    assert catalog.new_candidates(cheap) == ["new-a"]
-    assert catalog.new_candidates(Selection(), seen={"new-b"}) == ["new-a"]
-    assert catalog.new_candidates(Selection.parse(exclude=["new-a"])) == ["new-b"]
+    anyone = UserFacts("u1")
+    cheap = RuleSet.from_request(filter="price < 100")
+    assert catalog.new_candidates(cheap, anyone) == ["new-a"]
+    assert catalog.new_candidates(RuleSet(), anyone, seen={"new-b"}) == ["new-a"]
+    assert catalog.new_candidates(RuleSet(), anyone, exclude=["new-a"]) == ["new-b"]
     store.items.update("new-b", {"available": False})  # patched, not reloaded
     store.items.upsert([Item(item_id="new-c", created_at=datetime(2026, 3, 1, tzinfo=UTC)),
                         Item(item_id="i00", attributes={"price": 1.0})])

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from tailored.errors import InvalidDataError
-from tailored.models import ALS, RuleBased
-from tailored.pipeline import load_recipe
+from tailored.models import ALS
+from tailored.pipeline import Pipeline, load_recipe
 from tailored.testing import checkerboard
 
 RECIPES = Path(__file__).parents[2] / "recipes"
@@ -14,24 +14,29 @@ RECIPES = Path(__file__).parents[2] / "recipes"
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_recipes_load_and_fit(path: Path) -> None:
-    model = load_recipe(path).build().fit(checkerboard())
-    assert len(model.recommend("a000", k=3)) == 3
+    pipeline = load_recipe(path).build().fit(checkerboard())
+    assert len(pipeline.run("a000", k=3)) == 3
+    assert pipeline.name == path.stem
 
 
-def test_a_recipe_with_rules_wraps_its_model(tmp_path: Path) -> None:
+def test_a_recipe_builds_a_pipeline_with_its_rules(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
-    path.write_text('name = "x"\n[model]\nname = "als"\nfactors = 4\n\n[[rules]]\n'
-                    "when = 'context.device == \"mobile\"'\npin = [\"A001\"]\n")
-    model = load_recipe(path).build()
-    assert isinstance(model, RuleBased) and model.config.base_params == {"factors": 4}
-    plain = tmp_path / "plain.toml"
-    plain.write_text('[model]\nname = "als"\nfactors = 4\n')
-    built = load_recipe(plain).build()
-    assert isinstance(built, ALS) and built.config.factors == 4
+    path.write_text('name = "x"\n[model]\nmodel = "als"\nparams = { factors = 4 }\n\n'
+                    "[[rules]]\nwhen = 'context.device == \"mobile\"'\npin = [\"A001\"]\n")
+    pipeline = load_recipe(path).build()
+    assert isinstance(pipeline, Pipeline) and pipeline.name == "x"
+    assert isinstance(pipeline.scorer, ALS) and pipeline.scorer.config.factors == 4
+    assert [rule.pin for rule in pipeline.rules] == [("A001",)]
+    older = tmp_path / "plain.toml"  # the older spelling: parameters beside the name
+    older.write_text('[model]\nname = "als"\nfactors = 4\n')
+    built = load_recipe(older).build()
+    assert isinstance(built.scorer, ALS) and built.scorer.config.factors == 4
+    assert not len(built.rules) and built.name == "default"
 
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[model]\nname = "nope"\n', "unknown model 'nope'"),
+    ('[model]\nmodel = "als"\nparams = { speed = 3 }\n', "speed"),
     ('[model]\nname = "als"\nfactors = -1\n', "factors"),
     ('[model]\nname = "als"\nspeed = 3\n', "speed"),
     ("[model\n", "not valid TOML"),
@@ -74,17 +79,14 @@ def test_ranker_stages_compile_to_the_ranked_model(tmp_path: Path) -> None:
     path = tmp_path / "ranked.toml"
     path.write_text(RANKED)
     recipe = load_recipe(path)
-    assert recipe.model.name == "ranked"
-    model = recipe.build()
+    assert recipe.model.model == "ranked"
+    model = recipe.build().scorer
     assert isinstance(model, LearnedRanker)
     assert [s.label for s in model.config.sources] == ["item_knn", "recent"]
     assert model.config.n_estimators == 10
 
 
-def test_rerankers_and_rules_wrap_the_ranker(tmp_path: Path) -> None:
-    from tailored.models import Recommender
-    from tailored.ranking import Reranked
-
+def test_rerankers_and_rules_are_stages_around_the_ranker(tmp_path: Path) -> None:
     path = tmp_path / "full.toml"
     path.write_text(RANKED + '''
 [[rerankers]]
@@ -95,16 +97,18 @@ max_per_category = 2
 name = "hide A009"
 exclude = { where = 'item_id == "A009"' }
 ''')
-    model = load_recipe(path).build()
-    assert isinstance(model, Reranked) and model.config.base == "rules"
-    model.fit(checkerboard())
-    recs = model.recommend(["a000", "b000"], k=5)
+    pipeline = load_recipe(path).build()
+    assert pipeline.scorer.name == "ranked" and len(pipeline.rules) == 1
+    pipeline.fit(checkerboard())
+    recs = pipeline.run(["a000", "b000"], k=5)
     assert "A009" not in set(recs["item_id"])
     per_category = recs.groupby(["user_id", recs["item_id"].str[0]]).size()
     assert per_category.max() <= 2  # each item has one category (its group), capped at 2
-    model.save(tmp_path / "artifact")
-    loaded = Recommender.load(tmp_path / "artifact")
-    assert loaded.recommend(["a000", "b000"], k=5).equals(recs)
+    pipeline.save(tmp_path / "artifact")
+    assert sorted(p.name for p in (tmp_path / "artifact").iterdir()) == [
+        "arrays.npz", "config.json", "scorer"]
+    loaded = Pipeline.load(tmp_path / "artifact")
+    assert loaded.run(["a000", "b000"], k=5).equals(recs)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -126,8 +130,8 @@ def test_shipped_pipelines_are_found_by_name() -> None:
     from tailored.pipeline.recipe import find_recipe, shipped_recipes
 
     assert {"hybrid", "ranked", "stacked", "switching"} <= set(shipped_recipes())
-    assert find_recipe("ranked").model.name == "ranked"
-    with pytest.raises(InvalidDataError, match="no pipeline named 'nope'"):
+    assert find_recipe("ranked").model.model == "ranked"
+    with pytest.raises(InvalidDataError, match="no recipe named 'nope'"):
         find_recipe("nope")
 
 
@@ -137,7 +141,6 @@ def test_train_a_shipped_pipeline_from_the_command_line(tmp_path: Path,
     from typer.testing import CliRunner
 
     from tailored.cli import app
-    from tailored.models import Recommender
     from tailored.store import open_store
 
     monkeypatch.setenv("TAILORED_MODEL_DIR", str(tmp_path / "models"))
@@ -148,14 +151,14 @@ def test_train_a_shipped_pipeline_from_the_command_line(tmp_path: Path,
     imported = runner.invoke(app, ["import", "events", str(tmp_path / "events.csv"),
                                    "--store", store], catch_exceptions=False)
     assert imported.exit_code == 0, imported.output
-    result = runner.invoke(app, ["train", "--pipeline", "hybrid", "--store", store],
+    result = runner.invoke(app, ["train", "--recipe", "hybrid", "--store", store],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "model weighted version 1" in result.output
+    assert "model hybrid version 1" in result.output
     opened = open_store(store)
     active = opened.models.active()
     opened.close()
-    assert active is not None and active.name == "weighted"
-    assert len(Recommender.load(active.path).recommend("a000", k=3)) == 3
-    wrong = runner.invoke(app, ["train", "--pipeline", "nope", "--store", store])
-    assert wrong.exit_code != 0 and "no pipeline named 'nope'" in wrong.output
+    assert active is not None and active.name == "hybrid"  # the recipe's name
+    assert len(Pipeline.load(active.path).run("a000", k=3)) == 3
+    wrong = runner.invoke(app, ["train", "--recipe", "nope", "--store", store])
+    assert wrong.exit_code != 0 and "no recipe named 'nope'" in wrong.output

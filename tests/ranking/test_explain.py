@@ -4,6 +4,7 @@ on both items, and the named item is the one the model's arrays say contributed 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,13 +20,13 @@ from tailored.models import (
     ItemKNN,
     Popular,
     Recommender,
-    RuleBased,
     Segments,
     Trending,
     UserKNN,
     create,
 )
 from tailored.models.base import Reason
+from tailored.pipeline import Overrides, Pipeline
 from tailored.ranking import LinUCB, explain_recommendations, explore, titles_of
 from tailored.sample import shop
 
@@ -40,23 +41,44 @@ def _shop() -> tuple[tailored.Dataset, dict[str, set[str]], dict[str, set[str]]]
     return data, history, categories
 
 
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "popular": {}, "trending": {}, "item_knn": {}, "user_knn": {},
     "als": {"factors": 8, "iterations": 5}, "bpr": {"factors": 8, "iterations": 20},
     "ease": {"regularization": 50.0}, "content": {}, "segments": {"n_segments": 3},
     "item2vec": {"factors": 8, "epochs": 2},
-    "rules": {"base": "item_knn", "rules": [{"boost": {"where": "price > 50", "factor": 1.1}}]},
+}
+#: Pipelines with stages around a scorer: their reasons come from the scorer.
+PIPELINES = {
+    "rules": lambda: Pipeline(ItemKNN(), rules=[
+        {"boost": {"where": "price > 50", "factor": 1.1}}]),
+    "rules and re-rankers": lambda: Pipeline(ALS(factors=8, iterations=5), rules=[
+        {"pin": ["no-such-item"]}, {"bury": {"where": "price < 20", "factor": 0.5}}],
+        rerankers=[{"diversity": 0.3}]),
 }
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_reason_is_true(name: str) -> None:
-    data, history, categories = _shop()
+def _explained(name: str, users: list[str]) -> pd.DataFrame:
+    """A model's (or a pipeline's) top 5 per user with their reasons."""
+    data, _, _ = _shop()
+    if name in PIPELINES:
+        pipeline = PIPELINES[name]().fit(data)
+        explained = pipeline.run(users, k=5, explain=True)
+        recs = pipeline.run(users, k=5)
+        pd.testing.assert_frame_equal(explained[list(recs.columns)], recs)
+        return explained
     model = create(name, **MODELS[name]).fit(data)
-    users = [*sorted(history)[:12], "nobody"]
     recs = model.recommend(users, k=5)
     explained = model.explanations(users, recs)
     assert len(explained) == len(recs)
+    return explained
+
+
+@pytest.mark.parametrize("name", [*sorted(MODELS), *PIPELINES])
+def test_every_reason_is_true(name: str) -> None:
+    _, history, categories = _shop()
+    users = [*sorted(history)[:12], "nobody"]
+    explained = _explained(name, users)
+    assert len(explained) == 5 * len(users)
     assert explained["reason"].map(len).gt(0).all()
     for row in explained.itertuples():
         seen = history.get(row.user_id, set())
@@ -201,17 +223,30 @@ def test_user_knn_counts_the_neighbours_who_touched_the_item() -> None:
         ["z", "liked by 2 people with tastes like yours"]]
 
 
-def test_rules_explain_through_their_base_model() -> None:
+def test_rules_explain_through_the_pipelines_scorer() -> None:
     data = tailored.Dataset.from_frame(EVENTS)
-    boosted = RuleBased(base="item_knn", rules=[
-        {"boost": {"where": 'item_id == "y"', "factor": 2.0}}]).fit(data)
-    query = tailored.UserQuery.from_histories({"u": ["x"]})
-    explained = boosted.explanations(query, boosted.recommend(query, k=1))
-    assert explained[["item_id", "reason"]].values.tolist() == [["y", "because you viewed x"]]
+    query = tailored.UserQuery.from_histories({"u": ["x", "z"]})
+    plain = Pipeline(ItemKNN()).fit(data).run(query, k=1, explain=True)
+    assert plain[["item_id", "reason"]].values.tolist() == [["y", "because you viewed x"]]
+    # The boost puts w first; its reason is still the scorer's evidence for w.
+    boosted = Pipeline(ItemKNN(), rules=[
+        {"boost": {"where": 'item_id == "w"', "factor": 2.0}}]).fit(data)
+    explained = boosted.run(query, k=2, explain=True, titles={"z": "Zed"})
+    assert explained[["item_id", "reason"]].values.tolist() == [
+        ["w", "because you viewed Zed"], ["y", "because you viewed x"]]
+    assert explained["reason_items"].tolist() == [["z"], ["x"]]
+    # The same through explain() on the list run() gave, and for a request's boost.
+    recs = boosted.run(query, k=2)
+    pd.testing.assert_frame_equal(boosted.explain(query, recs, titles={"z": "Zed"}), explained)
+    requested = Pipeline(ItemKNN()).fit(data).run(
+        query, k=2, overrides=Overrides.parse(boosts=['item_id == "w":2']), explain=True)
+    assert requested[["item_id", "reason"]].values.tolist() == [
+        ["w", "because you viewed z"], ["y", "because you viewed x"]]
     # A pinned item no history item supports gets no invented reason.
-    pinned = RuleBased(base="item_knn", rules=[{"pin": ["w"]}]).fit(data)
-    explained = pinned.explanations("a", pinned.recommend("a", k=1))
+    pinned = Pipeline(ItemKNN(), rules=[{"pin": ["w"]}]).fit(data)
+    explained = pinned.run("a", k=1, explain=True)
     assert explained[["item_id", "reason_kind"]].values.tolist() == [["w", "model"]]
+    assert explained["reason_items"].tolist() == [[]]
 
 
 def test_new_and_explored_items() -> None:

@@ -77,7 +77,8 @@ def trained(store: Store, template: Template) -> TrainedModel:
     model = template.model
     registered = store.models.register(model.version.name, model.version.path,
                                        model.metrics, model.version.details)
-    return TrainedModel(store.models.promote(registered.version), model.model, model.metrics)
+    return TrainedModel(store.models.promote(registered.version), model.pipeline,
+                        model.metrics)
 
 
 ClientFactory = Callable[..., TestClient]

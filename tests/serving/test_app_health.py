@@ -32,7 +32,7 @@ def test_health_reports_store_events_and_model(client: TestClient, settings: Set
     assert body["events"] == len(synthetic_events())
     assert body["model"]["name"] == "item_knn"
     assert body["model"]["version"] == trained.version.version
-    assert body["model"]["trained_at"].startswith(trained.model.fitted_at_[:10])
+    assert body["model"]["trained_at"].startswith(trained.pipeline.scorer.fitted_at_[:10])
 
 
 def test_health_counts_posted_events(client: TestClient) -> None:

@@ -19,11 +19,10 @@ import pytest
 
 from tailored.jobs import train_model
 from tailored.jobs.retrain import retrain
-from tailored.models import Recommender
 from tailored.monitoring.abtest import analyze
 from tailored.monitoring.drift import check_drift
 from tailored.monitoring.experiments import assign
-from tailored.pipeline import ModelStage, Recipe
+from tailored.pipeline import Pipeline, Recipe
 from tailored.sample import shop
 from tailored.sample.shop import PERIOD_END
 from tailored.schema import Event, Item
@@ -80,14 +79,14 @@ def _experiment_traffic(store: Store, sample: object, experiment_id: str,
     start = pd.Timestamp(PERIOD_END)
     moments = sorted(start + pd.Timedelta(seconds=float(s))
                      for s in rng.uniform(0, DAYS * 86_400, size=answers))
-    models: dict[int, Recommender] = {}
+    models: dict[int, Pipeline] = {}
     lists: dict[tuple[int, str], list[str]] = {}
     for version in {v.version for v in experiment.variants}:
         found = store.models.get(version)
         assert found is not None
-        models[version] = Recommender.load(Path(found.path))
+        models[version] = Pipeline.load(Path(found.path))
         picked = sorted({users[u] for u in chosen})
-        recs = models[version].recommend(picked, k=k)
+        recs = models[version].run(picked, k=k)
         for user, group in recs.groupby("user_id", sort=False):
             lists[(version, str(user))] = group["item_id"].astype(str).tolist()
     served: list[Served] = []
@@ -159,7 +158,7 @@ def build_shop(root: Path) -> Shop:
         _experiment_traffic(store, sample, experiment.experiment_id)
         check_drift(store)  # records the CTR drop as an alert
         # A scheduled retraining with a weaker recipe: registered, not promoted.
-        retrain(store, settings, Recipe(name="popular", model=ModelStage(name="popular")),
+        retrain(store, settings, Recipe.of("popular"),
                 reason="schedule")
         report = analyze(store, experiment.experiment_id)
         built = Shop(root / "shop.db", settings.model_dir, store.events.count(),

@@ -62,7 +62,7 @@ def test_full_exploration_shows_new_items_and_logs_what_it_did(exploring: TestCl
     assert not set(items) & seen_by("alice0")
     assert items["fresh-cheap"]["explored"] is True
     assert items["fresh-cheap"]["score"] == 0.0
-    assert items["fresh-cheap"]["explanation"] == "new in the catalog"
+    assert items["fresh-cheap"]["reason"] == "new in the catalog"
     assert all(isinstance(item["explored"], bool) for item in body["items"])
     record = served(exploring, catalog).iloc[0]
     assert record["item_ids"] == [item["item_id"] for item in body["items"]]
@@ -130,7 +130,7 @@ def test_sessions_explore_too(exploring: TestClient, catalog: Store) -> None:
     items = response.json()["items"]
     assert {"fresh-cheap", "fresh-dear"} <= {i["item_id"] for i in items}
     assert not {"a1", "a2"} & {i["item_id"] for i in items}
-    assert all("explanation" in i for i in items)
+    assert all("reason" in i for i in items)
     assert served(exploring, catalog).iloc[0]["context"]["exploration"]["share"] == 1.0
 
 

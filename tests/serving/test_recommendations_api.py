@@ -331,8 +331,8 @@ def test_explanations_name_the_history_behind_each_item(client: TestClient) -> N
     explained = client.get("/recommendations/alice0", params={"k": 2, "explain": True}).json()
 
     assert item_ids(explained) == item_ids(plain)
-    assert all("explanation" not in item for item in plain["items"])
-    reasons = [item["explanation"] for item in explained["items"]]
+    assert all("reason" not in item for item in plain["items"])
+    reasons = [item["reason"] for item in explained["items"]]
     assert all(isinstance(r, str) and r for r in reasons)
     assert any(seen in reason for reason in reasons for seen in seen_by("alice0"))
 
@@ -351,7 +351,7 @@ def test_a_session_can_be_explained_and_diversified(client: TestClient, catalog:
         "items": ["b0", "b1"], "k": 3, "explain": True, "diversity": 0.5})
 
     assert response.status_code == 200
-    assert all(item["explanation"] for item in response.json()["items"])
+    assert all(item["reason"] for item in response.json()["items"])
 
 
 @pytest.mark.parametrize("diversity", [-0.1, 1.5, "lots"])

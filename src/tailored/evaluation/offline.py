@@ -1,4 +1,5 @@
-"""Offline evaluation: fit each model on a split's training data and rank for test users."""
+"""Offline evaluation: fit each model or pipeline on a split's training data and rank for
+test users through the same :meth:`Pipeline.run` the service and the CLI use."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from tailored.dataset import Split
 from tailored.models import Recommender
+from tailored.pipeline import Pipeline
 
 from .beyond import ItemDistance, ListMetric, beyond_accuracy_metrics
 from .metrics import MAP, NDCG, Coverage, HitRate, RankingMetric, Recall
@@ -24,7 +26,7 @@ class ModelResult:
     """One model's figures on one split."""
 
     name: str
-    model: Recommender
+    model: Recommender | Pipeline
     metrics: dict[str, float]
     per_user: dict[str, list[float]] = field(repr=False)
     users: list[str] = field(default_factory=list, repr=False)
@@ -37,22 +39,25 @@ class ModelResult:
         return dict(zip(self.users, self.per_user[metric], strict=True))
 
 
-def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool = True,
+def evaluate_model(model: Recommender | Pipeline, split: Split, k: int = 10, *,
+                   fit: bool = True,
                    metrics: tuple[type[RankingMetric], ...] = DEFAULT_METRICS,
                    beyond_accuracy: bool = True,
                    item_distance: ItemDistance | None = None) -> ModelResult:
-    """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``.
+    """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``
+    (a bare model runs as a one-stage pipeline).
 
     Accuracy metrics compare each test user's list with their ground truth; with
     ``beyond_accuracy``, novelty, popularity, exposure Gini, personalization and
     intra-list diversity (by ``item_distance``, else by categories) describe the lists.
     """
+    pipeline = model if isinstance(model, Pipeline) else Pipeline.of(model)
     started = time.perf_counter()
     if fit:
-        model.fit(split.train)
+        pipeline.fit(split.train)
     fitted = time.perf_counter()
     users = split.test_users
-    recs = model.recommend(users, k=k, exclude_seen=True)
+    recs = pipeline.run(users, k)
     recommended: dict[str, list[str]] = {
         str(user): items for user, items in
         recs.groupby("user_id", sort=False)["item_id"].agg(list).items()}
@@ -80,7 +85,7 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10, *, fit: bool =
     )
 
 
-def compare(models: Mapping[str, Recommender], split: Split, k: int = 10,
+def compare(models: Mapping[str, Recommender | Pipeline], split: Split, k: int = 10,
             progress: Progress | None = None) -> tuple[pd.DataFrame, dict[str, ModelResult]]:
     """Evaluate several models on the same split; a table with one row per model."""
     results: dict[str, ModelResult] = {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ from .search_spaces import (
 )
 
 Progress = Callable[[str], None]
+Clock = Callable[[], float]  # seconds, e.g. time.perf_counter
 
 RANKING_METRICS: dict[str, type[RankingMetric]] = {
     metric.label: metric for metric in (NDCG, Recall, HitRate, MAP, Precision, F1, MRR)}
@@ -157,6 +159,23 @@ def validation_folds(data: Dataset, protocol: str = "temporal") -> tuple[Split, 
 
 # ---- early stopping ------------------------------------------------------------------
 
+def _check_clock(clock: Clock) -> None:
+    if not callable(clock):
+        raise TypeError(f"clock must be a callable returning seconds (e.g. time.perf_counter), "
+                        f"got {clock!r}")
+
+
+def _read_clock(clock: Clock) -> float:
+    """The first reading of a user's clock, checked to be a finite number of seconds."""
+    _check_clock(clock)
+    now = clock()
+    if (isinstance(now, bool) or not isinstance(now, numbers.Real)
+            or not math.isfinite(float(now))):
+        raise TypeError(f"clock must return a finite number of seconds (e.g. "
+                        f"time.perf_counter), but clock() returned {now!r}")
+    return float(now)
+
+
 def iteration_checkpoints(max_iterations: int, first: int | None = None) -> list[int]:
     """Iteration counts at which to check a model: ``first`` doubling, then the maximum.
 
@@ -197,7 +216,7 @@ def early_stopping_iterations(
     model_factory: Callable[[int], Recommender], split: Split, metric: str = "ndcg@10",
     max_iterations: int = 100, patience: int = _PATIENCE, *, first: int | None = None,
     report: Callable[[int, float], None] | None = None,
-    deadline: float | None = None) -> EarlyStopping:
+    deadline: float | None = None, clock: Clock = time.perf_counter) -> EarlyStopping:
     """The iteration count (up to ``max_iterations``) where the validation metric peaks.
 
     ``model_factory(n)`` builds an unfitted model that trains for ``n`` iterations; it
@@ -207,7 +226,8 @@ def early_stopping_iterations(
     checkpoint with the best value wins. ``report(iterations, value)`` is called after
     each check (the tuner reports to Optuna there and may raise ``TrialPruned``).
     Each fit starts from scratch, so the total cost is under three fits at the maximum.
-    Past ``deadline`` (a ``time.perf_counter()`` value) no further checkpoint is fitted.
+    Past ``deadline`` (a ``clock()`` value; ``clock`` defaults to ``time.perf_counter``)
+    no further checkpoint is fitted.
 
     Examples
     --------
@@ -222,6 +242,7 @@ def early_stopping_iterations(
     """
     if patience < 1:
         raise ValueError(f"patience must be at least 1, got {patience}")
+    _check_clock(clock)
     validation = ValidationMetric.parse(metric)
     curve: dict[int, float] = {}
     best_iterations, best_score, since_best = 0, -math.inf, 0
@@ -236,7 +257,7 @@ def early_stopping_iterations(
             since_best += 1
             if since_best >= patience:
                 break
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and clock() >= deadline:
             break
     return EarlyStopping(best_iterations, best_score, curve)
 
@@ -245,16 +266,17 @@ def early_stopping_epochs(
     model: Recommender, split: Split, metric: str = "ndcg@10",
     patience: int = _EPOCH_PATIENCE, *, first: int = 1,
     report: Callable[[int, float], None] | None = None,
-    deadline: float | None = None) -> EarlyStopping:
+    deadline: float | None = None, clock: Clock = time.perf_counter) -> EarlyStopping:
     """Fit ``model`` once on ``split.train``, checking the metric after every epoch.
 
     ``model.fit`` must take an ``after_epoch`` callback (see ``EPOCH_FAMILIES``), and
     ``model.config.epochs`` is the most epochs it may train. From epoch ``first`` on
     (and at the last epoch), the fitted-so-far model is scored on the split; training
     stops once the metric has not improved for ``patience`` epochs in a row, or at the
-    first check past ``deadline`` (a ``time.perf_counter()`` value). The earliest epoch
-    with the best value wins; refit with that many epochs to get its model. ``report``
-    is called after each check, as in :func:`early_stopping_iterations`.
+    first check past ``deadline`` (a ``clock()`` value, as in
+    :func:`early_stopping_iterations`). The earliest epoch with the best value wins;
+    refit with that many epochs to get its model. ``report`` is called after each check,
+    as in :func:`early_stopping_iterations`.
 
     Examples
     --------
@@ -271,6 +293,7 @@ def early_stopping_epochs(
         raise ValueError(f"patience must be at least 1, got {patience}")
     if first < 1:
         raise ValueError(f"first must be at least 1, got {first}")
+    _check_clock(clock)
     validation = ValidationMetric.parse(metric)
     max_epochs = int(getattr(model.config, "epochs", 0))
     if max_epochs < 1:
@@ -291,7 +314,7 @@ def early_stopping_epochs(
         else:
             best["since"] += 1
         return bool(best["since"] >= patience
-                    or (deadline is not None and time.perf_counter() >= deadline))
+                    or (deadline is not None and clock() >= deadline))
 
     model.fit(split.train, after_epoch=after_epoch)  # type: ignore[call-arg]
     if not curve:  # nothing to train on, so no epoch ran: score what the fit gave
@@ -310,9 +333,11 @@ class TuningResult:
     ``best_params``; ``best_score`` is the mean of its validation metric on the two
     folds. ``trials`` has one row per Optuna trial (``family``, ``number``, the sampled
     model ``params``, ``iterations`` where early stopping picked a count, the first
-    fold's ``value`` (NaN unless complete), ``state``, ``duration`` seconds and any
-    ``error``); ``second_fold`` one row per re-checked candidate with its
-    ``first_fold``, ``second_fold`` and ``mean`` scores.
+    fold's ``value`` (NaN unless complete), ``state``, ``duration`` (seconds the
+    trial's objective took, by the ``clock`` given to :func:`tune`) and any ``error``);
+    ``second_fold`` one row per re-checked candidate with its ``first_fold``,
+    ``second_fold`` and ``mean`` scores. ``elapsed`` is the whole call's time by that
+    clock.
     """
 
     best_model: Recommender
@@ -375,14 +400,15 @@ def _stopped_parameter(family: str) -> str | None:
 
 
 def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int,
-               deadline: Callable[[], float | None], fixed: dict[str, Any] | None = None
-               ) -> Callable[[optuna.Trial], float]:
+               deadline: Callable[[], float | None], clock: Clock,
+               fixed: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
     """Score a sampled configuration (plus the ``fixed`` params) on ``fold``; iterative
     families stop early, and no later than ``deadline()`` (the end of the phase under
-    way)."""
+    way, a ``clock()`` value). The trial's ``duration`` user attribute is its time by
+    ``clock``, whether it completes, is pruned or fails."""
     space = SEARCH_SPACES[family]
 
-    def objective(trial: optuna.Trial) -> float:
+    def scored(trial: optuna.Trial) -> float:
         params = _with_seed(family, {**space(trial), **(fixed or {})}, seed)
         trial.set_user_attr("params", params)
 
@@ -396,12 +422,13 @@ def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int
             if family in EPOCH_FAMILIES:
                 stop = early_stopping_epochs(
                     create(family, **params), fold, validation.name,
-                    first=EPOCH_FAMILIES[family], report=report, deadline=deadline())
+                    first=EPOCH_FAMILIES[family], report=report, deadline=deadline(),
+                    clock=clock)
             elif family in ITERATIVE_FAMILIES:
                 stop = early_stopping_iterations(
                     lambda n: create(family, **{**params, "iterations": n}), fold,
                     validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
-                    report=report, deadline=deadline())
+                    report=report, deadline=deadline(), clock=clock)
             else:
                 return validation.score(create(family, **params), fold)
             trial.set_user_attr("iterations", stop.iterations)
@@ -412,7 +439,32 @@ def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int
             trial.set_user_attr("error", f"{type(error).__name__}: {error}")
             raise
 
+    def objective(trial: optuna.Trial) -> float:
+        started = clock()
+        try:
+            return scored(trial)
+        finally:
+            trial.set_user_attr("duration", clock() - started)
+
     return objective
+
+
+def _stop_at(deadline: float, clock: Clock) -> Callable[
+        [optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Stop the study after the first trial that ends at or past ``deadline`` (by
+    ``clock``): Optuna's own ``timeout`` would read the wall clock instead."""
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if clock() >= deadline:
+            study.stop()
+
+    return callback
+
+
+def _seconds(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A trial's duration by the tuner's clock (else Optuna's wall-clock record)."""
+    if "duration" in trial.user_attrs:
+        return float(trial.user_attrs["duration"])
+    return trial.duration.total_seconds() if trial.duration is not None else None
 
 
 def _stop_when_stale(patience: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
@@ -434,13 +486,14 @@ def _trial_rows(family: str, study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for trial in study.trials:
         complete = trial.state == optuna.trial.TrialState.COMPLETE
+        seconds = _seconds(trial)
         rows.append({
             "family": family, "number": trial.number,
             "params": trial.user_attrs.get("params", {}),
             "iterations": trial.user_attrs.get("iterations"),
             "value": trial.value if complete and trial.value is not None else math.nan,
             "state": trial.state.name,
-            "duration": trial.duration.total_seconds() if trial.duration else math.nan,
+            "duration": math.nan if seconds is None else seconds,
             "error": trial.user_attrs.get("error"),
         })
     return rows
@@ -533,7 +586,7 @@ def _families(models: Sequence[str] | None) -> list[str]:
 def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
          models: Sequence[str] | None = None, protocol: str = "temporal", seed: int = 0,
          n_jobs: int = 1, n_trials: int | None = None, recheck: int = 3,
-         progress: Progress | None = None) -> TuningResult:
+         progress: Progress | None = None, clock: Clock = time.perf_counter) -> TuningResult:
     """Search hyperparameters of several model families and return the best model.
 
     ``data`` is the training data only: both validation folds are carved from it
@@ -578,6 +631,12 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     A trial under way finishes, so the budget can be overrun by about one fit.
     ``n_jobs`` above 1 runs trials in threads (faster, not reproducible).
 
+    ``clock`` (default ``time.perf_counter``; any callable returning seconds) times
+    everything the budget decides on: the phases' ends, each trial's ``duration`` (and so
+    the estimate of the guard and final fit), early stopping's deadlines and
+    ``elapsed``. Only tests need another one: a fake clock that advances a fixed amount
+    per fit makes a budgeted search independent of the machine's speed.
+
     Examples
     --------
     >>> from tailored.testing import checkerboard
@@ -587,7 +646,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     >>> list(result.second_fold.columns)
     ['family', 'number', 'params', 'first_fold', 'second_fold', 'mean']
     """
-    started = time.perf_counter()
+    started = _read_clock(clock)
     validation = ValidationMetric.parse(metric)
     families = _families(models)
     if n_trials is not None and n_trials < 1:
@@ -617,22 +676,26 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                      if family not in singles else STARTING_POINTS.get(family))
             if start is not None:
                 studies[family].enqueue_trial(start)
-        objectives = {family: _objective(family, first, validation, seed, lambda: phase_end[0])
+        objectives = {family: _objective(family, first, validation, seed,
+                                         lambda: phase_end[0], clock)
                       for family in singles}
 
-        def run(family: str, **limits: Any) -> None:
+        def run(family: str, *, n_trials: int | None = None, until: float | None = None
+                ) -> None:
+            """``n_trials`` trials of ``family``, or trials until the ``clock`` passes
+            ``until`` (or the family stops improving)."""
             callbacks = [] if progress is None else [_progress_callback(family, progress)]
-            if "timeout" in limits:
-                callbacks.append(_stop_when_stale(STALE_TRIALS))
-            studies[family].optimize(objectives[family], n_jobs=n_jobs, catch=(Exception,),
-                                     callbacks=callbacks, **limits)
+            if until is not None:
+                callbacks += [_stop_when_stale(STALE_TRIALS), _stop_at(until, clock)]
+            studies[family].optimize(objectives[family], n_trials=n_trials, n_jobs=n_jobs,
+                                     catch=(Exception,), callbacks=callbacks)
 
         def search_time_left() -> float:
             reserve = (RESERVED_SHARE * budget_seconds
                        + _finishing_seconds(studies, recheck, len(data) / len(first.train)))
-            return max(0.0, budget_end - reserve - time.perf_counter())
+            return max(0.0, budget_end - reserve - clock())
 
-        def stack(**limits: Any) -> None:
+        def stack(*, n_trials: int | None = None, until: float | None = None) -> None:
             searched = pd.DataFrame([row for family in singles
                                      for row in _trial_rows(family, studies[family])])
             sources = stacked_sources(searched, singles)
@@ -641,9 +704,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
             if progress is not None:
                 progress(f"ranked: stacked on {[source['model'] for source in sources]}")
             objectives["ranked"] = _objective("ranked", first, validation, seed,
-                                              lambda: phase_end[0], {"sources": sources})
+                                              lambda: phase_end[0], clock, {"sources": sources})
             with reusing_fitted_parts():  # every trial refits the same sources
-                run("ranked", **limits)
+                run("ranked", n_trials=n_trials, until=until)
 
         if n_trials is not None:
             for family in singles:
@@ -652,7 +715,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 stack(n_trials=n_trials)
         else:
             for family in singles:  # 1. screen
-                phase_end[0] = time.perf_counter() + SCREEN_SHARE * search_time_left()
+                phase_end[0] = clock() + SCREEN_SHARE * search_time_left()
                 run(family, n_trials=1)
             stack_time = STACK_SHARE * search_time_left() if stacks else 0.0
             order = _search_order({f: studies[f] for f in singles})  # 2. search, leader last
@@ -662,11 +725,11 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 share = (max(0.0, search_time_left() - stack_time)
                          * weights[position] / sum(weights[position:]))
                 if share > 0:
-                    phase_end[0] = time.perf_counter() + share
-                    run(family, timeout=share)
+                    phase_end[0] = clock() + share
+                    run(family, until=phase_end[0])
             if stacks and search_time_left() > 0:  # 3. stack
-                phase_end[0] = time.perf_counter() + search_time_left()
-                stack(timeout=search_time_left())
+                phase_end[0] = clock() + search_time_left()
+                stack(until=phase_end[0])
         phase_end[0] = None
     rows = [row for family in families for row in _trial_rows(family, studies[family])]
     trials = pd.DataFrame(rows, columns=["family", "number", "params", "iterations", "value",
@@ -700,7 +763,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         validation={name: _describe(fold) for name, fold in (("first", first),
                                                               ("second", second))},
         budget_seconds=None if n_trials is not None else budget_seconds, n_trials=n_trials,
-        seed=seed, elapsed=time.perf_counter() - started)
+        seed=seed, elapsed=clock() - started)
 
 
 def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -722,17 +785,26 @@ def _search_order(studies: dict[str, optuna.Study]) -> list[str]:
 def _finishing_seconds(studies: dict[str, optuna.Study], recheck: int,
                        growth: float) -> float:
     """Estimated time of the guard and the final fit: one fit on the second fold for each
-    of the ``recheck`` leading families, and one on all the data (``growth`` times the
-    first fold's training events) for the slowest of them. A fit is estimated by the
-    duration of the family's best trial (which also paid for its validation checks)."""
-    durations = []
-    for family in _search_order(studies)[::-1][:recheck]:
-        complete = _complete(studies[family])
-        if complete:
-            leader = max(complete, key=lambda t: t.value or 0.0)
-            if leader.duration is not None:
-                durations.append(leader.duration.total_seconds())
-    return sum(durations) + growth * max(durations, default=0.0)
+    of the ``recheck`` configurations it will re-check (as :func:`_candidates` picks
+    them: the best of each leading family, then, with fewer families, the next best
+    trials; while fewer trials are done, the missing ones like the slowest), and one on
+    all the data (``growth`` times the first fold's training events) for the slowest of
+    them. A fit is estimated by the duration of its trial (which also paid for its
+    validation checks)."""
+    ranked = sorted(((trial.value or 0.0, position, trial.number, trial)
+                     for position, family in enumerate(studies)
+                     for trial in _complete(studies[family])),
+                    key=lambda entry: (-entry[0], entry[1], entry[2]))
+    leaders: dict[int, int] = {}  # family position: index in ranked of its best trial
+    for index, (_, position, _, _) in enumerate(ranked):
+        leaders.setdefault(position, index)
+    chosen = list(leaders.values())[:recheck]
+    chosen += [index for index in range(len(ranked)) if index not in chosen][
+        :recheck - len(chosen)]
+    durations = [seconds for seconds in (_seconds(ranked[index][3]) for index in chosen)
+                 if seconds is not None]
+    slowest = max(durations, default=0.0)
+    return sum(durations) + (recheck - len(durations)) * slowest + growth * slowest
 
 
 def _describe(fold: Split) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
 from tailored.jobs.train import register_model
 from tailored.monitoring.drift import DriftConfig, check_drift
-from tailored.pipeline import ModelStage, Recipe
+from tailored.pipeline import Recipe
 from tailored.settings import Settings
 from tailored.store import ModelVersion, Store
 
@@ -78,7 +78,7 @@ def default_recipe(store: Store, settings: Settings) -> Recipe:
     recipe = _recipe_of(store.models.active())
     if recipe is not None:
         return recipe
-    return Recipe(name=settings.model, model=ModelStage(name=settings.model))
+    return Recipe.of(settings.model)
 
 
 def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
@@ -131,8 +131,8 @@ def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
     promote, decision = _decide(incumbent, candidate_score, incumbent_score, metric, tolerance)
 
     step(f"fitting {recipe.name} on {len(data):,} events")
-    model = recipe.build().fit(data)
-    version = register_model(store, settings, recipe, model, data, candidate_metrics,
+    pipeline = recipe.build().fit(data)
+    version = register_model(store, settings, recipe, pipeline, data, candidate_metrics,
                              promote=promote, details={"retrain": {
                                  "reason": reason, "metric": metric, "tolerance": tolerance,
                                  "split": {"name": split.name,

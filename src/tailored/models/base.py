@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -26,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tailored.dataset import Dataset, UserQuery, Vocabulary, interaction_matrix
 from tailored.errors import NotFittedError
+from tailored.models.artifact import read_artifact, write_artifact
 from tailored.schema import EventWeights
 
 ARTIFACT_FORMAT = 1
@@ -139,13 +138,6 @@ class ModelConfig(BaseModel):
     """Base of every model's typed configuration: strict, immutable, JSON round-trip."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def package_version() -> str:
-    try:
-        return version("tailored")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 class Recommender(ABC):
@@ -304,9 +296,9 @@ class Recommender(ABC):
                 scores[seen.row, seen.col] = -np.inf
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
-            parts.append(_top_k(scores, k, part.user_ids, self.item_vocab_.ids))
+            parts.append(top_k(scores, k, part.user_ids, self.item_vocab_.ids))
         if not parts:
-            return _top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
+            return top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
         return pd.concat(parts, ignore_index=True)
 
     def similar_items(self, items: str | Sequence[str], k: int = 10) -> pd.DataFrame:
@@ -321,7 +313,7 @@ class Recommender(ABC):
         known = columns >= 0
         similarity = self._item_similarity(columns[known]).astype(np.float32)
         similarity[np.arange(known.sum()), columns[known]] = -np.inf
-        frame = _top_k(similarity, k, tuple(np.asarray(item_ids)[known]), self.item_vocab_.ids)
+        frame = top_k(similarity, k, tuple(np.asarray(item_ids)[known]), self.item_vocab_.ids)
         return frame.rename(columns={"user_id": "item_id", "item_id": "similar_item_id"})
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
@@ -449,10 +441,8 @@ class Recommender(ABC):
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``arrays.npz`` into the directory ``path``."""
         self._check_fitted()
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": ARTIFACT_FORMAT, "model": self.name, "tailored_version": package_version(),
+            "format": ARTIFACT_FORMAT, "model": self.name,
             "config": self.config.model_dump(mode="json"),
             "event_weights": self.weights_.model_dump(mode="json"),
             "data_digest": self.data_digest_, "fitted_at": self.fitted_at_,
@@ -468,24 +458,23 @@ class Recommender(ABC):
             arrays["sequences.items"] = np.concatenate([np.zeros(0, np.int64),
                                                         *self.sequences_])
             arrays["sequences.lengths"] = np.array([len(s) for s in self.sequences_])
-        (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        np.savez(directory / "arrays.npz", allow_pickle=False, **arrays)
-        return directory
+        return write_artifact(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load a saved model; ``Recommender.load`` picks the class the artifact names."""
         directory = Path(path)
-        meta = json.loads((directory / "config.json").read_text())
-        model_class = Recommender._registry.get(meta["model"])
-        if model_class is None:
+        meta, arrays = read_artifact(directory)
+        if "model" not in meta:
+            raise ValueError(f"{directory} holds a {meta.get('kind', 'different')} artifact, "
+                             "not a model; load it with its own class (Pipeline.load)")
+        family = Recommender._registry.get(meta["model"])
+        if family is None:
             raise ValueError(f"{directory} holds an unknown model {meta['model']!r}; "
                              f"known: {sorted(Recommender._registry)}")
-        if cls is not Recommender and model_class is not cls:
-            raise TypeError(f"{directory} holds a {model_class.__name__}, not a {cls.__name__}")
-        model = model_class(model_class.Config(**meta["config"]))
-        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        if cls is not Recommender and family is not cls:
+            raise TypeError(f"{directory} holds a {family.__name__}, not a {cls.__name__}")
+        model = family(family.Config(**meta["config"]))
         model.user_vocab_ = Vocabulary(arrays["user_ids"])
         model.item_vocab_ = Vocabulary(arrays["item_ids"])
         model.weights_ = EventWeights(**meta["event_weights"])
@@ -542,9 +531,40 @@ def _sequences(events: pd.DataFrame, user_vocab: Vocabulary,
     return sequences
 
 
-def _top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
-           column_ids: np.ndarray) -> pd.DataFrame:
-    """Best ``k`` finite scores per row as a long frame (ties broken by column order)."""
+def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` best scores (unordered), ties going to the lower
+    column exactly, also where they straddle the cut (NaN counts as lowest).
+
+    Examples
+    --------
+    >>> top_columns(np.array([[1.0, 3.0, 3.0, 3.0], [4.0, 0.0, 4.0, 5.0]]), 2).tolist()
+    [[1, 2], [0, 3]]
+    """
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if k >= n_columns:
+        return np.tile(np.arange(n_columns), (n_rows, 1))
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    # Everything above the k-th best value, then the lowest columns among its ties.
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    above = scores > kth
+    tied = scores == kth
+    tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
+    return np.nonzero(above | tied)[1].reshape(n_rows, k)
+
+
+def top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
+          column_ids: np.ndarray) -> pd.DataFrame:
+    """Best ``k`` finite scores per row as a long frame, ties broken by the lower column
+    (exactly, also where ties straddle the cut), so every path that ranks the same
+    scores gives the same list.
+
+    Examples
+    --------
+    >>> top_k(np.array([[1.0, 3.0, 3.0, 3.0]]), 2, ["u"], np.array(["a", "b", "c", "d"]))[
+    ...     "item_id"].tolist()
+    ['b', 'c']
+    """
     n_rows, n_columns = scores.shape
     k = min(k, n_columns)
     if n_rows == 0 or k == 0:
@@ -553,8 +573,7 @@ def _top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
                              "score": pd.Series(dtype=np.float32),
                              "rank": pd.Series(dtype=np.int64)})
     scores = np.where(np.isnan(scores), -np.inf, scores)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_columns else \
-        np.tile(np.arange(n_columns), (n_rows, 1))
+    top = top_columns(scores, k)
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.lexsort((top, -top_scores), axis=1)
     top = np.take_along_axis(top, order, axis=1)

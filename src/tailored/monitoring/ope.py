@@ -34,6 +34,7 @@ from tailored.dataset import UserQuery
 from tailored.errors import InvalidDataError, ModelNotFoundError
 from tailored.models import Recommender
 from tailored.monitoring.online import attribute
+from tailored.pipeline import Overrides, Pipeline
 from tailored.store import Store
 
 
@@ -155,9 +156,11 @@ def logged_impressions(served: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     return frame[frame["position"].notna()].astype({"position": "int64"})
 
 
-def target_rankings(model: Recommender, served: pd.DataFrame, events: pd.DataFrame,
-                    k: int, exclude: list[str] | None = None) -> pd.DataFrame:
-    """The lists ``model`` would have served for the logged requests.
+def target_rankings(model: Pipeline | Recommender, served: pd.DataFrame,
+                    events: pd.DataFrame, k: int, exclude: list[str] | None = None
+                    ) -> pd.DataFrame:
+    """The lists ``model`` (a version's pipeline, or a bare model) would have served for
+    the logged requests.
 
     Each request is scored from its user's history as it was when it was served
     (interest events before ``served_at``), under the request's id as the user id: the
@@ -172,7 +175,8 @@ def target_rankings(model: Recommender, served: pd.DataFrame, events: pd.DataFra
     history = history.assign(user_id=history["recommendation_id"])[
         ["user_id", "item_id", "event_type", "value", "timestamp"]].reset_index(drop=True)
     query = UserQuery(tuple(requests["recommendation_id"]), history)
-    top = model.recommend(query, k=k, exclude=exclude or [])
+    pipeline = model if isinstance(model, Pipeline) else Pipeline.of(model)
+    top = pipeline.run(query, k, Overrides(exclude=tuple(exclude or ())))
     return pd.DataFrame({"recommendation_id": top["user_id"], "item_id": top["item_id"],
                          "position": top["rank"].astype("int64"), "probability": 1.0})
 
@@ -198,7 +202,7 @@ def evaluate_candidate(store: Store, version: int, *, experiment_id: str | None 
         raise InvalidDataError("no impressions refer to the served answers; send impression "
                                "events with context.recommendation_id and context.position")
     served = served[served["recommendation_id"].isin(logged["recommendation_id"])]
-    model = Recommender.load(Path(found.path))
+    model = Pipeline.load(Path(found.path))
     k = int(logged["position"].max())
     target = target_rankings(model, served, events, k, store.items.unavailable())
     return estimate(logged, target, confidence)

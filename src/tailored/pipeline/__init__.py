@@ -1,6 +1,16 @@
-"""From a trained model to answers: recipes (what to train) and the live recommender."""
+"""The pipeline that produces every list, the recipes that build it, and the live
+recommender that runs it against the store."""
 
 from tailored.pipeline.live import LiveRecommender
-from tailored.pipeline.recipe import ModelStage, Recipe, load_recipe
+from tailored.pipeline.pipeline import (
+    NO_OVERRIDES,
+    Overrides,
+    Pipeline,
+    PipelineConfig,
+    Ranked,
+    TopList,
+)
+from tailored.pipeline.recipe import Recipe, find_recipe, load_recipe
 
-__all__ = ["LiveRecommender", "ModelStage", "Recipe", "load_recipe"]
+__all__ = ["NO_OVERRIDES", "LiveRecommender", "Overrides", "Pipeline", "PipelineConfig",
+           "Ranked", "Recipe", "TopList", "find_recipe", "load_recipe"]

@@ -1,19 +1,22 @@
-"""Recipes: what is trained and served, as named stages in a TOML file.
+"""Recipes: a pipeline's stages in a TOML file, so a user changes it without code.
 
-A recipe lets a user change the pipeline without code. The simplest names one model::
+The simplest names one scorer::
 
     name = "als-with-promotions"
 
     [model]
-    name = "als"
-    factors = 64
+    model = "als"
+    params = { factors = 64 }
 
     [[rules]]
     name = "berlin promo"
     when = 'user.location == "Berlin"'
     pin = ["promo-berlin"]
 
-A full pipeline names its stages, candidates -> ranker -> rerankers -> rules::
+A model and its parameters are spelt ``model = NAME`` plus ``params = {...}`` here, in
+hybrids' parts and in candidate sources alike (``[model] name = "als"`` with the
+parameters beside it, the older spelling, is still read). A learned ranker names its
+stages, candidates -> ranker, instead of ``[model]``::
 
     name = "ranked"
 
@@ -21,31 +24,27 @@ A full pipeline names its stages, candidates -> ranker -> rerankers -> rules::
     model = "als"
     n = 100
 
-    [[candidates]]
-    name = "recent"
-    model = "item_knn"
-    recent_items = 5            # item-kNN of the user's last 5 items
-    n = 30
-
     [ranker]                    # lambdarank (LightGBM) or stacking (logistic regression)
     kind = "lambdarank"
     n_estimators = 200
     features = { context = true }
 
-    [[rerankers]]               # tailored.ranking.diversify, in order
+    [[rerankers]]               # tailored.ranking.rerankers, in order
     kind = "diversify"
     diversity = 0.2
     max_per_category = 4
 
+    pool = 100                  # candidates the re-rankers choose from (top level)
+
 ``[model]`` may also be a hybrid (``weighted``, ``switching``, ``cascade``) with its
-parts as tables. ``[model]`` and ``[ranker]``/``[[candidates]]`` are alternatives: the
-ranker stages compile to the ``ranked`` (or ``stacked``) model. Rules adjust the scores
-the re-rankers start from (an excluded item never returns; a pinned one enters with the
-top relevance). Re-rankers that learn online (exploration) are the service's job and are
-refused here with a note saying so.
+parts as tables. The ranker stages compile to the ``ranked`` (or ``stacked``) scorer.
+:meth:`Recipe.build` gives a :class:`~tailored.pipeline.Pipeline`, trained and
+registered under the recipe's ``name`` (what REST answers and the dashboard shows).
+Re-rankers that learn online (exploration) are the service's stage and are refused
+here with a note saying so.
 
 Shipped recipes live in ``recipes/`` (``hybrid``, ``ranked``, ...): :func:`find_recipe`
-finds one by name (``tailored train --pipeline ranked``).
+finds one by name (``tailored train --recipe ranked``; a path to a file works too).
 """
 
 from __future__ import annotations
@@ -57,8 +56,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tailored.errors import InvalidDataError
-from tailored.models import MODELS, Recommender, RuleBased, create
-from tailored.ranking import Reranked, RerankerStage
+from tailored.models import create
+from tailored.ranking import Part, RerankerStage
+
+from .pipeline import Pipeline, PipelineConfig
 
 #: ``[ranker] kind`` -> the registered model it builds.
 RANKER_KINDS = {"lambdarank": "ranked", "stacking": "stacked"}
@@ -66,42 +67,34 @@ RANKER_KINDS = {"lambdarank": "ranked", "stacking": "stacked"}
 RECIPE_DIRECTORIES = (Path("recipes"), Path(__file__).resolve().parents[3] / "recipes")
 
 
-class ModelStage(BaseModel):
-    """The model: its registered ``name`` and, beside it, its parameters."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-    @model_validator(mode="after")
-    def _known_and_valid(self) -> ModelStage:
-        if self.name not in MODELS:
-            raise ValueError(f"unknown model {self.name!r}; choose one of {sorted(MODELS)}")
-        MODELS[self.name].Config(**self.params)
-        return self
-
-
 class Recipe(BaseModel):
     """A named recipe: a model (or candidates and a ranker), business rules, re-rankers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "default"
-    model: ModelStage
+    name: str = Field(default="default", min_length=1, max_length=256)
+    model: Part
     candidates: list[dict[str, Any]] = Field(default_factory=list)
     ranker: dict[str, Any] | None = None
     rerankers: list[RerankerStage] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    pool: int = Field(default=100, ge=1, le=5000)
+
+    @classmethod
+    def of(cls, model: str, name: str | None = None, **params: Any) -> Recipe:
+        """The recipe of one model family with ``params`` (a one-stage pipeline)."""
+        return cls(name=name or model, model=Part(model=model, params=params))
 
     @model_validator(mode="before")
     @classmethod
     def _ranker_stages_make_the_model(cls, document: Any) -> Any:
         if not isinstance(document, dict):
             return document
+        model = document.get("model")
+        if isinstance(model, dict) and "name" in model and "model" not in model:
+            # The older spelling: [model] name = "als" with the parameters beside it.
+            params = {k: v for k, v in model.items() if k != "name"}
+            document = {**document, "model": {"model": model["name"], "params": params}}
         staged = document.get("ranker") is not None or bool(document.get("candidates"))
         if not staged:
             return document
@@ -119,23 +112,23 @@ class Recipe(BaseModel):
         params = dict(ranker)
         if document.get("candidates"):
             params["sources"] = document["candidates"]
-        return {**document, "model": {"name": RANKER_KINDS[kind], **params}}
+        return {**document, "model": {"model": RANKER_KINDS[kind], "params": params}}
 
     @model_validator(mode="after")
     def _stages_build(self) -> Recipe:
-        if self.rules or self.rerankers:  # rejected at load time, with the position of the error
-            self.build()
+        self.pipeline_config()  # rules and re-rankers refused at load time, with where
         return self
 
-    def build(self) -> Recommender:
-        """An unfitted recommender that follows the recipe."""
-        model = (RuleBased(rules=self.rules, base=self.model.name,
-                           base_params=self.model.params) if self.rules
-                 else create(self.model.name, **self.model.params))
-        if not self.rerankers:
-            return model
-        return Reranked(base=model.name, base_params=model.config.model_dump(mode="json"),
-                        rerankers=list(self.rerankers))
+    def pipeline_config(self) -> PipelineConfig:
+        try:
+            return PipelineConfig(name=self.name, rules=self.rules, rerankers=self.rerankers,
+                                  pool=self.pool)
+        except ValidationError as error:
+            raise ValueError("; ".join(str(e["msg"]) for e in error.errors())) from None
+
+    def build(self) -> Pipeline:
+        """An unfitted pipeline that follows the recipe."""
+        return Pipeline(create(self.model.model, **self.model.params), self.pipeline_config())
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -146,7 +139,7 @@ def load_recipe(path: str | Path) -> Recipe:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.toml"
     >>> _ = path.write_text('[model]\\nname = "item_knn"\\nneighbors = 20\\n')
-    >>> load_recipe(path).build()
+    >>> load_recipe(path).build().scorer
     ItemKNN(neighbors=20, similarity='cosine', weighting='none', shrinkage=0.0, \
 min_support=1, binary=False, bm25_k1=1.2, bm25_b=0.75)
     """
@@ -167,7 +160,7 @@ min_support=1, binary=False, bm25_k1=1.2, bm25_b=0.75)
 
 
 def shipped_recipes() -> dict[str, Path]:
-    """Recipes that can be named (``--pipeline NAME``): file stem -> path."""
+    """Recipes that can be named (``--recipe NAME``): file stem -> path."""
     found: dict[str, Path] = {}
     for directory in RECIPE_DIRECTORIES:
         if directory.is_dir():
@@ -181,11 +174,11 @@ def find_recipe(name: str) -> Recipe:
 
     Examples
     --------
-    >>> find_recipe("hybrid").model.name
+    >>> find_recipe("hybrid").model.model
     'weighted'
     """
     recipes = shipped_recipes()
     if name not in recipes:
-        raise InvalidDataError(f"no pipeline named {name!r}; shipped pipelines: "
-                               f"{sorted(recipes) or 'none found'} (or pass --recipe FILE)")
+        raise InvalidDataError(f"no recipe named {name!r}; shipped recipes: "
+                               f"{sorted(recipes) or 'none found'} (or pass a recipe file)")
     return load_recipe(recipes[name])

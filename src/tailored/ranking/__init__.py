@@ -1,13 +1,14 @@
-"""The ranking stage: hybrids, candidate generation, features and the learned ranker.
+"""The ranking stages: hybrids, candidate sources, features, the learned ranker, business
+rules, re-rankers and explanations, over the catalog a pipeline runs against.
 
-Importing this package registers its models (``weighted``, ``switching``, ``cascade``,
-...) in :data:`tailored.models.MODELS`, so ``create``, recipes, the CLI and tuning
-find them by name; ``tailored`` imports it, so a saved artifact always loads.
+Importing this package registers its scorers (``weighted``, ``switching``, ``cascade``,
+``ranked``, ``stacked``) with :class:`tailored.models.Recommender`, so ``create``,
+recipes, the CLI and tuning find them by name; ``tailored`` imports it, so a saved
+artifact always loads.
 """
 
-from tailored.models import MODELS
-
 from .candidates import CandidateGenerator, CandidateSet, CandidateSource
+from .catalog import ItemTable
 from .diversity import (
     CategorySimilarity,
     ItemSimilarity,
@@ -45,11 +46,8 @@ from .ranker import (
     StackedRankerConfig,
     default_sources,
 )
-from .reranked import ONLINE_RERANKERS, Reranked, RerankedConfig, RerankerStage
-
-for _model in (WeightedHybrid, SwitchingHybrid, CascadeHybrid, LearnedRanker, StackedRanker,
-               Reranked):
-    MODELS.setdefault(_model.name, _model)
+from .rerankers import ONLINE_RERANKERS, RerankerStage, rerank
+from .rules import RuleSet, UserFacts, UserFactsTable
 
 __all__ = [
     "ONLINE_RERANKERS",
@@ -63,6 +61,7 @@ __all__ = [
     "FeatureBuilder",
     "FeatureConfig",
     "ItemSimilarity",
+    "ItemTable",
     "LearnedRanker",
     "LearnedRankerConfig",
     "LinUCB",
@@ -72,13 +71,14 @@ __all__ = [
     "PreprocessingConfig",
     "Preprocessor",
     "Reason",
-    "Reranked",
-    "RerankedConfig",
     "RerankerStage",
+    "RuleSet",
     "StackedRanker",
     "StackedRankerConfig",
     "SwitchingHybrid",
     "SwitchingHybridConfig",
+    "UserFacts",
+    "UserFactsTable",
     "WeightedHybrid",
     "WeightedHybridConfig",
     "WeightedPart",
@@ -91,6 +91,7 @@ __all__ = [
     "item_popularity",
     "normalise_rows",
     "query_context",
+    "rerank",
     "reusing_fitted_parts",
     "similarity_for",
     "titles_of",

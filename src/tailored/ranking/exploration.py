@@ -41,7 +41,6 @@ Service usage::
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from tailored.models.artifact import read_artifact, read_meta, write_artifact
 from tailored.models.threads import blas_threads
 
 FEATURES = ("bias", "relevance", "new", "position")
@@ -216,8 +216,6 @@ class LinUCB:
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``arrays.npz`` into the directory ``path``."""
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
         n = len(self.item_ids_)
         with self._lock:
             arrays = {"shared_matrix": self.shared_matrix_, "shared_vector": self.shared_vector_,
@@ -227,28 +225,25 @@ class LinUCB:
                       "clicks": self.clicks_[:n]}
             meta = {"format": _FORMAT, "kind": "linucb", "features": list(FEATURES),
                     "config": self.config.model_dump(mode="json")}
-        (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        np.savez(directory / "arrays.npz", allow_pickle=False, **arrays)
-        return directory
+        return write_artifact(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> LinUCB:
         """Read what ``save`` wrote."""
-        directory = Path(path)
-        meta = json.loads((directory / "config.json").read_text())
+        meta = read_meta(path)
         if meta.get("kind") != "linucb" or tuple(meta.get("features", ())) != FEATURES:
-            raise ValueError(f"{directory} does not hold a LinUCB bandit with features "
+            raise ValueError(f"{path} does not hold a LinUCB bandit with features "
                              f"{FEATURES}")
+        _, npz = read_artifact(path)
         bandit = cls(LinUCBConfig(**meta["config"]))
-        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
-            bandit.shared_matrix_ = npz["shared_matrix"]
-            bandit.shared_vector_ = npz["shared_vector"]
-            bandit.item_ids_ = [str(i) for i in npz["item_ids"]]
-            bandit.item_matrix_ = npz["item_matrix"].astype(np.float64)
-            bandit.item_cross_ = npz["item_cross"].astype(np.float64)
-            bandit.item_vector_ = npz["item_vector"].astype(np.float64)
-            bandit.shows_ = npz["shows"].astype(np.int64)
-            bandit.clicks_ = npz["clicks"].astype(np.int64)
+        bandit.shared_matrix_ = npz["shared_matrix"]
+        bandit.shared_vector_ = npz["shared_vector"]
+        bandit.item_ids_ = [str(i) for i in npz["item_ids"]]
+        bandit.item_matrix_ = npz["item_matrix"].astype(np.float64)
+        bandit.item_cross_ = npz["item_cross"].astype(np.float64)
+        bandit.item_vector_ = npz["item_vector"].astype(np.float64)
+        bandit.shows_ = npz["shows"].astype(np.int64)
+        bandit.clicks_ = npz["clicks"].astype(np.int64)
         bandit._rows = {item: row for row, item in enumerate(bandit.item_ids_)}
         return bandit
 

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from tailored.dataset import Dataset
 from tailored.models import ModelConfig, Recommender, ScoringBatch
-from tailored.models.base import Reason, Users
+from tailored.models.base import Reason, Users, top_columns
 
 from .parts import Part, Parts, normalise_rows, part_fallback, part_scores
 
@@ -318,7 +318,7 @@ class CascadeHybrid(_Composite):
                 break
             ranked = np.where(alive & eligible, np.nan_to_num(scores, nan=-np.inf), -np.inf)
             keep = min(stage.keep, n_items)
-            top = np.argpartition(-ranked, keep - 1, axis=1)[:, :keep]
+            top = top_columns(ranked, keep)
             survivors = np.zeros_like(alive)
             np.put_along_axis(survivors, top, True, axis=1)
             alive = survivors & alive & eligible

@@ -5,7 +5,7 @@ parameters. A composite (a hybrid, the learned ranker) fits every part on the sa
 so all parts share one user and item vocabulary and can score the same
 :class:`~tailored.models.ScoringBatch`. Saving nests each part's learned arrays under
 ``part<i>.`` inside the composite's own ``arrays.npz``, the way
-:class:`~tailored.models.RuleBased` nests its base model.
+a pipeline nests its scorer.
 """
 
 from __future__ import annotations

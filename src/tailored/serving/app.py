@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 
-from tailored.models.base import package_version
+from tailored.models.artifact import package_version
 from tailored.settings import Settings, load_settings
 from tailored.store import Store, open_store
 
@@ -140,4 +140,4 @@ def _serving_model(app: FastAPI) -> tuple[str, int | None] | None:
     live = None if state is None else state.live
     if live is None:
         return None
-    return live.model.name, None if live.version is None else live.version.version
+    return live.name, None if live.version is None else live.version.version

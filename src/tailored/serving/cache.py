@@ -1,7 +1,7 @@
 """Per-process cache of scored top lists, validated against the store on every request.
 
-What is cached: a model version's best ``cache_top_n`` items for one user (and one
-context), before any request filter (:class:`~tailored.pipeline.live.TopList`). The
+What is cached: a version's scorer's best ``cache_top_n`` items for one user (and one
+context), before the pipeline's other stages (:class:`~tailored.pipeline.TopList`). The
 entry remembers the user's event count and latest event ``seq`` it was scored from.
 
 How it stays correct with several workers (read-your-writes): every request first asks
@@ -11,16 +11,17 @@ user's events are exactly those it was scored from, so an event acknowledged by 
 worker invalidates that user, and only that user, on every worker at once. Catalog
 changes never invalidate entries: the catalog version brings the model's catalog view
 up to date (unavailable items, attributes), and the request filters the cached list
-through it, so an item made unavailable is gone from the very next answer. No Redis is
-needed for correctness; each worker warms its own cache.
+through it, so an item made unavailable is gone from the very next answer; rules,
+filters and re-rankers run on every request. No Redis is needed for correctness; each
+worker warms its own cache.
 
 A cut-off list is used only when the answer from it is provably the exact one (see
-:meth:`~tailored.pipeline.LiveRecommender.select`); otherwise the user is scored afresh.
+:meth:`~tailored.pipeline.Pipeline.select`); otherwise the user is scored afresh.
 
 Examples
 --------
 >>> import numpy as np
->>> from tailored.pipeline.live import TopList
+>>> from tailored.pipeline import TopList
 >>> cache = TopListCache(max_entries=2)
 >>> key = CacheKey(version=1, user_id="u1", context=())
 >>> cache.get(key, (3, 17)) is None
@@ -42,8 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tailored.pipeline import LiveRecommender
-from tailored.pipeline.live import CatalogView, Ranked, Selection, TopList
+from tailored.dataset import UserQuery
+from tailored.pipeline import LiveRecommender, Overrides, Ranked, TopList
 
 from .metrics import CACHE_LOOKUPS
 
@@ -107,24 +108,23 @@ class TopListCache:
 
 
 def rank_user(live: LiveRecommender, cache: TopListCache, user_id: str, k: int,
-              selection: Selection, context: Mapping[str, Any], top_n: int) -> Ranked:
-    """The user's top ``k`` as of now: from the cached list when it is current and
-    enough, else scored afresh (and the new list cached)."""
+              overrides: Overrides, context: Mapping[str, Any], top_n: int, *,
+              explore: bool = False) -> Ranked:
+    """The user's list as of now through the version's pipeline: from the cached top
+    list when it is current and answers exactly, else scored afresh (and cached)."""
     fresh = live.store.changes.check(user_id)  # the one query that keeps workers honest
-    catalog: CatalogView = live.catalog(fresh.catalog_version)
-    if k > top_n:  # more than an entry holds: score completely, nothing to cache
-        return live.recommend_one(user_id, k, selection, context=context, catalog=catalog)
+    catalog = live.catalog(fresh.catalog_version)
+    pipeline = live.pipeline
+    if pipeline.pool(k, overrides, explore) > top_n:  # more than an entry holds
+        return live.rank(live.query([user_id], context), k, overrides, catalog=catalog,
+                         explore=explore)
     key = CacheKey.of(live, user_id, context)
     top = cache.get(key, fresh.user_key)
-    scores = None
+    if top is None or pipeline.reads_history(overrides):
+        query = live.query([user_id], context)
+    else:  # a hit: the stored history is needed only if the list cannot answer
+        query = UserQuery((user_id,), None, dict(context))
     if top is None:
-        scores = live.scores(user_id, context=context)
-        top = TopList.of(scores, top_n)
+        top = live.top_list(query, top_n)
         cache.put(key, fresh.user_key, top)
-    ranked = live.select(top, k, selection, catalog, context)
-    if ranked is None:  # the list cannot answer this filter exactly
-        if scores is None:
-            scores = live.scores(user_id, context=context)
-        ranked = live.select(scores, k, selection, catalog, context)
-        assert ranked is not None
-    return ranked
+    return live.rank(query, k, overrides, top=top, catalog=catalog, explore=explore)

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tailored.dataset import UserQuery
 from tailored.monitoring.online import attribute
-from tailored.pipeline import LiveRecommender
-from tailored.pipeline.live import Ranked, Selection
+from tailored.pipeline import LiveRecommender, Overrides, Ranked
 from tailored.ranking import LinUCB, explore
 from tailored.ranking.exploration import features
 from tailored.settings import Settings
@@ -70,24 +70,26 @@ class Shown:
                                 "base_rank": self.base_ranks}}
 
 
-def explore_slots(live: LiveRecommender, bandit: LinUCB, user_id: str, ranked: Ranked,
-                  k: int, share: float, selection: Selection,
-                  context: Mapping[str, Any] | None = None,
-                  events: pd.DataFrame | None = None) -> Shown:
-    """``k`` slots from the model's ``ranked`` candidates, a ``share`` of them explored.
+def explore_slots(live: LiveRecommender, bandit: LinUCB, query: UserQuery, ranked: Ranked,
+                  k: int, share: float, overrides: Overrides) -> Shown:
+    """``k`` slots from the pipeline's ``ranked`` pool, a ``share`` of them explored.
 
-    The catalog's new items that pass the request's ``selection`` and that the user has
-    not met (``events``, default: the stored history) join the candidates.
+    The catalog's new items that the pipeline's rules and the request let through, and
+    that the user (``query``: one user) has not met, join the candidates.
     """
     if share <= 0:
-        return Shown.ranking(Ranked(ranked.item_ids[:k], ranked.scores[:k],
-                                    ranked.columns[:k]))
+        return Shown.ranking(ranked.head(k))
     catalog = live.catalog()
+    user_id = query.user_ids[0]
     new_items: list[str] = []
     if not catalog.new_items().empty:
-        history = events if events is not None else live.history([user_id])
-        new_items = catalog.new_candidates(selection, context,
-                                           seen=set(history["item_id"].astype(str)))
+        if query.events is None:
+            query = live.query(query.user_ids, query.context)
+        assert query.events is not None
+        rules = live.pipeline.rules + overrides.rules
+        facts = live.pipeline.facts_.facts(query, catalog)[0]
+        new_items = catalog.new_candidates(rules, facts, query.context, overrides.exclude,
+                                           seen=set(query.events["item_id"].astype(str)))
     picked = explore(ranked.frame(user_id), bandit, k, share=share, new_items=new_items)
     column_of = dict(zip(ranked.item_ids, ranked.columns.tolist(), strict=True))
     item_ids = picked["item_id"].astype(str).tolist()

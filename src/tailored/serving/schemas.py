@@ -54,14 +54,15 @@ class ScoredItem(_Response):
 class ModelRef(_Response):
     """The model version that produced an answer."""
 
-    name: str = Field(description="Model family, e.g. item_knn or als.")
+    name: str = Field(description="The version's name: its recipe's (a bare model's "
+                                   "family, e.g. item_knn or als).")
     version: int | None = Field(description="Version in the model registry.")
 
 
 class RecommendedItem(ScoredItem):
     """One recommended item, with why it was chosen when ``explain`` was asked."""
 
-    explanation: str | None = Field(
+    reason: str | None = Field(
         None, description="Why this item, in words (only with `explain=true`).")
     explored: bool | None = Field(
         None, description="True where the exploration bandit placed the item instead of "
@@ -135,9 +136,15 @@ class SessionRequest(BaseModel):
     model: str | None = Field(None, max_length=256,
                               description="A version number or model/recipe name; default: "
                                           "the serving version.")
-    diversity: float = Field(0.0, ge=0, le=1, description="Trade relevance for variety "
-                             "(0 keeps the model's order).")
-    explain: bool = Field(False, description="Add an `explanation` to each item.")
+    diversity: float | None = Field(None, ge=0, le=1, description="Trade relevance for "
+                                    "variety (0 keeps the scorer's order); default: the "
+                                    "recipe's.")
+    novelty: float | None = Field(None, ge=0, le=1, description="Favour less popular items "
+                                  "(0 off); default: the recipe's.")
+    max_per_category: int | None = Field(None, ge=1, le=1_000, description="At most this "
+                                         "many items of one category; default: the "
+                                         "recipe's.")
+    explain: bool = Field(False, description="Add a `reason` to each item.")
     explore: float | None = Field(None, ge=0, le=1, description="Share of slots a bandit "
                                   "fills to learn; default: the `exploration_share` setting.")
 

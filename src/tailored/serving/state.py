@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tailored.errors import ModelNotFoundError
-from tailored.models import Recommender
 from tailored.monitoring.experiments import Assignment, assign
-from tailored.pipeline import LiveRecommender
+from tailored.pipeline import LiveRecommender, Pipeline
 from tailored.settings import Settings
 from tailored.store import Experiment, ModelVersion, Store
 
@@ -45,12 +44,12 @@ class ModelLoadError(Exception):
 
 
 def load_version(store: Store, version: ModelVersion) -> LiveRecommender:
-    """The model of ``version``, loaded completely and bound to ``store``."""
+    """The pipeline of ``version``, loaded completely and bound to ``store``."""
     try:
-        model = Recommender.load(Path(version.path))
+        pipeline = Pipeline.load(Path(version.path))
     except Exception as error:  # a missing or corrupt artifact: say which and where
         raise ModelLoadError(version, error) from error
-    return LiveRecommender(store, model, version)
+    return LiveRecommender(store, pipeline, version)
 
 
 class ServiceState:
@@ -227,7 +226,7 @@ class ServiceState:
             previous = self.serving_version
             live = load_version(self.store, found)  # raises ModelLoadError, nothing changed
             promoted = self.store.models.promote(version)
-            self._install(LiveRecommender(self.store, live.model, promoted))
+            self._install(LiveRecommender(self.store, live.pipeline, promoted))
             self._checked_at = self._clock()
             return promoted, previous
 

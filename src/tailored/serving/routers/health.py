@@ -52,7 +52,7 @@ def health(state: StateDep, response: Response) -> Health:
                       detail=f"the store does not answer: {type(error).__name__}")
     model = None
     if live is not None:
-        model = ServingModel(name=live.model.name,
+        model = ServingModel(name=live.name,
                              version=None if live.version is None else live.version.version,
                              trained_at=_trained_at(live))
     error_text = state.load_error

@@ -1,11 +1,12 @@
 """GET /recommendations/{user_id} and POST /recommendations/session.
 
-A request: parse what it asks (filter, boosts, context) -> pick the model version ->
-the user's top list (cached per worker, validated against the store) -> the request's
-selection -> re-rankers (diversity, then exploration: the version's bandit fills a share
-of the slots, new catalog items included) -> explanations, when asked -> an answer
-under a fresh ``recommendation_id``, recorded in the served log (with each slot's
-propensity) in the background.
+A request: parse what it asks (the pipeline's :class:`~tailored.pipeline.Overrides`:
+filter, boosts, exclude, re-ranker knobs; and the context) -> pick the version -> run
+its pipeline (the scorer's top list cached per worker and validated against the store,
+then rules, filters, re-rankers) -> exploration, the service's online stage (the
+version's bandit fills a share of the slots, new catalog items included) -> reasons,
+when asked -> an answer under a fresh ``recommendation_id``, recorded in the served log
+(with each slot's propensity) in the background.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
+from tailored.dataset import UserQuery
 from tailored.expressions import ExpressionError
 from tailored.monitoring.experiments import Assignment
-from tailored.pipeline import LiveRecommender
-from tailored.pipeline.live import Ranked, Selection
+from tailored.pipeline import LiveRecommender, Overrides, Ranked
 from tailored.schema import Id
 from tailored.store import Served
 
@@ -79,7 +80,7 @@ a LinUCB bandit fills instead of the model, choosing among the model's candidate
 the catalog's new items (available, not yet known to the model), so new items get shown
 and clicks on what it shows teach it (in every worker). The served log keeps each
 slot's propensity (below 1 where exploring), for unbiased off-policy evaluation; items
-it placed have `explored: true` (and an exploration `explanation` with `explain`).
+it placed have `explored: true` (and an exploration `reason` with `explain`).
 """
 
 
@@ -128,10 +129,11 @@ def _where(error: ExpressionError, filter: str | None, boosts: Sequence[str],
     return [prefix, "filter"]
 
 
-def parse_selection(filter: str | None, boosts: Sequence[str], exclude: Sequence[str],
-                    prefix: str = "query") -> Selection:
+def parse_overrides(filter: str | None, boosts: Sequence[str], exclude: Sequence[str],
+                    prefix: str = "query", **stages: Any) -> Overrides:
+    """The request's overrides of the pipeline's stages; a 422 names a bad expression."""
     try:
-        return Selection.parse(filter, boosts, exclude)
+        return Overrides.parse(filter, boosts, exclude, **stages)
     except ExpressionError as error:
         raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
 
@@ -151,21 +153,24 @@ def _live(state: ServiceState, model: str | None) -> LiveRecommender:
 # ---- answering ---------------------------------------------------------------------------
 
 
-def _rank(state: ServiceState, live: LiveRecommender, user_id: str, k: int,
-          selection: Selection, context: Mapping[str, Any], filter: str | None,
-          boosts: Sequence[str], prefix: str, events: pd.DataFrame | None = None) -> Ranked:
+def _rank(state: ServiceState, live: LiveRecommender, query: UserQuery, k: int,
+          overrides: Overrides, share: float, filter: str | None, boosts: Sequence[str],
+          prefix: str, *, cached: bool) -> Shown:
+    """The version's pipeline for one user, then exploration's share of the slots."""
+    user_id = query.user_ids[0]
     try:
-        if events is not None:  # a session: its own history, nothing to cache
-            return live.recommend_one(user_id, k, selection, events=events, context=context)
-        return rank_user(live, state.cache, user_id, k, selection, context,
-                         state.settings.cache_top_n)
+        if cached:
+            ranked = rank_user(live, state.cache, user_id, k, overrides, query.context,
+                               state.settings.cache_top_n, explore=share > 0)
+        else:  # a session: its own history, nothing to cache
+            ranked = live.rank(query, k, overrides, explore=share > 0)
     except ExpressionError as error:  # an attribute no item has: known once read
         raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
-
-
-def candidates_for(k: int, diversity: float, explore: float = 0.0) -> int:
-    """How many items to rank before diversity re-ranking or exploration picks ``k``."""
-    return k if diversity <= 0 and explore <= 0 else min(max(3 * k, 50), MAX_K)
+    if share <= 0:
+        return Shown.ranking(ranked)
+    version = None if live.version is None else live.version.version
+    return explore_slots(live, state.bandits.bandit(version), query, ranked, k, share,
+                         overrides)
 
 
 def exploration_share(state: ServiceState, explore: float | None) -> float:
@@ -173,20 +178,10 @@ def exploration_share(state: ServiceState, explore: float | None) -> float:
     return state.settings.exploration_share if explore is None else explore
 
 
-def _explore(state: ServiceState, live: LiveRecommender, user_id: str, ranked: Ranked,
-             k: int, share: float, selection: Selection, context: Mapping[str, Any],
-             events: pd.DataFrame | None = None) -> Shown:
-    if share <= 0:
-        return Shown.ranking(ranked)
-    version = None if live.version is None else live.version.version
-    return explore_slots(live, state.bandits.bandit(version), user_id, ranked, k, share,
-                         selection, context, events)
-
-
 def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
             shown: Shown, context: Mapping[str, Any],
             assignment: Assignment | None = None,
-            explanations: Sequence[str] | None = None) -> Response:
+            reasons: Sequence[str] | None = None) -> Response:
     """The JSON answer, and its record queued for the served log."""
     recommendation_id = uuid.uuid4().hex
     version = None if live.version is None else live.version.version
@@ -194,7 +189,7 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
                               else (assignment.experiment_id, assignment.variant))
     ranked = shown.ranked
     state.served_log.submit(Served(
-        recommendation_id, user_id, datetime.now(UTC), live.model.name, version,
+        recommendation_id, user_id, datetime.now(UTC), live.name, version,
         experiment_id, variant, ranked.item_ids, ranked.scores, shown.propensities,
         {**context, **shown.served_context()}))
     items: list[dict[str, Any]] = [
@@ -204,13 +199,13 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
     if shown.explored is not None:
         for item, explored in zip(items, shown.explored, strict=True):
             item["explored"] = explored
-    if explanations is not None:
-        for item, explanation in zip(items, explanations, strict=True):
-            item["explanation"] = explanation
+    if reasons is not None:
+        for item, reason in zip(items, reasons, strict=True):
+            item["reason"] = reason
     body = {
         "recommendation_id": recommendation_id,
         "user_id": user_id,
-        "model": {"name": live.model.name, "version": version},
+        "model": {"name": live.name, "version": version},
         "experiment": None if assignment is None else {"experiment_id": experiment_id,
                                                        "variant": variant},
         "items": items,
@@ -229,7 +224,11 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
         "acknowledged by `POST /events` a moment ago already counts, in every worker, "
         "without retraining. Items the user already interacted with, unavailable items "
         "and `exclude`d items are left out. A user the store knows nothing about gets "
-        "the most popular items (never an error). Each answer has a `recommendation_id` "
+        "the most popular items (never an error). The version's pipeline runs whole: "
+        "its business rules, then this request's filters and boosts, then its re-rankers "
+        "(the request's `diversity`, `novelty`, `max_per_category` override the recipe's), "
+        "the same stages as `tailored recommend` and `tailored evaluate`. Each answer has "
+        "a `recommendation_id` "
         "and is recorded in the served log. With `explore` a bandit fills a share of the "
         "slots (see below).\n" + _SELECTION_HELP),
     response_model=Recommendations,
@@ -257,36 +256,44 @@ def recommend(
         min_length=1, max_length=256,
         description="A registered version number, or a model or recipe name (its active "
                     "version, else its newest); default: the serving version.")] = None,
-    diversity: Annotated[float, Query(
+    diversity: Annotated[float | None, Query(
         ge=0, le=1, description="Trade relevance for variety (MMR over item categories, "
-                                "else the model's item similarity): 0 keeps the model's "
-                                "order, 1 picks by dissimilarity.")] = 0.0,
+                                "else the scorer's item similarity): 0 keeps the scorer's "
+                                "order, 1 picks by dissimilarity; default: the recipe's.")
+    ] = None,
+    novelty: Annotated[float | None, Query(
+        ge=0, le=1, description="Favour less popular items: 0 off, 1 least popular first; "
+                                "default: the recipe's.")] = None,
+    max_per_category: Annotated[int | None, Query(
+        ge=1, le=MAX_K, description="At most this many items of one category; default: "
+                                    "the recipe's.")] = None,
     explain: Annotated[bool, Query(
-        description="Add an `explanation` to each item (reads the user's history).")
+        description="Add a `reason` to each item (reads the user's history).")
     ] = False,
     explore: Annotated[float | None, Query(
         ge=0, le=1, description="Share of slots a bandit fills to learn (new items "
                                 "included); default: the `exploration_share` setting.")
     ] = None,
 ) -> Response:
-    selection = parse_selection(filter, boost, exclude)
+    overrides = parse_overrides(filter, boost, exclude, diversity=diversity, novelty=novelty,
+                                max_per_category=max_per_category)
     request_context = parse_context(context)
     share = exploration_share(state, explore)
     # An A/B test picks the version for its users (unless the request names a model).
     assignment = state.assign(user_id) if model is None else None
     live = (_live(state, model) if assignment is None or assignment.version is None
             else state.live_for_version(assignment.version))
+    query = UserQuery((user_id,), None, request_context)
     if assignment is not None and assignment.version is None:  # held out: no list
         shown = Shown.ranking(Ranked([], [], np.empty(0, dtype=np.int64)))
     else:
-        pool = candidates_for(k, diversity, share)
-        ranked = _rank(state, live, user_id, pool, selection, request_context, filter,
-                       boost, "query")
-        ranked = live.diversify(user_id, ranked, pool if share > 0 else k, diversity)
-        shown = _explore(state, live, user_id, ranked, k, share, selection, request_context)
-    explanations = (live.explain(user_id, shown.ranked, context=request_context,
-                                 explored=shown.explored) if explain else None)
-    return _answer(state, live, user_id, shown, request_context, assignment, explanations)
+        shown = _rank(state, live, query, k, overrides, share, filter, boost, "query",
+                      cached=True)
+    reasons = None
+    if explain:
+        reasons = live.explain(live.query([user_id], request_context), shown.ranked,
+                               shown.explored)
+    return _answer(state, live, user_id, shown, request_context, assignment, reasons)
 
 
 @router.post(
@@ -303,26 +310,24 @@ def recommend(
     responses=_RESPONSES,
 )
 def recommend_for_session(body: SessionRequest, state: StateDep) -> Response:
-    selection = parse_selection(body.filter, body.boost, body.exclude, prefix="body")
+    overrides = parse_overrides(body.filter, body.boost, body.exclude, prefix="body",
+                                diversity=body.diversity, novelty=body.novelty,
+                                max_per_category=body.max_per_category)
     live = _live(state, body.model)
     anonymous = f"session:{body.session_id or uuid.uuid4().hex}"
     events = pd.DataFrame({"user_id": pd.Series([anonymous] * len(body.items), dtype=object),
                            "item_id": pd.Series(body.items, dtype=object),
                            "event_type": pd.Series(["view"] * len(body.items), dtype=object)})
     context = dict(body.context)
+    query = live.query([anonymous], context, events)
     share = exploration_share(state, body.explore)
-    pool = candidates_for(body.k, body.diversity, share)
-    ranked = _rank(state, live, anonymous, pool, selection, context, body.filter, body.boost,
-                   "body", events=events)
-    ranked = live.diversify(anonymous, ranked, pool if share > 0 else body.k, body.diversity)
-    shown = _explore(state, live, anonymous, ranked, body.k, share, selection, context,
-                     events)
-    explanations = (live.explain(anonymous, shown.ranked, events=events, context=context,
-                                 explored=shown.explored) if body.explain else None)
+    shown = _rank(state, live, query, body.k, overrides, share, body.filter, body.boost,
+                  "body", cached=False)
+    reasons = live.explain(query, shown.ranked, shown.explored) if body.explain else None
     if body.session_id is not None:
         context.setdefault("session_id", body.session_id)
-    return _answer(state, live, None, shown, context, explanations=explanations)
+    return _answer(state, live, None, shown, context, reasons=reasons)
 
 
 __all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "exploration_share", "parse_context",
-           "parse_selection", "router"]
+           "parse_overrides", "router"]

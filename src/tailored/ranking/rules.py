@@ -1,6 +1,6 @@
-"""Business rules on top of any model: pin, boost, bury and exclude items per user.
+"""Business rules, a stage of every pipeline: pin, boost, bury, filter and exclude items.
 
-A rule set is declared in TOML (or JSON, or as a list of dicts)::
+A rule set is declared in a recipe (TOML), JSON, or as a list of dicts::
 
     [[rules]]
     name = "berlin promo"
@@ -18,10 +18,14 @@ A rule set is declared in TOML (or JSON, or as a list of dicts)::
     bury = { where = "price > 500", factor = 0.5 }   # factor defaults to 0.5
     exclude = { where = 'category == "furniture"' }
 
+    [[rules]]
+    name = "in stock only"
+    filter = { where = "stock > 0" }                  # keep only the matching items
+
 Each rule has an optional ``name``, an optional condition ``when`` (no condition:
 always) and at least one action. Conditions are :mod:`tailored.expressions` over
 
-- ``user.<attribute>``: the user's attributes: the ``users`` table the model was
+- ``user.<attribute>``: the user's attributes: the ``users`` table the pipeline was
   trained with, overridden by the query's ``profiles`` row; ``user.id`` is the id;
 - ``context.<key>``: the query's context (device, hour, page, ...);
 - ``recent(event, category, days)``: how many events the user has, of type ``event``
@@ -32,21 +36,25 @@ always) and at least one action. Conditions are :mod:`tailored.expressions` over
   training event, or the user's own latest event if later; events without a time
   count as recent.
 
-Actions read item attributes (``price``, or ``item.price``; ``item_id``;
-``categories`` as a list, so ``"Drama" in categories``) and may compare them with
-``user.*``/``context.*``:
+Actions read item attributes from the catalog the pipeline runs against
+(:class:`~tailored.ranking.catalog.ItemTable`: ``price``, or ``item.price``;
+``item_id``; ``categories`` as a list, so ``"Drama" in categories``) and may compare
+them with ``user.*``/``context.*``:
 
 - ``pin``: item ids put first, before any other item, earlier rules' pins first;
 - ``boost``/``bury``: scores of the matching items are scaled by ``factor`` (a
   positive score is multiplied by it, a negative one divided, so a factor above 1
   always raises an item and below 1 always lowers it); ``bury`` needs a factor
   below 1;
+- ``filter``: only the matching items may be recommended;
 - ``exclude``: the matching items are never recommended (score ``-inf``); an
-  exclusion beats a pin.
+  exclusion (or a filter) beats a pin.
 
-Rules are checked when they are loaded: an unknown key, a bad factor, or an
-expression that does not parse or reads a name it cannot see is refused with the
-rule's number (1-based) and name, and the column of the problem.
+A request's ``filter``, ``boost`` and ``exclude`` are rules too
+(:meth:`RuleSet.from_request`), added after the recipe's, so there is one
+implementation of both. Rules are checked when they are loaded: an unknown key, a bad
+factor, or an expression that does not parse or reads a name it cannot see is refused
+with the rule's number (1-based) and name, and the column of the problem.
 """
 
 from __future__ import annotations
@@ -58,14 +66,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from pydantic import Field, ValidationError, field_validator, model_validator
 
-from tailored.dataset import Dataset
+from tailored.dataset import Dataset, UserQuery, Vocabulary
 from tailored.errors import InvalidDataError
 from tailored.expressions import (
     Call,
@@ -78,17 +84,16 @@ from tailored.expressions import (
     parse,
 )
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users, model_class
+from .catalog import ItemTable, table_arrays, table_frame
 
 #: The behaviour function conditions may call.
 RECENT = Signature("recent", ("event", "category", "days"), 0,
                    help="events of a type, on a category, in the last days")
-_RULE_KEYS = ("name", "when", "pin", "boost", "bury", "exclude")
+_RULE_KEYS = ("name", "when", "pin", "boost", "bury", "filter", "exclude")
 _ACTION_KEYS = {"boost": ("where", "factor"), "bury": ("where", "factor"),
-                "exclude": ("where",)}
+                "filter": ("where",), "exclude": ("where",)}
 _BURY_FACTOR = 0.5
 _SECONDS_PER_DAY = 86_400.0
-_SEPARATOR = "|"
 
 # ---- rules --------------------------------------------------------------------------------
 
@@ -115,10 +120,11 @@ class Rule:
     pin: tuple[str, ...] = ()
     boost: ItemAction | None = None
     bury: ItemAction | None = None
+    filter: ItemAction | None = None
     exclude: ItemAction | None = None
 
     def actions(self) -> Iterator[tuple[str, ItemAction]]:
-        for kind in ("boost", "bury", "exclude"):
+        for kind in ("boost", "bury", "filter", "exclude"):
             action = getattr(self, kind)
             if action is not None:
                 yield kind, action
@@ -132,7 +138,7 @@ class Rule:
             spec["pin"] = list(self.pin)
         for kind, action in self.actions():
             spec[kind] = {"where": action.where.text}
-            if kind != "exclude":
+            if kind in ("boost", "bury"):
                 spec[kind]["factor"] = action.factor
         return spec
 
@@ -274,7 +280,7 @@ def _rule(spec: Any, number: int) -> Rule:
         factor = _factor(body.get("factor"), label, kind) if "factor" in keys else 1.0
         actions[kind] = ItemAction(where, factor)
     if not pin and not actions:
-        raise _fail(label, "actions", "has none; give pin, boost, bury or exclude")
+        raise _fail(label, "actions", "has none; give pin, boost, bury, filter or exclude")
     return Rule(name, when, tuple(pin), **actions)
 
 
@@ -416,54 +422,111 @@ class RuleSet:
 
     # ---- applying --------------------------------------------------------------------
 
-    def apply(self, scores: np.ndarray, item_ids: Sequence[str] | np.ndarray,
-              users: Sequence[UserFacts], items: pd.DataFrame | None = None,
-              context: Mapping[str, Any] | None = None, *,
-              cache: dict[tuple[int, str], np.ndarray] | None = None) -> np.ndarray:
-        """Scores with the rules applied, one row per user, one column per item.
+    # ---- combining -------------------------------------------------------------------
 
-        ``items`` describes the items column by column (row ``j`` is ``item_ids[j]``);
-        ``users`` gives each row's facts, ``context`` the moment. Item masks that read
-        no user are computed once and kept in ``cache`` if given.
+    def __add__(self, other: RuleSet) -> RuleSet:
+        return RuleSet(self.rules + other.rules)
+
+    @classmethod
+    def from_request(cls, filter: str | None = None, boosts: Sequence[str] = ()) -> RuleSet:
+        """A request's ``filter`` (keep where it holds) and ``boosts``
+        (``EXPRESSION:FACTOR``, a factor below 1 buries) as rules. An
+        :class:`ExpressionError` names the text and the column of a problem.
+
+        Examples
+        --------
+        >>> rules = RuleSet.from_request('price < 100', ['"shoes" in categories:2'])
+        >>> [(rule.name, kind) for rule in rules for kind, _ in rule.actions()]
+        [('filter', 'filter'), ('boost 1', 'boost')]
+        >>> RuleSet.from_request('price <')
+        Traceback (most recent call last):
+        ...
+        tailored.expressions.ExpressionError: unexpected end of expression at column 8
+          price <
+                 ^
+        """
+        rules = []
+        if filter is not None and filter.strip():
+            rules.append(Rule("filter", filter=ItemAction(_request_expression(filter))))
+        for number, text in enumerate(boosts, 1):
+            expression_text, factor_text, factor_at = _split_boost(text)
+            try:
+                factor = float(factor_text)
+            except ValueError:
+                factor = math.nan
+            if not math.isfinite(factor) or factor <= 0:
+                raise ExpressionError(f"a boost factor must be a positive number, got "
+                                      f"{factor_text.strip()!r}", text, factor_at)
+            try:
+                where = _request_expression(expression_text)
+            except ExpressionError as error:  # the whole text, so the column stays right
+                raise ExpressionError(error.reason, text, error.position) from None
+            rules.append(Rule(f"boost {number}", boost=ItemAction(where, factor)))
+        return cls(tuple(rules))
+
+    @property
+    def boost_ceiling(self) -> float:
+        """The most any item's score can be raised by these rules (the product of every
+        factor above 1): what proves a list cut off below some score still exact."""
+        return math.prod(max(action.factor, 1.0) for rule in self.rules
+                         for kind, action in rule.actions() if kind == "boost")
+
+    @property
+    def pins(self) -> tuple[str, ...]:
+        """Every item id some rule may pin."""
+        return tuple(dict.fromkeys(item for rule in self.rules for item in rule.pin))
+
+    def expressions(self) -> Iterator[Expression]:
+        """Every item expression of the actions (to check against a catalog)."""
+        for rule in self.rules:
+            for _, action in rule.actions():
+                yield action.where
+
+    # ---- applying --------------------------------------------------------------------
+
+    def apply(self, scores: np.ndarray, columns: np.ndarray, users: Sequence[UserFacts],
+              items: ItemTable, context: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Scores with the rules applied, one row per user.
+
+        ``scores[:, j]`` is the score of the item in column ``columns[j]`` of ``items``
+        (every column, or a user's cut-off top list); ``users`` gives each row's facts,
+        ``context`` the moment. Pinned items take part only if their column is present.
 
         Examples
         --------
         >>> rules = RuleSet.from_spec([
         ...     {"when": "user.vip", "boost": {"where": "price > 50", "factor": 3}},
         ...     {"exclude": {"where": "stock == 0"}}])
-        >>> items = pd.DataFrame({"price": [10, 90, 60], "stock": [1, 1, 0]})
-        >>> rules.apply(np.array([[3.0, 2.0, 1.0]] * 2), ["a", "b", "c"],
+        >>> items = ItemTable(np.array(["a", "b", "c"]), pd.DataFrame(
+        ...     {"item_id": ["a", "b", "c"], "price": [10, 90, 60], "stock": [1, 1, 0]}))
+        >>> rules.apply(np.array([[3.0, 2.0, 1.0]] * 2), np.arange(3),
         ...             [UserFacts("ann", {"vip": True}), UserFacts("bob")], items).tolist()
         [[3.0, 6.0, -inf], [3.0, 2.0, -inf]]
         """
         result = np.array(scores, dtype=np.float32, copy=True)
-        n_users, n_items = result.shape
-        if len(users) != n_users or len(item_ids) != n_items:
-            raise ValueError(f"scores are {n_users} x {n_items} but there are {len(users)} "
-                             f"users and {len(item_ids)} items")
-        frame = items if items is not None else pd.DataFrame(index=range(n_items))
-        if "item_id" not in frame.columns:
-            frame = frame.assign(item_id=np.asarray(item_ids, dtype=object))
+        n_users, n_columns = result.shape
+        if len(users) != n_users or len(columns) != n_columns:
+            raise ValueError(f"scores are {n_users} x {n_columns} but there are {len(users)} "
+                             f"users and {len(columns)} columns")
+        if not self.rules:
+            return result
         context = dict(context or {})
-        cache = {} if cache is None else cache
-        columns = pd.Index(np.asarray(item_ids, dtype=str))
+        position = pd.Index(np.asarray(items.item_ids)[columns].astype(str))
         for row, user in enumerate(users):
             names = {"user": {**user.attributes, "id": user.user_id}, "context": context}
             functions = {"recent": user.recent}
-            excluded = np.zeros(n_items, dtype=bool)
+            excluded = np.zeros(n_columns, dtype=bool)
             pins: list[str] = []
-            for number, rule in enumerate(self.rules):
+            for rule in self.rules:
                 if rule.when is not None and not rule.when.holds(names, functions):
                     continue
                 for kind, action in rule.actions():
-                    if action.reads_user:
-                        mask = action.where.mask(frame, names)
-                    else:
-                        if (number, kind) not in cache:
-                            cache[number, kind] = action.where.mask(frame)
-                        mask = cache[number, kind]
+                    mask = items.mask(action.where, names if action.reads_user else None)
+                    mask = mask[columns]
                     if kind == "exclude":
                         excluded |= mask
+                    elif kind == "filter":
+                        excluded |= ~mask
                     else:
                         values = result[row, mask]
                         result[row, mask] = np.where(values > 0, values * action.factor,
@@ -471,7 +534,7 @@ class RuleSet:
                 pins.extend(item for item in rule.pin if item not in pins)
             result[row, excluded] = -np.inf
             if pins:
-                pinned = columns.get_indexer(pd.Index(pins))
+                pinned = position.get_indexer(pd.Index(pins))
                 pinned = pinned[pinned >= 0]
                 pinned = pinned[~excluded[pinned]]
                 finite = result[row][np.isfinite(result[row])]
@@ -487,391 +550,209 @@ def _rule_set(value: Any) -> RuleSet:
     return RuleSet.from_spec(value)
 
 
-# ---- storing tables as plain arrays -------------------------------------------------------
+def _request_expression(text: str) -> Expression:
+    """A request's item expression: item attributes and ``context.<key>``. A request
+    cannot read ``user.*``: a caller must not probe a user's attributes through it."""
+    expression = parse(text)
+    for node in expression.nodes():
+        if not isinstance(node, Name):
+            continue
+        head = node.path[0]
+        if (head == "context" and len(node.path) == 2) or (
+                len(node.path) == 1 and head not in ("user", "context", "item")) or (
+                head == "item" and len(node.path) == 2):
+            continue
+        raise ExpressionError(
+            f"unknown name {node.dotted!r}", text, node.position,
+            "filters and boosts see item attributes (price or item.price, categories, "
+            "item_id) and context.<key>")
+    return expression
 
 
-def _encode(series: pd.Series) -> tuple[str, np.ndarray, np.ndarray]:
-    """(kind, values, null) in plain dtypes: number, bool, text, or list ('|'-joined)."""
-    raw = series.tolist()
-    listy = [isinstance(v, list | tuple | np.ndarray) for v in raw]
-    if any(listy):
-        joined = [_SEPARATOR.join(map(str, v)) if is_list else v if isinstance(v, str) else ""
-                  for v, is_list in zip(raw, listy, strict=True)]
-        missing = [not is_list and not isinstance(v, str)
-                   for v, is_list in zip(raw, listy, strict=True)]
-        return "list", np.asarray(joined, dtype=str), np.asarray(missing, dtype=bool)
-    values = [normalise(v) for v in raw]
-    null = np.asarray([v is None for v in values], dtype=bool)
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
-        return "bool", np.asarray([bool(v) for v in values], dtype=bool), null
-    if present and all(isinstance(v, int | float) for v in present):
-        return "number", np.asarray([np.nan if v is None else float(v) for v in values],
-                                    dtype=np.float64), null
-    return "text", np.asarray(["" if v is None else str(v) for v in values], dtype=str), null
+def _split_boost(text: str) -> tuple[str, str, int]:
+    """``EXPRESSION:FACTOR`` split at the last colon outside quotes."""
+    quote = None
+    split = -1
+    for position, char in enumerate(text):
+        if quote:
+            if char == "\\":
+                continue
+            if char == quote and (position == 0 or text[position - 1] != "\\"):
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == ":":
+            split = position
+    if split < 0:
+        raise ExpressionError("a boost needs a factor after a colon, e.g. "
+                              "'in_stock == true:1.5'", text, len(text))
+    return text[:split], text[split + 1:], split + 1
 
 
-def _decode(kind: str, values: np.ndarray, null: np.ndarray) -> pd.Series:
-    if kind == "number":
-        return pd.Series(values.astype(np.float64))
-    if kind == "bool" and not null.any():
-        return pd.Series(values.astype(bool))
-    if kind == "list":
-        items: list[Any] = [None if n else tuple(x for x in str(v).split(_SEPARATOR) if x)
-                            for v, n in zip(values, null, strict=True)]
-        return pd.Series(items, dtype=object)
-    convert = bool if kind == "bool" else str
-    return pd.Series([None if n else convert(v) for v, n in zip(values.tolist(), null,
-                                                                strict=True)], dtype=object)
+# ---- what rules know about users ----------------------------------------------------------
 
 
-def _table_arrays(prefix: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    arrays = {f"{prefix}.columns": np.asarray(list(frame.columns), dtype=str)}
-    kinds = []
-    for number, column in enumerate(frame.columns):
-        kind, values, null = _encode(frame[column])
-        kinds.append(kind)
-        arrays[f"{prefix}.{number}.values"] = values
-        arrays[f"{prefix}.{number}.null"] = null
-    arrays[f"{prefix}.kinds"] = np.asarray(kinds, dtype=str)
-    return arrays
+class UserFactsTable:
+    """The user attributes and events the rules read, learned with the pipeline.
 
-
-def _table_frame(prefix: str, arrays: Mapping[str, np.ndarray], rows: int) -> pd.DataFrame:
-    columns = arrays[f"{prefix}.columns"].tolist()
-    kinds = arrays[f"{prefix}.kinds"].tolist()
-    frame = pd.DataFrame(index=range(rows))
-    for number, (column, kind) in enumerate(zip(columns, kinds, strict=True)):
-        frame[column] = _decode(kind, arrays[f"{prefix}.{number}.values"],
-                                arrays[f"{prefix}.{number}.null"])
-    return frame
-
-
-# ---- the model ----------------------------------------------------------------------------
-
-
-class RuleBasedConfig(ModelConfig):
-    """``rules``: the rule set, as a list of rule tables or TOML text with ``[[rules]]``
-    (checked here, stored as tables). ``base``: the registered name of the model whose
-    scores the rules adjust (``popular``, ``item_knn``, ``als``, ...). ``base_params``:
-    that model's parameters."""
-
-    rules: list[dict[str, Any]] = Field(default_factory=list)
-    base: str = "popular"
-    base_params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("rules", mode="before")
-    @classmethod
-    def _check_rules(cls, value: Any) -> list[dict[str, Any]]:
-        try:
-            return _rule_set(value).to_spec()
-        except InvalidDataError as error:
-            raise ValueError(f"rules: {error}") from None
-
-    @model_validator(mode="after")
-    def _check_base(self) -> Self:
-        if self.base == RuleBased.name:
-            raise ValueError("base: 'rules' cannot be its own base; put all the rules in "
-                             "one rule set")
-        try:
-            family = model_class(self.base)
-        except ValueError as error:
-            raise ValueError(f"base: {error}") from None
-        try:
-            family.Config(**self.base_params)
-        except ValidationError as error:
-            raise ValueError(f"base_params for {self.base!r}: {error}") from None
-        return self
-
-
-class RuleBased(Recommender):
-    """A base model's scores adjusted by business rules (pin, boost, bury, exclude).
-
-    The base model (``base``, default ``popular``) is fitted on the same data; the
-    rules (see :mod:`tailored.models.rules`) then apply to every user's scores,
-    including users the base model answers with its fallback. Use :meth:`wrap` to
-    put rules on an already fitted model, and :meth:`RuleSet.apply` for bare score
-    matrices.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> import tailored
-    >>> events = pd.DataFrame({"user_id": ["a", "b", "b", "c", "c"],
-    ...                        "item_id": ["x", "x", "y", "x", "promo"]})
-    >>> users = pd.DataFrame({"user_id": ["a", "b", "c"], "city": ["Berlin", "Paris", "Rome"]})
-    >>> rules = '''
-    ... [[rules]]
-    ... name = "berlin promo"
-    ... when = 'user.city == "Berlin"'
-    ... pin = ["promo"]
-    ... '''
-    >>> model = RuleBased(rules=rules).fit(tailored.Dataset.from_frame(events, users=users))
-    >>> model.recommend("a", k=2)["item_id"].tolist()
-    ['promo', 'y']
-    >>> new = tailored.UserQuery(("guest",), profiles=pd.DataFrame(
-    ...     {"user_id": ["guest"], "city": ["Berlin"]}))
-    >>> model.recommend(new, k=2)["item_id"].tolist()
-    ['promo', 'x']
+    A query that brings events and profiles (the service's) is described by them; a
+    query of ids alone (offline) by the training users table and training events.
     """
 
-    name = "rules"
-    Config = RuleBasedConfig
-    config: RuleBasedConfig
-    _base_state: ClassVar[tuple[str, ...]] = (
-        "user_vocab_", "item_vocab_", "weights_", "user_items_", "popularity_",
-        "data_digest_", "fitted_at_")
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        # Unfitted, it knows nothing beyond the query (a bare scorer's pipeline).
+        self.user_vocab = Vocabulary(np.zeros(0, dtype=str))
+        self.user_ids = np.zeros(0, dtype=str)
+        self.user_table = pd.DataFrame()
+        self.reference_time = float("nan")
+        self.history: dict[str, np.ndarray] = {}
 
-    @cached_property
-    def rule_set(self) -> RuleSet:
-        """The rules, parsed."""
-        return RuleSet.from_spec(self.config.rules)
-
-    # ---- learning --------------------------------------------------------------------
-
-    def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
-        family = model_class(self.config.base)
-        self.base_ = family(family.Config(**self.config.base_params)).fit(data)
-        self._learn_facts(data)
-
-    @classmethod
-    def wrap(cls, model: Recommender, rules: Any, data: Dataset) -> RuleBased:
-        """Rules on top of an already fitted ``model``, with facts from ``data``.
-
-        ``data`` is what the model was fitted on (for item attributes, user attributes
-        and training behaviour); the result saves and loads like any model.
-        """
-        model._check_fitted()
-        if model.item_vocab_ != data.item_vocab or model.user_vocab_ != data.user_vocab:
-            raise InvalidDataError(f"the {type(model).__name__} was not fitted on this data "
-                                   "(users or items differ); pass the data it was fitted on")
-        wrapped = cls(rules=rules, base=model.name,
-                      base_params=model.config.model_dump(mode="json"))
-        for name in cls._base_state:
-            setattr(wrapped, name, getattr(model, name))
-        wrapped.base_ = model
-        wrapped._learn_facts(data)
-        return wrapped
-
-    def _learn_facts(self, data: Dataset) -> None:
-        """Item attributes, user attributes and behaviour the rules need, as plain arrays."""
-        rules = self.rule_set
-        self._masks: dict[tuple[int, str], np.ndarray] = {}
-        for cached in ("_item_frame", "_item_categories", "_user_table"):
-            self.__dict__.pop(cached, None)  # computed from the previous fit's tables
-        items = data.items.set_index("item_id") if data.items is not None else None
-        wanted = {n: r for n, r in rules.item_attributes.items() if n != "item_id"}
-        categories_needed = any(a.get("category") is not None for _, a in rules.recent_calls)
-        for attribute, rule in wanted.items():
-            if items is None or attribute not in items.columns:
-                have = ("no item table" if items is None
-                        else f"items have {', '.join(map(str, items.columns)) or 'no columns'}")
-                raise InvalidDataError(f"rule {rule.name!r} reads item attribute "
-                                       f"{attribute!r}, which the data lacks ({have})")
-        if categories_needed:
+    def fit(self, data: Dataset, items: ItemTable) -> UserFactsTable:
+        rules = self.rules
+        self.user_vocab = data.user_vocab
+        self._items = items
+        item_columns = set(items.table.columns)
+        for attribute, rule in rules.item_attributes.items():
+            if attribute not in item_columns:
+                raise InvalidDataError(
+                    f"rule {rule.name!r} reads item attribute {attribute!r}, which no item "
+                    f"has (items have {', '.join(sorted(item_columns))})")
+        if rules.recent_calls and not any(items.categories().values()) and any(
+                a.get("category") is not None for _, a in rules.recent_calls):
             rule = next(r for r, a in rules.recent_calls if a.get("category") is not None)
-            if items is None or "categories" not in items.columns:
-                raise InvalidDataError(f"rule {rule.name!r} counts events by category, but "
-                                       "the items have no categories")
-            wanted.setdefault("categories", rule)
-        columns = sorted(wanted)
-        frame = (items.reindex(self.item_vocab_.ids)[columns].reset_index(drop=True)
-                 if items is not None else pd.DataFrame(index=range(len(self.item_vocab_))))
-        self.item_table_ = _table_arrays("items", frame[columns])
-
+            raise InvalidDataError(f"rule {rule.name!r} counts events by category, but the "
+                                   "items have no categories")
         attributes = sorted(rules.user_attributes)
         users = data.users
-        if users is not None:
+        if users is not None and attributes:
             users = users.drop_duplicates("user_id", keep="last")
             present = [a for a in attributes if a in users.columns]
-            self.user_table_ids_ = users["user_id"].astype(str).to_numpy(dtype=str)
-            self.user_table_ = _table_arrays("users", users[present].reset_index(drop=True))
+            self.user_ids = users["user_id"].astype(str).to_numpy(dtype=str)
+            self.user_table = users[present].reset_index(drop=True)
         else:
-            self.user_table_ids_ = np.zeros(0, dtype=str)
-            self.user_table_ = _table_arrays("users", pd.DataFrame())
-
-        times = data.events["timestamp"]
-        seconds = _seconds(times)
-        self.reference_time_ = float(np.nanmax(seconds)) if np.isfinite(seconds).any() \
-            else float("nan")
-        self.history_ = self._history_arrays(data, seconds) if rules.recent_calls else {}
+            self.user_ids = np.zeros(0, dtype=str)
+            self.user_table = pd.DataFrame()
+        seconds = _seconds(data.events["timestamp"])
+        self.reference_time = (float(np.nanmax(seconds)) if np.isfinite(seconds).any()
+                               else float("nan"))
+        self.history = self._history_arrays(data, seconds) if rules.recent_calls else {}
+        return self
 
     def _history_arrays(self, data: Dataset, seconds: np.ndarray) -> dict[str, np.ndarray]:
         events = data.events
-        users = self.user_vocab_.indices(events["user_id"])
+        users = self.user_vocab.indices(events["user_id"])
         keep = users >= 0
-        days = self.rule_set.history_days
-        if days is not None and math.isfinite(self.reference_time_):
-            keep &= ~(seconds < self.reference_time_ - days * _SECONDS_PER_DAY)
+        days = self.rules.history_days
+        if days is not None and math.isfinite(self.reference_time):
+            keep &= ~(seconds < self.reference_time - days * _SECONDS_PER_DAY)
         order = np.argsort(users[keep], kind="stable")
         users = users[keep][order]
         types = events["event_type"].astype(str).to_numpy()[keep][order]
-        items = self.item_vocab_.indices(events["item_id"])[keep][order]
-        indptr = np.searchsorted(users, np.arange(len(self.user_vocab_) + 1))
+        item_index = Vocabulary(self._items.item_ids)
+        items = item_index.indices(events["item_id"])[keep][order]
+        indptr = np.searchsorted(users, np.arange(len(self.user_vocab) + 1))
         return {"indptr": indptr.astype(np.int64), "types": np.asarray(types, dtype=str),
                 "items": items.astype(np.int64), "seconds": seconds[keep][order]}
 
-    # ---- scoring ---------------------------------------------------------------------
+    # ---- facts per query -------------------------------------------------------------
 
-    @cached_property
-    def _item_frame(self) -> pd.DataFrame:
-        frame = _table_frame("items", self.item_table_, len(self.item_vocab_))
-        frame["item_id"] = self.item_vocab_.ids.astype(object)
-        return frame
-
-    @cached_property
-    def _user_table(self) -> tuple[pd.Index, pd.DataFrame]:
-        index = pd.Index(self.user_table_ids_)
-        return index, _table_frame("users", self.user_table_, len(index))
-
-    @cached_property
-    def _item_categories(self) -> list[Any] | None:
-        """Each item's categories (None when no rule reads them)."""
-        frame = self._item_frame
-        return frame["categories"].tolist() if "categories" in frame.columns else None
-
-    def _resolve(self, users: Users) -> ScoringBatch:
-        # The base model builds the batch, since only it knows whether it reads sequences
-        # (item2vec, sasrec); this class's needs_sequences cannot depend on the base.
-        return self.base_._resolve(users)
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        scores = np.asarray(self.base_._score(batch), dtype=np.float32)
-        # Users without history are scored by _fallback (rules included) instead.
-        with_history = np.flatnonzero(np.diff(batch.history.indptr) > 0)
-        scores[with_history] = self._apply_rules(scores[with_history],
-                                                 batch.take(with_history))
-        return scores
-
-    def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
-        scores = self.base_._fallback(batch)
-        if batch is None:  # for no user in particular, so no rule applies
-            return scores
-        return self._apply_rules(np.broadcast_to(scores, (len(batch), len(self.item_vocab_))),
-                                 batch)
-
-    def _apply_rules(self, scores: np.ndarray, batch: ScoringBatch) -> np.ndarray:
-        return self.rule_set.apply(scores, self.item_vocab_.ids, self._facts(batch),
-                                   self._item_frame, batch.context, cache=self._masks)
-
-    def _facts(self, batch: ScoringBatch) -> list[UserFacts]:
-        rules = self.rule_set
-        attributes = (self._attributes(batch) if rules.user_attributes
-                      else [{} for _ in batch.user_ids])
+    def facts(self, query: UserQuery, items: ItemTable) -> list[UserFacts]:
+        """Each user's facts; ``items`` gives the categories of their events' items."""
+        rules = self.rules
+        attributes = (self._attributes(query) if rules.user_attributes
+                      else [{} for _ in query.user_ids])
         behaviours: list[Behaviour | None]
         if not rules.recent_calls:
-            behaviours = [None] * len(batch)
-        elif batch.events is None:
-            behaviours = self._stored_behaviour(batch.users)
+            behaviours = [None] * len(query.user_ids)
+        elif query.events is None:
+            behaviours = self._stored_behaviour(query.user_ids, items)
         else:
-            behaviours = self._query_behaviour(batch.user_ids, batch.events)
+            behaviours = self._query_behaviour(query.user_ids, query.events, items)
         return [UserFacts(user, attrs, behaviour) for user, attrs, behaviour
-                in zip(batch.user_ids, attributes, behaviours, strict=True)]
+                in zip(query.user_ids, attributes, behaviours, strict=True)]
 
-    def _attributes(self, batch: ScoringBatch) -> list[dict[str, Any]]:
-        """Each user's attributes: the users table, overridden by the query's profiles."""
-        index, table = self._user_table
-        rows = index.get_indexer(pd.Index(batch.user_ids)) if len(index) else np.full(
-            len(batch), -1)
-        records = iter(table.iloc[rows[rows >= 0]].to_dict("records"))
+    def _attributes(self, query: UserQuery) -> list[dict[str, Any]]:
+        """The users table's attributes, overridden by the query's profiles."""
+        index = pd.Index(self.user_ids)
+        rows = (index.get_indexer(pd.Index(query.user_ids)) if len(index)
+                else np.full(len(query.user_ids), -1))
+        records = iter(self.user_table.iloc[rows[rows >= 0]].to_dict("records"))
         found: list[dict[str, Any]] = [{str(k): v for k, v in next(records).items()}
                                        if row >= 0 else {} for row in rows]
-        profiles = batch.profiles
+        profiles = query.profiles
         if profiles is not None and "user_id" in profiles.columns:
             profiles = profiles.drop_duplicates("user_id", keep="last")
             by_user: dict[Any, dict[Any, Any]] = profiles.set_index(
                 profiles["user_id"].astype(str)).drop(columns="user_id").to_dict("index")
-            for position, user in enumerate(batch.user_ids):
+            for position, user in enumerate(query.user_ids):
                 for key, value in by_user.get(user, {}).items():
                     if normalise(value) is not None:
                         found[position][str(key)] = value
         return found
 
-    def _stored_behaviour(self, rows: np.ndarray) -> list[Behaviour | None]:
+    def _stored_behaviour(self, user_ids: Sequence[str], items: ItemTable
+                          ) -> list[Behaviour | None]:
         """Known users' training events (None for unknown users: they have none)."""
-        history = self.history_
+        history = self.history
         behaviours: list[Behaviour | None] = []
-        for row in rows:
+        for row in self.user_vocab.indices(list(user_ids)):
             if row < 0:
                 behaviours.append(None)
                 continue
             start, stop = history["indptr"][row], history["indptr"][row + 1]
-            ages = (self.reference_time_ - history["seconds"][start:stop]) / _SECONDS_PER_DAY
+            ages = (self.reference_time - history["seconds"][start:stop]) / _SECONDS_PER_DAY
             behaviours.append(Behaviour(history["types"][start:stop],
-                                        self._categories_of(history["items"][start:stop]),
+                                        _categories_of(items, history["items"][start:stop]),
                                         ages))
         return behaviours
 
-    def _query_behaviour(self, user_ids: Sequence[str],
-                         events: pd.DataFrame) -> list[Behaviour | None]:
+    def _query_behaviour(self, user_ids: Sequence[str], events: pd.DataFrame,
+                         items: ItemTable) -> list[Behaviour | None]:
         """Each user's events in the query; ages count from the user's own "now"."""
         seconds = (_seconds(events["timestamp"]) if "timestamp" in events.columns
                    else np.full(len(events), np.nan))
         types = (events["event_type"].fillna("view").astype(str).to_numpy()
                  if "event_type" in events.columns else np.full(len(events), "view"))
-        items = self.item_vocab_.indices(events["item_id"].astype(str))
+        columns = pd.Index(np.asarray(items.item_ids).astype(str)).get_indexer(
+            events["item_id"].astype(str))
         by_user = pd.Series(np.arange(len(events))).groupby(
             events["user_id"].astype(str).to_numpy()).indices
         behaviours: list[Behaviour | None] = []
         for user in user_ids:
             positions = by_user.get(user, np.zeros(0, dtype=np.int64))
             # Per user, so a user's counts do not depend on who else is in the batch.
-            now = np.fmax.reduce(seconds[positions], initial=self.reference_time_)
-            behaviours.append(Behaviour(types[positions], self._categories_of(items[positions]),
+            now = np.fmax.reduce(seconds[positions], initial=self.reference_time)
+            behaviours.append(Behaviour(types[positions],
+                                        _categories_of(items, columns[positions]),
                                         (now - seconds[positions]) / _SECONDS_PER_DAY))
         return behaviours
 
-    def _categories_of(self, items: np.ndarray) -> list[tuple[str, ...]]:
-        """The categories of each event's item (none for unknown items)."""
-        categories = self._item_categories
-        if categories is None:
-            return [()] * len(items)
-        return [tuple(categories[i] or ()) if i >= 0 else () for i in items]
-
-    def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
-        return self.base_._item_similarity(columns)
-
-    def _reasons(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
-                 ) -> list[Reason]:
-        # The base model scored the items; the rules only scale or pin them.
-        return self.base_._reasons(batch, rows, columns)
-
     # ---- persistence -----------------------------------------------------------------
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"base.{key}": value for key, value in self.base_._arrays().items()}
-        if self.base_.needs_sequences:
-            sequences = self.base_.sequences_
-            arrays["base_sequences.items"] = np.concatenate([np.zeros(0, np.int64),
-                                                             *sequences])
-            arrays["base_sequences.lengths"] = np.array([len(s) for s in sequences],
-                                                        dtype=np.int64)
-        arrays.update(self.item_table_)
-        arrays.update(self.user_table_)
-        arrays["users.ids"] = self.user_table_ids_
-        arrays["reference_time"] = np.array([self.reference_time_])
-        arrays.update({f"history.{key}": value for key, value in self.history_.items()})
-        return arrays
+    def arrays(self, prefix: str = "facts") -> dict[str, np.ndarray]:
+        return {**table_arrays(f"{prefix}.users", self.user_table),
+                f"{prefix}.user_ids": self.user_ids,
+                f"{prefix}.vocabulary": self.user_vocab.ids,
+                f"{prefix}.reference_time": np.array([self.reference_time]),
+                **{f"{prefix}.history.{key}": value for key, value in self.history.items()}}
 
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        family = model_class(self.config.base)
-        base = family(family.Config(**self.config.base_params))
-        for name in self._base_state:
-            setattr(base, name, getattr(self, name))
-        if base.needs_sequences:
-            ends = np.cumsum(arrays["base_sequences.lengths"])
-            base.sequences_ = (np.split(arrays["base_sequences.items"], ends[:-1])
-                               if len(ends) else [])
-        base._restore({key[5:]: value for key, value in arrays.items()
-                       if key.startswith("base.")})
-        self.base_ = base
-        self.item_table_ = {k: v for k, v in arrays.items() if k.startswith("items.")}
-        self.user_table_ = {k: v for k, v in arrays.items()
-                            if k.startswith("users.") and k != "users.ids"}
-        self.user_table_ids_ = arrays["users.ids"]
-        self.reference_time_ = float(arrays["reference_time"][0])
-        self.history_ = {k[8:]: v for k, v in arrays.items() if k.startswith("history.")}
-        self._masks = {}
+    def restore(self, arrays: Mapping[str, np.ndarray], items: ItemTable,
+                prefix: str = "facts") -> UserFactsTable:
+        self._items = items
+        self.user_ids = arrays[f"{prefix}.user_ids"]
+        self.user_table = table_frame(f"{prefix}.users", arrays, len(self.user_ids))
+        self.user_vocab = Vocabulary(arrays[f"{prefix}.vocabulary"])
+        self.reference_time = float(arrays[f"{prefix}.reference_time"][0])
+        head = f"{prefix}.history."
+        self.history = {k[len(head):]: v for k, v in arrays.items() if k.startswith(head)}
+        return self
+
+
+def _categories_of(items: ItemTable, columns: np.ndarray) -> list[tuple[str, ...]]:
+    """The categories of each event's item (none for items not in the table)."""
+    categories = items.table["categories"].tolist()
+    return [tuple(categories[c] or ()) if c >= 0 else () for c in columns]
 
 
 def _seconds(times: pd.Series) -> np.ndarray:
@@ -881,5 +762,5 @@ def _seconds(times: pd.Series) -> np.ndarray:
                       dtype=np.float64)
 
 
-__all__ = ["RECENT", "Behaviour", "ItemAction", "Rule", "RuleBased", "RuleBasedConfig",
-           "RuleSet", "UserFacts"]
+__all__ = ["RECENT", "Behaviour", "ItemAction", "Rule", "RuleSet", "UserFacts",
+           "UserFactsTable"]

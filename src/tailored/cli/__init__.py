@@ -1,0 +1,58 @@
+"""The ``tailored`` command line: import data, train, evaluate, recommend, serve, demo.
+
+This module builds the root app from the command groups (one module each) and holds the
+entry point, ``main``; the pieces the commands share are in ``tailored.cli.common``.
+"""
+
+from __future__ import annotations
+
+import typer
+from pydantic import ValidationError
+
+from tailored.cli.common import console
+from tailored.cli.data import import_app, init
+from tailored.cli.evaluation import evaluate
+from tailored.cli.experiments import experiments_app, simulate
+from tailored.cli.keys import keys_app
+from tailored.cli.models import models_app
+from tailored.cli.monitoring import monitor
+from tailored.cli.recommending import recommend
+from tailored.cli.serving import demo, serve
+from tailored.cli.training import train, tune
+from tailored.errors import TailoredError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="tailored: a self-hosted personalization engine.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+def version() -> None:
+    """Print the version."""
+    from tailored import __version__
+
+    console.print(__version__)
+
+
+app.command("init")(init)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("tune")(tune)
+app.command("recommend")(recommend)
+app.command("serve")(serve)
+app.command("demo")(demo)
+app.command("simulate")(simulate)
+app.command("monitor")(monitor)
+app.command("version")(version)
+app.add_typer(import_app, name="import")
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+app.add_typer(experiments_app, name="experiments")
+
+
+def main() -> None:
+    try:
+        app()
+    except (TailoredError, ValidationError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise SystemExit(1) from None

@@ -1,0 +1,73 @@
+"""`tailored recommend`: the active version's pipeline for users in the store, with the
+same per-request overrides as the REST API (filter, boost, exclude, re-ranker knobs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tailored.cli.common import StoreOption, _recommendations_table, _settings, _store, console
+
+
+def recommend(
+    users: Annotated[list[str] | None, typer.Argument(help="User ids.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    all_users: Annotated[bool, typer.Option("--all", help="Every user in the store.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        help="Write to this .csv or .parquet file instead of printing.")] = None,
+    store: StoreOption = None,
+    filter: Annotated[str | None, typer.Option(
+        "--filter", help='Keep items where this holds, e.g. \'price < 100 and "shoes" in '
+        "categories' (as the REST `filter`).")] = None,
+    boost: Annotated[list[str] | None, typer.Option(
+        "--boost", help="EXPRESSION:FACTOR, repeatable (as the REST `boost`); a factor "
+        "below 1 buries.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="An item id to leave out, repeatable.")] = None,
+    diversity: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="MMR re-ranking: 0 keeps the scorer's order, 1 is all "
+        "variety (similarity: the catalog's categories, else the scorer's); default: the "
+        "recipe's.")] = None,
+    novelty: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Penalise popular items: 0 off, 1 least popular first; "
+        "default: the recipe's.")] = None,
+    max_per_category: Annotated[int | None, typer.Option(
+        min=1, help="At most this many items of one category per list; default: the "
+        "recipe's.")] = None,
+    pool: Annotated[int | None, typer.Option(
+        min=1, max=5000, help="Candidates per user the re-rankers choose from; default: "
+        "the recipe's (100).")] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add a reason per item (from the scorer's evidence).")] = False,
+) -> None:
+    """Recommend with the active version's pipeline from each user's current history."""
+    from tailored.expressions import ExpressionError
+    from tailored.pipeline import LiveRecommender, Overrides
+
+    settings = _settings(store)
+    try:
+        overrides = Overrides.parse(filter, boost or [], exclude or [], diversity=diversity,
+                                    novelty=novelty, max_per_category=max_per_category,
+                                    pool=pool)
+    except ExpressionError as error:
+        raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
+    with _store(settings) as opened:
+        live = LiveRecommender.active(opened)
+        ids = (opened.events.frame()["user_id"].unique().tolist() if all_users
+               else list(users or []))
+        if not ids:
+            raise typer.BadParameter("name at least one user id, or pass --all")
+        try:
+            recs = live.recommend(ids, k, overrides, explain=explain)
+        except ExpressionError as error:  # an attribute no item has
+            raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
+    if output is not None:
+        if output.suffix == ".parquet":
+            recs.to_parquet(output, index=False)
+        else:
+            recs.to_csv(output, index=False)
+        console.print(f"wrote {len(recs):,} recommendations for {len(ids):,} users to {output}")
+        return
+    console.print(_recommendations_table(recs, live.name))
