@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +42,7 @@ class ALS(Recommender):
     """
 
     name = "als"
+    example_params: ClassVar[dict[str, Any]] = {"factors": 2, "iterations": 15, "alpha": 5.0}
     Config = ALSConfig
     config: ALSConfig
 

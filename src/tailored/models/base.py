@@ -145,12 +145,19 @@ class Recommender(ABC):
 
     Subclasses set ``name`` and ``Config`` and implement ``_fit`` and ``_score`` (and
     ``_arrays``/``_restore`` for what they learn). Learned state ends in ``_``. Models
-    that read the order of a history set ``needs_sequences``.
+    that read the order of a history set ``needs_sequences``. A family is one module:
+    subclassing with a ``name`` registers it for the CLI, recipes, tuning and the
+    contract suite.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
     needs_sequences: ClassVar[bool] = False
+    #: Parameters of a small, quick model on tiny data: what the contract suite, which
+    #: runs on every registered family (tests/models/test_registry.py), fits.
+    example_params: ClassVar[dict[str, Any]] = {}
+    #: False for families that rank every user alike (popularity).
+    personalised: ClassVar[bool] = True
     _registry: ClassVar[dict[str, type[Recommender]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

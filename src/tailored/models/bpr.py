@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -70,6 +72,8 @@ class BPR(Recommender):
     """
 
     name = "bpr"
+    example_params: ClassVar[dict[str, Any]] = {
+        "factors": 4, "iterations": 50, "learning_rate": 0.05}
     Config = BPRConfig
     config: BPRConfig
 

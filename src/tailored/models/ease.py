@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -56,6 +58,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    example_params: ClassVar[dict[str, Any]] = {"regularization": 10.0}
     Config = EASEConfig
     config: EASEConfig
 

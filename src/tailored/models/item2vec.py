@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -87,6 +87,10 @@ class Item2Vec(Recommender):
     """
 
     name = "item2vec"
+    # Tiny data: the default subsampling of frequent items would drop most events.
+    example_params: ClassVar[dict[str, Any]] = {
+        "factors": 8, "window": 5, "epochs": 50, "min_count": 1,
+        "sample": 0.0}
     Config = Item2VecConfig
     config: Item2VecConfig
     needs_sequences = True

@@ -7,7 +7,7 @@ large catalog never needs a dense item x item matrix.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,7 @@ class ItemKNN(Recommender):
     """
 
     name = "item_knn"
+    example_params: ClassVar[dict[str, Any]] = {"neighbors": 20}
     Config = ItemKNNConfig
     config: ItemKNNConfig
 
@@ -125,6 +126,7 @@ class UserKNN(Recommender):
     """
 
     name = "user_knn"
+    example_params: ClassVar[dict[str, Any]] = {"neighbors": 10}
     Config = UserKNNConfig
     config: UserKNNConfig
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,6 +64,7 @@ class Popular(_SameForEveryone):
     """
 
     name = "popular"
+    personalised = False
     Config = PopularConfig
     config: PopularConfig
 
@@ -110,6 +111,8 @@ class Trending(_SameForEveryone):
     """
 
     name = "trending"
+    personalised = False
+    example_params: ClassVar[dict[str, Any]] = {"window_days": 0.05, "baseline_days": 0.1}
     Config = TrendingConfig
     config: TrendingConfig
 

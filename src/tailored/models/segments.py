@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,7 @@ class Segments(Recommender):
     """
 
     name = "segments"
+    example_params: ClassVar[dict[str, Any]] = {"n_segments": 4, "prior": 5.0}
     Config = SegmentsConfig
     config: SegmentsConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -92,6 +92,9 @@ class SASRec(Recommender):
     """
 
     name = "sasrec"
+    example_params: ClassVar[dict[str, Any]] = {
+        "factors": 16, "blocks": 1, "max_length": 8, "epochs": 30,
+        "learning_rate": 0.01, "dropout": 0.0, "batch_size": 64, "threads": 1}
     Config = SASRecConfig
     config: SASRecConfig
     needs_sequences = True

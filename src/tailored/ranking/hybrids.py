@@ -16,7 +16,7 @@ and its artifact nests the arrays of every part (see :mod:`tailored.ranking.part
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,6 +141,9 @@ class WeightedHybrid(_Composite):
     """
 
     name = "weighted"
+    example_params: ClassVar[dict[str, Any]] = {"parts": [
+        {"model": "item_knn"}, {"model": "popular", "weight": 0.1},
+        {"model": "als", "params": {"factors": 2, "iterations": 15, "alpha": 5.0}}]}
     Config = WeightedHybridConfig
     config: WeightedHybridConfig
 
@@ -204,6 +207,7 @@ class SwitchingHybrid(_Composite):
     """
 
     name = "switching"
+    example_params: ClassVar[dict[str, Any]] = {"many_events": 4, "hot": [{"model": "item_knn"}]}
     Config = SwitchingHybridConfig
     config: SwitchingHybridConfig
     GROUPS: ClassVar[tuple[str, ...]] = ("cold", "warm", "hot")
@@ -286,6 +290,8 @@ class CascadeHybrid(_Composite):
     """
 
     name = "cascade"
+    example_params: ClassVar[dict[str, Any]] = {
+        "stages": [{"model": "item_knn", "keep": 4}, {"model": "popular"}]}
     Config = CascadeHybridConfig
     config: CascadeHybridConfig
 

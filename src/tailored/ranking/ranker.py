@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -443,6 +443,12 @@ def _spread(predicted: np.ndarray, candidates: CandidateSet, first: np.ndarray) 
     return scores.astype(np.float32)
 
 
+#: Small candidate sources for the family's example (tests and docs on tiny data).
+_EXAMPLE_SOURCES = [{"model": "item_knn", "n": 8},
+                    {"name": "recent", "model": "item_knn", "recent_items": 3, "n": 4},
+                    {"model": "popular", "n": 4}]
+
+
 class LearnedRanker(_CandidateRanker):
     """LightGBM LambdaRank over candidates from several sources, with context.
 
@@ -460,6 +466,10 @@ class LearnedRanker(_CandidateRanker):
     """
 
     name = "ranked"
+    # One time cut: a few users with random times are too few for per-user labels.
+    example_params: ClassVar[dict[str, Any]] = {
+        "sources": _EXAMPLE_SOURCES, "label_split": "global",
+        "n_estimators": 20, "min_child_samples": 2}
     Config = LearnedRankerConfig
     config: LearnedRankerConfig
     booster_: Any
@@ -522,6 +532,7 @@ class StackedRanker(_CandidateRanker):
     """
 
     name = "stacked"
+    example_params: ClassVar[dict[str, Any]] = {"sources": _EXAMPLE_SOURCES, "regularization": 10.0}
     Config = StackedRankerConfig
     config: StackedRankerConfig
     coef_: np.ndarray

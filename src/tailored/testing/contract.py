@@ -103,6 +103,14 @@ class RecommenderContract:
         single = pd.concat([fitted.recommend(u, k=4) for u in users], ignore_index=True)
         pd.testing.assert_frame_equal(batch, single)
 
+    def test_a_one_stage_pipeline_gives_the_models_own_lists(self, fitted: Recommender,
+                                                             data: Dataset) -> None:
+        from tailored.pipeline import Pipeline
+
+        users = [*data.user_vocab.ids[:6].tolist(), "nobody"]
+        pd.testing.assert_frame_equal(Pipeline.of(fitted).run(users, k=5),
+                                      fitted.recommend(users, k=5))
+
     def test_save_and_load_give_identical_scores(self, fitted: Recommender,
                                                  tmp_path: Path) -> None:
         fitted.save(tmp_path / "model")
