@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,16 @@ class Settings(BaseSettings):
         "checked in the store again: a revocation applies within this time everywhere.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
                                 description="Largest request body accepted (413 beyond).")
+    user_token_secret: SecretStr | None = Field(
+        None, min_length=32, description="Signs user tokens (tailored.serving.user_tokens): "
+        "a page's credential bound to one user. Unset: user tokens are off. Changing it "
+        "revokes every token.")
+    rate_limit_per_second: float = Field(
+        500.0, ge=0, description="Requests per second each API key, user token or client "
+        "address may make on average (429 beyond); 0 turns rate limits off.")
+    rate_limit_burst: int = Field(
+        1000, ge=1, description="Requests each caller may make at once before the "
+        "per-second rate applies.")
     # Serving speed and the served log (tailored.serving.cache, tailored.serving.served_log).
     workers: int = Field(1, ge=1, le=64, description="API worker processes (`tailored serve`).")
     access_log: bool = Field(True, description="Log a line per request (uvicorn's access "

@@ -12,7 +12,7 @@ from tailored.cli import app
 from tailored.errors import TailoredError
 from tailored.jobs import train_model
 from tailored.schema import Event
-from tailored.serving import OpenAccessRefusedError
+from tailored.serving import OpenAccessRefusedError, user_tokens
 from tailored.settings import Settings
 from tailored.store import open_store
 
@@ -48,6 +48,26 @@ def test_a_key_is_shown_once_stored_hashed_listed_and_revoked(url: str) -> None:
 
     assert store.keys.verify(secret) is None
     store.close()
+
+
+def test_a_user_token_is_issued_with_the_configured_secret(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 32
+    monkeypatch.setenv("TAILORED_USER_TOKEN_SECRET", secret)
+
+    output = _ok(["keys", "user-token", "u42", "--ttl", "60", "--store", url])
+
+    [token] = [line for line in output.splitlines() if line.startswith("tu1.")]
+    assert user_tokens.verify(secret, token) == "u42"
+
+
+def test_without_a_secret_no_user_token_is_issued(url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILORED_USER_TOKEN_SECRET", raising=False)
+
+    result = runner.invoke(app, ["keys", "user-token", "u42", "--store", url])
+
+    assert result.exit_code != 0 and "user_token_secret" in result.output
 
 
 def test_an_unknown_scope_is_refused(url: str) -> None:

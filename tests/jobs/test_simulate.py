@@ -21,6 +21,7 @@ from tailored.sample import shop
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import open_store
+from tailored.testing import LOCAL
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -114,7 +115,7 @@ def test_an_experiment_between_popular_and_als_finds_als(tmp_path: Path) -> None
                                                              ("B", als, 1.0)],
                                    planned_sample_size=2000)
     store.experiments.start(experiment.experiment_id)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         report = simulate(client, sample, users=400, sessions=1, k=10, seed=0)
     assert set(report.variants) == {"A", "B"}
     result = analyze(store, experiment.experiment_id)
@@ -210,7 +211,7 @@ def test_exploration_shows_a_new_item_users_like_and_learns_it(tmp_path: Path) -
                              categories=list(row["categories"]),
                              attributes={"price": float(row["price"])})])
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         report = simulate(client, sample, users=250, sessions=2, k=10, seed=0, explore=0.2)
         service = client.app.state.service
         assert service.served_log.flush()

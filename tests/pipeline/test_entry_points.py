@@ -21,6 +21,7 @@ from tailored.sample import shop
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import open_store
+from tailored.testing import LOCAL
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -84,7 +85,7 @@ def trained_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     assert version is not None and version.name == "shop-knn"
     users = sorted(store.events.frame()["user_id"].unique().tolist())[:25]
     live = LiveRecommender(store, Pipeline.load(version.path), version)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         yield Shop(store_url, settings, users, live, client)
     store.close()
 

@@ -15,6 +15,7 @@ from tailored.jobs import TrainedModel, train_model
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import Store, open_store
+from tailored.testing import LOCAL
 
 from .taste_groups import synthetic_events
 
@@ -93,7 +94,7 @@ def make_client(settings: Settings) -> Iterator[ClientFactory]:
                  registry_poll_seconds: float = 2.0) -> TestClient:
             app = create_app(app_settings or settings,
                              registry_poll_seconds=registry_poll_seconds)
-            return stack.enter_context(TestClient(app))
+            return stack.enter_context(TestClient(app, base_url=LOCAL))
 
         yield make
 
@@ -101,7 +102,7 @@ def make_client(settings: Settings) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(trained: TrainedModel, settings: Settings) -> Iterator[TestClient]:
     """A client on an app serving the trained item_knn model (registry version 1)."""
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         yield client
 
 
@@ -128,5 +129,5 @@ def secured(trained: TrainedModel, keys: Keys, settings: Settings) -> Iterator[T
     """A client on an app serving the trained model, whose store holds API keys (so every
     route but /health needs one); verified keys are cached for 0 s."""
     app = create_app(settings.model_copy(update={"key_cache_seconds": 0.0}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         yield client

@@ -15,7 +15,9 @@ from tailored.serving import create_app, run
 from tailored.serving.security import mask_password
 from tailored.settings import Settings
 from tailored.store import Store
+from tailored.testing import LOCAL
 
+from .conftest import Keys
 from .taste_groups import synthetic_events
 
 MakeClient = Callable[..., TestClient]
@@ -33,6 +35,18 @@ def test_health_reports_store_events_and_model(client: TestClient, settings: Set
     assert body["model"]["name"] == "item_knn"
     assert body["model"]["version"] == trained.version.version
     assert body["model"]["trained_at"].startswith(trained.pipeline.scorer.fitted_at_[:10])
+
+
+def test_health_tells_strangers_only_whether_it_is_up(secured: TestClient,
+                                                     keys: Keys) -> None:
+    anonymous = secured.get("/health").json()
+    read = secured.get("/health", headers=keys.headers("read")).json()
+    admin = secured.get("/health", headers=keys.headers("admin")).json()
+
+    for body in (anonymous, read):
+        assert body["status"] == "ok" and body["model"]["name"] == "item_knn"
+        assert body["store"] is None and body["events"] is None
+    assert admin["store"] is not None and admin["events"] > 0
 
 
 def test_health_counts_posted_events(client: TestClient) -> None:
@@ -125,7 +139,7 @@ def test_docs_describe_requests_and_answers(client: TestClient) -> None:
 def test_a_store_passed_in_is_used_and_left_open(trained: TrainedModel, store: Store) -> None:
     app = create_app(Settings(store_url="sqlite:///elsewhere-never-opened.db"), store=store)
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/recommendations/alice0").json()["model"]["version"] == 1
         assert client.post("/events", json={"user_id": "u", "item_id": "a0"}).status_code == 201
 
@@ -138,7 +152,7 @@ def test_an_in_memory_store_works_or_is_refused_at_startup_with_the_reason() -> 
     app = create_app(Settings(store_url="sqlite://"))
 
     try:
-        with TestClient(app) as client:
+        with TestClient(app, base_url=LOCAL) as client:
             assert client.post("/events", json={"user_id": "u", "item_id": "a0"}).status_code \
                 == 201
             assert client.get("/health").json()["events"] == 1

@@ -37,6 +37,7 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("PATCH", "/users/{user_id}"): "write",
     ("DELETE", "/users/{user_id}"): "write",
     ("POST", "/users"): "write",
+    ("POST", "/users/{user_id}/token"): "write",
     ("POST", "/events"): "write",
     ("GET", "/models"): "read",
     ("POST", "/models/{version}/promote"): "admin",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
@@ -27,9 +29,13 @@ from tailored.sample import shop
 from tailored.sample.shop import PERIOD_END
 from tailored.schema import Event, Item
 from tailored.serving import create_app
+from tailored.serving.routers.dashboard import _Cache
 from tailored.settings import Settings
 from tailored.store import Store, open_store
 from tailored.store.served import Served
+from tailored.testing import LOCAL
+
+from .conftest import Keys
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -182,7 +188,7 @@ def copy_shop(shop_data: Shop, target: Path) -> Settings:
 
 @pytest.fixture
 def client(dashboard_shop: Shop, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(copy_shop(dashboard_shop, tmp_path))) as client:
+    with TestClient(create_app(copy_shop(dashboard_shop, tmp_path)), base_url=LOCAL) as client:
         yield client
 
 
@@ -259,7 +265,7 @@ def small_client(tmp_path: Path) -> Iterator[TestClient]:
                         model_dir=tmp_path / "models")
     with closing(open_store(settings.store_url)) as store:
         store.events.add([Event(user_id=f"u{n % 3}", item_id=f"i{n % 5}") for n in range(20)])
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         yield client
 
 
@@ -276,7 +282,7 @@ def test_data_is_cached_unless_fresh_is_asked(small_client: TestClient) -> None:
 def test_an_empty_store_gives_an_empty_dashboard(tmp_path: Path) -> None:
     settings = Settings(store_url=f"sqlite:///{tmp_path / 'empty.db'}",
                         model_dir=tmp_path / "models")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         data = client.get("/dashboard/data").json()
     assert data["totals"]["events"] == 0 and data["models"] == []
     assert data["experiments"] == [] and data["top_items"] == []
@@ -293,3 +299,39 @@ def test_data_needs_a_read_key_once_keys_exist(small_client: TestClient) -> None
     assert refused.status_code == 401 and "scope 'read'" in refused.json()["detail"]
     allowed = client.get("/dashboard/data", headers={"Authorization": f"Bearer {secret}"})
     assert allowed.status_code == 200
+
+
+def test_fresh_figures_need_an_admin_key(secured: TestClient, keys: Keys) -> None:
+    cached = secured.get("/dashboard/data", headers=keys.headers("read"))
+    refused = secured.get("/dashboard/data", params={"fresh": "true"},
+                          headers=keys.headers("read"))
+    fresh = secured.get("/dashboard/data", params={"fresh": "true"},
+                        headers=keys.headers("admin"))
+
+    assert cached.status_code == 200 and fresh.status_code == 200
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+
+
+def test_concurrent_fresh_requests_share_one_computation() -> None:
+    cache = _Cache()
+    started = threading.Barrier(6)
+    computations: list[int] = []
+
+    def compute() -> dict[str, object]:
+        computations.append(1)
+        time.sleep(0.2)
+        return {"n": len(computations)}
+
+    def ask() -> None:
+        started.wait()
+        cache.get(compute, fresh=True)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Those who asked before a computation started share it; those who asked during it
+    # share the next one: never one computation per request.
+    assert len(computations) <= 2

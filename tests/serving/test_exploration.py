@@ -17,6 +17,7 @@ from tailored.serving import create_app
 from tailored.serving.exploration import Bandits
 from tailored.settings import Settings
 from tailored.store import Served, Store, open_store
+from tailored.testing import LOCAL
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -149,7 +150,8 @@ def test_the_service_learns_from_clicks_posted_to_any_worker(
     quick = settings.model_copy(update={
         "served_log_flush_seconds": 0.05, "exploration_feedback_seconds": 0.0,
         "exploration_poll_seconds": 0.05})
-    with TestClient(create_app(quick)) as one, TestClient(create_app(quick)) as two:
+    with TestClient(create_app(quick), base_url=LOCAL) as one, \
+            TestClient(create_app(quick), base_url=LOCAL) as two:
         for user in ("alice0", "alice1", "bob0"):
             body = one.get(f"/recommendations/{user}", params={"k": 4, "explore": 1}).json()
             shown = [i["item_id"] for i in body["items"]]

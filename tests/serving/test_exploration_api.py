@@ -15,6 +15,7 @@ from tailored.schema import Event, Item
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import Store
+from tailored.testing import LOCAL
 
 from .taste_groups import GROUP_A, GROUP_B, seen_by
 
@@ -34,7 +35,7 @@ def catalog(store: Store) -> Store:
 def exploring(trained: TrainedModel, catalog: Store, settings: Settings
               ) -> Iterator[TestClient]:
     quick = settings.model_copy(update={"served_log_flush_seconds": 0.05})
-    with TestClient(create_app(quick)) as client:
+    with TestClient(create_app(quick), base_url=LOCAL) as client:
         yield client
 
 
@@ -137,7 +138,7 @@ def test_sessions_explore_too(exploring: TestClient, catalog: Store) -> None:
 def test_the_setting_is_the_default_share(trained: TrainedModel, catalog: Store,
                                           settings: Settings) -> None:
     default_on = settings.model_copy(update={"exploration_share": 1.0})
-    with TestClient(create_app(default_on)) as client:
+    with TestClient(create_app(default_on), base_url=LOCAL) as client:
         shown = {i["item_id"] for i in client.get("/recommendations/alice0",
                                                    params={"k": 6}).json()["items"]}
         assert {"fresh-cheap", "fresh-dear"} <= shown

@@ -50,6 +50,18 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(client: TestCl
     assert not any("alice0" in str(labels) for _, labels in found)
 
 
+def test_unknown_methods_share_one_label(client: TestClient) -> None:
+    for n in range(50):
+        client.request(f"JUNK{n}", "/health")
+
+    exposition = client.get("/metrics").text
+    series = [line for line in exposition.splitlines()
+              if line.startswith("tailored_http_requests_total{")]
+
+    assert not any("JUNK" in line for line in series)
+    assert any('method="OTHER"' in line for line in series)
+
+
 def test_events_ingested_are_counted_by_outcome(client: TestClient) -> None:
     batch = [{"event_id": f"m{j}", "user_id": "u", "item_id": "a0"} for j in range(3)]
     client.post("/events", json=batch)

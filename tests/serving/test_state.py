@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from tailored.errors import ModelNotFoundError
 from tailored.jobs import TrainedModel
@@ -83,9 +84,36 @@ def test_the_served_log_writer_survives_a_failing_store(
         raise ConnectionError("the store is down")
 
     monkeypatch.setattr(store.served, "record", down)
-    writer = ServedLogWriter(store, flush_seconds=0.01).start()
+    writer = ServedLogWriter(store, flush_seconds=0.01, retries=2,
+                             backoff_seconds=0.01).start()
     writer.submit(Served("r1", "u1", datetime.now(UTC), "als", 1))
 
-    assert writer.flush(5)  # nothing pending: counted as failed, not stuck
+    assert writer.flush(5)  # nothing pending: counted as failed after its tries, not stuck
     assert (writer.written, writer.failed) == (0, 1)
     writer.close()
+
+
+def test_a_failed_served_log_batch_is_retried_and_never_logs_its_records(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = store.served.record
+    failures = iter([True, True])
+
+    def flaky(records: list[Served]) -> int:
+        if next(failures, False):
+            raise sqlalchemy.exc.OperationalError(
+                "INSERT INTO served", {"user_id": "secret-user", "items": "secret-item"},
+                Exception("database is locked"))
+        return record(records)
+
+    monkeypatch.setattr(store.served, "record", flaky)
+    writer = ServedLogWriter(store, flush_seconds=0.01, backoff_seconds=0.01).start()
+    writer.submit(Served("r1", "secret-user", datetime.now(UTC), "als", 1,
+                         item_ids=["secret-item"], scores=[1.0], propensities=[1.0]))
+
+    assert writer.flush(5)
+    writer.close()
+
+    assert (writer.written, writer.failed) == (1, 0) and store.served.count() == 1
+    assert "database is locked" in caplog.text
+    assert "secret-user" not in caplog.text and "secret-item" not in caplog.text

@@ -301,12 +301,13 @@ def simulate(
             import warnings
 
             from tailored.serving import create_app
+            from tailored.testing import LOCAL  # in-process, as if on this machine
 
             with warnings.catch_warnings():  # Starlette's note on which httpx it prefers
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from fastapi.testclient import TestClient
 
-            with TestClient(create_app(settings), headers=headers) as client:
+            with TestClient(create_app(settings), headers=headers, base_url=LOCAL) as client:
                 report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
                                         seed=seed, progress=step, explore=explore)
     console.print(f"{report.sessions:,} sessions of {report.users:,} users: "

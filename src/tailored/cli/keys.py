@@ -1,4 +1,4 @@
-"""`tailored keys create|list|revoke`: API keys for the REST API."""
+"""`tailored keys create|list|revoke|user-token`: API keys and user tokens for the REST API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tailored.cli.common import StoreOption, _settings, _store, console
 
-keys_app = typer.Typer(help="API keys for the REST API: create, list, revoke.",
+keys_app = typer.Typer(help="API keys for the REST API: create, list, revoke; user tokens.",
                        no_args_is_help=True)
 
 
@@ -58,3 +58,24 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="A key id from `keys 
     with _store(settings) as opened:
         key = opened.keys.revoke(key_id)
     console.print(f"revoked key {key.key_id} ({key.name})")
+
+
+@keys_app.command("user-token")
+def keys_user_token(
+    user_id: Annotated[str, typer.Argument(help="The user the token is bound to.")],
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds (at most a day).")] = 3600,
+    store: StoreOption = None,
+) -> None:
+    """Issue a user token: what a page sends for one signed-in user instead of a key
+    (signed with the user_token_secret setting; the README's Security section shows the
+    scheme, for a backend that signs its own)."""
+    from tailored.serving import user_tokens
+
+    settings = _settings(store)
+    if settings.user_token_secret is None:
+        raise typer.BadParameter("user tokens are off: set user_token_secret "
+                                 "(TAILORED_USER_TOKEN_SECRET, at least 32 characters)")
+    if not 1 <= ttl <= user_tokens.MAX_TTL_SECONDS:
+        raise typer.BadParameter(f"--ttl must be between 1 and {user_tokens.MAX_TTL_SECONDS}")
+    print(user_tokens.issue(settings.user_token_secret.get_secret_value(), user_id,
+                            ttl_seconds=ttl))

@@ -8,7 +8,7 @@ Examples
 >>> {"/events", "/recommendations/{user_id}", "/health", "/metrics"} <= set(paths)
 True
 >>> sorted(path for path in paths if path.startswith(("/users", "/keys")))
-['/keys', '/keys/{key_id}', '/users', '/users/{user_id}']
+['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/token']
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+
+from pydantic import SecretStr
 
 from tailored.settings import Settings, load_settings
 
@@ -60,8 +62,13 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     >>> env["TAILORED_STORE_URL"], env["TAILORED_WORKERS"]
     ('sqlite:///x.db', '2')
     """
+    values = settings.model_dump(mode="json")
+    for name in values:  # a secret dumps as "**********": the worker needs the secret
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            values[name] = secret.get_secret_value()
     return {f"TAILORED_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-            for name, value in settings.model_dump(mode="json").items()
+            for name, value in values.items()
             if value is not None}  # unset: the worker reads the same default
 
 

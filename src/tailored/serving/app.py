@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from tailored.models.artifact import package_version
 from tailored.settings import Settings, load_settings
 from tailored.store import Store, open_store
 
-from .auth import AUTH_RESPONSES, KeyVerifier, check_open_access, require_scope
+from .auth import KeyVerifier, check_open_access
 from .errors import add_error_handlers
+from .guard import AccessGuard
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routers import dashboard as dashboard_router
 from .routers import events, health, items, keys, models, recommendations, users
@@ -33,18 +34,27 @@ Recommendations from what your users do. Send events to `POST /events`; ask
 Create one with `tailored keys create --scope read|write|admin --name NAME`; it is
 shown once and stored hashed. Scopes are ordered, each granting the ones before it:
 
-- `read`: recommendations, similar items, item reads, metrics (a frontend's key);
-- `write`: also events, catalog and profile changes, profile reads (a backend's key);
-- `admin`: also model promotion and rollback, and keys.
+- `read`: recommendations (without reasons or `model`), similar items, item reads,
+  metrics;
+- `write`: also `explain`, events, catalog and profile changes, profile reads, user
+  tokens (a backend's key);
+- `admin`: also `model`, model promotion and rollback, experiments and keys.
 
-No key: 401; a key without the scope: 403; `/health` needs none. Until the store holds
-its first key the service is open (every route answers without one) and says so
-loudly at startup; it then listens on 127.0.0.1 only, and refuses any other host
-unless `allow_open_access` is set (behind a proxy that authenticates).
+**User tokens** (`POST /users/{user_id}/token`) are what a web page sends instead of a
+key: bound to one user, they read that user's recommendations (with reasons), similar
+items and items, and send that user's events.
+
+No credential: 401 (before a body is read); too weak a one: 403; `/health` needs none.
+Until the store holds its first key the service is open (every route answers without
+one) and says so loudly at startup; it then answers only requests made on this machine
+(loopback address and host, no foreign `Origin`, changes as JSON), unless
+`allow_open_access` is set (behind a proxy that authenticates).
 
 **Limits.** Bodies up to `max_body_bytes` (413 beyond), batches up to
-`max_batch_events` (10,000), ids up to 256 characters, `k` up to 1,000. A malformed
-request gets a 4xx naming the field, never a 5xx.
+`max_batch_events` (10,000), ids up to 256 characters, `k` up to 1,000, filters and
+boosts within a cost budget (422 beyond), `rate_limit_per_second` per caller (429 with
+`Retry-After` beyond). A malformed request gets a 4xx naming the field, never a 5xx; a
+busy or unreachable store a 503 with `Retry-After` (nothing stored: send it again).
 """
 
 _TAGS = [
@@ -120,15 +130,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     add_error_handlers(app)
     metrics = ServiceMetrics(serving=lambda: _serving_model(app))
     app.state.metrics = metrics
-    # Outermost last: the timing covers the body limit's answers too.
+    # Outermost last: the guard answers strangers before the body is read; the timing
+    # covers every answer.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(AccessGuard, settings=settings)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    # Every route of the recommendations router is a read; new routers (experiments,
-    # dashboard) are protected the same way, or per route with ReadAccess/WriteAccess.
-    app.include_router(recommendations.router, dependencies=[Depends(require_scope("read"))],
-                       responses=AUTH_RESPONSES)
-    for router in (events.router, items.router, users.router, models.router, keys.router,
-                   health.router):
+    # Each router names the scope of its routes (a router-wide dependency, or per route
+    # with ReadAccess/WriteAccess/AdminAccess); tests/serving/test_auth.py lists them all.
+    for router in (recommendations.router, events.router, items.router, users.router,
+                   models.router, keys.router, health.router):
         app.include_router(router)
     app.include_router(dashboard_router.router)  # the page is open; its data needs read
     app.include_router(experiments_router.router)  # scopes per route: admin changes, read

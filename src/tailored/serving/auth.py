@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -64,13 +63,38 @@ class OpenAccessRefusedError(TailoredError, RuntimeError):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: their key, or None while the service is open (no key exists)."""
+    """Who is calling, as :class:`~tailored.serving.guard.AccessGuard` found out before
+    the route ran: an API key, a user token's user, everyone (while the service is open),
+    or no one (``refusal`` says why)."""
 
-    key: ApiKey | None
+    key: ApiKey | None = None
+    user_id: str | None = None
+    is_open: bool = False
+    refusal: str | None = None
 
     @property
     def name(self) -> str:
-        return "open access" if self.key is None else f"{self.key.name} ({self.key.key_id})"
+        if self.key is not None:
+            return f"{self.key.name} ({self.key.key_id})"
+        if self.user_id is not None:
+            return f"user token of {self.user_id!r}"
+        return "open access" if self.is_open else "anonymous"
+
+    @property
+    def identity(self) -> str | None:
+        """What rate limits count by: the key or the token's user (None: the address)."""
+        if self.key is not None:
+            return f"key:{self.key.key_id}"
+        return None if self.user_id is None else f"user:{self.user_id}"
+
+    def grants(self, scope: Scope) -> bool:
+        """Whether an API key of ``scope`` (or open access) backs this caller."""
+        return self.is_open or (self.key is not None and self.key.grants(scope))
+
+    def may_act_for(self, user_id: str) -> bool:
+        """Whether the caller may read ``user_id``'s history or send their events: a
+        ``write`` key, or that user's own token."""
+        return self.grants("write") or self.user_id == user_id
 
 
 class KeyVerifier:
@@ -179,56 +203,72 @@ def get_verifier(request: Request) -> KeyVerifier:
     return verifier
 
 
-def _missing(scope: Scope) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail=f"this route needs an API key with scope {scope!r}: send it as "
-               "`Authorization: Bearer <key>` or `X-API-Key: <key>` (an operator creates "
-               f"one with `tailored keys create --scope {scope} --name NAME`)",
-        headers={"WWW-Authenticate": "Bearer"})
+def get_caller(request: Request) -> Caller:
+    """The caller the guard identified (it runs before every route)."""
+    caller = request.scope.get("state", {}).get("caller")
+    if not isinstance(caller, Caller):
+        raise RuntimeError("no AccessGuard in front of the app: build it with create_app")
+    return caller
 
 
-def _make_dependency(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+def _missing(scope: Scope, caller: Caller) -> HTTPException:
+    if caller.refusal is not None:
+        detail = caller.refusal
+    else:
+        detail = (f"this route needs an API key with scope {scope!r}: send it as "
+                  "`Authorization: Bearer <key>` or `X-API-Key: <key>` (an operator "
+                  f"creates one with `tailored keys create --scope {scope} --name NAME`)")
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def _make_dependency(scope: Scope, user_tokens: bool) -> Callable[..., Awaitable[Caller]]:
     async def require(
         request: Request,
+        # Declared for the OpenAPI spec (the security schemes); the guard read them.
         header_key: Annotated[str | None, Security(api_key_header)],
         bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> Caller:
-        verifier = get_verifier(request)
-        token = bearer_key.credentials if bearer_key is not None else header_key
-        key = None if token is None else verifier.cached(token)
-        if key is None:
-            # Store reads run in a worker thread; what is cached is answered on the loop.
-            is_open = verifier.known_open()
-            if is_open is None:
-                is_open = await anyio.to_thread.run_sync(verifier.is_open)
-            if is_open:
-                return Caller(None)
-            if not token:
-                raise _missing(scope)
-            key = await anyio.to_thread.run_sync(verifier.verify, token)
-            if key is None:
+        caller = get_caller(request)
+        if caller.grants(scope):
+            return caller
+        if caller.user_id is not None:
+            if not user_tokens:
                 raise HTTPException(
-                    status.HTTP_401_UNAUTHORIZED,
-                    detail="the API key is unknown or revoked; `tailored keys list` shows "
-                           "the keys there are", headers={"WWW-Authenticate": "Bearer"})
-        if not key.grants(scope):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"the API key {key.name!r} ({key.key_id}) has scope "
-                       f"{', '.join(key.scopes)}; this route needs {scope!r}")
-        return Caller(key)
+                    status.HTTP_403_FORBIDDEN,
+                    detail="a user token may read its own user's recommendations, similar "
+                           "items and items and send its own user's events; this route "
+                           f"needs an API key with scope {scope!r}")
+            path_user = request.path_params.get("user_id")
+            if path_user is not None and path_user.strip() != caller.user_id:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    detail=f"this user token is bound to user {caller.user_id!r}; it may "
+                           "not act for another user")
+            return caller
+        if caller.key is None:
+            raise _missing(scope, caller)
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"the API key {caller.key.name!r} ({caller.key.key_id}) has scope "
+                   f"{', '.join(caller.key.scopes)}; this route needs {scope!r}")
 
-    require.__name__ = f"require_{scope}"
+    require.__name__ = f"require_{scope}" + ("_or_user_token" if user_tokens else "")
     return require
 
 
-_DEPENDENCIES = {scope: _make_dependency(scope) for scope in SCOPES}
+_DEPENDENCIES = {(scope, users): _make_dependency(scope, users)
+                 for scope in SCOPES for users in (False, True)}
 
 
-def require_scope(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+def require_scope(scope: Scope, *, user_tokens: bool = False
+                  ) -> Callable[..., Awaitable[Caller]]:
     """The dependency that lets a request through with a key granting ``scope`` (or while
     the service is open); 401 without a valid key, 403 with too weak a one.
+
+    With ``user_tokens`` a user token gets through as well, as long as the path's
+    ``user_id`` (if any) is its own; the route checks anything else it carries (the
+    users of posted events).
 
     Examples
     --------
@@ -236,9 +276,13 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     >>> router = APIRouter(dependencies=[Depends(require_scope("read"))],
     ...                    responses=AUTH_RESPONSES)
     """
-    return _DEPENDENCIES[scope]
+    return _DEPENDENCIES[(scope, user_tokens)]
 
 
 ReadAccess = Annotated[Caller, Depends(require_scope("read"))]
 WriteAccess = Annotated[Caller, Depends(require_scope("write"))]
 AdminAccess = Annotated[Caller, Depends(require_scope("admin"))]
+#: A ``read`` key, or a user token (for its own user only).
+UserReadAccess = Annotated[Caller, Depends(require_scope("read", user_tokens=True))]
+#: A ``write`` key, or a user token (the route checks the users it writes for).
+UserWriteAccess = Annotated[Caller, Depends(require_scope("write", user_tokens=True))]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -16,7 +18,10 @@ from starlette.routing import compile_path
 
 from tailored.errors import InvalidDataError, ModelNotFoundError, NotFittedError, TailoredError
 
+from .security import describe_failure
 from .state import ModelLoadError
+
+logger = logging.getLogger("tailored.serving")
 
 #: The status for each error class; the most specific class that matches wins.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
@@ -26,6 +31,13 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     ModelLoadError: status.HTTP_409_CONFLICT,
     TailoredError: status.HTTP_400_BAD_REQUEST,
 }
+
+
+#: What the store raises when it cannot answer now (locked, restarting, unreachable,
+#: no connection free in the pool) rather than because the request is wrong.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)
 
 
 def check_batch_size(size: int, limit: int, what: str) -> None:
@@ -50,7 +62,10 @@ async def _tailored_error(request: Request, error: Exception) -> JSONResponse:
 
 def _json_safe(value: Any) -> Any:
     """``value`` with non-finite floats and exceptions as text (JSON has no NaN, and a body
-    may hold one; a validator's exception is only useful as its message)."""
+    may hold one; a validator's exception is only useful as its message), and lone
+    surrogates (``"\\ud800"`` is valid JSON, not valid UTF-8) escaped."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, BaseException):
@@ -71,6 +86,24 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     return JSONResponse({"detail": jsonable_encoder(_json_safe(error.errors()))},
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+#: Seconds a client is told to wait when the store is busy or down.
+RETRY_AFTER_SECONDS = 1
+
+
+async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` when the store is locked (SQLite under a long write),
+    restarting or unreachable: nothing was written, and the same request may be sent
+    again. The log names the failure, never the statement's parameters (user and item
+    ids are personal data)."""
+    logger.error("store unavailable on %s %s: %s", request.method,
+                 getattr(request.scope.get("route"), "path", "?"), describe_failure(error))
+    return JSONResponse(
+        {"detail": "the store is busy or unreachable, and nothing of this request was "
+                   f"stored; send it again in {RETRY_AFTER_SECONDS} s or so"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def allowed_methods(app: Any, path: str) -> list[str]:
@@ -154,6 +187,8 @@ def documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unavailable in STORE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _store_unavailable)
     app.openapi = documented_openapi(app)  # type: ignore[method-assign]
     for error_class in STATUS_BY_ERROR:
         app.add_exception_handler(error_class, _tailored_error)

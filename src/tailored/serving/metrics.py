@@ -49,6 +49,10 @@ for _result in ("hit", "miss"):  # both series exist from the start, at 0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0)
 
+#: Methods that get a label of their own; any other (a client may send any token) is
+#: ``OTHER``, so junk requests cannot grow the number of series without bound.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 #: The route label of a request no route matched (a 404 on an unknown path).
 UNMATCHED = "unmatched"
 
@@ -121,7 +125,8 @@ class RequestMetricsMiddleware:
         finally:
             # The router stores the matched route in the scope; its path is the template.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self.metrics.observe_request(scope["method"], route, status,
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
+            self.metrics.observe_request(method, route, status,
                                          time.perf_counter() - started)
 
 

@@ -24,6 +24,8 @@ from tailored.schema import Id, Item, User
 from tailored.store import ModelVersion
 from tailored.store.keys import ApiKey, Scope
 
+from .user_tokens import MAX_TTL_SECONDS
+
 
 class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -179,9 +181,11 @@ class Health(_Response):
     status: Literal["ok", "degraded", "unavailable"] = Field(
         description="`degraded` when the registry's active model cannot be loaded, "
                     "`unavailable` when the store does not answer.")
-    store: str = Field(description="The store URL, password masked.")
-    events: int | None = Field(description="Events in the store (null when it does not "
-                                           "answer).")
+    store: str | None = Field(None, description="The store URL, password masked (for an "
+                              "`admin` key only, as are `events` and the `detail` of a "
+                              "failure).")
+    events: int | None = Field(None, description="Events in the store (null when it does "
+                                                 "not answer).")
     model: ServingModel | None = Field(
         description="The model serving recommendations; null until one is trained.")
     detail: str | None = Field(None, description="What is wrong, when not ok.")
@@ -423,3 +427,22 @@ class CreatedKey(KeyInfo):
     """A new key, with its secret: shown this once, store it now."""
 
     secret: str = Field(description="Send as `Authorization: Bearer <secret>`.")
+
+
+class TokenRequest(_Request):
+    """How long a user token should last."""
+
+    ttl_seconds: int = Field(3600, ge=60, le=MAX_TTL_SECONDS,
+                             description="Lifetime in seconds (at most a day).")
+
+
+class UserToken(_Response):
+    """A token bound to one user, for a page or an app to send instead of an API key."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_id": "u42", "token": "tu1.eyJzdWIiOiJ1NDIiLCJleHAiOjE3MDAwMDM2MDB9.3q2...",
+        "expires_at": "2024-05-01T13:00:00Z"}]})
+
+    user_id: str
+    token: str = Field(description="Send as `Authorization: Bearer <token>`.")
+    expires_at: datetime

@@ -33,6 +33,25 @@ def mask_password(url: str) -> str:
         return _PASSWORD.sub(r"\1:***@", url)
 
 
+def describe_failure(error: BaseException) -> str:
+    """A store failure in one line fit for a log: the driver's error class and first line.
+
+    SQLAlchemy's own text ends with the statement and its parameters, which hold user and
+    item ids (personal data): never logged.
+
+    Examples
+    --------
+    >>> import sqlalchemy.exc
+    >>> error = sqlalchemy.exc.OperationalError("INSERT ...", {"user_id": "alice"},
+    ...                                         Exception("database is locked"))
+    >>> describe_failure(error)
+    'Exception: database is locked'
+    """
+    cause = getattr(error, "orig", None) or error
+    first_line = (str(cause).splitlines() or [""])[0][:200]
+    return f"{type(cause).__name__}: {first_line}"
+
+
 def is_loopback(host: str) -> bool:
     """Whether only this machine can reach ``host``.
 

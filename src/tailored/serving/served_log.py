@@ -5,9 +5,11 @@ A request hands its :class:`~tailored.store.Served` record to :meth:`ServedLogWr
 most every ``flush_seconds`` in one transaction. Shutdown flushes the rest.
 
 The served log is not acknowledged data (unlike events): a crash (a kill, a power cut)
-may lose the last ``flush_seconds`` or so of it. If the queue ever holds
-``max_pending`` records (the store is down or far too slow), further records are dropped
-and counted (``dropped``) rather than slowing down or failing requests.
+may lose the last ``flush_seconds`` or so of it. A batch the store refuses (busy,
+restarting) is retried with exponential backoff, ``retries`` times, then dropped and
+counted (``failed``); the log line names the failure, never the records. If the queue
+ever holds ``max_pending`` records (the store is down or far too slow), further records
+are dropped and counted (``dropped``) rather than slowing down or failing requests.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from collections import deque
 
 from tailored.store import Served, Store
 
-logger = logging.getLogger("tailored.serving")
+from .security import describe_failure
 
+logger = logging.getLogger("tailored.serving")
 
 
 class ServedLogWriter:
     """A background thread that records answers in batches."""
 
     def __init__(self, store: Store, *, flush_seconds: float = 1.0, max_batch: int = 5_000,
-                 max_pending: int = 200_000) -> None:
+                 max_pending: int = 200_000, retries: int = 5, backoff_seconds: float = 0.5,
+                 max_backoff_seconds: float = 30.0) -> None:
         self.store = store
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
         self.max_pending = max_pending
@@ -101,10 +108,20 @@ class ServedLogWriter:
                 return
 
     def _write(self, records: list[Served]) -> None:
-        try:
-            self.store.served.record(records)
-            self.written += len(records)
-        except Exception as error:  # never take the service down for its log
-            self.failed += len(records)
-            logger.error("served log: %d answers not written: %s: %s", len(records),
-                         type(error).__name__, error)
+        """Store one batch, retrying with backoff while the store is busy or down; a batch
+        that still fails after ``retries`` tries is dropped and counted (``failed``)."""
+        for attempt in range(self.retries + 1):
+            try:
+                self.store.served.record(records)
+                self.written += len(records)
+                return
+            except Exception as error:  # never take the service down for its log
+                if attempt == self.retries:
+                    self.failed += len(records)
+                    logger.error("served log: %d answers not written after %d tries: %s",
+                                 len(records), attempt + 1, describe_failure(error))
+                    return
+                wait = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** attempt)
+                logger.warning("served log: %d answers not written (%s); retrying in "
+                               "%.1f s", len(records), describe_failure(error), wait)
+                self._stopping.wait(wait)  # at shutdown: the tries that are left, at once

@@ -148,7 +148,10 @@ class ServiceState:
         if model is None:
             return self.current()
         text = model.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²" is a digit to Python, not a number
+            if len(text) > 18:  # past what the registry's integer column holds
+                raise ModelNotFoundError(f"model version {text[:30]}... is not in the "
+                                         "registry; GET /models lists the versions there are")
             return self.live_for_version(int(text))
         named = [v for v in self.store.models.list()
                  if text in (v.name, (v.details.get("recipe") or {}).get("name"))]

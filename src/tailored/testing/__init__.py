@@ -3,4 +3,9 @@
 from tailored.testing.contract import RecommenderContract
 from tailored.testing.data import checkerboard, group_of
 
-__all__ = ["RecommenderContract", "checkerboard", "group_of"]
+#: The base URL for a test client of the app (``TestClient(app, base_url=LOCAL)``): a
+#: service without API keys answers only requests made on this machine, and a test
+#: client's default host (``testserver``) is not one.
+LOCAL = "http://127.0.0.1"
+
+__all__ = ["LOCAL", "RecommenderContract", "checkerboard", "group_of"]

@@ -29,7 +29,7 @@ from tailored.monitoring.abtest import analyze_frames
 from tailored.monitoring.drift import IMPRESSION, DetectorState, check_drift
 from tailored.store import Store
 
-from ..auth import AUTH_RESPONSES, require_scope
+from ..auth import AUTH_RESPONSES, get_caller, require_scope
 from ..deps import StateDep
 
 router = APIRouter(tags=["dashboard"])
@@ -80,15 +80,20 @@ def dashboard_static(name: Annotated[str, Path(max_length=64)]) -> FileResponse:
     description="Events per day and type, model versions and their offline metrics, "
                 "experiments with curves and verdicts, drift detectors and alerts, top "
                 f"items and coverage. Recomputed at most every {CACHE_SECONDS:.0f} s "
-                "unless `fresh=true`.",
+                "unless `fresh=true` (an `admin` key: recomputing reads every event).",
     dependencies=[Depends(require_scope("read"))],
     responses=AUTH_RESPONSES,
 )
 def dashboard_data(
     request: Request, state: StateDep,
     fresh: Annotated[bool, Query(description="Recompute now instead of using the copy "
-                                             "of the last few seconds.")] = False,
+                                             "of the last few seconds (`admin`).")] = False,
 ) -> dict[str, Any]:
+    if fresh and not get_caller(request).grants("admin"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=(
+            "`fresh=true` recomputes every figure from every event: it needs an API key "
+            "with scope 'admin'; without it the figures are at most "
+            f"{CACHE_SECONDS:.0f} s old"))
     cache: _Cache = _cache_of(request)
     return cache.get(lambda: collect(state.store, serving=state.serving_version), fresh=fresh)
 
@@ -98,11 +103,15 @@ class _Cache:
         self._lock = threading.Lock()
         self._value: dict[str, Any] | None = None
         self._until = -math.inf
+        self._computed_from = -math.inf
 
     def get(self, compute: Any, *, fresh: bool) -> dict[str, Any]:
+        asked = time.monotonic()
         with self._lock:  # one computation at a time; the others wait and reuse it
-            if fresh or self._value is None or time.monotonic() > self._until:
-                started = time.monotonic()
+            # A fresh request is served by any computation that started after it came.
+            stale = self._computed_from < asked if fresh else time.monotonic() > self._until
+            if self._value is None or stale:
+                started = self._computed_from = time.monotonic()
                 self._value = compute()
                 # On a large store the figures take seconds: keep them for several times
                 # that, so an open page never keeps a core of the service busy.

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tailored.pipeline import LiveRecommender
 
-from ..auth import AUTH_RESPONSES, ReadAccess
+from ..auth import AUTH_RESPONSES, ReadAccess, get_caller
 from ..deps import StateDep
 from ..metrics import MetricsDep
 from ..schemas import Health, ServingModel
@@ -36,19 +36,24 @@ def _trained_at(live: LiveRecommender) -> datetime | None:
     summary="Service health",
     description="200 while the store answers (status `degraded` when the registry's "
                 "active model cannot be loaded; `model` is null until one is trained); "
-                "503 when the store does not answer.",
+                "503 when the store does not answer. Open to all; the store's address, "
+                "its event count and the reasons of failures only for an `admin` key.",
     response_model=Health,
     responses={503: {"description": "The store does not answer."}},
 )
-def health(state: StateDep, response: Response) -> Health:
+def health(state: StateDep, response: Response, request: Request) -> Health:
+    # Anyone may ask whether the service is up; only an operator learns where its store
+    # is, how much it holds and why a model does not load (paths, hosts).
+    operator = get_caller(request).grants("admin")
     store_url = mask_password(state.store.url)
     try:
-        events = state.store.events.count()
+        events = state.store.events.count() if operator else None
         live = state.current()
     except Exception as error:  # the store is down: say so instead of failing
-        logger.error("health check: the store at %s does not answer: %s", store_url, error)
+        logger.error("health check: the store at %s does not answer: %s", store_url,
+                     type(error).__name__)
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return Health(status="unavailable", store=store_url, events=None, model=None,
+        return Health(status="unavailable", store=store_url if operator else None,
                       detail=f"the store does not answer: {type(error).__name__}")
     model = None
     if live is not None:
@@ -56,8 +61,11 @@ def health(state: StateDep, response: Response) -> Health:
                              version=None if live.version is None else live.version.version,
                              trained_at=_trained_at(live))
     error_text = state.load_error
-    return Health(status="degraded" if error_text else "ok", store=store_url, events=events,
-                  model=model, detail=error_text)
+    if error_text and not operator:
+        error_text = "the active model cannot be loaded (an admin key sees why)"
+    return Health(status="degraded" if error_text else "ok",
+                  store=store_url if operator else None, events=events, model=model,
+                  detail=error_text)
 
 
 @router.get(

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from tailored.dataset import UserQuery
 from tailored.expressions import ExpressionError
@@ -29,7 +29,7 @@ from tailored.pipeline import LiveRecommender, Overrides, Ranked
 from tailored.schema import Id
 from tailored.store import Served
 
-from ..auth import AUTH_RESPONSES, require_scope
+from ..auth import AUTH_RESPONSES, Caller, UserReadAccess
 from ..cache import rank_user
 from ..deps import NO_MODEL, StateDep
 from ..exploration import Shown, explore_slots
@@ -42,8 +42,7 @@ from ..schemas import (
 )
 from ..state import ServiceState
 
-router = APIRouter(tags=["recommendations"], responses=AUTH_RESPONSES,
-                   dependencies=[Depends(require_scope("read"))])
+router = APIRouter(tags=["recommendations"], responses=AUTH_RESPONSES)
 
 MAX_K = 1000
 _CONTEXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63}):(.{0,256})$", re.DOTALL)
@@ -136,6 +135,21 @@ def parse_overrides(filter: str | None, boosts: Sequence[str], exclude: Sequence
         return Overrides.parse(filter, boosts, exclude, **stages)
     except ExpressionError as error:
         raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
+
+
+def check_privileges(caller: Caller, model: str | None, explain: bool,
+                     user_id: str | None) -> None:
+    """403 for what a frontend's credential may not ask: ``model`` (it loads versions,
+    an operator's lever: ``admin``) and the ``reason``s of a stored user (they tell the
+    user's history: a ``write`` key, or that user's own token)."""
+    if model is not None and not caller.grants("admin"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=(
+            "`model` needs an API key with scope 'admin' (it loads model versions); "
+            "leave it out to get the serving version"))
+    if explain and user_id is not None and not caller.may_act_for(user_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=(
+            "`explain` tells the user's history, so it needs an API key with scope "
+            "'write' or a user token of this user; leave it out, or ask from the backend"))
 
 
 def _live(state: ServiceState, model: str | None) -> LiveRecommender:
@@ -237,6 +251,7 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
 def recommend(
     user_id: Annotated[Id, Path(description="The user's id, as sent with their events.")],
     state: StateDep,
+    caller: UserReadAccess,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
     exclude: Annotated[list[Id], Query(
         description="Item ids to leave out (repeat the parameter for several).",
@@ -255,7 +270,8 @@ def recommend(
     model: Annotated[str | None, Query(
         min_length=1, max_length=256,
         description="A registered version number, or a model or recipe name (its active "
-                    "version, else its newest); default: the serving version.")] = None,
+                    "version, else its newest); default: the serving version. Needs an "
+                    "`admin` key.")] = None,
     diversity: Annotated[float | None, Query(
         ge=0, le=1, description="Trade relevance for variety (MMR over item categories, "
                                 "else the scorer's item similarity): 0 keeps the scorer's "
@@ -268,13 +284,15 @@ def recommend(
         ge=1, le=MAX_K, description="At most this many items of one category; default: "
                                     "the recipe's.")] = None,
     explain: Annotated[bool, Query(
-        description="Add a `reason` to each item (reads the user's history).")
+        description="Add a `reason` to each item. The reasons tell the user's history: "
+                    "a `write` key, or a user token of this user.")
     ] = False,
     explore: Annotated[float | None, Query(
         ge=0, le=1, description="Share of slots a bandit fills to learn (new items "
                                 "included); default: the `exploration_share` setting.")
     ] = None,
 ) -> Response:
+    check_privileges(caller, model, explain, user_id)
     overrides = parse_overrides(filter, boost, exclude, diversity=diversity, novelty=novelty,
                                 max_per_category=max_per_category)
     request_context = parse_context(context)
@@ -309,7 +327,9 @@ def recommend(
     response_model=Recommendations,
     responses=_RESPONSES,
 )
-def recommend_for_session(body: SessionRequest, state: StateDep) -> Response:
+def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserReadAccess
+                          ) -> Response:
+    check_privileges(caller, body.model, explain=False, user_id=None)
     overrides = parse_overrides(body.filter, body.boost, body.exclude, prefix="body",
                                 diversity=body.diversity, novelty=body.novelty,
                                 max_per_category=body.max_per_category)

@@ -1,18 +1,29 @@
 """User profiles over REST: create, read, update, delete (a ``write`` key for all: a
-profile is personal data, not for a frontend's ``read`` key)."""
+profile is personal data, not for a frontend's ``read`` key); and user tokens, the
+credential a backend hands to its signed-in visitor's page."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 
 from tailored.schema import Id, User
 
+from .. import user_tokens
 from ..auth import AUTH_RESPONSES, WriteAccess
 from ..deps import SettingsDep, StoreDep
 from ..errors import check_batch_size
-from ..schemas import Profile, Upserted, UserFields, UserOut, UserPatch
+from ..schemas import (
+    Profile,
+    TokenRequest,
+    Upserted,
+    UserFields,
+    UserOut,
+    UserPatch,
+    UserToken,
+)
 
 router = APIRouter(tags=["users"], responses=AUTH_RESPONSES)
 
@@ -96,3 +107,26 @@ def post_users(users: Annotated[list[Profile], Body(min_length=1)], caller: Writ
     check_batch_size(len(users), settings.max_batch_events, "profiles")
     store.users.upsert([User(**user.model_dump()) for user in users])
     return Upserted(received=len(users))
+
+
+@router.post(
+    "/users/{user_id}/token",
+    summary="Issue a user token",
+    description="A token bound to this user, for the page of a visitor your backend has "
+                "signed in: it may read this user's recommendations (with reasons), "
+                "similar items and items, and send this user's events, nothing else. "
+                "Tokens are signed with the `user_token_secret` setting (409 while it is "
+                "unset); the README's Security section shows how to sign them offline.",
+    response_model=UserToken,
+    responses={409: {"description": "`user_token_secret` is not set."}},
+)
+def issue_token(user_id: UserId, caller: WriteAccess, settings: SettingsDep,
+                request: Annotated[TokenRequest, Body()] = TokenRequest()) -> UserToken:
+    if settings.user_token_secret is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=(
+            "user tokens are off: set user_token_secret (TAILORED_USER_TOKEN_SECRET, at "
+            "least 32 characters) on every host, and restart"))
+    token = user_tokens.issue(settings.user_token_secret.get_secret_value(), user_id,
+                              ttl_seconds=request.ttl_seconds)
+    return UserToken(user_id=user_id, token=token,
+                     expires_at=datetime.fromtimestamp(user_tokens.expires_at(token), UTC))

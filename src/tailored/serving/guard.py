@@ -1,0 +1,203 @@
+"""What every request goes through before a route runs, and before its body is read.
+
+1. **Who is calling**: an API key, a user token, everyone (the service is *open*: no key
+   exists yet), or no one. The :class:`~tailored.serving.auth.Caller` is left in the
+   request's state for the routes' scope checks.
+2. **No body from strangers**: once keys exist, a request with a body (POST, PUT, PATCH,
+   DELETE) without a valid credential is refused with a 401 before one byte of its body
+   is read, so an unauthenticated client cannot make the server parse large bodies.
+3. **Open mode stays on this machine**: without keys, only requests that reached the
+   service over loopback, for a loopback host name (a DNS-rebinding page sends its own
+   name), from no other origin than a loopback one (a page elsewhere cannot drive the
+   service from a visitor's browser), and with a body only as JSON (a form cannot post
+   without a CORS preflight). ``allow_open_access`` (behind a proxy that
+   authenticates) lifts the loopback rules, not the origin and JSON ones.
+4. **Rate limits** per key, user token or client address
+   (:mod:`tailored.serving.rate_limit`): 429 with ``Retry-After`` beyond them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from hashlib import blake2b
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from fastapi import status
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tailored.settings import Settings
+
+from . import user_tokens
+from .auth import Caller, KeyVerifier
+from .rate_limit import Buckets, FileBuckets, MemoryBuckets
+from .security import is_loopback
+
+logger = logging.getLogger("tailored.serving")
+
+#: Methods that change state (and may carry a body).
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The credential of a request: ``Authorization: Bearer X`` or ``X-API-Key: X``."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    return headers.get("x-api-key") or None
+
+
+def make_buckets(settings: Settings) -> Buckets | None:
+    """The rate limiter's buckets for these settings (None when limits are off)."""
+    if settings.rate_limit_per_second <= 0:
+        return None
+    if settings.workers <= 1:
+        return MemoryBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+    # One file per service on this host (its store and port), shared by its workers.
+    name = blake2b(f"{settings.store_url}|{settings.port}".encode(), digest_size=8).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"tailored-rate-limit-{name}.sqlite3"
+    return FileBuckets(path, settings.rate_limit_per_second, settings.rate_limit_burst)
+
+
+def _host_name(host: str) -> str:
+    """``host`` (a Host header or an origin's netloc) without its port."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class AccessGuard:
+    """The ASGI middleware that runs the checks above; see the module's docstring."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.buckets = make_buckets(settings)
+        secret = settings.user_token_secret
+        self.token_secret = None if secret is None else secret.get_secret_value()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        verifier = getattr(scope["app"].state, "keys", None)
+        if not isinstance(verifier, KeyVerifier):  # the lifespan has not run
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            caller = await self._identify(verifier, bearer_token(headers))
+        except Exception as error:  # the store does not answer: nobody can be checked
+            logger.error("cannot check the caller's credentials: %s", type(error).__name__)
+            await _answer(scope, receive, send, status.HTTP_503_SERVICE_UNAVAILABLE,
+                          "the store does not answer, so credentials cannot be checked; "
+                          "try again shortly", {"Retry-After": "5"})
+            return
+        method = scope["method"]
+        refusal: tuple[int, str] | None = None
+        if caller.is_open:
+            refusal = self._open_mode_refusal(scope, headers)
+        elif caller.key is None and caller.user_id is None and method in CHANGING_METHODS:
+            refusal = (status.HTTP_401_UNAUTHORIZED, caller.refusal or (
+                "send an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`) "
+                "or a user token: this service takes no changes from anonymous callers"))
+        if refusal is not None:
+            extra = ({"WWW-Authenticate": "Bearer"}
+                     if refusal[0] == status.HTTP_401_UNAUTHORIZED else {})
+            await _answer(scope, receive, send, *refusal, extra)
+            return
+        if self.buckets is not None:
+            identity = caller.identity or f"address:{(scope.get('client') or ('?',))[0]}"
+            wait = await anyio.to_thread.run_sync(self.buckets.take, identity)
+            if wait > 0:
+                await _answer(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
+                              f"too many requests from this caller (at most "
+                              f"{self.settings.rate_limit_per_second:g} per second, "
+                              f"{self.settings.rate_limit_burst} at once); retry after the "
+                              "time in Retry-After", {"Retry-After": str(math.ceil(wait))})
+                return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    async def _identify(self, verifier: KeyVerifier, token: str | None) -> Caller:
+        is_open = verifier.known_open()
+        if is_open is None:
+            is_open = await anyio.to_thread.run_sync(verifier.is_open)
+        if is_open:
+            return Caller(is_open=True)
+        if token is None:
+            return Caller()  # the route's scope check words the 401
+        if user_tokens.is_user_token(token):
+            if self.token_secret is None:
+                return Caller(refusal="user tokens are not enabled on this service: set "
+                                      "user_token_secret (TAILORED_USER_TOKEN_SECRET)")
+            user_id = user_tokens.verify(self.token_secret, token)
+            if user_id is None:
+                return Caller(refusal="the user token is malformed, forged or expired; "
+                                      "ask the shop's backend for a new one")
+            return Caller(user_id=user_id)
+        key = verifier.cached(token)
+        if key is None:
+            key = await anyio.to_thread.run_sync(verifier.verify, token)
+        if key is None:
+            return Caller(refusal="the API key is unknown or revoked; `tailored keys list` "
+                                  "shows the keys there are")
+        return Caller(key=key)
+
+    def _open_mode_refusal(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+        """Why a request may not use the open service, or None."""
+        forbidden = status.HTTP_403_FORBIDDEN
+        if not self.settings.allow_open_access:
+            server = scope.get("server") or ("", None)
+            if not is_loopback(str(server[0])):
+                return forbidden, (
+                    "this service has no API key yet, so it answers only requests made on "
+                    "this machine (127.0.0.1); create a key with `tailored keys create "
+                    "--scope admin --name ops`")
+            if not is_loopback(_host_name(headers.get("host", ""))):
+                return forbidden, (
+                    "this service has no API key yet, so it answers only requests for "
+                    "localhost or 127.0.0.1 (the Host header names another host: a page "
+                    "elsewhere may be trying to reach it); create a key to serve others")
+        origin = headers.get("origin")
+        if origin is not None and not self._same_machine(origin, headers):
+            return forbidden, (
+                f"requests from pages on other origins ({origin[:100]}) are refused while "
+                "the service has no API key; create a key, and send it from your backend")
+        if scope["method"] in CHANGING_METHODS:
+            content_type = headers.get("content-type", "")
+            has_body = headers.get("content-length", "0") != "0" or \
+                "transfer-encoding" in headers
+            if (content_type or has_body) and \
+                    content_type.split(";")[0].strip().lower() != "application/json":
+                return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, (
+                    "a request that changes something must send its body as JSON "
+                    "(Content-Type: application/json)")
+        return None
+
+    def _same_machine(self, origin: str, headers: Headers) -> bool:
+        try:
+            origin_host = urlsplit(origin).netloc
+        except ValueError:
+            return False
+        if not origin_host:  # "null": a sandboxed page or a file
+            return False
+        if self.settings.allow_open_access:
+            return origin_host == headers.get("host")
+        return is_loopback(_host_name(origin_host))
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, status_code: int, detail: str,
+                  headers: dict[str, str] | None = None) -> None:
+    """Answer from here, without reading the body (the connection closes after it, so an
+    unread body is not taken for the next request)."""
+    response = JSONResponse({"detail": detail}, status_code=status_code,
+                            headers={**(headers or {}), "Connection": "close"})
+    await response(scope, receive, send)
