@@ -16,6 +16,10 @@ from tailored.errors import InvalidDataError
 from tailored.expressions import (
     KEYWORDS,
     MAX_DEPTH,
+    MAX_NUMBER_LENGTH,
+    OBJECT_COST,
+    PYTHON_COST,
+    VECTOR_COST,
     Binary,
     Call,
     Compare,
@@ -27,6 +31,8 @@ from tailored.expressions import (
     Node,
     Signature,
     Unary,
+    column_kind,
+    normalise,
     parse,
     to_text,
 )
@@ -117,6 +123,43 @@ def test_depth_is_limited() -> None:
         parse(" + ".join(["1"] * (MAX_DEPTH + 5)))  # left-nested, not recursive parsing
     with pytest.raises(ExpressionError, match="longer than"):
         parse("1" + " " * 20_000)
+
+
+@pytest.mark.parametrize(("text", "reason", "column"), [
+    ("price < " + "1" * 400, "number of 400 characters is too long", 9),
+    ("1" * 5_000 + " > price", "number of 5,000 characters is too long", 1),  # past int()'s
+    ("price < 0." + "0" * 40 + "1", "number of 43 characters is too long", 9),
+    ("price < 1" + "0" * 29 + "e0", "number of 32 characters is too long", 9),
+    ("price > 1e400", "number 1e400 is too large", 9),
+    ("price > -2.5E+309", "number 2.5E+309 is too large", 10),
+])
+def test_numbers_too_long_or_too_large_are_refused_where_they_are(text: str, reason: str,
+                                                                  column: int) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse(text)
+    error = caught.value
+    assert error.reason == reason and error.column == column
+    assert error.hint and error.hint in str(error)  # what to write instead
+
+
+def test_numbers_up_to_the_limits_are_read() -> None:
+    assert parse("9" * MAX_NUMBER_LENGTH).evaluate() == int("9" * MAX_NUMBER_LENGTH)
+    assert parse("1.7976931348623157e308 > 1").holds()
+    assert parse("1e-400 == 0").holds()  # too small for a float is zero, not an error
+
+
+def test_numbers_beyond_a_float_are_null_not_errors() -> None:
+    huge = " * ".join(["999999999999999999999999999999"] * 11)  # about 1e330
+    assert parse(huge).evaluate() is None
+    assert parse(f"{huge} == null").holds()
+    assert parse("1e300 * 1e300 == null").holds()
+    frame = pd.DataFrame({"price": [1.0, 2.0]})
+    assert parse(f"price < {huge}").mask(frame).tolist() == [False, False]
+    assert parse(f"min(price, {huge}) == null").mask(frame).tolist() == [True, True]
+    # A caller's integer too large for a float is null as well.
+    assert normalise(10**400) is None and normalise(-(10**300)) == -(10**300)
+    assert parse("price < user.limit").mask(frame, {"user": {"limit": 10**400}}).tolist() == [
+        False, False]
 
 
 def test_caller_functions_are_checked_at_parse_time() -> None:
@@ -287,12 +330,75 @@ def test_masks_on_a_large_catalog_are_vectorised(monkeypatch: pytest.MonkeyPatch
         assert calls["_call"] == 1_000
 
 
+# ---- what a mask costs ----------------------------------------------------------------
+
+
+def _kinds(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(column): column_kind(frame[column]) for column in frame.columns}
+
+
+def test_the_kind_of_a_column_is_how_a_mask_reads_it(catalog: pd.DataFrame) -> None:
+    assert _kinds(catalog) == {
+        "item_id": "text", "category": "text", "price": "number", "stock": "number",
+        "categories": "object", "sale": "bool"}
+    assert column_kind(pd.Series([True, None])) == "object"  # bools with nulls
+    assert column_kind(pd.Series([], dtype=object)) == "text"
+
+
+def test_the_cost_charges_python_per_row_far_above_numpy(catalog: pd.DataFrame) -> None:
+    kinds = _kinds(catalog)
+    vectorised = parse('category == "shoes" and price < 100 and category in ["shoes", "x"] '
+                       "and not price * 2 >= 150")
+    per_row = vectorised.cost(1, kinds)
+    assert 0 < per_row < PYTHON_COST / 2  # numpy only: not one Python call per row
+    assert vectorised.cost(100_000, kinds) == pytest.approx(100_000 * per_row)
+    # lower() and len() call Python on each row, and so does comparing what they give.
+    assert parse("len(lower(item_id)) > 0").cost(1, kinds) == pytest.approx(
+        OBJECT_COST + 3 * PYTHON_COST + VECTOR_COST)
+    repeated = parse(" and ".join(["len(lower(item_id)) > 0"] * 64))
+    assert repeated.cost(10_000, kinds) > 64 * 3 * PYTHON_COST * 10_000
+    # Reading a list column converts each row in Python; testing membership in it too.
+    assert parse('"Drama" in categories').cost(1, kinds) == pytest.approx(
+        2 * PYTHON_COST + VECTOR_COST)
+    assert parse("price < context.budget").cost(1, kinds) >= PYTHON_COST  # may not be a number
+    assert parse('context.device == "mobile"').cost(1_000_000, kinds) == 0
+    # Without kinds, any name may be a column that needs Python per row.
+    assert vectorised.cost(1) > PYTHON_COST
+
+
+def _count_python_rows(patched: pytest.MonkeyPatch) -> list[int]:
+    """Rows a mask evaluates in Python, summed over its operations."""
+    rows = [0]
+    rowwise, truth, from_values = (expressions._Frame.rowwise, expressions._truth,
+                                   expressions._from_values)
+
+    def counted_rowwise(self: Any, function: Any, *operands: Any) -> Any:
+        if any(isinstance(operand, expressions._Column) for operand in operands):
+            rows[0] += self.rows
+        return rowwise(self, function, *operands)
+
+    def counted_truth(operand: Any, count: int) -> Any:
+        if isinstance(operand, expressions._Column) and operand.kind not in ("bool", "number"):
+            rows[0] += count
+        return truth(operand, count)
+
+    def counted_from_values(values: list[Any], force_object: bool = False) -> Any:
+        if force_object:  # a column read value by value
+            rows[0] += len(values)
+        return from_values(values, force_object)
+
+    patched.setattr(expressions._Frame, "rowwise", counted_rowwise)
+    patched.setattr(expressions, "_truth", counted_truth)
+    patched.setattr(expressions, "_from_values", counted_from_values)
+    return rows
+
+
 # ---- properties -----------------------------------------------------------------------
 
 _TOKENS = st.sampled_from(
     ["a", "user.age", "item.tags", "1", "2.5", '"x"', "'y'", "true", "null", "and", "or",
      "not", "in", "==", "!=", "<", ">=", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".",
-     "lower", "len", "min", "=", " ", "\n", "\\", '"', "!", "1e999"])
+     "lower", "len", "min", "=", " ", "\n", "\\", '"', "!", "1e999", "9" * 4_400])
 
 
 @settings(max_examples=300, deadline=None)
@@ -388,3 +494,18 @@ def test_a_mask_agrees_with_evaluating_each_row(tree: Node, rows: list[dict[str,
         names = {**row, "price": math.nan if price is None else price, **extra,
                  "item": {**row}}
         assert mask[position] == expression.holds(names), (str(expression), row)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_FRAME_TREES, _ROWS)
+def test_the_cost_is_never_below_the_python_work_of_a_mask(tree: Node,
+                                                            rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows)
+    expression = parse(to_text(tree))
+    with pytest.MonkeyPatch.context() as patched:
+        python_rows = _count_python_rows(patched)
+        expression.mask(frame, {"user": {"budget": 1}})
+    kinds = _kinds(frame)
+    spent = python_rows[0] * PYTHON_COST
+    assert expression.cost(len(frame), kinds) >= spent, str(expression)
+    assert expression.cost(len(frame)) >= spent, str(expression)

@@ -48,6 +48,11 @@ Values and their rules:
   division by zero, gives null.
 - Functions: ``lower(x)``, ``upper(x)``, ``len(x)``, ``abs(x)``, ``min(a, ...)``,
   ``max(a, ...)``; a caller may offer more (:class:`Signature`), checked at parse time.
+- Numbers are written with at most 30 characters and must fit a float (about
+  ``1.8e308``); arithmetic whose result would not is null, like a division by zero.
+
+What a mask costs can be estimated before it runs (:meth:`Expression.cost`), so a
+caller can refuse an expression that would keep Python busy for every row.
 
 Examples
 --------
@@ -72,6 +77,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -82,15 +88,21 @@ import pandas as pd
 from tailored.errors import InvalidDataError
 
 __all__ = [
-    "BUILTINS", "Binary", "Call", "Compare", "Expression", "ExpressionError", "ListLiteral",
-    "Literal", "Name", "Node", "Signature", "Unary", "evaluate", "normalise", "parse",
-    "to_text", "truthy", "walk",
+    "BUILTINS", "OBJECT_COST", "PYTHON_COST", "VECTOR_COST", "Binary", "Call", "Compare",
+    "Expression", "ExpressionCostError", "ExpressionError", "ListLiteral", "Literal", "Name",
+    "Node", "Signature", "Unary", "column_kind", "evaluate", "normalise", "parse", "to_text",
+    "truthy", "walk",
 ]
 
 #: Longest expression text accepted, in characters.
 MAX_LENGTH: Final = 10_000
 #: Deepest nesting accepted (parentheses, operators), so evaluation never overflows.
 MAX_DEPTH: Final = 100
+#: Longest number literal accepted, in characters (longer ones need an exponent).
+MAX_NUMBER_LENGTH: Final = 30
+#: The largest magnitude a number may have: the largest float. Integers beyond it could
+#: not be compared with a column of floats, so they are refused or become null.
+_LARGEST_NUMBER: Final = int(sys.float_info.max)
 
 KEYWORDS: Final = frozenset({"and", "or", "not", "in", "true", "false", "null"})
 COMPARISONS: Final = ("==", "!=", "<=", ">=", "<", ">", "in", "not in")
@@ -102,11 +114,13 @@ class ExpressionError(InvalidDataError):
     """An expression that cannot be parsed, with where it went wrong.
 
     ``position`` is the 0-based offset into ``text``; ``line`` and ``column`` are
-    1-based. The message ends with the offending line and a caret under the spot.
+    1-based; ``hint`` says what to do, if anything can be said. The message ends with
+    the offending line and a caret under the spot.
     """
 
     def __init__(self, reason: str, text: str, position: int, hint: str = "") -> None:
         self.reason = reason
+        self.hint = hint
         self.text = text
         self.position = max(0, min(position, len(text)))
         self.line, self.column = _line_column(text, self.position)
@@ -115,6 +129,21 @@ class ExpressionError(InvalidDataError):
         source = text.split("\n")[self.line - 1].replace("\t", " ").replace("\r", " ")
         message = f"{reason} {where}{'; ' + hint if hint else ''}"
         super().__init__(f"{message}\n  {source}\n  {' ' * (self.column - 1)}^")
+
+
+class ExpressionCostError(ExpressionError):
+    """An expression refused before it ran: evaluating it would cost more than allowed.
+
+    ``cost`` is the estimate (:meth:`Expression.cost`) of all that was to run with it,
+    ``budget`` the most allowed; ``text`` and ``position`` point at the costliest
+    expression.
+    """
+
+    def __init__(self, reason: str, text: str, position: int, hint: str = "", *,
+                 cost: float, budget: float) -> None:
+        super().__init__(reason, text, position, hint)
+        self.cost = cost
+        self.budget = budget
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:
@@ -309,6 +338,20 @@ def _unescape(body: str, text: str, position: int) -> str:
     return "".join(out)
 
 
+def _number_value(chunk: str, text: str, position: int) -> int | float:
+    """The value of a number literal: refused when too long to read or too large for a
+    float (which every column comparison needs)."""
+    if len(chunk) > MAX_NUMBER_LENGTH:
+        raise ExpressionError(f"number of {len(chunk):,} characters is too long", text,
+                              position, f"write at most {MAX_NUMBER_LENGTH} characters, with "
+                                        "an exponent for large or small numbers (2.5e12, 1e-9)")
+    value = float(chunk) if any(c in chunk for c in ".eE") else int(chunk)
+    if not abs(value) <= _LARGEST_NUMBER:  # also catches inf
+        raise ExpressionError(f"number {chunk} is too large", text, position,
+                              f"numbers must lie within ±{sys.float_info.max:.3g}")
+    return value
+
+
 def _tokenize(text: str) -> list[_Token]:
     tokens, position = [], 0
     while position < len(text):
@@ -326,10 +369,8 @@ def _tokenize(text: str) -> list[_Token]:
         kind = found.lastgroup or ""
         chunk = found.group()
         if kind == "number":
-            value: Any = float(chunk) if any(c in chunk for c in ".eE") else int(chunk)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ExpressionError(f"number {chunk} is too large", text, position)
-            tokens.append(_Token("number", chunk, position, value))
+            tokens.append(_Token("number", chunk, position, _number_value(chunk, text,
+                                                                           position)))
         elif kind == "string":
             tokens.append(_Token("string", chunk, position,
                                  _unescape(chunk[1:-1], text, position)))
@@ -629,13 +670,14 @@ def to_text(node: Node) -> str:
 
 def normalise(value: Any) -> Any:
     """A caller's value as an expression value: numpy scalars become Python ones, lists
-    and arrays become tuples, NaN and unsupported types (dates, mappings) become null."""
+    and arrays become tuples; NaN, integers too large for a float and unsupported types
+    (dates, mappings) become null."""
     if value is None or isinstance(value, bool | str):
         return str(value) if isinstance(value, np.str_) else value
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
-        return int(value)
+        return int(value) if abs(int(value)) <= _LARGEST_NUMBER else None
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, list | tuple | np.ndarray | pd.Series):
@@ -709,7 +751,7 @@ def _arithmetic(op: str, left: Any, right: Any) -> Any:
             return None
         else:
             result = left / right
-        return None if isinstance(result, float) and not math.isfinite(result) else result
+        return result if abs(result) <= _LARGEST_NUMBER else None  # inf, NaN: null
     if op == "+" and isinstance(left, str) and isinstance(right, str):
         return left + right
     return None
@@ -816,15 +858,36 @@ class _Column:
 Operand = Any  # a scalar expression value or a _Column
 
 
-def _from_series(series: pd.Series) -> _Column:
+def column_kind(series: pd.Series) -> str:
+    """How :meth:`Expression.mask` reads a column: ``"bool"`` (no nulls) and ``"number"``
+    as numpy arrays, ``"text"`` (strings and nulls) as an array of objects, ``"object"``
+    (lists, mixed values) by converting each value in Python.
+
+    Examples
+    --------
+    >>> [column_kind(pd.Series(values)) for values in ([1, None], ["a"], [["x"], []])]
+    ['number', 'text', 'object']
+    """
     dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        if not series.isna().any():
+            return "bool"
+    elif pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return "text"
+    return "object"
+
+
+def _from_series(series: pd.Series) -> _Column:
+    kind = column_kind(series)
     null = series.isna().to_numpy(dtype=bool)
-    if pd.api.types.is_bool_dtype(dtype) and not null.any():
+    if kind == "bool":
         return _Column(series.to_numpy(dtype=bool), null, "bool")
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+    if kind == "number":
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         return _Column(values, ~np.isfinite(values), "number")
-    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+    if kind == "text":
         values = series.to_numpy(dtype=object).copy()
         values[null] = None
         return _Column(values, null, "object")
@@ -989,6 +1052,149 @@ class _Frame:
         return None
 
 
+# ---- what a mask costs ----------------------------------------------------------------------
+
+#: What :meth:`Expression.cost` charges an operation for each row, in per-row Python
+#: operations: one :meth:`Expression.mask` runs in Python on every row (a function call,
+#: ``"x" in categories``, ordering text, the truth of a text column, reading a list
+#: column; about a microsecond each) ...
+PYTHON_COST: Final = 1.0
+#: ... one numpy or pandas runs in C over Python objects (text ``==``, ``in [...]`` of
+#: strings, reading a text column; tens of nanoseconds) ...
+OBJECT_COST: Final = 0.05
+#: ... and one numpy runs on numbers or booleans (comparisons, arithmetic, and/or/not;
+#: a few nanoseconds).
+VECTOR_COST: Final = 0.005
+
+#: Which operand an operation gets, as ``(is a column, kind)``; a column's kind is
+#: number, bool, object or any, a constant's null, bool, number, string, strings (a list
+#: of strings), list or any. "any" is a kind not known before evaluation.
+_Shape = tuple[bool, str]
+_CONSTANT: Final = {type(None): "null", bool: "bool", int: "number", float: "number",
+                    str: "string"}
+#: What reading a column of each :func:`column_kind` costs, and the kind it then has.
+_READ_COST: Final = {"bool": VECTOR_COST, "number": VECTOR_COST, "text": OBJECT_COST,
+                     "object": PYTHON_COST}
+_COLUMN_KIND: Final = {"bool": "bool", "number": "number", "text": "object",
+                       "object": "object"}
+
+
+class _Costing:
+    """The cost per row of evaluating a tree over a frame, without evaluating it.
+
+    It follows :class:`_Frame` node by node and charges each operation for each row
+    by how it runs (``*_COST``). ``kinds`` gives each column of the frame its
+    :func:`column_kind`; without them every item name is a column of unknown kind. A
+    kind not known before evaluation is charged as its dearest case, so the estimate
+    is never below what a mask does in Python per row.
+    """
+
+    def __init__(self, kinds: Mapping[str, str] | None) -> None:
+        self.kinds = kinds
+        self.read: set[str] = set()
+        self.per_row = 0.0
+
+    def column(self, path: tuple[str, ...]) -> _Shape | None:
+        """The column a name reads (charged once, as ``_Frame`` reads it once), or None."""
+        key = ".".join(path)
+        if self.kinds is None:
+            if path[0] in ("user", "context"):
+                return None
+            kind = "unknown"
+        elif key in self.kinds:
+            kind = self.kinds[key]
+        elif len(path) == 2 and path[0] == "item" and path[1] in self.kinds:
+            key = path[1]
+            kind = self.kinds[key]
+        else:
+            return None
+        if key not in self.read:
+            self.read.add(key)
+            self.per_row += _READ_COST.get(kind, PYTHON_COST)
+        return True, _COLUMN_KIND.get(kind, "any")
+
+    def truth(self, shape: _Shape) -> None:
+        """What ``_truth`` costs: numpy on bools and numbers, Python on anything else."""
+        if shape[0]:
+            self.per_row += VECTOR_COST if shape[1] in ("bool", "number") else PYTHON_COST
+
+    def value(self, node: Node) -> _Shape:
+        if isinstance(node, Literal):
+            return False, _CONSTANT[type(node.value)]
+        if isinstance(node, Name):
+            return self.column(node.path) or (False, "any")
+        if isinstance(node, ListLiteral):
+            items = [self.value(item) for item in node.items]
+            if any(column for column, _ in items):
+                self.per_row += PYTHON_COST
+                return True, "object"
+            return False, "strings" if all(kind == "string" for _, kind in items) else "list"
+        if isinstance(node, Call):
+            operands = [self.value(a) for a in (*node.args, *(v for _, v in node.keywords))]
+            if any(column for column, _ in operands):
+                self.per_row += PYTHON_COST
+                return True, "any"
+            return False, "any"
+        if isinstance(node, Unary):
+            operand = self.value(node.operand)
+            if node.op == "not":
+                self.truth(operand)
+                self.per_row += VECTOR_COST
+                return True, "bool"
+            if not operand[0]:
+                return False, "number" if operand[1] == "number" else "any"
+            if operand[1] == "number":
+                self.per_row += VECTOR_COST
+                return True, "number"
+            self.per_row += PYTHON_COST
+            return True, "any"
+        if isinstance(node, Compare):
+            return self.compare(node)
+        if isinstance(node, Binary):
+            left, right = self.value(node.left), self.value(node.right)
+            if node.op in ("and", "or"):
+                self.truth(left)
+                self.truth(right)
+                self.per_row += VECTOR_COST
+                return True, "bool"
+            if not (left[0] or right[0]):
+                both = "string" if node.op == "+" and left[1] == right[1] == "string" else "any"
+                return False, both
+            if left[1] == right[1] == "number":
+                self.per_row += VECTOR_COST
+                return True, "number"
+            self.per_row += PYTHON_COST
+            return True, "any"
+        raise TypeError(f"not an expression node: {node!r}")
+
+    def compare(self, node: Compare) -> _Shape:
+        tested = _null_test(node)
+        if tested is not None:
+            self.value(tested)
+            self.per_row += VECTOR_COST
+            return True, "bool"
+        left, right = self.value(node.left), self.value(node.right)
+        if not (left[0] or right[0]):
+            return False, "bool"
+        kinds = (left[1], right[1])
+        if node.op in ("in", "not in"):  # by hashing when a column meets a list
+            listed = left[0] and not right[0] and right[1] in ("strings", "list")
+            if listed and left[1] == "number":
+                self.per_row += VECTOR_COST
+            elif listed and kinds == ("object", "strings"):
+                self.per_row += OBJECT_COST
+            else:
+                self.per_row += PYTHON_COST
+        elif kinds == ("number", "number"):
+            self.per_row += VECTOR_COST
+        elif node.op in ("==", "!=") and (left, right) in (
+                ((True, "object"), (False, "string")), ((False, "string"), (True, "object"))):
+            self.per_row += OBJECT_COST
+        else:
+            self.per_row += PYTHON_COST
+        return True, "bool"
+
+
 # ---- the public object --------------------------------------------------------------------
 
 
@@ -1059,3 +1265,26 @@ class Expression:
         """
         evaluator = _Frame(frame, extra_names or {}, _implementations(functions))
         return _truth(evaluator.value(self.root), len(frame))
+
+    def cost(self, rows: int, kinds: Mapping[str, str] | None = None) -> float:
+        """What :meth:`mask` would cost over a frame of ``rows`` rows, estimated from
+        the tree alone: each operation charged for each row by how it runs, in per-row
+        Python operations (:data:`PYTHON_COST`; numpy's work on numbers counts
+        :data:`VECTOR_COST`, on text :data:`OBJECT_COST`).
+
+        ``kinds`` gives the frame's columns by name with their :func:`column_kind`;
+        without them every item name counts as a column that may need Python per row.
+        Where the kind of a value is not known until evaluation, the dearer way is
+        charged, so the estimate is not below what the mask does in Python.
+
+        Examples
+        --------
+        >>> kinds = {"price": "number", "title": "text"}
+        >>> round(parse("price < 100 and price > 10").cost(1_000, kinds), 3)   # numpy only
+        35.0
+        >>> round(parse('lower(title) == "dune"').cost(1_000, kinds), 3)  # Python per row
+        2055.0
+        """
+        costing = _Costing(kinds)
+        costing.truth(costing.value(self.root))
+        return costing.per_row * rows

@@ -17,7 +17,7 @@ def test_every_command_is_registered_in_help_order() -> None:
         ("init", []), ("train", []), ("evaluate", []), ("tune", []), ("recommend", []),
         ("serve", []), ("demo", []), ("simulate", []), ("monitor", []), ("version", []),
         ("import", ["events", "items", "users", "movielens"]),
-        ("keys", ["create", "list", "revoke"]),
+        ("keys", ["create", "list", "revoke", "user-token"]),
         ("models", ["list", "promote", "rollback"]),
         ("experiments", ["create", "list", "start", "stop", "show", "sample-size", "ope",
                          "feedback"]),

@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import tailored.ranking.rules as rules_module
 from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError, NotFittedError
-from tailored.expressions import ExpressionError
+from tailored.expressions import Expression, ExpressionCostError, ExpressionError
 from tailored.models import ALS, ItemKNN, Popular, Recommender, Segments
 from tailored.models.item2vec import Item2Vec
 from tailored.pipeline import Overrides, Pipeline, PipelineConfig, Recipe
 from tailored.ranking import ItemTable, RuleSet, UserFacts
+from tailored.ranking.rules import REQUEST_COST_BUDGET
 from tailored.testing import checkerboard
 from tailored.testing.data import group_of
 
@@ -520,6 +523,10 @@ def test_a_boost_scales_and_a_factor_below_one_buries() -> None:
     (None, ["colour.x.y == 1:2"], "unknown name 'colour.x.y'", "colour.x.y == 1:2", 1),
     ("price <", [], "unexpected end of expression", "price <", 8),
     ("price > 1 and user == 2", [], "unknown name 'user'", "price > 1 and user == 2", 15),
+    ("price < " + "1" * 400, [], "number of 400 characters is too long",
+     "price < " + "1" * 400, 9),
+    (None, ["price < " + "1" * 5_000 + ":2"], "number of 5,000 characters is too long",
+     "price < " + "1" * 5_000 + ":2", 9),
 ])
 def test_a_bad_request_says_where(filter: str | None, boosts: list[str], reason: str,
                                   text: str, column: int) -> None:
@@ -529,6 +536,13 @@ def test_a_bad_request_says_where(filter: str | None, boosts: list[str], reason:
     assert caught.value.text == text and caught.value.column == column
     with pytest.raises(ExpressionError):  # a request's overrides parse the same way
         Overrides.parse(filter=filter, boosts=boosts)
+
+
+def test_a_boost_error_keeps_its_hint() -> None:
+    with pytest.raises(ExpressionError) as caught:
+        RuleSet.from_request(boosts=["price < 1e999:2"])
+    assert caught.value.text == "price < 1e999:2" and caught.value.column == 9
+    assert caught.value.hint and caught.value.hint in str(caught.value)
 
 
 def test_a_request_reading_an_unknown_attribute_is_refused(shop: Pipeline) -> None:
@@ -567,6 +581,112 @@ def test_what_a_rule_set_may_lift() -> None:
                                                      "price > 0"]
     combined = rules + RuleSet.from_request(boosts=["price > 5:1.5"])
     assert combined.boost_ceiling == 9.0 and combined.rules[:3] == rules.rules
+
+
+# ---- what a request may cost ------------------------------------------------------------
+
+
+def _catalog(n_items: int) -> ItemTable:
+    """``n_items`` items with the attributes the documented filters and boosts read."""
+    ids = np.array([f"i{i:06d}" for i in range(n_items)])
+    positions = np.arange(n_items)
+    return ItemTable(ids, pd.DataFrame({
+        "item_id": ids,
+        "categories": [["shoes", "Sports"] if i % 2 else ["home"] for i in range(n_items)],
+        "price": (positions % 300).astype(float), "tier": positions % 3,
+        "stock": positions % 5, "category": np.where(positions % 2, "shoes", "hats"),
+        "color": np.where(positions % 3, "red", "blue")}))
+
+
+@pytest.fixture(scope="module")
+def large_catalog() -> ItemTable:
+    return _catalog(100_000)
+
+
+def _costly(n_boosts: int) -> tuple[str, list[str]]:
+    """A filter of 1,787 characters calling functions on every item, and boosts like it."""
+    filter = " and ".join(["len(lower(item_id)) > 0"] * 64)
+    boosts = [" and ".join([f"len(lower(item_id)) > {-number}"] * 64) + ":1.5"
+              for number in range(1, n_boosts + 1)]
+    return filter, boosts
+
+
+#: The requests of the README and the tests, and the dearest expression of the language's
+#: tests; each must fit the budget on a catalog of 100,000 items.
+DOCUMENTED_REQUESTS = [
+    ("price < 100", ['"Sports" in categories:1.5']),
+    ('"Sports" in categories', ["price < 30:1.5"]),
+    ('"home" in categories or price < 60', ["price < 30:2"]),
+    ('"home" in categories', ['"shoes" in categories:1.5', "tier == 0:2"]),
+    ("price < 100", ['"shoes" in categories:2', "price > 50 : 0.25", 'item_id == "a:b":3']),
+    ('color == "red" and price < 200', ["item.stock > 0:2", "tier == 2:3", "price < 10:0.2"]),
+    ("price < context.budget", ['item_id == "B000":4', 'item_id == "A001":0.5']),
+    ('len(categories) == 1 and lower(category) == "shoes"', ['upper(category) == "HATS":2']),
+]
+
+
+@pytest.mark.parametrize(("filter", "boosts"), DOCUMENTED_REQUESTS)
+def test_documented_requests_fit_the_budget_on_a_large_catalog(
+        filter: str, boosts: list[str], large_catalog: ItemTable) -> None:
+    rules = RuleSet.from_request(filter, boosts, large_catalog)
+    assert 0 < rules.check_cost(large_catalog) <= REQUEST_COST_BUDGET
+
+
+def test_a_costly_request_is_refused_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _catalog(10_000)
+
+    def no_mask(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("an expression was evaluated")
+
+    monkeypatch.setattr(ItemTable, "mask", no_mask)
+    filter, boosts = _costly(20)
+    rules = RuleSet.from_request(filter, boosts)  # without the catalog: refused by apply
+    with pytest.raises(ExpressionCostError) as caught:
+        rules.apply(np.ones((1, 10_000), np.float32), np.arange(10_000), [UserFacts("u")],
+                    items)
+    error = caught.value
+    assert isinstance(error, InvalidDataError)  # the REST layer answers 422
+    assert error.cost > 20 * REQUEST_COST_BUDGET and error.budget == REQUEST_COST_BUDGET
+    message = str(error)
+    for said in (f"about {error.cost:,.0f} per-row Python operations over 10,000 items",
+                 f"budget of {REQUEST_COST_BUDGET:,.0f}", "the costliest is filter",
+                 "call fewer functions", "fewer boosts"):
+        assert said in message, said
+    assert error.text == filter and error.column == 1
+
+
+def test_with_the_catalog_a_costly_request_is_refused_as_soon_as_it_is_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    parse = rules_module.parse
+
+    def counted(text: str, *args: Any, **kwargs: Any) -> Expression:
+        parsed.append(text)
+        return parse(text, *args, **kwargs)
+
+    monkeypatch.setattr(rules_module, "parse", counted)
+    _, boosts = _costly(20)
+    with pytest.raises(ExpressionCostError, match="the costliest is boost 1") as caught:
+        RuleSet.from_request("price < 100", boosts, _catalog(10_000))
+    assert parsed == ["price < 100", boosts[0].rsplit(":", 1)[0]]  # not the other 19 boosts
+    assert caught.value.text == boosts[0].rsplit(":", 1)[0]
+
+
+def test_the_budget_is_for_the_request_over_the_rows_it_runs_on() -> None:
+    filter, boosts = _costly(2)
+    # On a small catalog the same request is cheap enough, and runs.
+    small = _catalog(300)
+    rules = RuleSet.from_request(filter, boosts, small)
+    assert rules.check_cost(small) < REQUEST_COST_BUDGET
+    scores = rules.apply(np.ones((1, 300), np.float32), np.arange(300), [UserFacts("u")], small)
+    np.testing.assert_allclose(scores, 1.5**2)
+    # The recipe's rules are the operator's: not priced, however costly.
+    items = _catalog(10_000)
+    recipe = RuleSet.from_spec([{"name": "operator's", "filter": {"where": filter}}])
+    request = RuleSet.from_request("price < 100", ['"Sports" in categories:2'])
+    assert recipe.check_cost(items) == 0
+    assert (recipe + request).check_cost(items) == request.check_cost(items) > 0
 
 
 # ---- the rules stage of a pipeline ------------------------------------------------------

@@ -1,13 +1,20 @@
-"""Error answers the spec describes: 405 with every allowed method, 422 and 413 shapes."""
+"""Error answers: 405 with every allowed method, 422 and 413 shapes, 4xx for hostile text and
+numbers, 503 with Retry-After when the store is locked."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-import sqlalchemy.exc
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from tailored.jobs import TrainedModel
+from tailored.serving import create_app
 from tailored.serving.errors import document_errors
-from tailored.store import Store
+from tailored.settings import Settings
+from tailored.store import open_store
+from tailored.testing import LOCAL
 
 
 def test_a_wrong_method_is_405_listing_every_method_of_the_path(client: TestClient) -> None:
@@ -58,22 +65,27 @@ def test_a_model_that_is_no_version_number_is_404(client: TestClient, model: str
     assert response.status_code == 404, response.text
 
 
-def test_a_store_that_is_locked_answers_503_and_stores_nothing(
-        client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_locked_sqlite_store_answers_503_stores_nothing_and_takes_the_retry(
+        trained: TrainedModel, settings: Settings) -> None:
+    store = open_store(settings.store_url)
+    # Wait 0.2 s for a lock instead of the store's 10 s (the same failure, sooner).
+    sa.event.listen(store.engine, "connect",
+                    lambda connection, _: connection.execute("PRAGMA busy_timeout=200"))
+    store.engine.dispose()
     event = {"user_id": "u-locked", "item_id": "a0", "timestamp": "2024-05-01T12:00:00Z"}
-    before = store.events.count()
-    locked = sqlalchemy.exc.OperationalError("INSERT", {"user_id": "u-locked"},
-                                             Exception("database is locked"))
-    state = client.app.state.service
-
-    def refuse(*args: object, **kwargs: object) -> int:
-        raise locked
-
-    with monkeypatch.context() as patch:
-        patch.setattr(state.store.events, "add", refuse)
+    locker = sqlite3.connect(settings.store_url.removeprefix("sqlite:///"),
+                             isolation_level=None)
+    with TestClient(create_app(settings, store=store), base_url=LOCAL) as client:
+        before = store.events.count()
+        locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         refused = client.post("/events", json=event)
-    retried = client.post("/events", json=event)
+        locker.execute("ROLLBACK")
+        stored_while_locked = store.events.count() - before
+        retried = client.post("/events", json=event)
 
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-    assert "u-locked" not in refused.text
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "1" and "u-locked" not in refused.text
+    assert stored_while_locked == 0
     assert retried.status_code in (200, 201) and store.events.count() == before + 1
+    locker.close()
+    store.close()

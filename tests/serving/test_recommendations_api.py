@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from tailored.ranking import rules
+
 from .taste_groups import GROUP_A, GROUP_B, USERS_A, USERS_B, popularity_order, seen_by
 
 
@@ -211,6 +213,19 @@ def test_a_bad_expression_is_a_422_with_the_column(client: TestClient, catalog: 
     detail = response.json()["detail"][0]
     assert detail["loc"] == loc
     assert detail["column"] == column
+
+
+def test_a_filter_too_costly_for_the_catalog_is_a_422_before_it_runs(
+        client: TestClient, catalog: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real budget takes a large catalog to exceed: here a tiny one stands for it.
+    monkeypatch.setattr(rules, "REQUEST_COST_BUDGET", 1.0)
+
+    response = client.get("/recommendations/alice0",
+                          params={"filter": "len(lower(item_id)) > 0"})
+
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["query", "filter"] and "budget" in detail["msg"]
 
 
 @pytest.mark.parametrize("context", ["no-colon", ":value", "bad key:1", "k:" + "v" * 300])

@@ -98,9 +98,12 @@ similarity='categories', max_per_category=None, novelty=0.0)])
 
     @classmethod
     def parse(cls, filter: str | None = None, boosts: Sequence[str] = (),
-              exclude: Sequence[str] = (), **stages: Any) -> Overrides:
-        """From a request's texts; an ``ExpressionError`` says where one is wrong."""
-        return cls(RuleSet.from_request(filter, boosts), tuple(exclude), **stages)
+              exclude: Sequence[str] = (), *, catalog: ItemTable | None = None,
+              **stages: Any) -> Overrides:
+        """From a request's texts; an ``ExpressionError`` says where one is wrong. With
+        the ``catalog`` the request will run over, one too costly for it is refused as
+        soon as it is read (otherwise before it runs)."""
+        return cls(RuleSet.from_request(filter, boosts, catalog), tuple(exclude), **stages)
 
     def stages(self, recipe: Sequence[RerankerStage]) -> list[RerankerStage]:
         """The recipe's re-rankers with this request's knobs: they replace the first

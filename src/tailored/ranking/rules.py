@@ -55,6 +55,11 @@ A request's ``filter``, ``boost`` and ``exclude`` are rules too
 implementation of both. Rules are checked when they are loaded: an unknown key, a bad
 factor, or an expression that does not parse or reads a name it cannot see is refused
 with the rule's number (1-based) and name, and the column of the problem.
+
+A request's expressions are someone else's input, so before they run over a catalog
+their estimated cost (:meth:`~tailored.expressions.Expression.cost`) is checked
+against :data:`REQUEST_COST_BUDGET`, the filter and all boosts together
+(:meth:`RuleSet.check_cost`); the recipe's rules are the operator's and have no budget.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -76,10 +81,12 @@ from tailored.errors import InvalidDataError
 from tailored.expressions import (
     Call,
     Expression,
+    ExpressionCostError,
     ExpressionError,
     Literal,
     Name,
     Signature,
+    column_kind,
     normalise,
     parse,
 )
@@ -94,6 +101,12 @@ _ACTION_KEYS = {"boost": ("where", "factor"), "bury": ("where", "factor"),
                 "filter": ("where",), "exclude": ("where",)}
 _BURY_FACTOR = 0.5
 _SECONDS_PER_DAY = 86_400.0
+#: The most a request's filter and boosts together may cost over the catalog they run
+#: on, in per-row Python operations (:meth:`~tailored.expressions.Expression.cost`),
+#: roughly a second of Python. Every documented filter and boost passes on 100,000 items
+#: (the dearest, ``len(categories) == 1 and lower(category) == "shoes"``, costs about 5
+#: per item), while 20 boosts that call functions on every item are refused unrun.
+REQUEST_COST_BUDGET: Final = 1_000_000.0
 
 # ---- rules --------------------------------------------------------------------------------
 
@@ -122,6 +135,9 @@ class Rule:
     bury: ItemAction | None = None
     filter: ItemAction | None = None
     exclude: ItemAction | None = None
+    #: Made from a request (:meth:`RuleSet.from_request`): its cost counts against
+    #: :data:`REQUEST_COST_BUDGET`.
+    request: bool = False
 
     def actions(self) -> Iterator[tuple[str, ItemAction]]:
         for kind in ("boost", "bury", "filter", "exclude"):
@@ -281,7 +297,8 @@ def _rule(spec: Any, number: int) -> Rule:
         actions[kind] = ItemAction(where, factor)
     if not pin and not actions:
         raise _fail(label, "actions", "has none; give pin, boost, bury, filter or exclude")
-    return Rule(name, when, tuple(pin), **actions)
+    return Rule(name, when, tuple(pin), boost=actions.get("boost"), bury=actions.get("bury"),
+                filter=actions.get("filter"), exclude=actions.get("exclude"))
 
 
 @dataclass(frozen=True)
@@ -428,10 +445,16 @@ class RuleSet:
         return RuleSet(self.rules + other.rules)
 
     @classmethod
-    def from_request(cls, filter: str | None = None, boosts: Sequence[str] = ()) -> RuleSet:
+    def from_request(cls, filter: str | None = None, boosts: Sequence[str] = (),
+                     items: ItemTable | None = None) -> RuleSet:
         """A request's ``filter`` (keep where it holds) and ``boosts``
         (``EXPRESSION:FACTOR``, a factor below 1 buries) as rules. An
         :class:`ExpressionError` names the text and the column of a problem.
+
+        :meth:`apply` refuses the rules when they would cost more than
+        :data:`REQUEST_COST_BUDGET` over its catalog (:meth:`check_cost`). Given the
+        catalog as ``items``, the cost is checked here too, as each expression is read,
+        so a costly request is refused before the rest of it is parsed.
 
         Examples
         --------
@@ -445,9 +468,17 @@ class RuleSet:
           price <
                  ^
         """
-        rules = []
+        rules: list[Rule] = []
+        priced: list[tuple[Rule, Expression, float]] = []
+
+        def add(rule: Rule) -> None:
+            rules.append(rule)
+            if items is not None:
+                priced.extend(_priced([rule], items))
+                _check_cost(priced, len(items.item_ids), REQUEST_COST_BUDGET)
+
         if filter is not None and filter.strip():
-            rules.append(Rule("filter", filter=ItemAction(_request_expression(filter))))
+            add(Rule("filter", filter=ItemAction(_request_expression(filter)), request=True))
         for number, text in enumerate(boosts, 1):
             expression_text, factor_text, factor_at = _split_boost(text)
             try:
@@ -460,8 +491,8 @@ class RuleSet:
             try:
                 where = _request_expression(expression_text)
             except ExpressionError as error:  # the whole text, so the column stays right
-                raise ExpressionError(error.reason, text, error.position) from None
-            rules.append(Rule(f"boost {number}", boost=ItemAction(where, factor)))
+                raise ExpressionError(error.reason, text, error.position, error.hint) from None
+            add(Rule(f"boost {number}", boost=ItemAction(where, factor), request=True))
         return cls(tuple(rules))
 
     @property
@@ -483,6 +514,33 @@ class RuleSet:
                 yield action.where
 
     # ---- applying --------------------------------------------------------------------
+
+    def check_cost(self, items: ItemTable, budget: float = REQUEST_COST_BUDGET) -> float:
+        """The estimated cost of the request's item expressions (the rules
+        :meth:`from_request` made) over ``items``, in per-row Python operations; over
+        ``budget`` they are refused, before anything runs, with an
+        :class:`~tailored.expressions.ExpressionCostError` naming the costliest.
+        :meth:`apply` checks this first.
+
+        Examples
+        --------
+        >>> items = ItemTable(np.array(["a", "b"]), pd.DataFrame(
+        ...     {"item_id": ["a", "b"], "price": [10.0, 90.0]}))
+        >>> rules = RuleSet.from_request("price < 50", ["lower(item_id) == 'a':2"])
+        >>> round(rules.check_cost(items), 2)      # lower() and == per item: about 2 each
+        4.14
+        >>> rules.check_cost(items, budget=1)
+        Traceback (most recent call last):
+        ...
+        tailored.expressions.ExpressionCostError: the request's filter and boosts would \
+cost about 4 per-row Python operations over 2 items, more than the budget of 1; the \
+costliest is boost 1 (4, about 2.1 per item) at column 1; per item, call fewer functions \
+(lower, upper, len, abs, min, max) and test fewer list attributes ("x" in categories), as \
+comparing numbers, text == and in [...] cost little; or send a shorter filter or fewer boosts
+          lower(item_id) == 'a'
+          ^
+        """
+        return _check_cost(_priced(self.rules, items), len(items.item_ids), budget)
 
     def apply(self, scores: np.ndarray, columns: np.ndarray, users: Sequence[UserFacts],
               items: ItemTable, context: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -510,6 +568,7 @@ class RuleSet:
                              f"users and {len(columns)} columns")
         if not self.rules:
             return result
+        self.check_cost(items)
         context = dict(context or {})
         position = pd.Index(np.asarray(items.item_ids)[columns].astype(str))
         for row, user in enumerate(users):
@@ -542,6 +601,49 @@ class RuleSet:
                 gap = max(1.0, abs(top)) * 1e-3
                 result[row, pinned] = top + gap * np.arange(len(pinned), 0, -1)
         return result
+
+
+def _priced(rules: Sequence[Rule], items: ItemTable) -> list[tuple[Rule, Expression, float]]:
+    """Each item expression of the request's rules with its estimated cost over ``items``."""
+    columns = set(items.table.columns)
+    rows = len(items.item_ids)
+    priced = []
+    for rule in rules:
+        if not rule.request:
+            continue
+        for _, action in rule.actions():
+            kinds = {key: _column_kind(items, key) for name in action.where.names
+                     for key in (name, name.removeprefix("item.")) if key in columns}
+            priced.append((rule, action.where, action.where.cost(rows, kinds)))
+    return priced
+
+
+def _column_kind(items: ItemTable, column: str) -> str:
+    """How masks read a column of the catalog, learned once per table (a live table is
+    rebuilt when the catalog changes)."""
+    def learn() -> str:
+        return column_kind(items.table[column])
+    return str(items._derived(("column kind", column), learn))
+
+
+def _check_cost(priced: Sequence[tuple[Rule, Expression, float]], rows: int,
+                budget: float) -> float:
+    """The one check of a request's cost: the total of ``priced``, or an
+    :class:`ExpressionCostError` when it is over ``budget``."""
+    total = sum(cost for _, _, cost in priced)
+    if total <= budget:
+        return total
+    rule, expression, cost = max(priced, key=lambda entry: entry[2])
+    per_item = cost / max(rows, 1)
+    raise ExpressionCostError(
+        f"the request's filter and boosts would cost about {total:,.0f} per-row Python "
+        f"operations over {rows:,} items, more than the budget of {budget:,.0f}; the "
+        f"costliest is {rule.name} ({cost:,.0f}, about {per_item:,.1f} per item)",
+        expression.text or str(expression), 0,
+        "per item, call fewer functions (lower, upper, len, abs, min, max) and test fewer "
+        "list attributes (\"x\" in categories), as comparing numbers, text == and "
+        "in [...] cost little; or send a shorter filter or fewer boosts",
+        cost=total, budget=budget)
 
 
 def _rule_set(value: Any) -> RuleSet:

@@ -106,8 +106,9 @@ class AccessGuard:
             refusal = self._open_mode_refusal(scope, headers)
         elif caller.key is None and caller.user_id is None and method in CHANGING_METHODS:
             refusal = (status.HTTP_401_UNAUTHORIZED, caller.refusal or (
-                "send an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`) "
-                "or a user token: this service takes no changes from anonymous callers"))
+                "this request needs an API key: send it as `Authorization: Bearer <key>` "
+                "or `X-API-Key: <key>` (a page sends its user token the same way); the "
+                "body of an anonymous request is not read"))
         if refusal is not None:
             extra = ({"WWW-Authenticate": "Bearer"}
                      if refusal[0] == status.HTTP_401_UNAUTHORIZED else {})
@@ -115,7 +116,8 @@ class AccessGuard:
             return
         if self.buckets is not None:
             identity = caller.identity or f"address:{(scope.get('client') or ('?',))[0]}"
-            wait = await anyio.to_thread.run_sync(self.buckets.take, identity)
+            wait = (await anyio.to_thread.run_sync(self.buckets.take, identity)
+                    if self.buckets.blocking else self.buckets.take(identity))
             if wait > 0:
                 await _answer(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
                               f"too many requests from this caller (at most "

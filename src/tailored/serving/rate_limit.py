@@ -31,6 +31,9 @@ MAX_TRACKED = 100_000
 
 
 class Buckets(Protocol):
+    #: Whether :meth:`take` may wait on I/O (then it runs in a worker thread).
+    blocking: bool
+
     def take(self, identity: str, now: float | None = None) -> float:
         """Take one token: 0 when the request may go on, else the seconds until it may."""
         ...
@@ -42,6 +45,8 @@ def _refill(tokens: float, updated: float, now: float, rate: float, burst: int) 
 
 class MemoryBuckets:
     """The buckets of one process."""
+
+    blocking = False
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
@@ -68,6 +73,8 @@ class FileBuckets:
 
     Wall-clock time, not a monotonic clock: the processes must agree on it.
     """
+
+    blocking = True
 
     def __init__(self, path: Path, rate: float, burst: int, lock_timeout: float = 0.05
                  ) -> None:

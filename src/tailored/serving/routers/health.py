@@ -54,6 +54,7 @@ def health(state: StateDep, response: Response, request: Request) -> Health:
                      type(error).__name__)
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Health(status="unavailable", store=store_url if operator else None,
+                      events=None, model=None,
                       detail=f"the store does not answer: {type(error).__name__}")
     model = None
     if live is not None:

@@ -129,10 +129,13 @@ def _where(error: ExpressionError, filter: str | None, boosts: Sequence[str],
 
 
 def parse_overrides(filter: str | None, boosts: Sequence[str], exclude: Sequence[str],
-                    prefix: str = "query", **stages: Any) -> Overrides:
-    """The request's overrides of the pipeline's stages; a 422 names a bad expression."""
+                    prefix: str = "query", *, live: LiveRecommender | None = None,
+                    **stages: Any) -> Overrides:
+    """The request's overrides of the pipeline's stages; a 422 names a bad expression,
+    or one too costly to run over ``live``'s catalog."""
     try:
-        return Overrides.parse(filter, boosts, exclude, **stages)
+        catalog = None if live is None else live.catalog()
+        return Overrides.parse(filter, boosts, exclude, catalog=catalog, **stages)
     except ExpressionError as error:
         raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
 
@@ -293,14 +296,14 @@ def recommend(
     ] = None,
 ) -> Response:
     check_privileges(caller, model, explain, user_id)
-    overrides = parse_overrides(filter, boost, exclude, diversity=diversity, novelty=novelty,
-                                max_per_category=max_per_category)
     request_context = parse_context(context)
     share = exploration_share(state, explore)
     # An A/B test picks the version for its users (unless the request names a model).
     assignment = state.assign(user_id) if model is None else None
     live = (_live(state, model) if assignment is None or assignment.version is None
             else state.live_for_version(assignment.version))
+    overrides = parse_overrides(filter, boost, exclude, live=live, diversity=diversity,
+                                novelty=novelty, max_per_category=max_per_category)
     query = UserQuery((user_id,), None, request_context)
     if assignment is not None and assignment.version is None:  # held out: no list
         shown = Shown.ranking(Ranked([], [], np.empty(0, dtype=np.int64)))
@@ -330,10 +333,10 @@ def recommend(
 def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserReadAccess
                           ) -> Response:
     check_privileges(caller, body.model, explain=False, user_id=None)
-    overrides = parse_overrides(body.filter, body.boost, body.exclude, prefix="body",
-                                diversity=body.diversity, novelty=body.novelty,
-                                max_per_category=body.max_per_category)
     live = _live(state, body.model)
+    overrides = parse_overrides(body.filter, body.boost, body.exclude, prefix="body",
+                                live=live, diversity=body.diversity, novelty=body.novelty,
+                                max_per_category=body.max_per_category)
     anonymous = f"session:{body.session_id or uuid.uuid4().hex}"
     events = pd.DataFrame({"user_id": pd.Series([anonymous] * len(body.items), dtype=object),
                            "item_id": pd.Series(body.items, dtype=object),

@@ -121,12 +121,13 @@ def post_users(users: Annotated[list[Profile], Body(min_length=1)], caller: Writ
     responses={409: {"description": "`user_token_secret` is not set."}},
 )
 def issue_token(user_id: UserId, caller: WriteAccess, settings: SettingsDep,
-                request: Annotated[TokenRequest, Body()] = TokenRequest()) -> UserToken:
+                request: Annotated[TokenRequest | None, Body()] = None) -> UserToken:
     if settings.user_token_secret is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=(
             "user tokens are off: set user_token_secret (TAILORED_USER_TOKEN_SECRET, at "
             "least 32 characters) on every host, and restart"))
+    asked = request if request is not None else TokenRequest.model_validate({})
     token = user_tokens.issue(settings.user_token_secret.get_secret_value(), user_id,
-                              ttl_seconds=request.ttl_seconds)
+                              ttl_seconds=asked.ttl_seconds)
     return UserToken(user_id=user_id, token=token,
                      expires_at=datetime.fromtimestamp(user_tokens.expires_at(token), UTC))
