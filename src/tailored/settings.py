@@ -47,10 +47,11 @@ class Settings(BaseSettings):
         "a page's credential bound to one user. Unset: user tokens are off. Changing it "
         "revokes every token.")
     rate_limit_per_second: float = Field(
-        500.0, ge=0, description="Requests per second each API key, user token or client "
-        "address may make on average (429 beyond); 0 turns rate limits off.")
+        1000.0, ge=0, description="Requests per second each API key, user token or client "
+        "address may make on average (429 beyond), so no one caller takes a host whole; "
+        "0 turns rate limits off.")
     rate_limit_burst: int = Field(
-        1000, ge=1, description="Requests each caller may make at once before the "
+        2000, ge=1, description="Requests each caller may make at once before the "
         "per-second rate applies.")
     # Serving speed and the served log (tailored.serving.cache, tailored.serving.served_log).
     workers: int = Field(1, ge=1, le=64, description="API worker processes (`tailored serve`).")

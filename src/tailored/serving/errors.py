@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +34,24 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
 }
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """The drivers' own errors for a store that cannot answer: the change feed reads
+    with raw driver connections, whose errors SQLAlchemy does not wrap."""
+    errors: list[type[Exception]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is an extra
+        pass
+    else:
+        errors += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(errors)
+
+
 #: What the store raises when it cannot answer now (locked, restarting, unreachable,
 #: no connection free in the pool) rather than because the request is wrong.
 STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)
+    sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError, *_driver_errors())
 
 
 def check_batch_size(size: int, limit: int, what: str) -> None:

@@ -114,13 +114,19 @@ class ExperimentAnalysis(BaseModel):
     report: dict[str, Any]
 
 
+#: What a state change answers when the experiment is not in a state that allows it.
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: {
+    "description": "The experiment's state does not allow it (only a draft starts, only "
+                   "a running experiment stops, one experiment runs at a time)."}}
+
+
 def _not_found(error: NotFoundError) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error))
 
 
 @router.post("/experiments", summary="Create an experiment (A/B test)",
              status_code=status.HTTP_201_CREATED, response_model=ExperimentInfo,
-             dependencies=[Depends(require_scope("admin"))])
+             dependencies=[Depends(require_scope("admin"))], responses=_CONFLICT)
 def create(spec: ExperimentSpec, store: StoreDep, state: StateDep) -> ExperimentInfo:
     planned = spec.planned_sample_size
     if spec.baseline_ctr is not None and spec.minimum_detectable_lift is not None:
@@ -164,13 +170,15 @@ async def show(experiment_id: ExperimentId, store: StoreDep,
 
 
 @router.post("/experiments/{experiment_id}/start", summary="Start an experiment",
-             response_model=ExperimentInfo, dependencies=[Depends(require_scope("admin"))])
+             response_model=ExperimentInfo, dependencies=[Depends(require_scope("admin"))],
+             responses=_CONFLICT)
 def start(experiment_id: ExperimentId, store: StoreDep, state: StateDep) -> ExperimentInfo:
     return ExperimentInfo.of(_change(store, state, experiment_id, "start"))
 
 
 @router.post("/experiments/{experiment_id}/stop", summary="Stop an experiment",
-             response_model=ExperimentInfo, dependencies=[Depends(require_scope("admin"))])
+             response_model=ExperimentInfo, dependencies=[Depends(require_scope("admin"))],
+             responses=_CONFLICT)
 def stop(experiment_id: ExperimentId, store: StoreDep, state: StateDep) -> ExperimentInfo:
     return ExperimentInfo.of(_change(store, state, experiment_id, "stop"))
 
