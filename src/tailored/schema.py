@@ -6,9 +6,13 @@ them, serving accepts them over HTTP.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
-from datetime import UTC, datetime
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,8 +21,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 #: Event types with a weight of their own in :class:`EventWeights`. An ``impression``
 #: records that an item was shown (``context.recommendation_id``, ``context.position``);
@@ -26,8 +32,43 @@ from pydantic import (
 KNOWN_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "impression")
 
 # Control characters (NUL above all) break PostgreSQL text and log lines: refused.
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256,
-                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: Characters an id may not hold beyond ASCII controls, by Unicode category: format
+#: characters (zero-width spaces and joiners, bidi overrides that show "gnp.exe" as
+#: "exe.png"), lone surrogates, private use, line and paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def clean_id(value: Any) -> Any:
+    """An id in NFC (one spelling of "é", not two), refused when it holds characters that
+    cannot be seen or that reorder text: two ids that look alike are one id or an error.
+
+    Examples
+    --------
+    >>> clean_id("cafe\u0301") == "caf\u00e9"
+    True
+    >>> try:
+    ...     clean_id("alice\u200b")
+    ... except ValueError as error:
+    ...     print(str(error)[:50])
+    ids may not hold U+200B ZERO WIDTH SPACE (at posit
+    """
+    if not isinstance(value, str) or value.isascii():  # the common case, at no cost
+        return value
+    text = unicodedata.normalize("NFC", value)
+    for position, char in enumerate(text, start=1):
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES or char == "\ufffd":
+            raise PydanticCustomError(
+                "id_character", "ids may not hold U+{code} {name} (at position {position}): "
+                "invisible, direction-changing and invalid characters make ids that look "
+                "alike but differ",
+                {"code": f"{ord(char):04X}", "position": position,
+                 "name": unicodedata.name(char, "(a lone surrogate or invalid UTF-8)")})
+    return text
+
+
+Id = Annotated[str, BeforeValidator(clean_id),
+               StringConstraints(strip_whitespace=True, min_length=1, max_length=256,
+                                 pattern=r"^[^\x00-\x1f\x7f]+$")]
 EventType = Annotated[
     str,
     BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
@@ -35,10 +76,135 @@ EventType = Annotated[
 ]
 Scalar = str | int | float | bool | None
 
+# Bounds on what one record may hold, the same over HTTP and in imported files.
+#: Largest ``abs(Event.value)``: far above any rating, price or count, far below what
+#: overflows a sum of weights (1e308 would become ``inf`` in a training matrix).
+MAX_EVENT_VALUE = 1_000_000.0
+#: Earliest event time: the Unix epoch (earlier ones are typos or a zero date).
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far into the future an event may be dated, for clock skew between machines; one
+#: event dated in year 9999 would make every time-decayed score zero.
+MAX_CLOCK_SKEW = timedelta(days=1)
+#: An event's ``context``: at most this many keys, each at most this long (the characters
+#: ids allow), and text values at most this long.
+MAX_CONTEXT_KEYS = 64
+MAX_CONTEXT_KEY_LENGTH = 64
+MAX_CONTEXT_TEXT = 1_024
+#: An item's or user's ``attributes``: the bounds the REST API has always applied
+#: (``tailored.serving.schemas``), now on imported files too.
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_NAME_LENGTH = 128
+MAX_ATTRIBUTE_TEXT = 10_000
+
+#: Integers that survive every store and JSON reader (JavaScript, PostgreSQL bigint).
+MAX_SAFE_INTEGER = 2**53
+
+_NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f]+")
+
 
 def _utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so files without a zone still import."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _clip(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _check_mapping(field: str, value: Any, *, max_keys: int, max_key_length: int,
+                   max_text: int) -> Any:
+    """Refuse a mapping with too many keys, a long or odd key, or a long text value.
+
+    Runs before pydantic checks the types (so 200,000 keys are refused at once); what is
+    not a mapping passes through for pydantic to refuse.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    if len(value) > max_keys:
+        raise PydanticCustomError(
+            "too_many_keys", "{field} has {count} keys; at most {limit} are allowed",
+            {"field": field, "count": len(value), "limit": max_keys})
+    for key, item in value.items():
+        if not _good_key(key, max_key_length):
+            raise PydanticCustomError(
+                "bad_key", "{field} key {key} must be 1 to {limit} characters without "
+                "control characters (tabs, line breaks, NUL) or lone surrogates",
+                {"field": field, "key": _clip(key), "limit": max_key_length})
+        if type(item) is int and abs(item) > MAX_SAFE_INTEGER:
+            raise PydanticCustomError(
+                "integer_too_large", "{field} value of {key} is an integer of {digits} "
+                "digits; integers are at most 2**53 in size (send large numbers as text)",
+                {"field": field, "key": _clip(key), "digits": len(str(abs(item)))})
+        if type(item) is str:
+            if len(item) > max_text:
+                raise PydanticCustomError(
+                    "text_too_long", "{field} value of {key} is {length} characters long; "
+                    "text values are at most {limit}",
+                    {"field": field, "key": _clip(key), "length": f"{len(item):,}",
+                     "limit": f"{max_text:,}"})
+            if not _unicode(item):
+                raise PydanticCustomError(
+                    "bad_text", "{field} value of {key} holds a lone surrogate such as "
+                    "\\ud800, which is not text (send valid UTF-8)",
+                    {"field": field, "key": _clip(key)})
+    return value
+
+
+def _good_key(key: Any, max_length: int) -> bool:
+    if type(key) is not str or not 1 <= len(key) <= max_length:
+        return False
+    if key.isascii() and key.isprintable():  # the common case, without a regex
+        return True
+    return _NO_CONTROL.fullmatch(key) is not None and _unicode(key)
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON may hold a lone surrogate ("\\ud800"),
+    which UTF-8 (a database, a log line, a CSV) cannot."""
+    if text.isascii():  # the common case, at no cost
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _context(value: Any) -> Any:
+    return _check_mapping("context", value, max_keys=MAX_CONTEXT_KEYS,
+                          max_key_length=MAX_CONTEXT_KEY_LENGTH, max_text=MAX_CONTEXT_TEXT)
+
+
+def _attributes(value: Any) -> Any:
+    return _check_mapping("attributes", value, max_keys=MAX_ATTRIBUTES,
+                          max_key_length=MAX_ATTRIBUTE_NAME_LENGTH,
+                          max_text=MAX_ATTRIBUTE_TEXT)
+
+
+def _strict_number(value: Any) -> Any:
+    """A number stays; text and booleans are refused instead of read as numbers.
+
+    Files are read as text: :func:`tailored.ingest.records.event_input` turns a CSV
+    "4.5" into 4.5 before an event is built.
+    """
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "number_type", "should be a number such as 4.5, not {input}",
+            {"input": "true" if value else "false"})
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "number_type", "should be a number such as 4.5, not the text {input} (send "
+            "numbers without quotes)", {"input": _clip(value)})
+    return value
+
+
+# The bounds are checked before the types, with messages that name them; the JSON schema
+# (the API's documentation) states the key count.
+Context = Annotated[dict[str, Scalar], BeforeValidator(_context),
+                    Field(json_schema_extra={"maxProperties": MAX_CONTEXT_KEYS})]
+Attributes = Annotated[dict[str, Scalar], BeforeValidator(_attributes),
+                       Field(json_schema_extra={"maxProperties": MAX_ATTRIBUTES})]
 
 
 class Event(BaseModel):
@@ -46,6 +212,24 @@ class Event(BaseModel):
 
     ``event_id`` makes writes idempotent: the same id stored twice is kept once. When a
     source has no ids, one is derived from the content, so re-importing a file is safe.
+
+    Bounds, the same over HTTP and in files: ``value`` is a number (not text, not a
+    boolean) with ``abs(value) <=`` :data:`MAX_EVENT_VALUE`; a ``rating`` has a value and
+    it is at least 0; ``timestamp`` lies between :data:`EARLIEST_EVENT_TIME` and
+    :data:`MAX_CLOCK_SKEW` past now; ``context`` holds at most :data:`MAX_CONTEXT_KEYS`
+    scalars. Whether ``event_type`` is one the settings know is checked apart
+    (:meth:`EventWeights.check_event_type`), since it depends on the configuration.
+
+    Examples
+    --------
+    >>> Event(user_id="u1", item_id="i1", event_type="rating", value=4).value
+    4.0
+    >>> Event(user_id="u1", item_id="i1", event_type="rating", value=-1)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Event
+    value
+      a rating is at least 0, got -1.0 ...
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,16 +238,32 @@ class Event(BaseModel):
     user_id: Id
     item_id: Id
     event_type: EventType = "view"
-    value: float | None = None
+    # validate_default: a rating without a value is refused too.
+    value: Annotated[float | None, BeforeValidator(_strict_number)] = Field(
+        None, validate_default=True)
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     session_id: Id | None = None
-    context: dict[str, Scalar] = Field(default_factory=dict)
+    context: Context = Field(default_factory=dict)
 
     @field_validator("value")
     @classmethod
-    def _finite(cls, value: float | None) -> float | None:
+    def _bounded(cls, value: float | None, info: ValidationInfo) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("value must be a finite number")
+        if value is not None and abs(value) > MAX_EVENT_VALUE:
+            raise PydanticCustomError(
+                "value_out_of_range", "value {value} is out of range: at most {limit} "
+                "either side of 0 (MAX_EVENT_VALUE)",
+                {"value": value, "limit": f"{MAX_EVENT_VALUE:,.0f}"})
+        if info.data.get("event_type") == "rating":
+            if value is None:
+                raise PydanticCustomError(
+                    "rating_without_value", "a rating needs a value, the rating itself "
+                    "(such as 4.5)")
+            if value < 0:
+                raise PydanticCustomError(
+                    "negative_rating", "a rating is at least 0, got {value}",
+                    {"value": value})
         return value
 
     @field_validator("context")
@@ -75,7 +275,19 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return _utc(value)
+        value = _utc(value)
+        if value < EARLIEST_EVENT_TIME:
+            raise PydanticCustomError(
+                "timestamp_too_early", "{value} is before {bound}, the earliest event time "
+                "accepted", {"value": value.isoformat(), "bound": EARLIEST_EVENT_TIME.date()})
+        latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+        if value > latest:
+            raise PydanticCustomError(
+                "timestamp_in_future", "{value} is in the future: the latest event time "
+                "accepted is 1 day past now ({bound}), for clock skew",
+                {"value": value.isoformat(),
+                 "bound": latest.isoformat(timespec="seconds")})
+        return value
 
     def model_post_init(self, context: Any) -> None:
         if self.event_id is None:
@@ -105,7 +317,7 @@ class Item(BaseModel):
     title: str = ""
     text: str = ""
     categories: list[str] = Field(default_factory=list)
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     available: bool = True
     created_at: datetime | None = None
 
@@ -135,25 +347,43 @@ class User(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     consent: bool = True
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite_attributes(cls, attributes: dict[str, Scalar]) -> dict[str, Scalar]:
+        _check_finite(attributes)
+        return attributes
 
 
 class EventWeights(BaseModel):
-    """How much each event type says about a user's interest in an item.
+    """How much each event type says about a user's interest in an item, and so which
+    event types there are.
 
-    ``"value"`` means the event's own value is its weight (a rating of 4 weighs 4).
-    Types not listed weigh ``default``. A type that weighs 0 (``impression`` by default:
-    the item was shown, nothing more) never enters a training matrix or a user's
-    history: it is neither interest nor "seen".
+    ``"value"`` means the event's own value is its weight (a rating of 4 weighs 4). The
+    event types tailored accepts are the six known ones (:data:`KNOWN_EVENT_TYPES`) and
+    the keys of ``custom``: configured as ``[event_weights.custom]`` in ``tailored.toml``
+    (``wishlist = 3.0``) or ``TAILORED_EVENT_WEIGHTS__CUSTOM='{"wishlist": 3.0}'``. The
+    API and imports refuse any other type (:meth:`check_event_type`), so ``default`` only
+    weighs events of other types that are stored already (written before that check, or
+    straight to the store, or whose custom type was removed from the settings since). A
+    type that weighs 0 (``impression`` by default: the item was shown, nothing more)
+    never enters a training matrix or a user's history: it is neither interest nor "seen".
 
     Examples
     --------
-    >>> weights = EventWeights()
+    >>> weights = EventWeights(custom={"wishlist": 3.0})
     >>> weights.for_type("purchase"), weights.for_type("impression")
     (8.0, 0.0)
     >>> sorted(weights.zero_weight_types())
     ['impression']
+    >>> weights.event_types()
+    ('view', 'click', 'add_to_cart', 'purchase', 'rating', 'impression', 'wishlist')
+    >>> weights.check_event_type("purchse")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown event type 'purchse' (did you mean 'purchase'?); ...
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -164,17 +394,37 @@ class EventWeights(BaseModel):
     purchase: float | Literal["value"] = 8.0
     rating: float | Literal["value"] = "value"
     impression: float | Literal["value"] = 0.0
-    custom: dict[str, float | Literal["value"]] = Field(default_factory=dict)
+    custom: dict[EventType, float | Literal["value"]] = Field(default_factory=dict)
     default: float = 1.0
 
     def for_type(self, event_type: str) -> float | Literal["value"]:
-        """The weight of one event type."""
+        """The weight of one event type (``default`` for a type neither known nor custom)."""
         if event_type in self.custom:
             return self.custom[event_type]
         if event_type in KNOWN_EVENT_TYPES:
             weight: float | Literal["value"] = getattr(self, event_type)
             return weight
         return self.default
+
+    def event_types(self) -> tuple[str, ...]:
+        """The event types accepted: the known ones, then the custom ones."""
+        return KNOWN_EVENT_TYPES + tuple(t for t in self.custom if t not in KNOWN_EVENT_TYPES)
+
+    def check_event_type(self, event_type: str) -> None:
+        """Raise ``ValueError`` naming the accepted types if ``event_type`` is not one.
+
+        The one check of event types, for events over the API and in imported files.
+        """
+        known = self.event_types()
+        if event_type in known:
+            return
+        close = difflib.get_close_matches(event_type, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown event type {event_type!r}{hint}; the event types are "
+            f"{', '.join(known)}; to add one, give it a weight in event_weights.custom: "
+            f"{event_type} = 1.0 under [event_weights.custom] in tailored.toml, or "
+            f"TAILORED_EVENT_WEIGHTS__CUSTOM='{{\"{event_type}\": 1.0}}'")
 
     def zero_weight_types(self) -> frozenset[str]:
         """Event types that weigh exactly 0 (exposure, not interest); the default weight

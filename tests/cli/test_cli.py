@@ -135,3 +135,16 @@ def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None
     assert recs["reason"].str.startswith("because you viewed A title").any()
     result = runner.invoke(app, ["recommend", "u1", "--diversity", "2"])
     assert result.exit_code != 0 and "diversity" in result.output
+
+
+def test_import_takes_the_event_types_the_settings_name(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (workdir / "events.csv").write_text("user_id,item_id,event_type,timestamp\n"
+                                        "u1,i1,wishlist,1714564800\n")
+    refused = runner.invoke(app, ["import", "events", "events.csv"])
+    monkeypatch.setenv("TAILORED_EVENT_WEIGHTS__CUSTOM", '{"wishlist": 3.0}')
+
+    _ok(["import", "events", "events.csv"])
+
+    assert refused.exit_code != 0 and "wishlist" in str(refused.exception)
+    assert open_store("sqlite:///tailored.db").events.count() == 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tailored.errors import InvalidDataError
-from tailored.ingest import RejectedRowsError, import_file
+from tailored.ingest import RecordChunk, RejectedRowsError, import_file, read_records
+from tailored.ingest.importer import Source, import_sources
 from tailored.store import Store
 
 REFUSAL = ("nothing was imported; fix the rows or pass --skip-invalid (skip_invalid=True) to "
@@ -42,8 +44,8 @@ def test_a_value_that_is_not_a_number(store: Store, tmp_path: Path) -> None:
 
     assert str(caught.value) == (
         f"{path}: 1 of 6 rows are invalid; {REFUSAL}\n"
-        f"  {path}:7: field 'value': Input should be a valid number, unable to parse string "
-        "as a number")
+        f"  {path}:7: field 'value': 'abc' is not a number; write the value as a number such "
+        "as 4.5, or leave it empty")
     assert (caught.value.rejected, caught.value.rows_read) == (1, 6)
     reject = caught.value.rejects[0]
     assert (reject.row, reject.field) == (7, "value")
@@ -83,7 +85,8 @@ def test_several_bad_fields_in_one_row_are_all_named(store: Store, tmp_path: Pat
         f"{path}:2: field 'user_id': Field required; "
         "field 'event_type': should be lower-case letters, digits and '_', starting with a "
         "letter and at most 32 long, such as 'add_to_cart'; "
-        "field 'value': Input should be a valid number, unable to parse string as a number")
+        "field 'value': 'x' is not a number; write the value as a number such as 4.5, or "
+        "leave it empty")
 
 
 def test_only_the_first_ten_rejects_are_listed(store: Store, tmp_path: Path) -> None:
@@ -131,6 +134,127 @@ def test_bad_items_and_users_are_refused_too(store: Store, tmp_path: Path) -> No
         "(nested objects and lists are not allowed)",
     ]
     assert_nothing_stored(store)
+
+
+# -- bounds: the same as over the API, each bad row named -----------------------------------
+
+
+def test_rows_out_of_bounds_are_refused_with_their_row(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "events.csv", "user_id,item_id,event_type,value,timestamp\n"
+                 "u1,i1,view,,1714564800\n"
+                 "u1,i2,purchse,,1714564800\n"
+                 "u1,i3,rating,-1,1714564800\n"
+                 "u1,i4,rating,,1714564800\n"
+                 "u1,i5,purchase,1e308,1714564800\n"
+                 "u1,i6,view,,9999-01-01T00:00:00Z\n"
+                 "u1,i7,view,,-86400\n")
+
+    with pytest.raises(RejectedRowsError) as caught:
+        import_file(store, path, "events")
+
+    shown = [str(reject) for reject in caught.value.rejects]
+    assert shown[0].startswith(
+        f"{path}:3: field 'event_type': unknown event type 'purchse' (did you mean "
+        "'purchase'?); the event types are view, click, add_to_cart, purchase, rating, "
+        "impression; to add one, give it a weight in event_weights.custom: "
+        "purchse = 1.0 under [event_weights.custom] in tailored.toml, or "
+        "TAILORED_EVENT_WEIGHTS__CUSTOM=")
+    assert shown[1:4] == [
+        f"{path}:4: field 'value': a rating is at least 0, got -1.0",
+        f"{path}:5: field 'value': a rating needs a value, the rating itself (such as 4.5)",
+        f"{path}:6: field 'value': value 1e+308 is out of range: at most 1,000,000 either "
+        "side of 0 (MAX_EVENT_VALUE)",
+    ]
+    assert shown[4].startswith(f"{path}:7: field 'timestamp': 9999-01-01T00:00:00+00:00 is "
+                               "in the future: the latest event time accepted is 1 day past "
+                               "now (")
+    assert shown[5] == (f"{path}:8: field 'timestamp': 1969-12-31T00:00:00+00:00 is before "
+                        "1970-01-01, the earliest event time accepted")
+    assert_nothing_stored(store)
+
+
+def test_json_values_must_be_numbers_while_csv_text_is_read_as_one(store: Store,
+                                                                   tmp_path: Path) -> None:
+    jsonl = write(tmp_path / "events.jsonl",
+                  '{"user_id": "u1", "item_id": "i1", "value": true, "timestamp": 1714564800}\n')
+    csv_file = write(tmp_path / "events.csv", "user_id,item_id,event_type,value,timestamp\n"
+                     "u1,i1,rating, 4.5 ,1714564800\nu1,i2,rating,05,1714564800\n")
+
+    with pytest.raises(RejectedRowsError, match=r"events\.jsonl:1: field 'value': should be "
+                                                r"a number such as 4\.5, not true"):
+        import_file(store, jsonl, "events")
+    import_file(store, csv_file, "events")
+
+    assert store.events.frame()["value"].tolist() == [4.5, 5.0]
+
+
+def test_custom_event_types_import_once_configured(store: Store, tmp_path: Path) -> None:
+    from tailored.schema import EventWeights
+
+    path = write(tmp_path / "events.csv", "user_id,item_id,event_type,timestamp\n"
+                 "u1,i1,wishlist,1714564800\n")
+    with pytest.raises(RejectedRowsError, match="unknown event type 'wishlist'"):
+        import_file(store, path, "events")
+
+    given = import_file(store, path, "events",
+                        event_weights=EventWeights(custom={"wishlist": 3.0}))
+
+    assert given.imported == 1
+
+
+def test_oversize_context_and_attributes_from_loose_columns(store: Store,
+                                                            tmp_path: Path) -> None:
+    columns = [f"c{n}" for n in range(65)]
+    events = write(tmp_path / "events.csv", ",".join(["user_id", "item_id", "timestamp",
+                                                      *columns]) + "\n"
+                   + ",".join(["u1", "i1", "1714564800", *["x"] * 65]) + "\n"
+                   + "u2,i2,1714564800,note,,,," + "," * 60 + "\n")
+    long_text = "y" * 1_025
+    events_text = write(tmp_path / "long.csv", "user_id,item_id,timestamp,page\n"
+                        f"u1,i1,1714564800,{long_text}\n")
+    attributes = [f"a{n}" for n in range(101)]
+    items = write(tmp_path / "items.csv", ",".join(["item_id", *attributes]) + "\n"
+                  + ",".join(["i1", *["1"] * 101]) + "\n")
+
+    with pytest.raises(RejectedRowsError) as too_many:
+        import_file(store, events, "events")
+    with pytest.raises(RejectedRowsError) as too_long:
+        import_file(store, events_text, "events")
+    with pytest.raises(RejectedRowsError) as too_many_attributes:
+        import_file(store, items, "items")
+
+    assert [str(r) for r in too_many.value.rejects] == [
+        f"{events}:2: field 'context': context has 65 keys; at most 64 are allowed"]
+    assert [str(r) for r in too_long.value.rejects] == [
+        f"{events_text}:2: field 'context': context value of 'page' is 1,025 characters long; "
+        "text values are at most 1,024"]
+    assert [str(r) for r in too_many_attributes.value.rejects] == [
+        f"{items}:2: field 'attributes': attributes has 101 keys; at most 100 are allowed"]
+    assert_nothing_stored(store)
+
+
+# -- interrupted imports: nothing of the file ------------------------------------------------
+
+
+def test_an_import_interrupted_halfway_leaves_nothing_of_the_file(store: Store,
+                                                                  tmp_path: Path) -> None:
+    path = write(tmp_path / "events.csv", "user_id,item_id,timestamp\n" + "".join(
+        f"u{i},i{i},{1_700_000_000 + i}\n" for i in range(300)))
+    passes = 0
+
+    def chunks() -> Iterator[RecordChunk]:
+        nonlocal passes
+        passes += 1
+        for number, chunk in enumerate(read_records(path, "events", chunk_rows=50)):
+            if passes == 2 and number == 4:  # the write pass, 200 rows in: Ctrl-C
+                raise KeyboardInterrupt
+            yield chunk
+
+    with pytest.raises(KeyboardInterrupt):
+        import_sources(store, [Source(path, "events", chunks)])
+
+    assert_nothing_stored(store)
+    assert import_file(store, path, "events", chunk_rows=50).imported == 300
 
 
 # -- bad files: one clear error -----------------------------------------------------------
@@ -303,7 +427,8 @@ def test_skip_invalid_imports_the_valid_rows_and_lists_the_rest(store: Store,
     with rejects_path.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert [(r["row"], r["field"], r["reason"]) for r in rows] == [
-        ("3", "value", "Input should be a valid number, unable to parse string as a number"),
+        ("3", "value", "'abc' is not a number; write the value as a number such as 4.5, "
+         "or leave it empty"),
         ("6", "timestamp", f"'tomorrow' is not a date-time; {TIME_HINT}"),
     ]
     assert json.loads(rows[0]["raw"]) == {"user_id": "u2", "item_id": "i2", "value": "abc",

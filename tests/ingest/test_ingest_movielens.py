@@ -97,8 +97,8 @@ def test_a_bad_rating_imports_nothing_from_the_directory(store: Store, data_dir:
     with (directory / "ratings.csv").open("a") as stream:
         stream.write("4,1,five,1306463578\n")
 
-    with pytest.raises(InvalidDataError, match=r"ratings\.csv:8: field 'value': Input should "
-                                               r"be a valid number"):
+    with pytest.raises(InvalidDataError, match=r"ratings\.csv:8: field 'value': 'five' is not "
+                                               r"a number"):
         import_movielens(store, directory)
 
     assert (store.events.count(), store.items.count()) == (0, 0)

@@ -89,3 +89,12 @@ def test_a_locked_sqlite_store_answers_503_stores_nothing_and_takes_the_retry(
     assert retried.status_code in (200, 201) and store.events.count() == before + 1
     locker.close()
     store.close()
+
+
+def test_a_422_repeats_only_the_start_of_a_huge_input(client: TestClient) -> None:
+    context = {f"k{n}": "v" * 2000 for n in range(5000)}  # ~10 MB, far over the bounds
+    response = client.post("/events", json={"user_id": "u1", "item_id": "a0",
+                                            "context": context})
+
+    assert response.status_code == 422
+    assert len(response.content) < 20_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tailored.ranking import rules
@@ -375,3 +376,25 @@ def test_diversity_out_of_range_is_refused(client: TestClient, diversity: object
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "diversity"]
+
+
+def test_reasons_cost_the_same_few_store_reads_for_any_k(client: TestClient,
+                                                         catalog: dict) -> None:
+    engine = client.app.state.service.store.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    client.get("/recommendations/bob0", params={"k": 2, "explain": True})  # warm caches
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        client.get("/recommendations/alice0", params={"k": 2, "explain": True})
+        few = len(statements)
+        statements.clear()
+        client.get("/recommendations/alice1", params={"k": 12, "explain": True})
+        many = len(statements)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+    assert many <= few + 1  # not one read per item

@@ -124,3 +124,23 @@ def test_a_token_is_valid_until_it_expires() -> None:
     assert user_tokens.verify(SECRET, token, now=1_059) == "alice0"
     assert user_tokens.verify(SECRET, token, now=1_060) is None
     assert user_tokens.expires_at(token) == 1_060
+
+
+def test_a_user_token_reads_items_and_similar_items(shop: TestClient, keys: Keys) -> None:
+    alice = _token(shop, keys, "alice0")
+
+    assert shop.get("/items/a0/similar", headers=alice).status_code == 200
+    assert shop.get("/items/a0", headers=alice).status_code in (200, 404)  # no catalog here
+    assert shop.put("/items/a0", json={"title": "x"}, headers=alice).status_code == 403
+
+
+def test_a_user_token_sends_its_own_user_s_events_only(shop: TestClient, keys: Keys) -> None:
+    alice = _token(shop, keys, "alice0")
+    event = {"item_id": "a1", "event_type": "click", "timestamp": "2024-05-01T12:00:00Z"}
+
+    own = shop.post("/events", json={**event, "user_id": "alice0"}, headers=alice)
+    theirs = shop.post("/events", json=[{**event, "user_id": "alice0"},
+                                        {**event, "user_id": "bob0"}], headers=alice)
+
+    assert own.status_code == 201
+    assert theirs.status_code == 403 and "alice0" in theirs.json()["detail"]

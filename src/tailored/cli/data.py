@@ -57,7 +57,8 @@ def _import(kind: str, path: Path, store: str | None, skip_invalid: bool,
     settings = _settings(store)
     with _store(settings) as opened, _progress() as progress:
         _step(progress, f"importing {kind} from {path}")
-        report = import_file(opened, path, kind, skip_invalid=skip_invalid, rejects_path=rejects)
+        report = import_file(opened, path, kind, skip_invalid=skip_invalid,
+                             rejects_path=rejects, event_weights=settings.event_weights)
     console.print(
         f"{kind}: read {report.rows_read:,} rows, imported {report.imported:,}, "
         f"already there {report.duplicates:,}, rejected {report.rejected:,} "

@@ -73,7 +73,7 @@ def demo(
         paths = {p.stem: p for p in sample.write(data_dir, format="csv")}
         for kind in ("items", "users", "events"):
             progress.update(task, description=f"importing {paths[kind]}")
-            import_file(opened, paths[kind], kind)
+            import_file(opened, paths[kind], kind, event_weights=settings.event_weights)
         progress.update(task, description="evaluating on a temporal split")
         split = temporal_split(Dataset.from_store(opened, settings.event_weights))
         table, _ = compare({name: create(name) for name in DEFAULT_MODELS}, split,

@@ -7,7 +7,9 @@ not dropped: an event's go into ``context``, an item's or a user's into ``attrib
 Delimited text files carry every value as text. There an extra column whose values all
 read as numbers holds numbers (``price`` "12.5" -> 12.5, ``hour`` "14" -> 14); a column
 with any other value, such as a zero-padded code ("02139", "007"), stays text, so one
-column never mixes the two (:func:`numeric_columns` decides, per chunk of rows).
+column never mixes the two (:func:`numeric_columns` decides, per chunk of rows). An
+event's ``value`` given as text ("4.5") becomes the number it spells here: ``Event``
+itself takes only numbers, as the REST API does.
 
 Each ``*_input`` function returns the keyword arguments for the record and the problems
 found on the way (field, reason); pydantic then checks everything else.
@@ -136,6 +138,16 @@ def to_datetime(value: Any) -> Any:
     return value
 
 
+def _number_from_text(text: str) -> int | float | None:
+    """The number ``text`` spells (zero-padded too: a value is no code), or None."""
+    text = text.strip()
+    if (text.isascii() and text.isdigit()) or _INTEGER.fullmatch(text):
+        return int(text)
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    return None
+
+
 def _from_unix_seconds(seconds: float) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, UTC)
@@ -239,6 +251,15 @@ def event_input(raw: Mapping[str, Any], *, numeric: Collection[str] = (),
         value = data.get(field)
         if value is not None and type(value) is not str:
             data[field] = _text_id(value)
+    value = data.get("value")
+    if type(value) is str:  # a CSV's "4.5"; over the API a value must be a JSON number
+        number = _number_from_text(value)
+        if number is None:
+            del data["value"]
+            problems.append(("value", f"{_clip(value)} is not a number; write the value "
+                                      "as a number such as 4.5, or leave it empty"))
+        else:
+            data["value"] = number
     timestamp = data.get("timestamp")
     if timestamp is not None:
         if type(timestamp) is not datetime:

@@ -21,13 +21,15 @@ from tailored.ingest.records import (
     numeric_columns,
     user_input,
 )
-from tailored.schema import Event, Item, User
+from tailored.schema import Event, EventWeights, Item, User
 
 Record = Event | Item | User
 _Model = TypeVar("_Model", bound=BaseModel)
 
 _OBJECT_FIELDS = ("context", "attributes")
 _TIME_FIELDS = ("timestamp", "created_at")
+#: Time errors that are about the bounds, not the spelling: no hint on how to write one.
+_TIME_BOUNDS = ("timestamp_too_early", "timestamp_in_future")
 _PATTERN_REASONS = {
     "event_type": "should be lower-case letters, digits and '_', starting with a letter and "
                   "at most 32 long, such as 'add_to_cart'",
@@ -84,7 +86,7 @@ def _describe(error: ValidationError) -> Problems:
             reason = detail["msg"]
             if detail["type"] == "string_pattern_mismatch":  # a regex says little to a person
                 reason = _PATTERN_REASONS.get(field, _PATTERN_REASONS["id"])
-            elif field in _TIME_FIELDS:
+            elif field in _TIME_FIELDS and detail["type"] not in _TIME_BOUNDS:
                 reason = f"{reason}; {TIME_HINT}"
         found.setdefault(field, reason)
     return list(found.items())
@@ -100,9 +102,13 @@ def _reject(file: str | None, row: int, problems: Problems, raw: Any) -> Reject:
 
 def _validate(rows: Iterable[tuple[int, Any]], model: type[_Model], kind: str,
               file: str | None, text: bool, require_timestamp: bool,
+              event_weights: EventWeights | None = None,
               ) -> tuple[list[_Model], list[Reject]]:
     records: list[_Model] = []
     rejects: list[Reject] = []
+    weights = event_weights or EventWeights()
+    event_types = frozenset(weights.event_types())
+    order = {name: position for position, name in enumerate(model.model_fields)}
     numeric: frozenset[str] = frozenset()
     if text:
         rows = list(rows)
@@ -123,7 +129,16 @@ def _validate(rows: Iterable[tuple[int, Any]], model: type[_Model], kind: str,
         try:
             record = model.model_validate(data)
         except ValidationError as error:
-            problems.extend(_describe(error))
+            named = {field for field, _ in problems}  # once per field: the first reason
+            problems.extend(p for p in _describe(error) if p[0] not in named)
+            if named:  # in the record's field order, as pydantic names them
+                problems.sort(key=lambda p: order.get(p[0].split(".")[0], -1))
+        else:
+            if isinstance(record, Event) and record.event_type not in event_types:
+                try:
+                    weights.check_event_type(record.event_type)
+                except ValueError as error:
+                    problems.append(("event_type", str(error)))
         if problems:
             rejects.append(_reject(file, row, problems, raw))
         else:
@@ -134,21 +149,26 @@ def _validate(rows: Iterable[tuple[int, Any]], model: type[_Model], kind: str,
 @overload
 def validate_records(rows: Iterable[tuple[int, Any]], kind: Literal["events"], *,
                      file: str | None = ..., text: bool = ..., require_timestamp: bool = ...,
+                     event_weights: EventWeights | None = ...,
                      ) -> tuple[list[Event], list[Reject]]: ...
 @overload
 def validate_records(rows: Iterable[tuple[int, Any]], kind: Literal["items"], *,
                      file: str | None = ..., text: bool = ..., require_timestamp: bool = ...,
+                     event_weights: EventWeights | None = ...,
                      ) -> tuple[list[Item], list[Reject]]: ...
 @overload
 def validate_records(rows: Iterable[tuple[int, Any]], kind: Literal["users"], *,
                      file: str | None = ..., text: bool = ..., require_timestamp: bool = ...,
+                     event_weights: EventWeights | None = ...,
                      ) -> tuple[list[User], list[Reject]]: ...
 @overload
 def validate_records(rows: Iterable[tuple[int, Any]], kind: str, *,
                      file: str | None = ..., text: bool = ..., require_timestamp: bool = ...,
+                     event_weights: EventWeights | None = ...,
                      ) -> tuple[list[Event] | list[Item] | list[User], list[Reject]]: ...
 def validate_records(rows: Iterable[tuple[int, Any]], kind: str, *, file: str | None = None,
                      text: bool = False, require_timestamp: bool = False,
+                     event_weights: EventWeights | None = None,
                      ) -> tuple[list[Event] | list[Item] | list[User], list[Reject]]:
     """Validate numbered raw rows (a :class:`~tailored.ingest.readers.RecordChunk` is one).
 
@@ -165,6 +185,10 @@ def validate_records(rows: Iterable[tuple[int, Any]], kind: str, *, file: str | 
         read as numbers hold numbers in ``context`` / ``attributes``.
     require_timestamp : bool, default False
         Reject events without a time instead of stamping them with the current time.
+    event_weights : EventWeights, optional
+        Names the event types accepted (:meth:`~tailored.schema.EventWeights.event_types`,
+        the ``event_weights`` setting); an event of another type is rejected. Default:
+        ``EventWeights()``, the six known types.
 
     Returns
     -------
@@ -185,17 +209,19 @@ def validate_records(rows: Iterable[tuple[int, Any]], kind: str, *, file: str | 
     """
     kind = check_kind(kind)
     if kind == "events":
-        return _validate(rows, Event, kind, file, text, require_timestamp)
+        return _validate(rows, Event, kind, file, text, require_timestamp, event_weights)
     if kind == "items":
         return _validate(rows, Item, kind, file, text, require_timestamp)
     return _validate(rows, User, kind, file, text, require_timestamp)
 
 
-def parse_events(rows: Iterable[Any]) -> tuple[list[Event], list[Reject]]:
+def parse_events(rows: Iterable[Any], *, event_weights: EventWeights | None = None,
+                 ) -> tuple[list[Event], list[Reject]]:
     """Validate events given as JSON-like objects, e.g. the body of an HTTP request.
 
     Rows are numbered from 1 in the rejects. Fields other than an event's own go into
-    its ``context``; a missing ``timestamp`` means now.
+    its ``context``; a missing ``timestamp`` means now. ``event_weights`` names the event
+    types accepted (default: the six known ones).
 
     Examples
     --------
@@ -207,9 +233,9 @@ def parse_events(rows: Iterable[Any]) -> tuple[list[Event], list[Reject]]:
     >>> [(e.user_id, e.timestamp.isoformat(), e.context) for e in events]
     [('u1', '2024-05-01T12:00:00+00:00', {'device': 'mobile'})]
     >>> print(rejects[0])
-    row 2: field 'value': Input should be a valid number, unable to parse string as a number
+    row 2: field 'value': 'abc' is not a number; write the value as a number such as 4.5, ...
     """
-    return _validate(enumerate(rows, 1), Event, "events", None, False, False)
+    return _validate(enumerate(rows, 1), Event, "events", None, False, False, event_weights)
 
 
 def parse_items(rows: Iterable[Any]) -> tuple[list[Item], list[Reject]]:

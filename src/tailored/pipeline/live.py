@@ -238,9 +238,8 @@ class LiveRecommender:
             return []
         user_id = query.user_ids[0]
         history = query.events if query.events is not None else self.history([user_id])
-        titles = {item_id: found.title for item_id in dict.fromkeys(
+        titles = self.store.items.titles(
             [*ranked.item_ids, *history["item_id"].astype(str).tolist()[-50:]])
-            if (found := self.store.items.get(item_id)) is not None and found.title}
         shown = ranked.frame(user_id)
         if explored is not None:
             shown["explored"] = list(explored)

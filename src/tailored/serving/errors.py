@@ -74,31 +74,50 @@ async def _tailored_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status_for(error))
 
 
-def _json_safe(value: Any) -> Any:
+#: How much of a refused input a 422 repeats: the start of long texts, the first entries
+#: of large mappings and lists (a 20 MB context is not sent back whole).
+ECHO_TEXT = 200
+ECHO_ENTRIES = 20
+
+
+def _json_safe(value: Any, *, clip: bool = False) -> Any:
     """``value`` with non-finite floats and exceptions as text (JSON has no NaN, and a body
     may hold one; a validator's exception is only useful as its message), and lone
-    surrogates (``"\\ud800"`` is valid JSON, not valid UTF-8) escaped."""
+    surrogates (``"\\ud800"`` is valid JSON, not valid UTF-8) escaped, in keys too.
+    With ``clip``, long texts and large containers are cut short."""
     if isinstance(value, str):
+        if clip and len(value) > ECHO_TEXT:
+            value = f"{value[:ECHO_TEXT]}... ({len(value):,} characters)"
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, BaseException):
         return str(value)
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        entries = list(value.items())
+        if clip and len(entries) > ECHO_ENTRIES:
+            entries = [*entries[:ECHO_ENTRIES], ("...", f"{len(value):,} keys in all")]
+        return {_json_safe(key, clip=clip): _json_safe(item, clip=clip)
+                for key, item in entries}
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
+        items = list(value)
+        if clip and len(items) > ECHO_ENTRIES:
+            items = [*items[:ECHO_ENTRIES], f"... {len(value):,} entries in all"]
+        return [_json_safe(item, clip=clip) for item in items]
     return value
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422 answer (each error with its ``loc``), safe for any input echoed back.
+    """FastAPI's 422 answer (each error with its ``loc``), safe for any input echoed back,
+    and the refused ``input`` cut short.
 
     The default handler fails with a 500 when the refused input was ``NaN`` or
     ``Infinity`` (which Python's JSON parser accepts in a request body).
     """
     assert isinstance(error, RequestValidationError)
-    return JSONResponse({"detail": jsonable_encoder(_json_safe(error.errors()))},
+    errors = [{key: _json_safe(item, clip=key == "input") for key, item in found.items()}
+              for found in error.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)},
                         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 

@@ -20,7 +20,14 @@ from pydantic import (
     field_validator,
 )
 
-from tailored.schema import Id, Item, User
+from tailored.schema import (
+    MAX_ATTRIBUTE_TEXT,
+    MAX_ATTRIBUTES,
+    MAX_SAFE_INTEGER,
+    Id,
+    Item,
+    User,
+)
 from tailored.store import ModelVersion
 from tailored.store.keys import ApiKey, Scope
 
@@ -108,7 +115,8 @@ MAX_BOOSTS = 20
 ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=64,
                                               pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ContextValue = Annotated[
-    StrictBool | StrictInt | Annotated[float, Field(allow_inf_nan=False)]
+    StrictBool | Annotated[StrictInt, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+    | Annotated[float, Field(allow_inf_nan=False)]
     | Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")] | None,
     Field(union_mode="left_to_right")]
 
@@ -245,8 +253,6 @@ def scored_items(frame: pd.DataFrame, item_column: str = "item_id") -> list[Scor
 MAX_TITLE_LENGTH = 1_000
 MAX_TEXT_LENGTH = 100_000
 MAX_CATEGORIES = 100
-MAX_ATTRIBUTES = 100
-MAX_ATTRIBUTE_TEXT = 10_000
 
 # No NUL (PostgreSQL text cannot hold it); other control characters are fine in prose.
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_LENGTH, pattern=r"^[^\x00]*$")]
@@ -260,8 +266,6 @@ AttributeValue = Annotated[
     Field(union_mode="left_to_right")]
 Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 Categories = Annotated[list[Id], Field(max_length=MAX_CATEGORIES)]
-#: Integers that survive every store and JSON reader (JavaScript, PostgreSQL bigint).
-_SAFE_INT = 2**53
 
 
 class _Request(BaseModel):
@@ -272,7 +276,7 @@ class _Request(BaseModel):
     def _safe_integers(cls, attributes: dict[str, Any] | None) -> dict[str, Any] | None:
         for name, value in (attributes or {}).items():
             if isinstance(value, int) and not isinstance(value, bool) \
-                    and abs(value) > _SAFE_INT:
+                    and abs(value) > MAX_SAFE_INTEGER:
                 raise ValueError(f"attribute {name!r}: integers are at most 2**53 in size "
                                  "(send large numbers as text)")
         return attributes

@@ -17,6 +17,7 @@ from tailored.store.base import (
     ModelVersion,
     ServedLog,
     Store,
+    Transaction,
     UserDirectory,
 )
 from tailored.store.changes import Freshness
@@ -55,6 +56,7 @@ __all__ = [
     "Served",
     "ServedLog",
     "Store",
+    "Transaction",
     "UserDirectory",
     "Variant",
     "open_store",

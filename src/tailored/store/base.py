@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +43,10 @@ class Catalog(Protocol):
     def upsert(self, items: Iterable[Item]) -> int: ...
 
     def get(self, item_id: str) -> Item | None: ...
+
+    def titles(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """The titles of those of ``item_ids`` that are stored with one, in one read."""
+        ...
 
     def frame(self) -> pd.DataFrame:
         """Items as a frame with :data:`ITEM_COLUMNS`."""
@@ -233,6 +238,20 @@ class Changes(Protocol):
         ...
 
 
+class Transaction(Protocol):
+    """Events, items and users as one open transaction sees them (its own writes too):
+    what is written through them is committed together, or not at all."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def items(self) -> Catalog: ...
+
+    @property
+    def users(self) -> UserDirectory: ...
+
+
 class Store(Protocol):
     """The source of truth, one attribute per role."""
 
@@ -267,5 +286,14 @@ class Store(Protocol):
 
     @property
     def changes(self) -> Changes: ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Write events, items and users in several calls, committed as one when the
+        ``with`` block ends, or rolled back if it raises (an import of one file).
+
+        Other writers wait while it is open on SQLite (one writer at a time), so keep it
+        to a bulk write; writes through ``store.events`` etc. are not part of it.
+        """
+        ...
 
     def close(self) -> None: ...

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from tailored.store.sqlbase import (
     metadata,
     micros,
     timestamps,
+    write_transaction,
 )
 
 events_table = sa.Table(
@@ -127,7 +130,7 @@ class SqlEventLog(SqlTables):
         added = 0
         sql = self._insert_sql()
         # One transaction: on return, every event is durable (or none is, on error).
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for chunk in chunks(events):
                 rows = [
                     (e.event_id, e.user_id, e.item_id, e.event_type, e.value,
@@ -145,7 +148,7 @@ class SqlEventLog(SqlTables):
         ).order_by(events_table.c.ts_us, events_table.c.seq)
         if user_ids is not None:
             query = query.where(events_table.c.user_id.in_(list(user_ids)))
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(query).all()
         # Column by column: far cheaper than letting pandas infer from row tuples, which
         # matters on the request path (one user's history per recommendation).
@@ -186,13 +189,15 @@ class SqlCatalog(SqlTables):
     def _forget_tombstones(self, ids: list[str]) -> None:
         if not ids or self._count(item_tombstones_table) == 0:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for chunk in chunks(ids):
                 conn.execute(item_tombstones_table.delete()
                              .where(item_tombstones_table.c.item_id.in_(chunk)))
 
     def update(self, item_id: str, changes: dict[str, Any]) -> Item | None:
-        with self.engine.begin() as conn:
+        # Read, merge and write in one transaction that holds the row (the database on
+        # SQLite) from the read on: two concurrent updates both land.
+        with self._read_then_write() as conn:
             current = self._get(conn, item_id, lock=True)
             if current is None:
                 return None
@@ -205,7 +210,7 @@ class SqlCatalog(SqlTables):
         return item
 
     def delete(self, item_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             deleted = conn.execute(items_table.delete()
                                    .where(items_table.c.item_id == item_id)).rowcount > 0
             if deleted:
@@ -215,7 +220,7 @@ class SqlCatalog(SqlTables):
         return deleted
 
     def get(self, item_id: str) -> Item | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return self._get(conn, item_id)
 
     @staticmethod
@@ -232,7 +237,7 @@ class SqlCatalog(SqlTables):
         )
 
     def frame(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(sa.select(items_table).order_by(items_table.c.item_id)).all()
         frame = pd.DataFrame(rows, columns=[c.name for c in items_table.columns])
         frame["categories"] = [json.loads(c) for c in frame["categories"]]
@@ -242,8 +247,20 @@ class SqlCatalog(SqlTables):
         frame["created_at"] = pd.to_datetime(created, unit="us", utc=True)
         return frame[list(ITEM_COLUMNS)]
 
+    def titles(self, item_ids: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(item_ids))
+        found: dict[str, str] = {}
+        with self._connect() as conn:
+            for start in range(0, len(wanted), 500):  # within every backend's bind limit
+                rows = conn.execute(
+                    sa.select(items_table.c.item_id, items_table.c.title)
+                    .where(items_table.c.item_id.in_(wanted[start:start + 500]))
+                    .where(items_table.c.title != "")).all()
+                found.update((row.item_id, row.title) for row in rows)
+        return found
+
     def unavailable(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(sa.union_all(
                 sa.select(items_table.c.item_id).where(items_table.c.available.is_(False)),
                 sa.select(item_tombstones_table.c.item_id))).all()
@@ -262,7 +279,7 @@ class SqlUserDirectory(SqlTables):
         return self._upsert(users_table, "user_id", rows)
 
     def update(self, user_id: str, changes: dict[str, Any]) -> User | None:
-        with self.engine.begin() as conn:
+        with self._read_then_write() as conn:  # as SqlCatalog.update
             current = self._get(conn, user_id, lock=True)
             if current is None:
                 return None
@@ -273,12 +290,12 @@ class SqlUserDirectory(SqlTables):
         return user
 
     def delete(self, user_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return conn.execute(users_table.delete()
                                 .where(users_table.c.user_id == user_id)).rowcount > 0
 
     def get(self, user_id: str) -> User | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return self._get(conn, user_id)
 
     @staticmethod
@@ -291,7 +308,7 @@ class SqlUserDirectory(SqlTables):
                     consent=row.consent)
 
     def frame(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(sa.select(users_table).order_by(users_table.c.user_id)).all()
         frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
         frame["attributes"] = [json.loads(a) for a in frame["attributes"]]
@@ -413,6 +430,15 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class SqlTransaction:
+    """The record roles bound to one open transaction (:meth:`SqlStore.transaction`)."""
+
+    events: SqlEventLog
+    items: SqlCatalog
+    users: SqlUserDirectory
+
+
 class SqlStore:
     """All roles of the store over one SQLAlchemy engine; tables are created if missing."""
 
@@ -437,6 +463,17 @@ class SqlStore:
         install_change_tracking(self.engine)
         self.served = SqlServedLog(self.engine)
         self.changes = SqlChanges(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """Events, items and users written in one transaction (see ``Store.transaction``).
+
+        It takes the write lock at once on SQLite (``BEGIN IMMEDIATE``), so reading the
+        counts before writing cannot fail on a writer that slipped in between.
+        """
+        with write_transaction(self.engine) as conn:
+            yield SqlTransaction(SqlEventLog(self.engine, conn), SqlCatalog(self.engine, conn),
+                                 SqlUserDirectory(self.engine, conn))
 
     def close(self) -> None:
         self.changes.close()

@@ -4,7 +4,10 @@ dialect-specific upsert. A role of the store is a :class:`SqlTables` over one en
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -47,11 +50,86 @@ def json_or_none(value: dict[str, Any]) -> str | None:
     return json.dumps(value, separators=(",", ":")) if value else None
 
 
-class SqlTables:
-    """Shared engine access and the dialect-specific upsert every role needs."""
+# An in-memory SQLite database is one connection shared by every thread, so its
+# transactions cannot be told apart: writers that read first take this lock instead.
+_SHARED_CONNECTION_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = \
+    weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
 
-    def __init__(self, engine: Engine) -> None:
+
+def _shared_connection_lock(engine: Engine) -> threading.RLock:
+    with _LOCKS_LOCK:
+        lock = _SHARED_CONNECTION_LOCKS.get(engine)
+        if lock is None:
+            lock = _SHARED_CONNECTION_LOCKS[engine] = threading.RLock()
+        return lock
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A transaction for read-then-write: what it reads stays as read until it commits.
+
+    - SQLite (a file): ``BEGIN IMMEDIATE`` takes the database's write lock before the
+      first read (pysqlite itself begins a transaction only at the first write, so a read
+      before it would see data another writer is about to change); other writers wait
+      for it, up to ``busy_timeout``.
+    - SQLite in memory: one connection shared by every thread, so a process lock.
+    - PostgreSQL: a plain transaction; read rows with ``SELECT ... FOR UPDATE`` to lock
+      them until it commits.
+
+    Commits when the block ends, rolls back if it raises.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+    elif isinstance(engine.pool, sa.pool.StaticPool):
+        with _shared_connection_lock(engine), engine.begin() as conn:
+            yield conn
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn  # an error rolls back as the connection closes
+            conn.commit()
+
+
+class SqlTables:
+    """Shared engine access and the dialect-specific upsert every role needs.
+
+    Given a ``connection`` (a transaction that :meth:`SqlStore.transaction` owns), every
+    read and write goes through it and is committed with it; otherwise each call opens
+    its own transaction.
+    """
+
+    def __init__(self, engine: Engine, connection: sa.Connection | None = None) -> None:
         self.engine = engine
+        self._bound = connection
+
+    @contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A transaction to write in: the bound one, or a new one committed on exit."""
+        if self._bound is not None:
+            yield self._bound
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def _read_then_write(self) -> Iterator[sa.Connection]:
+        """A transaction to read and then write in (see :func:`write_transaction`)."""
+        if self._bound is not None:
+            yield self._bound
+        else:
+            with write_transaction(self.engine) as conn:
+                yield conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection to read with: the bound one (which sees its own writes) or a new one."""
+        if self._bound is not None:
+            yield self._bound
+        else:
+            with self.engine.connect() as conn:
+                yield conn
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -59,7 +137,7 @@ class SqlTables:
 
     def _upsert(self, table: sa.Table, key: str, rows: Iterable[dict[str, Any]]) -> int:
         written = 0
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for chunk in chunks(rows):
                 statement = self._insert(table)
                 updates = {c: statement.excluded[c] for c in chunk[0] if c != key}
@@ -78,5 +156,5 @@ class SqlTables:
         return max(conn.exec_driver_sql(sql, rows).rowcount, 0)
 
     def _count(self, table: sa.Table) -> int:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())

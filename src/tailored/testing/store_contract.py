@@ -61,6 +61,12 @@ class StoreContract:
         assert store.items.count() == 1
         assert store.items.unavailable() == ["i1"]
 
+    def test_titles_of_many_items_in_one_read(self, store: Store) -> None:
+        store.items.upsert([Item(item_id=f"i{n}", title=f"Item {n}" if n % 2 else "")
+                            for n in range(1200)])
+        titles = store.items.titles([f"i{n}" for n in range(1200)] + ["nope", "i1"])
+        assert titles == {f"i{n}": f"Item {n}" for n in range(1, 1200, 2)}
+
     def test_users_upsert_and_get(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin"})])
         user = store.users.get("u1")
@@ -144,7 +150,8 @@ class StoreContract:
         assert store.keys.verify(secret) == key
         assert store.keys.get(key.key_id) == key
         other, other_secret = store.keys.create("ops", ["admin"])
-        for wrong in ("", "tk_", secret[:-1], secret + "x", other_secret[:-1] + secret[-1],
+        changed_last = other_secret[:-1] + ("A" if other_secret[-1] != "A" else "B")
+        for wrong in ("", "tk_", secret[:-1], secret + "x", changed_last,
                       secret.replace(key.key_id, other.key_id)):
             assert store.keys.verify(wrong) is None
         assert [k.key_id for k in store.keys.list()] == [key.key_id, other.key_id]

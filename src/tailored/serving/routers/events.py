@@ -7,11 +7,21 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import Discriminator, Field, Tag
 
-from tailored.schema import Event
+from tailored.schema import (
+    EARLIEST_EVENT_TIME,
+    KNOWN_EVENT_TYPES,
+    MAX_CONTEXT_KEY_LENGTH,
+    MAX_CONTEXT_KEYS,
+    MAX_CONTEXT_TEXT,
+    MAX_EVENT_VALUE,
+    Event,
+    EventWeights,
+)
 
-from ..auth import AUTH_RESPONSES, require_scope
+from ..auth import AUTH_RESPONSES, UserWriteAccess, require_scope
 from ..deps import SettingsDep, StoreDep
 from ..errors import check_batch_size
 from ..metrics import MetricsDep
@@ -75,6 +85,23 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         check_batch_size(len(payload), settings.max_batch_events, "events")
 
 
+def check_event_types(body: Event | list[Event], weights: EventWeights) -> None:
+    """Refuse (422, like any invalid field) events of a type the settings do not name,
+    each located as pydantic locates a field: ``["body", "batch", 3, "event_type"]``."""
+    batch = isinstance(body, list)
+    errors = []
+    for position, event in enumerate(body if isinstance(body, list) else [body]):
+        try:
+            weights.check_event_type(event.event_type)
+        except ValueError as error:
+            loc = ("body", "batch", position, "event_type") if batch \
+                else ("body", "event", "event_type")
+            errors.append({"type": "unknown_event_type", "loc": loc, "msg": str(error),
+                           "input": event.event_type})
+    if errors:
+        raise RequestValidationError(errors)
+
+
 @router.post(
     "/events",
     summary="Record one event or a batch",
@@ -86,7 +113,15 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         "counted as a duplicate. An event without an id gets one derived from its content, "
         "timestamp included; the timestamp defaults to the time of arrival, so send an "
         "`event_id` or a `timestamp` for a retried request to be recognised. "
-        "Status 201 when at least one event was new, 200 when all were duplicates.\n\n"
+        "Status 201 when at least one event was new, 200 when all were duplicates. A "
+        "`write` key sends anyone's events, a user token its own user's only.\n\n"
+        "**Bounds** (422 beyond, naming the field): `event_type` is one of the known "
+        f"types ({', '.join(KNOWN_EVENT_TYPES)}) or a key of the `event_weights.custom` "
+        "setting; `value` is a JSON number (not text, not a boolean) of at most "
+        f"{MAX_EVENT_VALUE:,.0f} either side of 0, and a `rating` has one, at least 0; "
+        f"`timestamp` lies between {EARLIEST_EVENT_TIME.date()} and 1 day from now; "
+        f"`context` holds at most {MAX_CONTEXT_KEYS} keys of up to {MAX_CONTEXT_KEY_LENGTH} "
+        f"characters, with text values of up to {MAX_CONTEXT_TEXT:,} characters.\n\n"
         "**Impressions and attribution**: send what was shown as `event_type: "
         "\"impression\"` events, one per shown item, with `context.recommendation_id` "
         "(from the recommendation answer) and `context.position` (its rank). "
@@ -104,13 +139,18 @@ async def check_batch(request: Request, settings: SettingsDep) -> None:
         415: {"description": "The body is not sent as `application/json`."},
     },
     # The key first: a caller without one learns nothing about the body.
-    dependencies=[Depends(require_scope("write")), Depends(check_batch)],
+    dependencies=[Depends(require_scope("write", user_tokens=True)), Depends(check_batch)],
 )
 def post_events(
-    body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)],
-    store: StoreDep, response: Response, metrics: MetricsDep,
+    body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)], caller: UserWriteAccess,
+    store: StoreDep, settings: SettingsDep, response: Response, metrics: MetricsDep,
 ) -> EventsReceipt:
+    check_event_types(body, settings.event_weights)
     events = [body] if isinstance(body, Event) else body
+    if caller.user_id is not None and any(e.user_id != caller.user_id for e in events):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=(
+            f"this user token is bound to user {caller.user_id!r}: it may send that "
+            "user's events only"))
     stored = store.events.add(events)  # one transaction; durable on return
     metrics.events_ingested.labels("stored").inc(stored)
     metrics.events_ingested.labels("duplicate").inc(len(events) - stored)

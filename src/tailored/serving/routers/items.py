@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, statu
 
 from tailored.schema import Id, Item
 
-from ..auth import AUTH_RESPONSES, ReadAccess, WriteAccess
+from ..auth import AUTH_RESPONSES, UserReadAccess, WriteAccess
 from ..deps import LiveDep, SettingsDep, StoreDep
 from ..errors import check_batch_size
 from ..schemas import (
@@ -53,7 +53,7 @@ def _missing(item_id: str) -> HTTPException:
 )
 def similar_items(
     item_id: ItemId,
-    caller: ReadAccess,
+    caller: UserReadAccess,
     live: LiveDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
 ) -> SimilarItems:
@@ -71,7 +71,7 @@ def similar_items(
 
 @router.get("/items/{item_id}", summary="Read an item", response_model=ItemOut,
             responses=_NOT_FOUND)
-def get_item(item_id: ItemId, caller: ReadAccess, store: StoreDep) -> ItemOut:
+def get_item(item_id: ItemId, caller: UserReadAccess, store: StoreDep) -> ItemOut:
     item = store.items.get(item_id)
     if item is None:
         raise _missing(item_id)
