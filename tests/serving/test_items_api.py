@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -86,6 +88,23 @@ def test_patch_merges_attributes(client: TestClient, store: Store) -> None:
     assert response.json()["attributes"] == {"price": 40, "colour": "red"}
     stored = store.items.get("shoe-2")
     assert stored is not None and stored.text == "Now cheaper"
+
+
+def test_concurrent_patches_all_land(client: TestClient, store: Store) -> None:
+    client.put("/items/shoe-3", json={"title": "Shoe"})
+    writers = 12
+    start = threading.Barrier(writers)
+
+    def patch(n: int) -> int:
+        start.wait()
+        return client.patch("/items/shoe-3", json={"attributes": {f"a{n}": n}}).status_code
+
+    with ThreadPoolExecutor(writers) as pool:
+        statuses = list(pool.map(patch, range(writers)))
+
+    stored = store.items.get("shoe-3")
+    assert statuses == [200] * writers
+    assert stored is not None and stored.attributes == {f"a{n}": n for n in range(writers)}
 
 
 def test_an_item_made_unavailable_is_no_longer_recommended(client: TestClient) -> None:

@@ -3,88 +3,27 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tailored.schema import Event, Item, User
+from tailored.schema import Event
 from tailored.store import Store, open_store
 from tailored.store.sqlbase import metadata
-from tailored.testing.store_contract import StoreContract
+from tailored.testing.store_contract import (
+    ConcurrentUpdateContract,
+    StoreContract,
+    TransactionContract,
+)
 
 POSTGRES_URL = os.environ.get("TAILORED_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
 
 
-class ConcurrentUpdates:
-    """Read-merge-write is one transaction: concurrent updates of one record all land."""
-
-    WRITERS = 16
-
-    def _all_at_once(self, work: Callable[[int], object]) -> None:
-        start = threading.Barrier(self.WRITERS)
-
-        def run(n: int) -> object:
-            start.wait()
-            return work(n)
-
-        with ThreadPoolExecutor(self.WRITERS) as pool:
-            assert all(result is not None for result in pool.map(run, range(self.WRITERS)))
-
-    def test_concurrent_item_updates_keep_every_attribute(self, store: Store) -> None:
-        store.items.upsert([Item(item_id="i1", attributes={"kept": True})])
-
-        self._all_at_once(lambda n: store.items.update("i1", {"attributes": {f"a{n}": n}}))
-
-        item = store.items.get("i1")
-        assert item is not None
-        assert item.attributes == {"kept": True} | {f"a{n}": n for n in range(self.WRITERS)}
-
-    def test_concurrent_user_updates_keep_every_attribute(self, store: Store) -> None:
-        store.users.upsert([User(user_id="u1")])
-
-        self._all_at_once(lambda n: store.users.update("u1", {"attributes": {f"a{n}": n}}))
-
-        user = store.users.get("u1")
-        assert user is not None
-        assert user.attributes == {f"a{n}": n for n in range(self.WRITERS)}
-
-
-class Transactions:
-    """``store.transaction()``: several writes committed together, or not at all."""
-
-    def test_writes_in_a_transaction_are_seen_by_it_then_by_all(self, store: Store) -> None:
-        with store.transaction() as transaction:
-            assert transaction.events.add([Event(event_id="e1", user_id="u", item_id="i"),
-                                           Event(event_id="e2", user_id="u", item_id="i")]) == 2
-            transaction.items.upsert([Item(item_id="i")])
-            transaction.users.upsert([User(user_id="u")])
-            assert transaction.events.add([Event(event_id="e2", user_id="u",
-                                                 item_id="i")]) == 0
-            seen = (transaction.events.count(), transaction.items.count(),
-                    transaction.users.count())
-            outside = (store.events.count(), store.items.count(), store.users.count())
-
-        assert (seen, outside) == ((2, 1, 1), (0, 0, 0))
-        assert (store.events.count(), store.items.count(), store.users.count()) == (2, 1, 1)
-
-    def test_a_transaction_that_raises_writes_nothing(self, store: Store) -> None:
-        with pytest.raises(RuntimeError, match="interrupted"), store.transaction() as transaction:
-            transaction.events.add([Event(user_id="u", item_id="i")])
-            transaction.items.upsert([Item(item_id="i")])
-            raise RuntimeError("interrupted")
-
-        assert (store.events.count(), store.items.count(), store.users.count()) == (0, 0, 0)
-        store.events.add([Event(user_id="u", item_id="i")])  # the store still writes
-        assert store.events.count() == 1
-
-
-class TestSQLiteStore(StoreContract, ConcurrentUpdates, Transactions):
+class TestSQLiteStore(StoreContract, ConcurrentUpdateContract, TransactionContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
         store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
@@ -105,7 +44,7 @@ class TestSQLiteStore(StoreContract, ConcurrentUpdates, Transactions):
         assert open_store(url).events.count() == 1
 
 
-class TestInMemorySQLiteStore(ConcurrentUpdates):
+class TestInMemorySQLiteStore(ConcurrentUpdateContract):
     """One connection shared by every thread: updates are serialized in the process."""
 
     @pytest.fixture
@@ -138,7 +77,7 @@ def postgres_url() -> Iterator[str]:
     yield from _postgres_database()
 
 
-class TestPostgresStore(StoreContract, ConcurrentUpdates, Transactions):
+class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionContract):
     @pytest.fixture
     def store(self, postgres_url: str) -> Iterator[Store]:
         store = open_store(postgres_url)

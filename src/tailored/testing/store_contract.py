@@ -1,7 +1,12 @@
-"""The contract every store backend keeps. Subclass and provide a ``store`` fixture."""
+"""The contract every store backend keeps. Subclass and provide a ``store`` fixture:
+:class:`StoreContract` for every backend, :class:`ConcurrentUpdateContract` and
+:class:`TransactionContract` for those that share a database between processes."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -304,3 +309,66 @@ class StoreContract:
         with pytest.raises(InvalidDataError, match="reserved"):
             store.experiments.create("x", [("A", 1, 1.0), ("holdout", 2, 1.0)])
         assert store.experiments.list() == []
+
+
+class ConcurrentUpdateContract:
+    """Read-merge-write is one transaction: concurrent updates of one record all land."""
+
+    WRITERS = 16
+
+    def _all_at_once(self, work: Callable[[int], object]) -> None:
+        start = threading.Barrier(self.WRITERS)
+
+        def run(n: int) -> object:
+            start.wait()
+            return work(n)
+
+        with ThreadPoolExecutor(self.WRITERS) as pool:
+            assert all(result is not None for result in pool.map(run, range(self.WRITERS)))
+
+    def test_concurrent_item_updates_keep_every_attribute(self, store: Store) -> None:
+        store.items.upsert([Item(item_id="i1", attributes={"kept": True})])
+
+        self._all_at_once(lambda n: store.items.update("i1", {"attributes": {f"a{n}": n}}))
+
+        item = store.items.get("i1")
+        assert item is not None
+        assert item.attributes == {"kept": True} | {f"a{n}": n for n in range(self.WRITERS)}
+
+    def test_concurrent_user_updates_keep_every_attribute(self, store: Store) -> None:
+        store.users.upsert([User(user_id="u1")])
+
+        self._all_at_once(lambda n: store.users.update("u1", {"attributes": {f"a{n}": n}}))
+
+        user = store.users.get("u1")
+        assert user is not None
+        assert user.attributes == {f"a{n}": n for n in range(self.WRITERS)}
+
+
+class TransactionContract:
+    """``store.transaction()``: several writes committed together, or not at all."""
+
+    def test_writes_in_a_transaction_are_seen_by_it_then_by_all(self, store: Store) -> None:
+        with store.transaction() as transaction:
+            assert transaction.events.add([Event(event_id="e1", user_id="u", item_id="i"),
+                                           Event(event_id="e2", user_id="u", item_id="i")]) == 2
+            transaction.items.upsert([Item(item_id="i")])
+            transaction.users.upsert([User(user_id="u")])
+            assert transaction.events.add([Event(event_id="e2", user_id="u",
+                                                 item_id="i")]) == 0
+            seen = (transaction.events.count(), transaction.items.count(),
+                    transaction.users.count())
+            outside = (store.events.count(), store.items.count(), store.users.count())
+
+        assert (seen, outside) == ((2, 1, 1), (0, 0, 0))
+        assert (store.events.count(), store.items.count(), store.users.count()) == (2, 1, 1)
+
+    def test_a_transaction_that_raises_writes_nothing(self, store: Store) -> None:
+        with pytest.raises(RuntimeError, match="interrupted"), store.transaction() as transaction:
+            transaction.events.add([Event(user_id="u", item_id="i")])
+            transaction.items.upsert([Item(item_id="i")])
+            raise RuntimeError("interrupted")
+
+        assert (store.events.count(), store.items.count(), store.users.count()) == (0, 0, 0)
+        store.events.add([Event(user_id="u", item_id="i")])  # the store still writes
+        assert store.events.count() == 1
