@@ -47,12 +47,16 @@ class Settings(BaseSettings):
         "a page's credential bound to one user. Unset: user tokens are off. Changing it "
         "revokes every token.")
     rate_limit_per_second: float = Field(
-        1000.0, ge=0, description="Requests per second each API key, user token or client "
-        "address may make on average (429 beyond), so no one caller takes a host whole; "
-        "0 turns rate limits off.")
-    rate_limit_burst: int = Field(
-        2000, ge=1, description="Requests each caller may make at once before the "
-        "per-second rate applies.")
+        2000.0, ge=0, description="Requests per second each API key may make on average "
+        "(429 beyond), so no one backend takes a host whole; also each address while the "
+        "service is open. 0 turns rate limits off.")
+    rate_limit_per_user_per_second: float = Field(
+        20.0, ge=0, description="Requests per second each user token, and each address "
+        "without a valid credential, may make on average (a page, or someone guessing "
+        "keys). 0 turns this limit off.")
+    rate_limit_burst_seconds: float = Field(
+        2.0, gt=0, le=3600, description="How many seconds of its rate a caller may spend at "
+        "once (the bucket's size) before the rate applies.")
     # Serving speed and the served log (tailored.serving.cache, tailored.serving.served_log).
     workers: int = Field(1, ge=1, le=64, description="API worker processes (`tailored serve`).")
     access_log: bool = Field(True, description="Log a line per request (uvicorn's access "

@@ -119,7 +119,8 @@ def test_rate_limits_answer_429_with_retry_after_per_caller(
         trained: TrainedModel, keys: Keys, settings: Settings,
         make_client: ClientFactory) -> None:
     client = make_client(settings.model_copy(update={
-        "rate_limit_per_second": 0.5, "rate_limit_burst": 3, "key_cache_seconds": 0.0}))
+        "rate_limit_per_second": 0.5, "rate_limit_burst_seconds": 6.0,
+        "key_cache_seconds": 0.0}))
 
     statuses = [client.get("/recommendations/alice0", headers=keys.headers("read")).status_code
                 for _ in range(4)]
@@ -135,7 +136,7 @@ def test_rate_limits_count_unidentified_callers_by_address(
         trained: TrainedModel, keys: Keys, settings: Settings,
         make_client: ClientFactory) -> None:
     client = make_client(settings.model_copy(update={
-        "rate_limit_per_second": 0.5, "rate_limit_burst": 2}))
+        "rate_limit_per_user_per_second": 0.5, "rate_limit_burst_seconds": 4.0}))
     bad = {"Authorization": "Bearer tk_000000000000_guess"}
 
     statuses = [client.get("/recommendations/alice0", headers=bad).status_code

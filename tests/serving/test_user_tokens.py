@@ -144,3 +144,18 @@ def test_a_user_token_sends_its_own_user_s_events_only(shop: TestClient, keys: K
 
     assert own.status_code == 201
     assert theirs.status_code == 403 and "alice0" in theirs.json()["detail"]
+
+
+def test_a_user_token_has_a_page_s_rate_limit_and_a_key_a_backend_s(
+        trained: TrainedModel, keys: Keys, settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={
+        "key_cache_seconds": 0.0, "user_token_secret": SecretStr(SECRET),
+        "rate_limit_per_user_per_second": 0.5, "rate_limit_burst_seconds": 4.0}))
+    with TestClient(app, base_url=LOCAL) as client:
+        alice = _token(client, keys, "alice0")
+        page = [client.get("/recommendations/alice0", headers=alice).status_code
+                for _ in range(3)]
+        backend = [client.get("/recommendations/alice0",
+                              headers=keys.headers("read")).status_code for _ in range(3)]
+
+    assert page == [200, 200, 429] and backend == [200, 200, 200]

@@ -52,7 +52,8 @@ one) and says so loudly at startup; it then answers only requests made on this m
 
 **Limits.** Bodies up to `max_body_bytes` (413 beyond), batches up to
 `max_batch_events` (10,000), ids up to 256 characters, `k` up to 1,000, filters and
-boosts within a cost budget (422 beyond), `rate_limit_per_second` per caller (429 with
+boosts within a cost budget (422 beyond), `rate_limit_per_second` per key and
+`rate_limit_per_user_per_second` per user token or unidentified address (429 with
 `Retry-After` beyond). A malformed request gets a 4xx naming the field, never a 5xx; a
 busy or unreachable store a 503 with `Retry-After` (nothing stored: send it again).
 """

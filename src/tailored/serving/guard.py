@@ -12,8 +12,9 @@
    service from a visitor's browser), and with a body only as JSON (a form cannot post
    without a CORS preflight). ``allow_open_access`` (behind a proxy that
    authenticates) lifts the loopback rules, not the origin and JSON ones.
-4. **Rate limits** per key, user token or client address
-   (:mod:`tailored.serving.rate_limit`): 429 with ``Retry-After`` beyond them.
+4. **Rate limits** (:mod:`tailored.serving.rate_limit`): per API key at a backend's rate,
+   per user token or address of a caller without a valid credential at a page's rate;
+   429 with ``Retry-After`` beyond them.
 """
 
 from __future__ import annotations
@@ -54,16 +55,17 @@ def bearer_token(headers: Headers) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def make_buckets(settings: Settings) -> Buckets | None:
-    """The rate limiter's buckets for these settings (None when limits are off)."""
-    if settings.rate_limit_per_second <= 0:
+def make_buckets(settings: Settings, rate: float) -> Buckets | None:
+    """The rate limiter's buckets for callers of one ``rate`` (None when it is 0)."""
+    if rate <= 0:
         return None
+    burst = max(1, round(rate * settings.rate_limit_burst_seconds))
     if settings.workers <= 1:
-        return MemoryBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+        return MemoryBuckets(rate, burst)
     # One file per service on this host (its store and port), shared by its workers.
     name = blake2b(f"{settings.store_url}|{settings.port}".encode(), digest_size=8).hexdigest()
     path = Path(tempfile.gettempdir()) / f"tailored-rate-limit-{name}.sqlite3"
-    return FileBuckets(path, settings.rate_limit_per_second, settings.rate_limit_burst)
+    return FileBuckets(path, rate, burst)
 
 
 def _host_name(host: str) -> str:
@@ -79,7 +81,10 @@ class AccessGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.buckets = make_buckets(settings)
+        # Keys (a backend's) and the open service's callers get the large rate; user
+        # tokens (a page's) and callers without a valid credential the small one.
+        self.key_buckets = make_buckets(settings, settings.rate_limit_per_second)
+        self.user_buckets = make_buckets(settings, settings.rate_limit_per_user_per_second)
         secret = settings.user_token_secret
         self.token_secret = None if secret is None else secret.get_secret_value()
 
@@ -114,15 +119,16 @@ class AccessGuard:
                      if refusal[0] == status.HTTP_401_UNAUTHORIZED else {})
             await _answer(scope, receive, send, *refusal, extra)
             return
-        if self.buckets is not None:
+        trusted = caller.key is not None or caller.is_open
+        buckets = self.key_buckets if trusted else self.user_buckets
+        if buckets is not None:
             identity = caller.identity or f"address:{(scope.get('client') or ('?',))[0]}"
-            wait = (await anyio.to_thread.run_sync(self.buckets.take, identity)
-                    if self.buckets.blocking else self.buckets.take(identity))
+            wait = (await anyio.to_thread.run_sync(buckets.take, identity)
+                    if buckets.blocking else buckets.take(identity))
             if wait > 0:
                 await _answer(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
                               f"too many requests from this caller (at most "
-                              f"{self.settings.rate_limit_per_second:g} per second, "
-                              f"{self.settings.rate_limit_burst} at once); retry after the "
+                              f"{buckets.rate:g} per second on average); retry after the "
                               "time in Retry-After", {"Retry-After": str(math.ceil(wait))})
                 return
         scope.setdefault("state", {})["caller"] = caller

@@ -33,6 +33,8 @@ MAX_TRACKED = 100_000
 class Buckets(Protocol):
     #: Whether :meth:`take` may wait on I/O (then it runs in a worker thread).
     blocking: bool
+    #: Tokens per second each caller gets back.
+    rate: float
 
     def take(self, identity: str, now: float | None = None) -> float:
         """Take one token: 0 when the request may go on, else the seconds until it may."""
