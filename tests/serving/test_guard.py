@@ -163,3 +163,16 @@ def test_file_buckets_are_shared_by_the_workers_of_a_host(tmp_path: Path) -> Non
     assert taken == [0.0, 0.0, 0.0, 1.0]
     assert one.take("other", now=100.0) == 0.0
     assert two.take("key", now=101.0) == 0.0
+
+
+def test_workers_lease_tokens_and_never_exceed_the_bucket_by_more_than_a_lease_each(
+        tmp_path: Path) -> None:
+    one = FileBuckets(tmp_path / "buckets.sqlite3", rate=100.0, burst=200)
+    two = FileBuckets(tmp_path / "buckets.sqlite3", rate=100.0, burst=200)
+    assert one.lease == 5  # a twentieth of a second's worth
+
+    allowed = sum(worker.take("key", now=100.0) == 0.0
+                  for _ in range(200) for worker in (one, two))
+
+    assert 200 <= allowed <= 200 + 2 * one.lease
+    assert one.take_cached("other") is None  # nothing leased for a caller not yet seen

@@ -123,8 +123,9 @@ class AccessGuard:
         buckets = self.key_buckets if trusted else self.user_buckets
         if buckets is not None:
             identity = caller.identity or f"address:{(scope.get('client') or ('?',))[0]}"
-            wait = (await anyio.to_thread.run_sync(buckets.take, identity)
-                    if buckets.blocking else buckets.take(identity))
+            wait = buckets.take_cached(identity)
+            if wait is None:  # the shared file must be asked: off the event loop
+                wait = await anyio.to_thread.run_sync(buckets.take, identity)
             if wait > 0:
                 await _answer(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
                               f"too many requests from this caller (at most "

@@ -252,22 +252,14 @@ class Transaction(Protocol):
     def users(self) -> UserDirectory: ...
 
 
-class Store(Protocol):
-    """The source of truth, one attribute per role."""
+class Store(Transaction, Protocol):
+    """The source of truth, one attribute per role (events, items and users as in a
+    :class:`Transaction`, each call its own)."""
 
     @property
     def url(self) -> str:
         """Where the store lives, password masked."""
         ...
-
-    @property
-    def events(self) -> EventLog: ...
-
-    @property
-    def items(self) -> Catalog: ...
-
-    @property
-    def users(self) -> UserDirectory: ...
 
     @property
     def models(self) -> ModelRegistry: ...

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -105,31 +105,27 @@ class SqlTables:
         self._bound = connection
 
     @contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
-        """A transaction to write in: the bound one, or a new one committed on exit."""
+    def _on(self, open_new: Callable[[], AbstractContextManager[sa.Connection]]
+            ) -> Iterator[sa.Connection]:
+        """The bound connection (its transaction sees its own writes), else the one
+        ``open_new`` opens for this call and closes after it."""
         if self._bound is not None:
             yield self._bound
         else:
-            with self.engine.begin() as conn:
+            with open_new() as conn:
                 yield conn
 
-    @contextmanager
-    def _read_then_write(self) -> Iterator[sa.Connection]:
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
+        """A transaction to write in, committed on exit unless bound."""
+        return self._on(self.engine.begin)
+
+    def _read_then_write(self) -> AbstractContextManager[sa.Connection]:
         """A transaction to read and then write in (see :func:`write_transaction`)."""
-        if self._bound is not None:
-            yield self._bound
-        else:
-            with write_transaction(self.engine) as conn:
-                yield conn
+        return self._on(lambda: write_transaction(self.engine))
 
-    @contextmanager
-    def _connect(self) -> Iterator[sa.Connection]:
-        """A connection to read with: the bound one (which sees its own writes) or a new one."""
-        if self._bound is not None:
-            yield self._bound
-        else:
-            with self.engine.connect() as conn:
-                yield conn
+    def _connect(self) -> AbstractContextManager[sa.Connection]:
+        """A connection to read with."""
+        return self._on(self.engine.connect)
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
