@@ -239,8 +239,8 @@ class Event(BaseModel):
     item_id: Id
     event_type: EventType = "view"
     # validate_default: a rating without a value is refused too.
-    value: Annotated[float | None, BeforeValidator(_strict_number)] = Field(
-        None, validate_default=True)
+    value: Annotated[float | None, BeforeValidator(_strict_number),
+                     Field(validate_default=True)] = None
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     session_id: Id | None = None
     context: Context = Field(default_factory=dict)
