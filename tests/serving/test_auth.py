@@ -38,6 +38,7 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("DELETE", "/users/{user_id}"): "write",
     ("POST", "/users"): "write",
     ("POST", "/users/{user_id}/token"): "write",
+    ("GET", "/users/{user_id}/export"): "admin",
     ("POST", "/events"): "write",
     ("GET", "/models"): "read",
     ("POST", "/models/{version}/promote"): "admin",

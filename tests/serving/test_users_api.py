@@ -112,3 +112,20 @@ def test_profiles_need_a_write_key(secured: TestClient, keys: Keys) -> None:
     assert secured.get("/users/u", headers=keys.headers("read")).status_code == 403
     assert secured.put("/users/u", json={}, headers=keys.headers("write")).status_code == 201
     assert secured.get("/users/u", headers=keys.headers("write")).status_code == 200
+
+
+def test_an_export_holds_the_user_s_events_and_answers_for_an_admin(
+        secured: TestClient, keys: Keys) -> None:
+    shown = secured.get("/recommendations/alice0", headers=keys.headers("read")).json()
+    secured.app.state.service.served_log.flush()  # type: ignore[attr-defined]
+
+    refused = secured.get("/users/alice0/export", headers=keys.headers("write"))
+    document = secured.get("/users/alice0/export", headers=keys.headers("admin")).json()
+
+    assert refused.status_code == 403
+    assert document["user_id"] == "alice0" and document["counts"]["events"] > 0
+    assert {e["item_id"] for e in document["events"]} and all(
+        e["event_type"] for e in document["events"])
+    [answer] = document["recommendations"]
+    assert answer["recommendation_id"] == shown["recommendation_id"]
+    assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in shown["items"]]

@@ -19,6 +19,7 @@ from tailored.cli.monitoring import monitor
 from tailored.cli.recommending import recommend
 from tailored.cli.serving import demo, serve
 from tailored.cli.training import train, tune
+from tailored.cli.users import users_app
 from tailored.errors import TailoredError
 
 __all__ = ["app", "main"]
@@ -48,6 +49,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 
+from tailored.jobs.export import export_user
 from tailored.schema import Id, User
 
 from .. import user_tokens
-from ..auth import AUTH_RESPONSES, WriteAccess
+from ..auth import AUTH_RESPONSES, AdminAccess, WriteAccess
 from ..deps import SettingsDep, StoreDep
 from ..errors import check_batch_size
 from ..schemas import (
@@ -131,3 +133,19 @@ def issue_token(user_id: UserId, caller: WriteAccess, settings: SettingsDep,
                               ttl_seconds=asked.ttl_seconds)
     return UserToken(user_id=user_id, token=token,
                      expires_at=datetime.fromtimestamp(user_tokens.expires_at(token), UTC))
+
+
+@router.get(
+    "/users/{user_id}/export",
+    summary="Export everything stored about a user",
+    description="One JSON document (format `tailored.user-export/1`) with the user's "
+                "profile, every event and every recommendation the service gave them "
+                "(model, version, experiment arm, items with scores and propensities), "
+                "for a data subject's access request; its fields are documented in "
+                "`tailored.jobs.export` and the README. An `admin` key: it reads a "
+                "person's whole history. A user the store knows nothing about gets an "
+                "empty document, not a 404 (nothing is held).",
+)
+async def export(user_id: UserId, caller: AdminAccess, store: StoreDep) -> dict[str, Any]:
+    # Reads every event and answer of the user: off the event loop.
+    return await anyio.to_thread.run_sync(export_user, store, user_id)
