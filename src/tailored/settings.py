@@ -87,6 +87,20 @@ class Settings(BaseSettings):
         30.0, ge=0, le=86_400, description="How long after an answer its clicks still teach "
         "the bandit: an answer is learnt from once it is this old (clicks later are lost).")
 
+    # Retention (tailored.jobs.retention; `tailored retain`, and each retraining worker round).
+    retention_days: int | None = Field(
+        None, ge=1, description="Events (of every type) older than this many days are "
+        "deleted, by their timestamp; unset keeps them forever.")
+    served_retention_days: int | None = Field(
+        None, ge=1, description="Served answers (the served log) and impression events "
+        "older than this many days are deleted, even while retention_days keeps other "
+        "events; unset keeps them forever.")
+    keep_versions: int | None = Field(
+        None, ge=1, description="Newest model versions kept in the registry; older ones are "
+        "forgotten and their artifacts under model_dir deleted. The active version, the one "
+        "a rollback returns to and those of draft or running experiments are always kept. "
+        "Unset keeps every version.")
+
     @classmethod
     def settings_customise_sources(
         cls,

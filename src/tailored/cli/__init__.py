@@ -17,6 +17,7 @@ from tailored.cli.keys import keys_app
 from tailored.cli.models import models_app
 from tailored.cli.monitoring import monitor
 from tailored.cli.recommending import recommend
+from tailored.cli.retention import retain
 from tailored.cli.serving import demo, serve
 from tailored.cli.training import train, tune
 from tailored.cli.users import users_app
@@ -44,6 +45,7 @@ app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("simulate")(simulate)
 app.command("monitor")(monitor)
+app.command("retain")(retain)
 app.command("version")(version)
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")

@@ -50,8 +50,7 @@ def export_user(store: Store, user_id: str, *, now: datetime | None = None
     """The export document of ``user_id`` (see the module's docstring), JSON-ready."""
     profile = store.users.get(user_id)
     events = store.events.frame(user_ids=[user_id])
-    served = store.served.frame()
-    served = served[served["user_id"] == user_id]
+    served = store.served.frame(user_id=user_id)
     recommendations = [_answer(row) for row in served.itertuples(index=False)]
     return {
         "format": FORMAT,

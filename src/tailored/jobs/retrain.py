@@ -9,7 +9,8 @@ details of the new version (``details.retrain``), promoted or not.
 :func:`run_worker` is the loop behind ``tailored train --schedule 1h``: every ``poll`` it
 replays the drift detectors (new alerts are written to the store), and retrains when the
 interval since the newest registered version has passed or an unhandled alert waits;
-the alerts are then marked handled by that retraining.
+the alerts are then marked handled by that retraining. Each round first applies the
+settings' data retention (:mod:`tailored.jobs.retention`), when any is set.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal
 
 from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
+from tailored.jobs.retention import apply_retention
 from tailored.jobs.train import register_model
 from tailored.monitoring.drift import DriftConfig, check_drift
 from tailored.pipeline import Recipe
@@ -193,6 +195,17 @@ def _poll(store: Store, settings: Settings, recipe: Recipe | None, *, now: datet
     return outcome
 
 
+def _retain(store: Store, settings: Settings, *, now: datetime, progress: Progress) -> None:
+    """Apply the settings' retention limits (if any) before a round, so a retraining
+    learns only from what may be kept; report what was deleted."""
+    if (settings.retention_days is None and settings.served_retention_days is None
+            and settings.keep_versions is None):
+        return
+    report = apply_retention(store, settings, now=now)
+    if any(report.counts.values()):
+        progress(report.summary())
+
+
 def run_worker(store: Store, settings: Settings, recipe: Recipe | None = None, *,
                every: timedelta | None = None, on_drift: bool = True,
                drift: DriftConfig | None = None, metric: str = DEFAULT_METRIC,
@@ -216,6 +229,7 @@ def run_worker(store: Store, settings: Settings, recipe: Recipe | None = None, *
     done = 0
     while iterations is None or done < iterations:
         try:
+            _retain(store, settings, now=clock(), progress=step)
             outcome = _poll(store, settings, recipe, now=clock(), every=every,
                             on_drift=on_drift, drift=drift, metric=metric,
                             tolerance=tolerance, progress=step)

@@ -7,8 +7,10 @@ Examples
 >>> paths = app.openapi()["paths"]
 >>> {"/events", "/recommendations/{user_id}", "/health", "/metrics"} <= set(paths)
 True
->>> sorted(path for path in paths if path.startswith(("/users", "/keys")))
-['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/token']
+>>> sorted(path for path in paths
+...        if path.startswith(("/users", "/keys")))  # doctest: +NORMALIZE_WHITESPACE
+['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/export',
+ '/users/{user_id}/token']
 """
 
 from __future__ import annotations

@@ -36,6 +36,17 @@ class EventLog(Protocol):
 
     def count(self) -> int: ...
 
+    def delete_before(self, cutoff: datetime, *,
+                      event_types: Sequence[str] | None = None) -> int:
+        """Delete the events timestamped before ``cutoff`` (only those of ``event_types``
+        when given); return how many. The users' freshness (:class:`Changes`) moves."""
+        ...
+
+    def count_before(self, cutoff: datetime, *,
+                     event_types: Sequence[str] | None = None) -> int:
+        """How many events :meth:`delete_before` would delete now."""
+        ...
+
 
 class Catalog(Protocol):
     """The items that can be recommended."""
@@ -127,6 +138,14 @@ class ModelRegistry(Protocol):
         back. None when there is none."""
         ...
 
+    def forget(self, version: int) -> ModelVersion:
+        """Remove ``version`` from the registry and return what it was (its artifact on
+        disk is the caller's to delete). Refused (:class:`~tailored.errors.InvalidDataError`)
+        for the active version, the one a rollback returns to, the newest one (so a
+        number is never given twice) and a version a draft or running experiment uses;
+        the served log and stopped experiments keep the number as a plain record."""
+        ...
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -216,12 +235,21 @@ class ServedLog(Protocol):
 
     def get(self, recommendation_id: str) -> Served | None: ...
 
-    def frame(self, *, since: datetime | None = None,
-              experiment_id: str | None = None) -> pd.DataFrame:
-        """Answers as a frame with ``SERVED_COLUMNS``, oldest first."""
+    def frame(self, *, since: datetime | None = None, experiment_id: str | None = None,
+              user_id: str | None = None) -> pd.DataFrame:
+        """Answers as a frame with ``SERVED_COLUMNS``, oldest first (those since a time, of
+        one experiment, given to one user)."""
         ...
 
     def count(self) -> int: ...
+
+    def delete_before(self, cutoff: datetime) -> int:
+        """Delete the answers served before ``cutoff``; return how many."""
+        ...
+
+    def count_before(self, cutoff: datetime) -> int:
+        """How many answers :meth:`delete_before` would delete now."""
+        ...
 
 
 class Changes(Protocol):

@@ -117,12 +117,15 @@ class SqlServedLog(SqlTables):
                 served_table.c.recommendation_id == recommendation_id)).first()
         return None if row is None else _served(row)
 
-    def frame(self, *, since: datetime | None = None,
-              experiment_id: str | None = None) -> pd.DataFrame:
+    def frame(self, *, since: datetime | None = None, experiment_id: str | None = None,
+              user_id: str | None = None) -> pd.DataFrame:
         """Answers as a frame with :data:`SERVED_COLUMNS`, oldest first; ``since``
-        keeps those served at or after a time, ``experiment_id`` those of one experiment."""
+        keeps those served at or after a time, ``experiment_id`` those of one experiment,
+        ``user_id`` those given to one user."""
         query = sa.select(served_table).order_by(served_table.c.served_us,
                                                  served_table.c.recommendation_id)
+        if user_id is not None:
+            query = query.where(served_table.c.user_id == user_id)
         if since is not None:
             query = query.where(served_table.c.served_us >= micros(since))
         if experiment_id is not None:
@@ -150,6 +153,19 @@ class SqlServedLog(SqlTables):
 
     def count(self) -> int:
         return self._count(served_table)
+
+    def delete_before(self, cutoff: datetime) -> int:
+        """Delete the answers served before ``cutoff``; return how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(served_table.delete().where(
+                served_table.c.served_us < micros(cutoff))).rowcount)
+
+    def count_before(self, cutoff: datetime) -> int:
+        """How many answers were served before ``cutoff``."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(served_table)
+                                    .where(served_table.c.served_us < micros(cutoff)))
+                       .scalar_one())
 
 
 def _served(row: Any) -> Served:

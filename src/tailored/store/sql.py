@@ -19,7 +19,7 @@ from tailored.schema import Event, Item, User
 from tailored.store.alerts import SqlAlerts
 from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
 from tailored.store.changes import SqlChanges, install_change_tracking
-from tailored.store.experiments import SqlExperiments
+from tailored.store.experiments import SqlExperiments, experiments_table
 from tailored.store.keys import SqlKeyStore
 from tailored.store.served import SqlServedLog
 from tailored.store.sqlbase import (
@@ -167,6 +167,29 @@ class SqlEventLog(SqlTables):
 
     def count(self) -> int:
         return self._count(events_table)
+
+    @staticmethod
+    def _before(cutoff: datetime, event_types: Sequence[str] | None) -> Any:
+        condition = events_table.c.ts_us < micros(cutoff)
+        if event_types is not None:
+            condition = condition & events_table.c.event_type.in_(list(event_types))
+        return condition
+
+    def delete_before(self, cutoff: datetime, *,
+                      event_types: Sequence[str] | None = None) -> int:
+        # A user's (count, last seq) in SqlChanges.check drops with any of their events
+        # deleted, so a cache entry made before no longer matches. (On SQLite a deleted
+        # newest row's seq may be given again; the same key recurs only if exactly as many
+        # new events follow and the last one gets that very seq, unseen in between.)
+        with self._begin() as conn:
+            return int(conn.execute(events_table.delete()
+                                    .where(self._before(cutoff, event_types))).rowcount)
+
+    def count_before(self, cutoff: datetime, *,
+                     event_types: Sequence[str] | None = None) -> int:
+        with self._connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)
+                                    .where(self._before(cutoff, event_types))).scalar_one())
 
 
 class SqlCatalog(SqlTables):
@@ -375,6 +398,39 @@ class SqlModelRegistry(SqlTables):
         if active is None or not stack or stack[-1] != active.version or len(stack) < 2:
             return None
         return self.get(stack[-2])
+
+    def forget(self, version: int) -> ModelVersion:
+        from tailored.errors import InvalidDataError, ModelNotFoundError
+
+        found = self.get(version)
+        if found is None:
+            raise ModelNotFoundError(f"model version {version} is not in the registry; "
+                                     "`tailored models list` shows the versions there are")
+        previous = self.previous()
+        kept = ("active" if found.active
+                else "the one a rollback returns to" if previous is not None
+                and previous.version == version
+                else "the newest (a number is never given twice)"
+                if version == max(v.version for v in self.list()) else None)
+        if kept is not None:
+            raise InvalidDataError(f"model version {version} is {kept}; it is kept")
+        with self.engine.begin() as conn:
+            table = experiments_table
+            rows = conn.execute(sa.select(table.c.experiment_id, table.c.variants,
+                                          table.c.holdout_version)
+                                .where(table.c.status.in_(["draft", "running"]))).all()
+            used = sorted(row.experiment_id for row in rows
+                          if row.holdout_version == version
+                          or any(v["version"] == version for v in json.loads(row.variants)))
+            if used:
+                raise InvalidDataError(
+                    f"model version {version} is used by the experiment(s) "
+                    f"{', '.join(used)} (draft or running); stop them first")
+            deleted = conn.execute(models_table.delete().where(
+                (models_table.c.version == version) & models_table.c.active.is_(False)))
+            if deleted.rowcount == 0:  # promoted meanwhile
+                raise InvalidDataError(f"model version {version} is active; it is kept")
+        return found
 
     def get(self, version: int) -> ModelVersion | None:
         return self._one(models_table.c.version == version)

@@ -113,6 +113,73 @@ class StoreContract:
         previous = store.models.previous()
         assert previous is not None and previous.version == v1.version
 
+    # ---- retention (tailored.jobs.retention) ----
+
+    def test_events_deleted_before_a_cutoff_newer_kept(self, store: Store) -> None:
+        store.events.add([_event(1), _event(2, event_type="impression"),
+                          _event(3, user="u2"), _event(4, event_type="impression"),
+                          _event(5)])
+        cutoff = T0.replace(minute=4)  # e1..e3 are older; e4 is exactly at the cutoff
+        assert store.events.count_before(cutoff) == 3
+        assert store.events.count_before(cutoff, event_types=["impression"]) == 1
+        assert store.events.delete_before(cutoff, event_types=["impression"]) == 1
+        assert store.events.frame()["event_id"].tolist() == ["e1", "e3", "e4", "e5"]
+        assert store.events.delete_before(cutoff) == 2
+        assert store.events.frame()["event_id"].tolist() == ["e4", "e5"]
+        assert store.events.delete_before(cutoff) == 0
+        assert store.events.count_before(cutoff) == 0
+
+    def test_deleting_old_events_changes_the_users_freshness(self, store: Store) -> None:
+        store.events.add([_event(1), _event(2), _event(3, user="u2")])
+        before, other = store.changes.check("u1"), store.changes.check("u2")
+        assert store.events.delete_before(T0.replace(minute=2)) == 1  # u1's oldest
+        after = store.changes.check("u1")
+        assert after.user_key != before.user_key and after.user_events == 1
+        assert store.changes.check("u2").user_key == other.user_key
+        store.events.delete_before(T0.replace(minute=59))  # every event, the newest too
+        assert store.changes.check("u1").user_key == (0, 0)
+
+    def test_served_answers_deleted_before_a_cutoff_newer_kept(self, store: Store) -> None:
+        from tailored.store import Served
+
+        store.served.record([Served(f"r{n}", "u1", T0.replace(minute=n), "als", 1,
+                                    item_ids=["i1", "i2"], scores=[1.0, 0.5],
+                                    propensities=[1.0, 1.0]) for n in range(4)])
+        cutoff = T0.replace(minute=2)
+        assert store.served.count_before(cutoff) == 2
+        assert store.served.delete_before(cutoff) == 2
+        assert store.served.frame()["recommendation_id"].tolist() == ["r2", "r3"]
+        assert store.served.get("r0") is None and store.served.get("r2") is not None
+        assert store.served.delete_before(cutoff) == 0
+
+    def test_forgetting_versions_keeps_those_still_needed(self, store: Store) -> None:
+        v1, v2, v3, v4, v5 = (store.models.register("als", f"/models/{n}")
+                              for n in range(1, 6))
+        for version in (v2, v3, v4):
+            store.models.promote(version.version)  # v4 active, v3 the rollback target
+        experiment = store.experiments.create("test", [("A", v4.version, 1.0),
+                                                       ("B", v2.version, 1.0)])
+        for kept, reason in ((v4, "is active"), (v3, "rollback returns to"),
+                             (v5, "is the newest"), (v2, "used by the experiment")):
+            with pytest.raises(InvalidDataError, match=reason):
+                store.models.forget(kept.version)
+        with pytest.raises(ModelNotFoundError, match="version 99"):
+            store.models.forget(99)
+        assert store.models.forget(v1.version) == v1
+        assert store.models.get(v1.version) is None
+        store.experiments.start(experiment.experiment_id)
+        with pytest.raises(InvalidDataError, match="used by the experiment"):
+            store.models.forget(v2.version)
+        store.experiments.stop(experiment.experiment_id)  # its records keep the number
+        assert store.models.forget(v2.version).version == v2.version
+        assert [v.version for v in store.models.list()] == [v3.version, v4.version,
+                                                            v5.version]
+        previous = store.models.previous()
+        assert previous is not None and previous.version == v3.version
+        active = store.models.active()
+        assert active is not None and active.version == v4.version
+        assert store.models.register("als", "/models/6").version > v5.version
+
     def test_items_update_merges_attributes(self, store: Store) -> None:
         store.items.upsert([Item(item_id="i1", title="Shoe", categories=["shoes"],
                                  attributes={"price": 50.0, "brand": "acme"})])
@@ -228,7 +295,7 @@ class StoreContract:
         assert row.item_ids == ["i7", "i2"] and row.propensities == [1.0, 0.5]
         assert row.served_at == T0 and row.context == {"device": "mobile", "hour": 9}
 
-    def test_served_frame_filters_by_time_and_experiment(self, store: Store) -> None:
+    def test_served_frame_filters_by_time_experiment_and_user(self, store: Store) -> None:
         from tailored.store import Served
 
         store.served.record([
@@ -241,6 +308,9 @@ class StoreContract:
         assert store.served.frame(experiment_id="exp-1")["recommendation_id"].tolist() == [
             "r1", "r3"]
         assert store.served.frame(experiment_id="other").empty
+        store.served.record([Served("r9", "u2", T0, "als", 1, item_ids=["i1"], scores=[1.0],
+                                    propensities=[1.0])])
+        assert store.served.frame(user_id="u2")["recommendation_id"].tolist() == ["r9"]
 
     def test_changes_follow_a_users_events(self, store: Store) -> None:
         empty = store.changes.check("u1")
