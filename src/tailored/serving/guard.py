@@ -36,6 +36,7 @@ from tailored.settings import Settings
 
 from . import user_tokens
 from .auth import Caller, KeyVerifier
+from .errors import RETRY_AFTER_SECONDS
 from .rate_limit import Buckets, FileBuckets, MemoryBuckets
 from .security import is_loopback
 
@@ -103,7 +104,7 @@ class AccessGuard:
             logger.error("cannot check the caller's credentials: %s", type(error).__name__)
             await _answer(scope, receive, send, status.HTTP_503_SERVICE_UNAVAILABLE,
                           "the store does not answer, so credentials cannot be checked; "
-                          "try again shortly", {"Retry-After": "5"})
+                          "try again shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
             return
         method = scope["method"]
         refusal: tuple[int, str] | None = None
