@@ -110,3 +110,22 @@ def test_the_digest_tells_apart_times_values_and_weights() -> None:
                Dataset(events, weights=data.weights.model_copy(update={"view": 3.0})).digest}
     assert len(digests) == 4
     assert checkerboard().digest == data.digest
+
+
+def test_users_who_withhold_consent_are_left_out_of_a_dataset_from_the_store() -> None:
+    from tailored.schema import Event, User
+    from tailored.store import open_store
+
+    store = open_store("sqlite://")
+    store.users.upsert([User(user_id="yes", attributes={"age": "30s"}),
+                        User(user_id="no", attributes={"age": "40s"}, consent=False)])
+    store.events.add([Event(user_id=user, item_id=item, timestamp=1714564800 + n)
+                      for n, (user, item) in enumerate(
+                          [("yes", "i1"), ("no", "i2"), ("no", "i1"), ("anon", "i3")])])
+
+    data = Dataset.from_store(store)
+
+    assert "no" not in data.user_vocab and {"yes", "anon"} <= set(data.user_vocab.ids)
+    assert set(data.events["user_id"]) == {"yes", "anon"}
+    assert "i2" not in data.item_vocab  # only the withheld user touched it
+    assert data.users is None or "no" not in set(data.users.index.astype(str))

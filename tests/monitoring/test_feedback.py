@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tailored.monitoring.feedback import FEEDBACK_COLUMNS, feedback_from_store
-from tailored.schema import Event
+from tailored.schema import Event, User
 from tailored.store import Served, open_store
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -43,6 +43,8 @@ def test_impressions_become_labels(tmp_path: Path) -> None:
     assert first.context == {"device": "mobile"}
     assert feedback_from_store(store, since=T0 + timedelta(minutes=1))[
         "recommendation_id"].tolist() == ["r2"]
+    store.users.upsert([User(user_id="u1", consent=False)])  # u1 withdraws consent
+    assert set(feedback_from_store(store)["user_id"]) == {"u2"}
     store.close()
 
 

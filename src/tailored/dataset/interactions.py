@@ -147,14 +147,21 @@ class Dataset:
 
     @classmethod
     def from_store(cls, store: Store, weights: EventWeights | None = None) -> Dataset:
-        """Build from everything in the store."""
+        """Build from everything in the store but the events and profiles of users who
+        withhold consent (no model, evaluation or segment learns from them)."""
         events = store.events.frame()
+        users = store.users.frame() if store.users.count() else None
+        withheld = store.users.without_consent()
+        if withheld:
+            events = events[~events["user_id"].isin(withheld)].reset_index(drop=True)
+            assert users is not None
+            users = users[~users["user_id"].isin(withheld)].reset_index(drop=True)
         if not interest_mask(events, weights or EventWeights()).any():
             raise InvalidDataError(
                 f"the store at {store.url} has no events to learn from (impressions alone "
-                "do not count); import some with `tailored import`")
+                "do not count, nor users who withhold consent); import some with "
+                "`tailored import`")
         items = store.items.frame() if store.items.count() else None
-        users = store.users.frame() if store.users.count() else None
         return cls.from_frame(events, items, users, weights)
 
     def __len__(self) -> int:

@@ -101,9 +101,11 @@ def feedback_labels(served: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def feedback_from_store(store: Store, since: datetime | None = None) -> pd.DataFrame:
-    """:func:`feedback_labels` for every answer in the served log (served since ``since``)."""
+    """:func:`feedback_labels` for every answer in the served log (served since ``since``)
+    to a user who does not withhold consent."""
     served = store.served.frame(since=since)
-    served = served[served["user_id"].notna()]
+    served = served[served["user_id"].notna()
+                    & ~served["user_id"].isin(store.users.without_consent())]
     users = served["user_id"].unique().tolist()
     events = store.events.frame(user_ids=users) if users else store.events.frame(user_ids=[])
     return feedback_labels(served, events)

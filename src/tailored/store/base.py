@@ -91,6 +91,10 @@ class UserDirectory(Protocol):
         """Users as a frame with :data:`USER_COLUMNS`."""
         ...
 
+    def without_consent(self) -> list[str]:
+        """Ids of the users whose profile withholds consent: nothing learns from them."""
+        ...
+
     def count(self) -> int: ...
 
     def update(self, user_id: str, changes: dict[str, Any]) -> User | None:

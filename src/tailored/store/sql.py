@@ -330,6 +330,12 @@ class SqlUserDirectory(SqlTables):
         return User(user_id=row.user_id, attributes=json.loads(row.attributes),
                     consent=row.consent)
 
+    def without_consent(self) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute(sa.select(users_table.c.user_id)
+                                .where(users_table.c.consent.is_(False))).all()
+        return [row.user_id for row in rows]
+
     def frame(self) -> pd.DataFrame:
         with self._connect() as conn:
             rows = conn.execute(sa.select(users_table).order_by(users_table.c.user_id)).all()

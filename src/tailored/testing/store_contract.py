@@ -72,6 +72,12 @@ class StoreContract:
         titles = store.items.titles([f"i{n}" for n in range(1200)] + ["nope", "i1"])
         assert titles == {f"i{n}": f"Item {n}" for n in range(1, 1200, 2)}
 
+    def test_users_without_consent_are_listed(self, store: Store) -> None:
+        store.users.upsert([User(user_id="yes"), User(user_id="no", consent=False),
+                            User(user_id="later")])
+        store.users.update("later", {"consent": False})
+        assert sorted(store.users.without_consent()) == ["later", "no"]
+
     def test_users_upsert_and_get(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin"})])
         user = store.users.get("u1")
