@@ -129,3 +129,37 @@ def test_an_export_holds_the_user_s_events_and_answers_for_an_admin(
     [answer] = document["recommendations"]
     assert answer["recommendation_id"] == shown["recommendation_id"]
     assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in shown["items"]]
+
+
+def test_a_user_who_withdraws_consent_gets_a_newcomer_s_answer_at_once(
+        client: TestClient, store: Store) -> None:
+    def items(user: str, **params: Any) -> list[str]:
+        answer = client.get(f"/recommendations/{user}", params={"k": 5, **params}).json()
+        return [item["item_id"] for item in answer["items"]]
+
+    personal = items("alice0")
+    assert items("alice0") == personal  # cached now
+    newcomer = items("nobody-at-all")
+    assert personal != newcomer
+
+    client.put("/users/alice0", json={"consent": False})
+    withheld = client.get("/recommendations/alice0",
+                          params={"k": 5, "explain": True}).json()["items"]
+    client.patch("/users/alice0", json={"consent": True})
+
+    assert [item["item_id"] for item in withheld] == newcomer
+    seen = set(store.events.frame(user_ids=["alice0"])["item_id"])
+    assert not any(title in item["reason"] for item in withheld for title in seen)
+    assert items("alice0") == personal  # consent given again: personal again
+
+
+def test_batch_recommendations_obey_consent(client: TestClient, store: Store) -> None:
+    from tailored.pipeline import LiveRecommender
+
+    live = LiveRecommender.active(store)
+    store.users.upsert([User(user_id="alice0", consent=False)])
+
+    lists = live.recommend(["alice0", "nobody-at-all"], k=5)
+
+    by_user = lists.groupby("user_id")["item_id"].apply(list)
+    assert by_user["alice0"] == by_user["nobody-at-all"]

@@ -179,8 +179,11 @@ class LiveRecommender:
     # ---- histories and the catalog ---------------------------------------------------
 
     def history(self, user_ids: Sequence[str]) -> pd.DataFrame:
-        """The users' events as stored now, impressions (zero-weight types) left out."""
-        events = self.store.events.frame(user_ids=list(user_ids))
+        """The users' events as stored now, impressions (zero-weight types) left out, and
+        none of users who withhold consent (they get the answer of a newcomer)."""
+        withheld = set(self.store.users.without_consent(user_ids))
+        user_ids = [user for user in user_ids if user not in withheld]
+        events = self.store.events.frame(user_ids=user_ids)
         if len(events) and not (keep := interest_mask(events, self.model.weights_)).all():
             events = events[keep].reset_index(drop=True)
         return events

@@ -68,11 +68,11 @@ class CacheKey:
 
 class TopListCache:
     """A bounded LRU of top lists; an entry counts only for the user events it was
-    scored from (``user_key``: the user's event count and latest event seq)."""
+    scored from (``user_key``: the user's event count, latest event seq and consent)."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, tuple[tuple[int, int], TopList]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[tuple[int, int, bool], TopList]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -80,7 +80,7 @@ class TopListCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey, user_key: tuple[int, int]) -> TopList | None:
+    def get(self, key: CacheKey, user_key: tuple[int, int, bool]) -> TopList | None:
         with self._lock:
             found = self._entries.get(key)
             if found is not None and found[0] == user_key:
@@ -93,7 +93,7 @@ class TopListCache:
         CACHE_LOOKUPS.labels(result="hit" if hit else "miss").inc()
         return found[1] if hit and found is not None else None
 
-    def put(self, key: CacheKey, user_key: tuple[int, int], top: TopList) -> None:
+    def put(self, key: CacheKey, user_key: tuple[int, int, bool], top: TopList) -> None:
         if self.max_entries <= 0:
             return
         with self._lock:

@@ -91,8 +91,9 @@ class UserDirectory(Protocol):
         """Users as a frame with :data:`USER_COLUMNS`."""
         ...
 
-    def without_consent(self) -> list[str]:
-        """Ids of the users whose profile withholds consent: nothing learns from them."""
+    def without_consent(self, among: Sequence[str] | None = None) -> list[str]:
+        """Ids of the users whose profile withholds consent (of ``among`` only, when
+        given): nothing learns from them, and they get no personal answer."""
         ...
 
     def count(self) -> int: ...

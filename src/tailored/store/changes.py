@@ -87,16 +87,18 @@ class Freshness:
     """What a cache entry must match to still be current.
 
     ``user_events`` and ``user_last_seq`` change with any new or erased event of the
-    user; ``catalog_version`` with any change to any item.
+    user; ``catalog_version`` with any change to any item; ``consent_withheld`` when the
+    user's profile withholds consent (then no personal answer is given).
     """
 
     user_events: int
     user_last_seq: int
     catalog_version: int
+    consent_withheld: bool = False
 
     @property
-    def user_key(self) -> tuple[int, int]:
-        return self.user_events, self.user_last_seq
+    def user_key(self) -> tuple[int, int, bool]:
+        return self.user_events, self.user_last_seq, self.consent_withheld
 
 
 class SqlChanges(SqlTables):
@@ -109,7 +111,8 @@ class SqlChanges(SqlTables):
         # the last catalog change (the primary key).
         self._check_sql = (
             "SELECT count(*), coalesce(max(seq), 0), "
-            "(SELECT coalesce(max(seq), 0) FROM catalog_changes) "
+            "(SELECT coalesce(max(seq), 0) FROM catalog_changes), "
+            f"(SELECT count(*) FROM users WHERE user_id = {mark} AND NOT consent) "
             f"FROM events WHERE user_id = {mark}")
         self._held = threading.local()
         # Held connections come from outside the engine's pool, which they would exhaust
@@ -129,11 +132,11 @@ class SqlChanges(SqlTables):
             try:
                 cursor = connection.cursor()
                 try:
-                    cursor.execute(self._check_sql, (user_id,))
+                    cursor.execute(self._check_sql, (user_id, user_id))
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-                return Freshness(int(row[0]), int(row[1]), int(row[2]))
+                return Freshness(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
             except self.engine.dialect.dbapi.Error:  # type: ignore[union-attr]
                 self._drop_connection()  # a server restart, say: reconnect once
                 if attempt == 1:

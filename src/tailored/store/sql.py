@@ -330,10 +330,12 @@ class SqlUserDirectory(SqlTables):
         return User(user_id=row.user_id, attributes=json.loads(row.attributes),
                     consent=row.consent)
 
-    def without_consent(self) -> list[str]:
+    def without_consent(self, among: Sequence[str] | None = None) -> list[str]:
+        query = sa.select(users_table.c.user_id).where(users_table.c.consent.is_(False))
+        if among is not None:
+            query = query.where(users_table.c.user_id.in_(list(among)))
         with self._connect() as conn:
-            rows = conn.execute(sa.select(users_table.c.user_id)
-                                .where(users_table.c.consent.is_(False))).all()
+            rows = conn.execute(query).all()
         return [row.user_id for row in rows]
 
     def frame(self) -> pd.DataFrame:

@@ -143,7 +143,7 @@ class StoreContract:
         assert after.user_key != before.user_key and after.user_events == 1
         assert store.changes.check("u2").user_key == other.user_key
         store.events.delete_before(T0.replace(minute=59))  # every event, the newest too
-        assert store.changes.check("u1").user_key == (0, 0)
+        assert store.changes.check("u1").user_key == (0, 0, False)
 
     def test_served_answers_deleted_before_a_cutoff_newer_kept(self, store: Store) -> None:
         from tailored.store import Served
@@ -320,7 +320,7 @@ class StoreContract:
 
     def test_changes_follow_a_users_events(self, store: Store) -> None:
         empty = store.changes.check("u1")
-        assert empty.user_key == (0, 0)
+        assert empty.user_key == (0, 0, False)
         store.events.add([_event(1), _event(2, user="u2")])
         first = store.changes.check("u1")
         assert first.user_events == 1 and first.user_last_seq > 0
@@ -329,6 +329,8 @@ class StoreContract:
         store.events.add([_event(4)])
         later = store.changes.check("u1")
         assert later.user_events == 2 and later.user_last_seq > first.user_last_seq
+        store.users.upsert([User(user_id="u1", consent=False)])  # no personal answer now
+        assert store.changes.check("u1").user_key == (2, later.user_last_seq, True)
 
     def test_every_catalog_write_moves_the_catalog_version(self, store: Store) -> None:
         assert store.changes.catalog_version() == 0
