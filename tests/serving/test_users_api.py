@@ -163,3 +163,9 @@ def test_batch_recommendations_obey_consent(client: TestClient, store: Store) ->
 
     by_user = lists.groupby("user_id")["item_id"].apply(list)
     assert by_user["alice0"] == by_user["nobody-at-all"]
+
+
+def test_an_export_of_a_user_nothing_is_stored_about_is_404(client: TestClient) -> None:
+    response = client.get("/users/nobody-at-all/export")
+
+    assert response.status_code == 404 and "nothing is stored" in response.json()["detail"]

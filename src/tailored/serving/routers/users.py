@@ -143,9 +143,15 @@ def issue_token(user_id: UserId, caller: WriteAccess, settings: SettingsDep,
                 "(model, version, experiment arm, items with scores and propensities), "
                 "for a data subject's access request; its fields are documented in "
                 "`tailored.jobs.export` and the README. An `admin` key: it reads a "
-                "person's whole history. A user the store knows nothing about gets an "
-                "empty document, not a 404 (nothing is held).",
+                "person's whole history. 404 when the store holds nothing about the user "
+                "(no profile, event or answer).",
+    responses={404: {"description": "Nothing is stored about this user."}},
 )
 async def export(user_id: UserId, caller: AdminAccess, store: StoreDep) -> dict[str, Any]:
     # Reads every event and answer of the user: off the event loop.
-    return await anyio.to_thread.run_sync(export_user, store, user_id)
+    document = await anyio.to_thread.run_sync(export_user, store, user_id)
+    if document["profile"] is None and not any(document["counts"].values()):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=(
+            f"nothing is stored about user {user_id!r}: no profile, event or "
+            "recommendation"))
+    return document
