@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 from fastapi import status
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,7 +37,7 @@ from . import user_tokens
 from .auth import Caller, KeyVerifier
 from .errors import RETRY_AFTER_SECONDS
 from .rate_limit import Buckets, FileBuckets, MemoryBuckets
-from .security import is_loopback
+from .security import answer_early, is_loopback
 
 logger = logging.getLogger("tailored.serving")
 
@@ -102,7 +101,7 @@ class AccessGuard:
             caller = await self._identify(verifier, bearer_token(headers))
         except Exception as error:  # the store does not answer: nobody can be checked
             logger.error("cannot check the caller's credentials: %s", type(error).__name__)
-            await _answer(scope, receive, send, status.HTTP_503_SERVICE_UNAVAILABLE,
+            await answer_early(scope, receive, send, status.HTTP_503_SERVICE_UNAVAILABLE,
                           "the store does not answer, so credentials cannot be checked; "
                           "try again shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
             return
@@ -118,7 +117,7 @@ class AccessGuard:
         if refusal is not None:
             extra = ({"WWW-Authenticate": "Bearer"}
                      if refusal[0] == status.HTTP_401_UNAUTHORIZED else {})
-            await _answer(scope, receive, send, *refusal, extra)
+            await answer_early(scope, receive, send, *refusal, extra)
             return
         trusted = caller.key is not None or caller.is_open
         buckets = self.key_buckets if trusted else self.user_buckets
@@ -128,7 +127,7 @@ class AccessGuard:
             if wait is None:  # the shared file must be asked: off the event loop
                 wait = await anyio.to_thread.run_sync(buckets.take, identity)
             if wait > 0:
-                await _answer(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
+                await answer_early(scope, receive, send, status.HTTP_429_TOO_MANY_REQUESTS,
                               f"too many requests from this caller (at most "
                               f"{buckets.rate:g} per second on average); retry after the "
                               "time in Retry-After", {"Retry-After": str(math.ceil(wait))})
@@ -202,12 +201,3 @@ class AccessGuard:
         if self.settings.allow_open_access:
             return origin_host == headers.get("host")
         return is_loopback(_host_name(origin_host))
-
-
-async def _answer(scope: Scope, receive: Receive, send: Send, status_code: int, detail: str,
-                  headers: dict[str, str] | None = None) -> None:
-    """Answer from here, without reading the body (the connection closes after it, so an
-    unread body is not taken for the next request)."""
-    response = JSONResponse({"detail": detail}, status_code=status_code,
-                            headers={**(headers or {}), "Connection": "close"})
-    await response(scope, receive, send)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
 
 from fastapi import HTTPException, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,7 +94,8 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
-            await _send_413(send, self.limit)
+            await answer_early(scope, receive, send, status.HTTP_413_CONTENT_TOO_LARGE,
+                               str(body_too_large(self.limit).detail))
             return
         received = 0
 
@@ -121,12 +122,10 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    import json
-
-    body = json.dumps({"detail": body_too_large(limit).detail}).encode()
-    headers: list[Any] = [(b"content-type", b"application/json"),
-                          (b"content-length", str(len(body)).encode()),
-                          (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def answer_early(scope: Scope, receive: Receive, send: Send, status_code: int,
+                       detail: str, headers: dict[str, str] | None = None) -> None:
+    """Answer from a middleware, without reading the body (the connection closes after
+    it, so an unread body is not taken for the next request)."""
+    response = JSONResponse({"detail": detail}, status_code=status_code,
+                            headers={**(headers or {}), "Connection": "close"})
+    await response(scope, receive, send)
