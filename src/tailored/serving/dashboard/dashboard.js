@@ -68,6 +68,12 @@ async function load(fresh = false) {
     status.textContent = "cannot reach the service: " + error;
     return;
   }
+  if (fresh && response.status === 403) {
+    // The key is good but recomputing needs `admin`: show the shared copy instead.
+    await load(false);
+    status.textContent += " · refreshing needs an admin key";
+    return;
+  }
   if (response.status === 401 || response.status === 403) {
     const detail = (await response.json().catch(() => ({}))).detail || response.statusText;
     if (key) sessionStorage.removeItem(KEY_STORAGE);
@@ -100,7 +106,7 @@ document.getElementById("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const value = document.getElementById("key").value.trim();
   if (value) sessionStorage.setItem(KEY_STORAGE, value);
-  load(true);
+  load();
 });
 document.getElementById("refresh").addEventListener("click", () => load(true));
 
