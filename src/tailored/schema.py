@@ -341,14 +341,55 @@ class Item(BaseModel):
         return value
 
 
+#: Purposes a user consents to, each with its meaning in tailored: ``personalization``
+#: (answers from their history, training on their events and labels, segments) and
+#: ``analytics`` (their answers recorded in the served log, so experiments, CTR, the
+#: dashboard and the bandit count them). A shop may record purposes of its own.
+PERSONALIZATION, ANALYTICS = "personalization", "analytics"
+CONSENT_PURPOSES = (PERSONALIZATION, ANALYTICS)
+MAX_CONSENT_PURPOSES = 16
+Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+def by_purpose(consent: Any) -> Any:
+    """Consent by purpose: ``True``/``False`` is shorthand for every purpose tailored
+    knows; anything else is returned as it is (a mapping, or what validation refuses).
+
+    >>> by_purpose(False)
+    {'personalization': False, 'analytics': False}
+    """
+    if isinstance(consent, bool):
+        return dict.fromkeys(CONSENT_PURPOSES, consent)
+    return consent
+
+
+Consent = Annotated[dict[Purpose, bool], BeforeValidator(by_purpose),
+                    Field(max_length=MAX_CONSENT_PURPOSES)]
+
+
 class User(BaseModel):
-    """Someone recommendations are made for; ``consent`` gates personal processing."""
+    """Someone recommendations are made for, and what they consent to.
+
+    ``consent`` maps a purpose to whether it is granted; a purpose not recorded is
+    granted. Writing a user changes only the purposes it names, and every change is
+    recorded with its time (``UserDirectory.consent_history``).
+
+    Examples
+    --------
+    >>> User(user_id="u1", consent=False).consent
+    {'personalization': False, 'analytics': False}
+    >>> User(user_id="u1", consent={"analytics": False}).allows("personalization")
+    True
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id
     attributes: Attributes = Field(default_factory=dict)
-    consent: bool = True
+    consent: Consent = Field(default_factory=dict)
+
+    def allows(self, purpose: str) -> bool:
+        return self.consent.get(purpose, True)
 
     @field_validator("attributes")
     @classmethod

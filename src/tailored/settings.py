@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -100,6 +100,28 @@ class Settings(BaseSettings):
         "forgotten and their artifacts under model_dir deleted. The active version, the one "
         "a rollback returns to and those of draft or running experiments are always kept. "
         "Unset keeps every version.")
+
+    # Data rights (tailored.jobs.erase, tailored.store.pseudonymous).
+    privacy_secret: SecretStr | None = Field(
+        None, min_length=32, description="Keys the hashes that name erased users in the "
+        "audit and, with pseudonymize_user_ids, the pseudonyms stored instead of user ids. "
+        "Unset: audit hashes use a key the store makes for itself. Set it from the "
+        "environment (TAILORED_PRIVACY_SECRET), never in a file under version control.")
+    pseudonymize_user_ids: bool = Field(
+        False, description="Store a keyed HMAC of each user id (privacy_secret is the key) "
+        "instead of the id itself: the store, the models and the logs never hold the raw "
+        "id; requests, imports and the CLI still use it.")
+    erasure_retrain_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="Within how many hours of an erasure a "
+        "retraining replaces the models whose item-level state the erased users shaped "
+        "(the retraining worker honours it; `tailored retrain` does it at once).")
+
+    @model_validator(mode="after")
+    def _pseudonyms_need_a_secret(self) -> Settings:
+        if self.pseudonymize_user_ids and self.privacy_secret is None:
+            raise ValueError("pseudonymize_user_ids needs privacy_secret (at least 32 "
+                             "characters, from the environment: TAILORED_PRIVACY_SECRET)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -167,12 +167,12 @@ def test_csv_users_read_consent_and_keep_codes_as_text(store: Store, data_dir: P
     assert (report.rows_read, report.imported) == (3, 3)
     first, second, third = (store.users.get(u) for u in ("u1", "u2", "u3"))
     assert first is not None and second is not None and third is not None
-    assert first.consent is True
+    assert first.allows("personalization") and first.consent["analytics"]
     assert first.attributes == {"age_band": "25-34", "gender": "F", "location": "Berlin",
                                 "zip": "02139"}
-    assert second.consent is False  # "no"
+    assert second.consent == {"personalization": False, "analytics": False}  # "no"
     assert second.attributes == {"age_band": "56+", "location": "Paris"}
-    assert third.consent is True  # empty: the default
+    assert third.consent == {} and third.allows("analytics")  # empty: the default
     assert third.attributes["zip"] == "75001"  # the column holds a code, so text throughout
 
 
@@ -186,8 +186,8 @@ def test_jsonl_and_parquet_users(store: Store, data_dir: Path, tmp_path: Path) -
         store.users.get(u) for u in ("u1", "2", "p1"))
     assert jsonl_user is not None and numeric_id_user is not None and parquet_user is not None
     assert jsonl_user.attributes == {"age_band": "25-34", "location": "Berlin"}
-    assert (numeric_id_user.consent, numeric_id_user.attributes) == (False, {"vip": True})
-    assert (parquet_user.consent, parquet_user.attributes) == (False, {"segment": "vip"})
+    assert (numeric_id_user.consent, numeric_id_user.attributes) == ({"personalization": False, "analytics": False}, {"vip": True})
+    assert (parquet_user.consent, parquet_user.attributes) == ({"personalization": False, "analytics": False}, {"segment": "vip"})
 
 
 # -- idempotency and chunking ---------------------------------------------------------------

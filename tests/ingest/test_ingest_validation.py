@@ -70,7 +70,7 @@ def test_parse_items_and_users_put_unknown_fields_in_attributes() -> None:
     assert items[0].attributes == {"price": 9.5, "color": "red"}
     assert [(r.row, r.field) for r in item_rejects] == [(2, "categories.0, categories.1")]
     assert (users[0].user_id, users[0].consent, users[0].attributes) == (
-        "5", False, {"segment": "vip"})
+        "5", {"personalization": False, "analytics": False}, {"segment": "vip"})
     assert user_rejects == []
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tailored.schema import User
+from tailored.schema import User, by_purpose
 from tailored.store import Store
 
 from .conftest import Keys
@@ -20,7 +20,7 @@ def test_put_creates_then_replaces(client: TestClient, store: Store) -> None:
 
     assert created.status_code == 201
     assert created.json() == {"user_id": "carol", "attributes": {"location": "Berlin"},
-                              "consent": True}
+                              "consent": {}}
     assert replaced.status_code == 200
     assert store.users.get("carol") == User(user_id="carol", consent=False,
                                             attributes={"age_band": "25-34"})
@@ -36,12 +36,12 @@ def test_patch_merges_attributes_and_null_removes_one(client: TestClient,
 
     assert response.status_code == 200
     assert response.json()["attributes"] == {"location": "Berlin", "device": "mobile"}
-    assert response.json()["consent"] is True
+    assert response.json()["consent"] == {}
     assert store.users.get("dave") == User(user_id="dave",
                                            attributes={"location": "Berlin",
                                                        "device": "mobile"})
     consent = client.patch("/users/dave", json={"consent": False})
-    assert consent.json()["consent"] is False
+    assert consent.json()["consent"] == {"personalization": False, "analytics": False}
     assert consent.json()["attributes"] == {"location": "Berlin", "device": "mobile"}
 
 
@@ -157,7 +157,7 @@ def test_batch_recommendations_obey_consent(client: TestClient, store: Store) ->
     from tailored.pipeline import LiveRecommender
 
     live = LiveRecommender.active(store)
-    store.users.upsert([User(user_id="alice0", consent=False)])
+    store.users.upsert([User(user_id="alice0", consent=by_purpose(False))])
 
     lists = live.recommend(["alice0", "nobody-at-all"], k=5)
 

@@ -24,7 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from tailored.schema import Event, Item, User
+from tailored.schema import CONSENT_PURPOSES, Event, Item, User
 
 Kind = Literal["events", "items", "users"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -173,6 +173,29 @@ def _text_id(value: Any) -> Any:
     return value
 
 
+_TRUE, _FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f"}
+
+
+def _gather_consent(data: dict[str, Any], extras: dict[str, Any], problems: Problems) -> None:
+    """``consent`` as text (a yes/no for every purpose, or a JSON object) and the
+    ``consent_<purpose>`` columns into one mapping of purposes (the schema checks it)."""
+    consent = data.get("consent")
+    if isinstance(consent, str):
+        word = consent.strip().lower()
+        consent = ((word in _TRUE) if word in _TRUE | _FALSE
+                   else _as_object("consent", consent, problems))
+    if isinstance(consent, bool):
+        consent = dict.fromkeys(CONSENT_PURPOSES, consent)
+    by_column = {key[len("consent_"):]: extras.pop(key) for key in list(extras)
+                 if key.startswith("consent_")}
+    if by_column:
+        consent = {**(consent if isinstance(consent, dict) else {}), **by_column}
+    if consent is None:
+        data.pop("consent", None)  # unreadable: its problem is noted already
+    else:
+        data["consent"] = consent
+
+
 def _as_object(field: str, value: Any, problems: Problems) -> dict[str, Any] | None:
     """A JSON object given as a mapping, as JSON text, or as Parquet map pairs."""
     if isinstance(value, str):
@@ -303,14 +326,19 @@ def user_input(raw: Mapping[str, Any], *, numeric: Collection[str] = (),
 
     Examples
     --------
-    >>> data, _ = user_input({"user_id": "u1", "age_band": "25-34", "zip": "02139"})
-    >>> data["attributes"]
-    {'age_band': '25-34', 'zip': '02139'}
+    Consent comes as one ``consent`` column (true/false for every purpose, or a JSON
+    object by purpose) and as a column per purpose, ``consent_<purpose>``:
+
+    >>> data, _ = user_input({"user_id": "u1", "age_band": "25-34", "zip": "02139",
+    ...                       "consent": "yes", "consent_analytics": "false"})
+    >>> data["attributes"], data["consent"]
+    ({'age_band': '25-34', 'zip': '02139'}, {'personalization': True, 'analytics': 'false'})
     """
     data, extras = _split(raw, _USER_FIELDS, numeric)
     problems: Problems = []
     if "user_id" in data:
         data["user_id"] = _text_id(data["user_id"])
+    _gather_consent(data, extras, problems)
     if extras or "attributes" in data:
         _merge_extras(data, "attributes", extras, problems)
     return data, problems

@@ -6,7 +6,10 @@ The document, field by field (format ``tailored.user-export/1``):
 - ``format``: ``"tailored.user-export/1"``; ``exported_at``: when (UTC, ISO 8601);
   ``user_id``: the id asked for.
 - ``profile``: the stored profile, or null when there is none: ``attributes`` (what the
-  shop sent: age band, location, ...) and ``consent``.
+  shop sent: age band, location, ...) and ``consent`` (purpose to granted or not; a
+  purpose not listed is granted).
+- ``consent_history``: every consent change, oldest first: ``purpose``, ``granted``,
+  ``changed_at``.
 - ``events``: every event of the user, oldest first: ``event_id``, ``item_id``,
   ``event_type``, ``value`` (a rating's stars, or null), ``timestamp``, ``session_id``
   and ``context`` (device, location, the ``recommendation_id`` it came from, ...).
@@ -58,6 +61,9 @@ def export_user(store: Store, user_id: str, *, now: datetime | None = None
         "user_id": user_id,
         "profile": None if profile is None else {"attributes": profile.attributes,
                                                  "consent": profile.consent},
+        "consent_history": [{"purpose": c.purpose, "granted": c.granted,
+                             "changed_at": c.changed_at.isoformat()}
+                            for c in store.users.consent_history(user_id)],
         "events": [_event(row) for row in events.itertuples(index=False)],
         "recommendations": recommendations,
         "counts": {"events": len(events), "recommendations": len(recommendations)},

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +66,18 @@ class CacheKey:
         return cls(version, user_id, tuple(sorted((k, str(v)) for k, v in context.items())))
 
 
+#: What an entry was scored from (:attr:`tailored.store.Freshness.user_key`).
+UserKey = tuple[int, int, frozenset[str]]
+
+
 class TopListCache:
     """A bounded LRU of top lists; an entry counts only for the user events it was
-    scored from (``user_key``: the user's event count, latest event seq and consent)."""
+    scored from (``user_key``: the user's event count, latest event seq and the
+    consent purposes withheld)."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, tuple[tuple[int, int, bool], TopList]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[UserKey, TopList]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -80,7 +85,7 @@ class TopListCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey, user_key: tuple[int, int, bool]) -> TopList | None:
+    def get(self, key: CacheKey, user_key: UserKey) -> TopList | None:
         with self._lock:
             found = self._entries.get(key)
             if found is not None and found[0] == user_key:
@@ -93,7 +98,7 @@ class TopListCache:
         CACHE_LOOKUPS.labels(result="hit" if hit else "miss").inc()
         return found[1] if hit and found is not None else None
 
-    def put(self, key: CacheKey, user_key: tuple[int, int, bool], top: TopList) -> None:
+    def put(self, key: CacheKey, user_key: UserKey, top: TopList) -> None:
         if self.max_entries <= 0:
             return
         with self._lock:
@@ -105,6 +110,15 @@ class TopListCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def forget(self, user_ids: Sequence[str]) -> int:
+        """Drop every entry of these users (an erasure); return how many."""
+        users = set(user_ids)
+        with self._lock:
+            gone = [key for key in self._entries if key.user_id in users]
+            for key in gone:
+                del self._entries[key]
+        return len(gone)
 
 
 def rank_user(live: LiveRecommender, cache: TopListCache, user_id: str, k: int,

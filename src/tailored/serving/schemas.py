@@ -23,9 +23,11 @@ from pydantic import (
 from tailored.schema import (
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
+    MAX_CONSENT_PURPOSES,
     MAX_SAFE_INTEGER,
     Id,
     Item,
+    Purpose,
     User,
 )
 from tailored.store import ModelVersion
@@ -268,6 +270,16 @@ Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=MAX
 Categories = Annotated[list[Id], Field(max_length=MAX_CATEGORIES)]
 
 
+_CONSENT_HELP = (
+    "The purposes the user consents to: `true`/`false` for every purpose, or an object by "
+    "purpose (`personalization`: answers from their history and training on it; "
+    "`analytics`: their answers counted in experiments, CTR and the dashboard; others "
+    "are recorded for you). Only the purposes sent change; left out, consent stays as "
+    "recorded (granted for a new user).")
+ConsentIn = StrictBool | Annotated[dict[Purpose, StrictBool],
+                                   Field(max_length=MAX_CONSENT_PURPOSES)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -334,8 +346,7 @@ class UserFields(_Request):
         "attributes": {"age_band": "25-34", "location": "Berlin"}, "consent": True}]})
 
     attributes: Attributes = Field(default_factory=dict)
-    consent: StrictBool = Field(True,
-                                description="False: no personal processing for this user.")
+    consent: ConsentIn | None = Field(None, description=_CONSENT_HELP)
 
 
 class Profile(UserFields):
@@ -348,7 +359,7 @@ class UserPatch(_Request):
     """Some fields of a profile; ``attributes`` are merged, a null attribute removes it."""
 
     attributes: Attributes = Field(None)  # type: ignore[arg-type]
-    consent: StrictBool = Field(None)  # type: ignore[assignment]
+    consent: ConsentIn = Field(None, description=_CONSENT_HELP)  # type: ignore[assignment]
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, as the store's ``update`` takes them."""
@@ -382,11 +393,53 @@ class UserOut(_Response):
 
     user_id: str
     attributes: dict[str, Any]
-    consent: bool
+    consent: dict[str, bool] = Field(description="The purposes recorded, granted or not; a "
+                                     "purpose not listed is granted.")
 
     @classmethod
     def of(cls, user: User) -> UserOut:
         return cls(**user.model_dump())
+
+
+class ConsentChangeOut(_Response):
+    """One change of consent."""
+
+    purpose: str
+    granted: bool
+    changed_at: datetime
+
+
+class ConsentOut(_Response):
+    """A user's consent now, by purpose, and every change that led there."""
+
+    user_id: str
+    consent: dict[str, bool] = Field(description="Every purpose tailored knows and each "
+                                     "one recorded, granted or not.")
+    history: list[ConsentChangeOut] = Field(description="Every change, oldest first.")
+
+
+class ErasureOut(_Response):
+    """What an erasure did."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "erased": 1, "deleted": {"events": 42, "profile": 1, "served": 7,
+                                 "consent_changes": 2},
+        "models": {"3": {"users": 1, "exact": False}},
+        "retrain_due": "2026-12-07T16:00:00+00:00",
+        "audit": [{"erasure_id": 9, "user_hash": "5be0…"}], "seconds": 0.12}]})
+
+    erased: int = Field(description="Users erased.")
+    deleted: dict[str, int] = Field(description="Rows deleted, by kind.")
+    models: dict[str, dict[str, int | bool]] = Field(
+        description="Per registered version: `users`, how many of the erased users its "
+                    "artifact held (now rewritten without them), and `exact`, whether "
+                    "nothing they shaped is left in it.")
+    retrain_due: datetime | None = Field(
+        description="When a retraining will have replaced the models whose item-level "
+                    "state the users shaped; null when every model forgot them exactly.")
+    audit: list[dict[str, int | str]] = Field(
+        description="The audit records: their id and the keyed hash of the user id.")
+    seconds: float = Field(description="How long the erasure took.")
 
 
 class Rollback(_Response):

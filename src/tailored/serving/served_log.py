@@ -10,6 +10,9 @@ restarting) is retried with exponential backoff, ``retries`` times, then dropped
 counted (``failed``); the log line names the failure, never the records. If the queue
 ever holds ``max_pending`` records (the store is down or far too slow), further records
 are dropped and counted (``dropped``) rather than slowing down or failing requests.
+
+Answers to users who withhold ``analytics`` consent are never written: no experiment,
+CTR, dashboard or bandit counts them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections import deque
 
+from tailored.schema import ANALYTICS
 from tailored.store import Served, Store
 
 from .security import describe_failure
@@ -107,12 +111,18 @@ class ServedLogWriter:
             if stopping:
                 return
 
+    def _consented(self, records: list[Served]) -> list[Served]:
+        """The records of users who do not withhold analytics: only theirs are kept."""
+        users = list({r.user_id for r in records if r.user_id is not None})
+        withheld = set(self.store.users.without_consent(users, purpose=ANALYTICS))
+        return [r for r in records if r.user_id not in withheld]
+
     def _write(self, records: list[Served]) -> None:
         """Store one batch, retrying with backoff while the store is busy or down; a batch
         that still fails after ``retries`` tries is dropped and counted (``failed``)."""
         for attempt in range(self.retries + 1):
             try:
-                self.store.served.record(records)
+                self.store.served.record(self._consented(records))
                 self.written += len(records)
                 return
             except Exception as error:  # never take the service down for its log

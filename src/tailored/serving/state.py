@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tailored.errors import ModelNotFoundError
+from tailored.jobs.erase import ErasureReport, erase_users
 from tailored.monitoring.experiments import Assignment, assign
 from tailored.pipeline import LiveRecommender, Pipeline
 from tailored.settings import Settings
@@ -87,6 +88,8 @@ class ServiceState:
         self.bandits = Bandits.from_settings(store, settings)
         if settings.exploration_share > 0:
             self.bandits.start()
+        # The newest erasure this process's models are free of (tailored.jobs.erase).
+        self._erasures_seen = store.privacy.last_erasure_id()
 
     def close(self) -> None:
         """Stop learning and write the rest of the served log (at shutdown)."""
@@ -199,6 +202,8 @@ class ServiceState:
             return
         try:
             self._checked_at = self._clock()
+            if self.store.privacy.last_erasure_id() > self._erasures_seen:
+                self._reload_erased()  # another process erased users
             active = self.store.models.active()
             if active is None or active.version in (self.serving_version,
                                                     self._failed_version):
@@ -232,6 +237,33 @@ class ServiceState:
             self._install(LiveRecommender(self.store, live.pipeline, promoted))
             self._checked_at = self._clock()
             return promoted, previous
+
+    def erase(self, user_ids: Sequence[str], erased_by: str) -> ErasureReport:
+        """Erase users everywhere (:func:`~tailored.jobs.erase.erase_users`), then serve
+        from the rewritten artifacts and forget their cached lists."""
+        with self._swap_lock:
+            report = erase_users(self.store, self.settings, user_ids, erased_by=erased_by)
+            self._reload_erased()
+            self.cache.forget(user_ids)
+            return report
+
+    def _reload_erased(self) -> None:
+        """Reload the loaded versions from their artifacts, which an erasure rewrote (a
+        version in memory may hold erased users), and drop every cached list. The
+        caller holds the swap lock."""
+        self._erasures_seen = self.store.privacy.last_erasure_id()
+        with self._load_lock:
+            self._loaded.clear()  # loaded again from disk when next asked for
+        live = self._live
+        if live is not None and live.version is not None:
+            try:
+                self._install(load_version(self.store, live.version))
+            except ModelLoadError as error:  # serving what it held would keep the users
+                self._live = None
+                self._load_error = str(error)
+                self._failed_version = live.version.version
+                logger.error("%s after an erasure; recommendations answer 503", error)
+        self.cache.clear()
 
     @property
     def serving_version(self) -> int | None:

@@ -15,6 +15,7 @@ from tailored.store.base import (
     ExperimentRegistry,
     ModelRegistry,
     ModelVersion,
+    PrivacyRecords,
     ServedLog,
     Store,
     Transaction,
@@ -22,6 +23,7 @@ from tailored.store.base import (
 )
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, Variant
+from tailored.store.privacy import ConsentChange, Erasure, keyed_hash
 from tailored.store.served import SERVED_COLUMNS, Served
 from tailored.store.sql import SqlStore
 
@@ -47,17 +49,21 @@ __all__ = [
     "AlertLog",
     "Catalog",
     "Changes",
+    "ConsentChange",
+    "Erasure",
     "EventLog",
     "Experiment",
     "ExperimentRegistry",
     "Freshness",
     "ModelRegistry",
     "ModelVersion",
+    "PrivacyRecords",
     "Served",
     "ServedLog",
     "Store",
     "Transaction",
     "UserDirectory",
     "Variant",
+    "keyed_hash",
     "open_store",
 ]

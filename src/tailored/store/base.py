@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from tailored.schema import Event, Item, User
+from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, ExperimentStatus
 from tailored.store.keys import ApiKey
+from tailored.store.privacy import ConsentChange, Erasure
 from tailored.store.served import Served
 
 EVENT_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp",
@@ -91,9 +92,16 @@ class UserDirectory(Protocol):
         """Users as a frame with :data:`USER_COLUMNS`."""
         ...
 
-    def without_consent(self, among: Sequence[str] | None = None) -> list[str]:
-        """Ids of the users whose profile withholds consent (of ``among`` only, when
-        given): nothing learns from them, and they get no personal answer."""
+    def without_consent(self, among: Sequence[str] | None = None, *,
+                        purpose: str = PERSONALIZATION) -> list[str]:
+        """Ids of the users whose profile withholds ``purpose`` (of ``among`` only, when
+        given). Without personalization nothing learns from them, and they get no
+        personal answer."""
+        ...
+
+    def consent_history(self, user_id: str) -> list[ConsentChange]:
+        """Every consent change of the user, oldest first (kept when the profile is
+        deleted; an erasure removes it)."""
         ...
 
     def count(self) -> int: ...
@@ -104,7 +112,38 @@ class UserDirectory(Protocol):
         ...
 
     def delete(self, user_id: str) -> bool:
-        """Remove a user's profile (not their events); whether there was one."""
+        """Remove a user's profile (not their events, nor their consent history; an
+        erasure removes everything); whether there was one."""
+        ...
+
+
+class PrivacyRecords(Protocol):
+    """Erasures and their audit (:mod:`tailored.store.privacy`)."""
+
+    def audit_key(self) -> str:
+        """The audit hash key the store keeps, for when none is configured."""
+        ...
+
+    def erase(self, audit: Mapping[str, str], *, erased_by: str,
+              retrain_due: datetime | None) -> list[Erasure]:
+        """Delete every row that names each user of ``audit`` (user id -> the hash its
+        audit record keeps instead: :func:`keyed_hash`) in one transaction: events,
+        profile, consent history, served answers. ``retrain_due``: when a model carrying
+        them at item level must have been replaced."""
+        ...
+
+    def erasures(self, *, pending: bool = False, user_hash: str | None = None
+                 ) -> list[Erasure]:
+        """Audit records, newest first (only those still waiting for a retraining)."""
+        ...
+
+    def last_erasure_id(self) -> int:
+        """The newest audit record's id (0 before any): serving reloads its models when
+        it grows."""
+        ...
+
+    def mark_retrained(self, trained_before: datetime) -> int:
+        """Close the pending erasures made before ``trained_before``; how many."""
         ...
 
 
@@ -311,6 +350,9 @@ class Store(Transaction, Protocol):
 
     @property
     def changes(self) -> Changes: ...
+
+    @property
+    def privacy(self) -> PrivacyRecords: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Write events, items and users in several calls, committed as one when the

@@ -30,6 +30,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tailored.schema import PERSONALIZATION
 from tailored.store.sqlbase import Serial, SqlTables, metadata
 
 catalog_changes_table = sa.Table(
@@ -87,18 +89,29 @@ class Freshness:
     """What a cache entry must match to still be current.
 
     ``user_events`` and ``user_last_seq`` change with any new or erased event of the
-    user; ``catalog_version`` with any change to any item; ``consent_withheld`` when the
-    user's profile withholds consent (then no personal answer is given).
+    user; ``catalog_version`` with any change to any item; ``withheld``: the consent
+    purposes the user's profile withholds (without personalization no personal answer is
+    given, without analytics the answer is not logged).
     """
 
     user_events: int
     user_last_seq: int
     catalog_version: int
-    consent_withheld: bool = False
+    withheld: frozenset[str] = frozenset()
 
     @property
-    def user_key(self) -> tuple[int, int, bool]:
-        return self.user_events, self.user_last_seq, self.consent_withheld
+    def consent_withheld(self) -> bool:
+        return PERSONALIZATION in self.withheld
+
+    @property
+    def user_key(self) -> tuple[int, int, frozenset[str]]:
+        return self.user_events, self.user_last_seq, self.withheld
+
+
+def _withheld(consents: str | None) -> frozenset[str]:
+    if not consents or "false" not in consents:  # the common case, without parsing
+        return frozenset()
+    return frozenset(p for p, granted in json.loads(consents).items() if not granted)
 
 
 class SqlChanges(SqlTables):
@@ -112,7 +125,7 @@ class SqlChanges(SqlTables):
         self._check_sql = (
             "SELECT count(*), coalesce(max(seq), 0), "
             "(SELECT coalesce(max(seq), 0) FROM catalog_changes), "
-            f"(SELECT count(*) FROM users WHERE user_id = {mark} AND NOT consent) "
+            f"(SELECT consents FROM users WHERE user_id = {mark}) "
             f"FROM events WHERE user_id = {mark}")
         self._held = threading.local()
         # Held connections come from outside the engine's pool, which they would exhaust
@@ -136,7 +149,7 @@ class SqlChanges(SqlTables):
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-                return Freshness(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+                return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]))
             except self.engine.dialect.dbapi.Error:  # type: ignore[union-attr]
                 self._drop_connection()  # a server restart, say: reconnect once
                 if attempt == 1:

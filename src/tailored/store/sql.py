@@ -15,13 +15,19 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tailored.schema import Event, Item, User
+from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.alerts import SqlAlerts
 from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
 from tailored.store.changes import SqlChanges, install_change_tracking
 from tailored.store.experiments import SqlExperiments, experiments_table
 from tailored.store.keys import SqlKeyStore
-from tailored.store.served import SqlServedLog
+from tailored.store.privacy import (
+    ConsentChange,
+    SqlPrivacy,
+    consent_changes,
+    consent_changes_table,
+)
+from tailored.store.served import SqlServedLog, served_table
 from tailored.store.sqlbase import (
     Serial,
     SqlTables,
@@ -70,8 +76,14 @@ users_table = sa.Table(
     "users", metadata,
     sa.Column("user_id", sa.String(256), primary_key=True),
     sa.Column("attributes", sa.Text, nullable=False, default="{}"),
+    # Whether personalization is granted: what every request reads (SqlChanges.check).
     sa.Column("consent", sa.Boolean, nullable=False, default=True),
+    # Every purpose recorded, as JSON ({"personalization": true, "analytics": false}).
+    sa.Column("consents", sa.Text, nullable=False, server_default="{}"),
 )
+
+#: Columns added after their table was first created: added to an older store on open.
+_ADDED_COLUMNS = (("users", "consents", "TEXT NOT NULL DEFAULT '{}'"),)
 
 models_table = sa.Table(
     "model_versions", metadata,
@@ -295,21 +307,60 @@ class SqlCatalog(SqlTables):
 
 class SqlUserDirectory(SqlTables):
     def upsert(self, users: Iterable[User]) -> int:
-        rows = (
-            {"user_id": u.user_id, "attributes": json.dumps(u.attributes), "consent": u.consent}
-            for u in users
-        )
-        return self._upsert(users_table, "user_id", rows)
+        now = datetime.now(UTC)
+        written = 0
+        # Read then write in one transaction: consent merges into what is recorded, and
+        # each change is recorded with its time.
+        with self._read_then_write() as conn:
+            for chunk in chunks(users):
+                latest = {u.user_id: u for u in chunk}  # the last write of an id wins
+                recorded = self._consents(conn, list(latest))
+                rows, history = [], []
+                for user in latest.values():
+                    before = recorded.get(user.user_id, {})
+                    consent = {**before, **user.consent}
+                    rows.append(self._row(user.user_id, user.attributes, consent))
+                    history += consent_changes(user.user_id, before, user.consent, now)
+                statement = self._insert(users_table)
+                conn.execute(statement.on_conflict_do_update(
+                    index_elements=["user_id"],
+                    set_={c: statement.excluded[c] for c in rows[0] if c != "user_id"}), rows)
+                if history:
+                    conn.execute(consent_changes_table.insert(), history)
+                written += len(chunk)
+        return written
+
+    @staticmethod
+    def _row(user_id: str, attributes: dict[str, Any], consent: dict[str, bool]
+             ) -> dict[str, Any]:
+        return {"user_id": user_id, "attributes": json.dumps(attributes),
+                "consent": consent.get(PERSONALIZATION, True),
+                "consents": json.dumps(consent, sort_keys=True)}
+
+    @staticmethod
+    def _consents(conn: sa.Connection, user_ids: list[str]) -> dict[str, dict[str, bool]]:
+        rows = conn.execute(sa.select(users_table.c.user_id, users_table.c.consents)
+                            .where(users_table.c.user_id.in_(user_ids))).all()
+        return {row.user_id: json.loads(row.consents) for row in rows}
 
     def update(self, user_id: str, changes: dict[str, Any]) -> User | None:
         with self._read_then_write() as conn:  # as SqlCatalog.update
             current = self._get(conn, user_id, lock=True)
             if current is None:
                 return None
-            user: User = _validated(User, _merge(current.model_dump(), changes)
-                                    | {"user_id": user_id})
-            conn.execute(users_table.update().where(users_table.c.user_id == user_id).values(
-                attributes=json.dumps(user.attributes), consent=user.consent))
+            asked: User = _validated(User, {"user_id": user_id,
+                                            "consent": changes.get("consent", {})})
+            merged = _merge(current.model_dump(), changes) | {
+                "user_id": user_id, "consent": {**current.consent, **asked.consent}}
+            user: User = _validated(User, merged)
+            values = self._row(user_id, user.attributes, user.consent)
+            del values["user_id"]
+            conn.execute(users_table.update().where(users_table.c.user_id == user_id)
+                         .values(**values))
+            history = consent_changes(user_id, current.consent, asked.consent,
+                                      datetime.now(UTC))
+            if history:
+                conn.execute(consent_changes_table.insert(), history)
         return user
 
     def delete(self, user_id: str) -> bool:
@@ -328,22 +379,41 @@ class SqlUserDirectory(SqlTables):
         if row is None:
             return None
         return User(user_id=row.user_id, attributes=json.loads(row.attributes),
-                    consent=row.consent)
+                    consent=json.loads(row.consents))
 
-    def without_consent(self, among: Sequence[str] | None = None) -> list[str]:
-        query = sa.select(users_table.c.user_id).where(users_table.c.consent.is_(False))
-        if among is not None:
-            query = query.where(users_table.c.user_id.in_(list(among)))
+    def without_consent(self, among: Sequence[str] | None = None, *,
+                        purpose: str = PERSONALIZATION) -> list[str]:
+        if purpose == PERSONALIZATION:
+            query = sa.select(users_table.c.user_id).where(users_table.c.consent.is_(False))
+        else:  # other purposes: only rows withholding something can withhold this one
+            query = sa.select(users_table.c.user_id, users_table.c.consents).where(
+                users_table.c.consents.like("%false%"))
+        found: list[str] = []
         with self._connect() as conn:
-            rows = conn.execute(query).all()
-        return [row.user_id for row in rows]
+            for part in ([None] if among is None else list(chunks(among, 500))):
+                where = query if part is None else query.where(
+                    users_table.c.user_id.in_(part))
+                rows = conn.execute(where).all()
+                found += [row.user_id for row in rows if purpose == PERSONALIZATION
+                          or json.loads(row.consents).get(purpose) is False]
+        return found
+
+    def consent_history(self, user_id: str) -> list[ConsentChange]:
+        query = (sa.select(consent_changes_table)
+                 .where(consent_changes_table.c.user_id == user_id)
+                 .order_by(consent_changes_table.c.seq))
+        with self._connect() as conn:
+            return [ConsentChange(row.purpose, bool(row.granted), from_micros(row.changed_us))
+                    for row in conn.execute(query).all()]
 
     def frame(self) -> pd.DataFrame:
+        query = sa.select(users_table.c.user_id, users_table.c.attributes,
+                          users_table.c.consents).order_by(users_table.c.user_id)
         with self._connect() as conn:
-            rows = conn.execute(sa.select(users_table).order_by(users_table.c.user_id)).all()
+            rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=list(USER_COLUMNS))
         frame["attributes"] = [json.loads(a) for a in frame["attributes"]]
-        frame["consent"] = frame["consent"].astype(bool)
+        frame["consent"] = [json.loads(c) for c in frame["consent"]]
         return frame
 
     def count(self) -> int:
@@ -494,6 +564,15 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+def _add_columns(engine: Engine) -> None:
+    """Bring a store made by an older version up to date (columns it lacks)."""
+    inspector = sa.inspect(engine)
+    for table, column, definition in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 @dataclass(frozen=True)
 class SqlTransaction:
     """The record roles bound to one open transaction (:meth:`SqlStore.transaction`)."""
@@ -512,6 +591,7 @@ class SqlStore:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
+                _add_columns(self.engine)
                 break
             except sa.exc.OperationalError:  # several processes creating at once
                 if attempt == 2:
@@ -527,6 +607,8 @@ class SqlStore:
         install_change_tracking(self.engine)
         self.served = SqlServedLog(self.engine)
         self.changes = SqlChanges(self.engine)
+        self.privacy = SqlPrivacy(self.engine, {"events": events_table,
+                                                "profile": users_table, "served": served_table})
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:

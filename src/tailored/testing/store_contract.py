@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tailored.errors import InvalidDataError, ModelNotFoundError, NotFoundError
-from tailored.schema import Event, Item, User
-from tailored.store import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, Store
+from tailored.schema import Event, Item, User, by_purpose
+from tailored.store import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, Served, Store, keyed_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,15 +74,59 @@ class StoreContract:
         assert titles == {f"i{n}": f"Item {n}" for n in range(1, 1200, 2)}
 
     def test_users_without_consent_are_listed(self, store: Store) -> None:
-        store.users.upsert([User(user_id="yes"), User(user_id="no", consent=False),
+        store.users.upsert([User(user_id="yes"), User(user_id="no", consent=by_purpose(False)),
                             User(user_id="later")])
         store.users.update("later", {"consent": False})
         assert sorted(store.users.without_consent()) == ["later", "no"]
 
+    def test_consent_is_kept_per_purpose_with_its_history(self, store: Store) -> None:
+        store.users.upsert([User(user_id="u1", consent={"analytics": False}),
+                            User(user_id="u2", consent={"newsletter": False})])
+        assert store.users.without_consent() == []
+        assert store.users.without_consent(purpose="analytics") == ["u1"]
+        assert store.users.without_consent(["u2"], purpose="newsletter") == ["u2"]
+        # A write changes only the purposes it names; a profile without consent keeps it.
+        store.users.upsert([User(user_id="u1", attributes={"age": 30})])
+        store.users.update("u1", {"consent": {"personalization": False}})
+        user = store.users.get("u1")
+        assert user is not None and user.attributes == {"age": 30}
+        assert user.consent == {"analytics": False, "personalization": False}
+        store.users.upsert([User(user_id="u1", consent=by_purpose(True))])
+        history = store.users.consent_history("u1")
+        assert [(c.purpose, c.granted) for c in history] == [
+            ("analytics", False), ("personalization", False),
+            ("analytics", True), ("personalization", True)]
+        assert all(a.changed_at <= b.changed_at for a, b in itertools.pairwise(history))
+        assert store.users.delete("u1") and len(store.users.consent_history("u1")) == 4
+
+    def test_an_erasure_deletes_every_row_of_the_user_and_audits_a_hash(
+            self, store: Store) -> None:
+        store.events.add([_event(1), _event(2, user="u2")])
+        store.users.upsert([User(user_id="u1", consent={"analytics": False}),
+                            User(user_id="u2")])
+        store.served.record([Served("r1", "u1", T0, "als", 1, item_ids=["i1"], scores=[1.0],
+                                    propensities=[1.0]),
+                             Served("r2", "u2", T0, "als", 1)])
+        due = T0.replace(year=2030)
+        [erasure] = store.privacy.erase({"u1": keyed_hash("k" * 32, "u1")},
+                                        erased_by="key:admin", retrain_due=due)
+        assert erasure.deleted == {"events": 1, "profile": 1, "served": 1,
+                                   "consent_changes": 1}
+        assert erasure.user_hash == keyed_hash("k" * 32, "u1") != "u1" and erasure.pending
+        assert store.events.frame()["user_id"].tolist() == ["u2"]
+        assert store.users.get("u1") is None and store.users.consent_history("u1") == []
+        assert store.served.frame()["user_id"].tolist() == ["u2"]
+        assert store.changes.check("u1").user_key == (0, 0, frozenset())
+        assert store.privacy.erasures(pending=True) == [erasure]
+        assert store.privacy.mark_retrained(erasure.erased_at) == 1
+        assert store.privacy.erasures(pending=True) == []
+        assert store.privacy.audit_key() == store.privacy.audit_key()  # made once
+
     def test_users_upsert_and_get(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin"})])
         user = store.users.get("u1")
-        assert user is not None and user.attributes == {"location": "Berlin"} and user.consent
+        assert user is not None and user.attributes == {"location": "Berlin"}
+        assert user.consent == {} and user.allows("personalization")  # granted by default
         assert tuple(store.users.frame().columns) == USER_COLUMNS
 
     def test_registry_promotes_one_version_at_a_time(self, store: Store) -> None:
@@ -143,7 +188,7 @@ class StoreContract:
         assert after.user_key != before.user_key and after.user_events == 1
         assert store.changes.check("u2").user_key == other.user_key
         store.events.delete_before(T0.replace(minute=59))  # every event, the newest too
-        assert store.changes.check("u1").user_key == (0, 0, False)
+        assert store.changes.check("u1").user_key == (0, 0, frozenset())
 
     def test_served_answers_deleted_before_a_cutoff_newer_kept(self, store: Store) -> None:
         from tailored.store import Served
@@ -214,8 +259,9 @@ class StoreContract:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin", "age": 30})])
         updated = store.users.update("u1", {"consent": False,
                                             "attributes": {"age": None, "device": "mobile"}})
-        assert updated == User(user_id="u1", consent=False,
+        assert updated == User(user_id="u1", consent=by_purpose(False),
                                attributes={"location": "Berlin", "device": "mobile"})
+        assert updated.consent == {"personalization": False, "analytics": False}
         assert store.users.get("u1") == updated
         assert store.users.update("nope", {"consent": False}) is None
         assert store.users.delete("u1") is True
@@ -320,7 +366,7 @@ class StoreContract:
 
     def test_changes_follow_a_users_events(self, store: Store) -> None:
         empty = store.changes.check("u1")
-        assert empty.user_key == (0, 0, False)
+        assert empty.user_key == (0, 0, frozenset())
         store.events.add([_event(1), _event(2, user="u2")])
         first = store.changes.check("u1")
         assert first.user_events == 1 and first.user_last_seq > 0
@@ -329,8 +375,13 @@ class StoreContract:
         store.events.add([_event(4)])
         later = store.changes.check("u1")
         assert later.user_events == 2 and later.user_last_seq > first.user_last_seq
-        store.users.upsert([User(user_id="u1", consent=False)])  # no personal answer now
-        assert store.changes.check("u1").user_key == (2, later.user_last_seq, True)
+        store.users.upsert([User(user_id="u1", consent=by_purpose(False))])  # none personal now
+        withheld = store.changes.check("u1")
+        assert withheld.user_key == (2, later.user_last_seq,
+                                     frozenset({"personalization", "analytics"}))
+        assert withheld.consent_withheld
+        store.users.update("u1", {"consent": {"personalization": True}})
+        assert store.changes.check("u1").withheld == {"analytics"}
 
     def test_every_catalog_write_moves_the_catalog_version(self, store: Store) -> None:
         assert store.changes.catalog_version() == 0

@@ -1,6 +1,7 @@
-"""User profiles over REST: create, read, update, delete (a ``write`` key for all: a
-profile is personal data, not for a frontend's ``read`` key); and user tokens, the
-credential a backend hands to its signed-in visitor's page."""
+"""User profiles over REST: create, read, update, delete and consent (a ``write`` key
+for all: a profile is personal data, not for a frontend's ``read`` key); user tokens,
+the credential a backend hands to its signed-in visitor's page; and a data subject's
+rights, export and erasure (an ``admin`` key)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 
 from tailored.jobs.export import export_user
-from tailored.schema import Id, User
+from tailored.schema import CONSENT_PURPOSES, Id, User, by_purpose
+from tailored.store import Store
 
 from .. import user_tokens
 from ..auth import AUTH_RESPONSES, AdminAccess, WriteAccess
-from ..deps import SettingsDep, StoreDep
+from ..deps import SettingsDep, StateDep, StoreDep
 from ..errors import check_batch_size
 from ..schemas import (
+    ConsentChangeOut,
+    ConsentIn,
+    ConsentOut,
+    ErasureOut,
     Profile,
     TokenRequest,
     Upserted,
@@ -51,7 +57,9 @@ def get_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> UserOut:
 @router.put(
     "/users/{user_id}",
     summary="Create or replace a user's profile",
-    description="Stores the profile as sent. 201 when it is new, 200 when it replaced one.",
+    description="Stores the attributes as sent; `consent` changes only the purposes it "
+                "names (left out, it stays as recorded). 201 when the profile is new, 200 "
+                "when it replaced one.",
     response_model=UserOut,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": UserOut, "description": "An existing profile was replaced."}},
@@ -59,11 +67,22 @@ def get_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> UserOut:
 def put_user(user_id: UserId, fields: UserFields, caller: WriteAccess, store: StoreDep,
              response: Response) -> UserOut:
     existed = store.users.get(user_id) is not None
-    user = User(user_id=user_id, **fields.model_dump())
-    store.users.upsert([user])
+    store.users.upsert([_user(user_id, fields)])
     if existed:
         response.status_code = status.HTTP_200_OK
-    return UserOut.of(user)
+    return UserOut.of(_stored(store, user_id))
+
+
+def _user(user_id: str, fields: UserFields) -> User:
+    consent = {} if fields.consent is None else by_purpose(fields.consent)  # {}: unchanged
+    return User(user_id=user_id, attributes=fields.attributes, consent=consent)
+
+
+def _stored(store: Store, user_id: str) -> User:
+    user = store.users.get(user_id)
+    if user is None:  # erased between the write and this read
+        raise _missing(user_id)
+    return user
 
 
 @router.patch(
@@ -85,8 +104,9 @@ def patch_user(user_id: UserId, patch: UserPatch, caller: WriteAccess,
 @router.delete(
     "/users/{user_id}",
     summary="Delete a user's profile",
-    description="Removes the profile (attributes, consent). The user's events stay: they "
-                "are what their recommendations come from.",
+    description="Removes the profile (attributes, consent). The user's events and "
+                "consent history stay: they are what their recommendations come from. To "
+                "remove every trace of a user, `POST /users/{user_id}/erase`.",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_NOT_FOUND,
 )
@@ -107,8 +127,62 @@ def delete_user(user_id: UserId, caller: WriteAccess, store: StoreDep) -> Respon
 def post_users(users: Annotated[list[Profile], Body(min_length=1)], caller: WriteAccess,
                store: StoreDep, settings: SettingsDep) -> Upserted:
     check_batch_size(len(users), settings.max_batch_events, "profiles")
-    store.users.upsert([User(**user.model_dump()) for user in users])
+    store.users.upsert([_user(user.user_id, user) for user in users])
     return Upserted(received=len(users))
+
+
+@router.get("/users/{user_id}/consent", summary="Read a user's consent and its history",
+            response_model=ConsentOut)
+def get_consent(user_id: UserId, caller: WriteAccess, store: StoreDep) -> ConsentOut:
+    return _consent(store, user_id)
+
+
+@router.put(
+    "/users/{user_id}/consent",
+    summary="Grant or withdraw consent",
+    description="Changes the purposes sent (`true`/`false` for all, or an object by "
+                "purpose) and records each change with its time; a user without a "
+                "profile gets one. Without `personalization`, the user's next request "
+                "gets the non-personalised answer and no training uses their events; "
+                "without `analytics`, their answers are no longer logged.",
+    response_model=ConsentOut,
+)
+def put_consent(user_id: UserId, consent: Annotated[ConsentIn, Body()], caller: WriteAccess,
+                store: StoreDep) -> ConsentOut:
+    if store.users.update(user_id, {"consent": consent}) is None:
+        store.users.upsert([User(user_id=user_id, consent=by_purpose(consent))])
+    return _consent(store, user_id)
+
+
+def _consent(store: Store, user_id: str) -> ConsentOut:
+    user = store.users.get(user_id)
+    recorded = {} if user is None else user.consent
+    history = store.users.consent_history(user_id)
+    if user is None and not history:
+        raise _missing(user_id)
+    return ConsentOut(user_id=user_id,
+                      consent={**dict.fromkeys(CONSENT_PURPOSES, True), **recorded},
+                      history=[ConsentChangeOut(**vars(c)) for c in history])
+
+
+@router.post(
+    "/users/{user_id}/erase",
+    summary="Erase a user everywhere",
+    description="The right to be forgotten, at once: the user's events, profile, consent "
+                "history, served answers and experiment exposures are deleted, every "
+                "registered model artifact is rewritten without the user (loaded versions "
+                "are reloaded, cached lists dropped), and an audit record keeps who erased "
+                "and when under a keyed hash of the id. Where a model's item-level state "
+                "still carries the user's influence, `retrain_due` says by when a "
+                "retraining replaces it. Idempotent: erasing again finds nothing more. An "
+                "`admin` key.",
+    response_model=ErasureOut,
+)
+async def erase(user_id: UserId, caller: AdminAccess, state: StateDep) -> dict[str, Any]:
+    # Rewrites artifacts and reloads models: off the event loop.
+    report = await anyio.to_thread.run_sync(
+        state.erase, [user_id], caller.name)
+    return report.summary()
 
 
 @router.post(
