@@ -186,8 +186,9 @@ def test_jsonl_and_parquet_users(store: Store, data_dir: Path, tmp_path: Path) -
         store.users.get(u) for u in ("u1", "2", "p1"))
     assert jsonl_user is not None and numeric_id_user is not None and parquet_user is not None
     assert jsonl_user.attributes == {"age_band": "25-34", "location": "Berlin"}
-    assert (numeric_id_user.consent, numeric_id_user.attributes) == ({"personalization": False, "analytics": False}, {"vip": True})
-    assert (parquet_user.consent, parquet_user.attributes) == ({"personalization": False, "analytics": False}, {"segment": "vip"})
+    withheld = {"personalization": False, "analytics": False}
+    assert (numeric_id_user.consent, numeric_id_user.attributes) == (withheld, {"vip": True})
+    assert (parquet_user.consent, parquet_user.attributes) == (withheld, {"segment": "vip"})
 
 
 # -- idempotency and chunking ---------------------------------------------------------------

@@ -38,7 +38,10 @@ def test_the_export_holds_the_profile_events_and_answers_of_the_user() -> None:
     document = export_user(store, "alice", now=T0)  # type: ignore[arg-type]
 
     assert document["format"] == FORMAT and document["user_id"] == "alice"
-    assert document["profile"] == {"attributes": {"city": "Berlin"}, "consent": {"personalization": True, "analytics": True}}
+    assert document["profile"] == {"attributes": {"city": "Berlin"},
+                                   "consent": {"personalization": True, "analytics": True}}
+    assert [(c["purpose"], c["granted"]) for c in document["consent_history"]] == [
+        ("analytics", True), ("personalization", True)]
     assert [e["event_id"] for e in document["events"]] == ["e1", "e2"]
     assert document["events"][0]["value"] == 4 and document["events"][0]["context"] == {
         "device": "mobile"}

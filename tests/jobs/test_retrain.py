@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tailored.cli import app
+from tailored.jobs.erase import erase_users
 from tailored.jobs.retrain import parse_interval, retrain, run_worker
 from tailored.pipeline import Recipe
 from tailored.sample import shop
@@ -186,3 +187,25 @@ def test_worker_reports_a_failed_round_and_goes_on(settings: Settings) -> None:
             run_worker(empty, settings, _recipe("popular"), every=timedelta(hours=1),
                        on_drift=False, iterations=1, sleep=_no_sleep)
     assert any("this round failed" in m and "no events" in m for m in messages)
+
+
+def test_worker_retrains_for_an_erasure_within_the_bound(store: Store,
+                                                          settings: Settings) -> None:
+    retrain(store, settings, _recipe("als", factors=8, iterations=3))
+    user = store.events.frame()["user_id"].iloc[0]
+    report = erase_users(store, settings, [user], erased_by="test")
+    [pending] = store.privacy.erasures(pending=True)  # ALS's item factors still know them
+    assert pending.retrain_due is not None and report.retrain_due == pending.retrain_due
+    assert pending.retrain_due - pending.erased_at == timedelta(hours=24)
+
+    # Erasures share a retraining: none until the oldest is half the bound old.
+    soon = pending.erased_at + timedelta(hours=11)
+    yearly = timedelta(days=365)  # no scheduled retraining in the way
+    assert run_worker(store, settings, every=yearly, on_drift=False, iterations=1,
+                      clock=lambda: soon, sleep=_no_sleep) == []
+    later = pending.erased_at + timedelta(hours=12)
+    [outcome] = run_worker(store, settings, every=yearly, on_drift=False, iterations=1,
+                           clock=lambda: later, sleep=_no_sleep)
+    assert outcome.reason == "erasure" and outcome.promoted
+    assert store.privacy.erasures(pending=True) == []
+    assert store.privacy.erasures()[0].retrained_at is not None

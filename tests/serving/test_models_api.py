@@ -113,7 +113,8 @@ def test_the_registry_is_checked_at_most_every_interval(
 
     assert serving(client)["version"] == 1  # not checked again yet
     assert client.get("/models").json() | {"versions": None} == {
-        "active": second.version, "serving": 1, "versions": None}
+        "active": second.version, "serving": 1, "versions": None, "erasures_pending": 0,
+        "erasure_retrain_due": None}
 
 
 def test_a_broken_active_version_keeps_the_old_model_serving(

@@ -595,6 +595,8 @@ def _set(body: Any, path: tuple[Any, ...], value: Any) -> Any:
         if isinstance(container, dict) and step not in container:
             assert following in (0, KEY, VALUE), f"no example reaches {_dotted(path)}"
             container[step] = [] if following == 0 else {}
+        elif following in (KEY, VALUE) and not isinstance(container[step], dict):
+            container[step] = {}  # the example took another branch (consent: true)
         if isinstance(container, list) and not container:
             raise AssertionError(f"no example reaches {_dotted(path)}")
         container = container[step]

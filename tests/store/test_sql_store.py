@@ -87,3 +87,22 @@ class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionCont
                 conn.execute(sa.text(f"TRUNCATE {table.name} RESTART IDENTITY CASCADE"))
         store.close()
 
+
+
+def test_a_store_made_before_consent_per_purpose_is_brought_up_to_date(tmp_path: Path
+                                                                       ) -> None:
+    import sqlite3
+
+    database = tmp_path / "old.db"
+    with sqlite3.connect(database) as conn:  # the users table as it was
+        conn.execute("CREATE TABLE users (user_id VARCHAR(256) PRIMARY KEY, "
+                     "attributes TEXT NOT NULL, consent BOOLEAN NOT NULL)")
+        conn.execute("INSERT INTO users VALUES ('old', '{}', 1)")
+    store = open_store(f"sqlite:///{database}")
+    try:
+        old = store.users.get("old")
+        assert old is not None and old.consent == {} and old.allows("personalization")
+        store.users.update("old", {"consent": {"analytics": False}})
+        assert store.users.without_consent(purpose="analytics") == ["old"]
+    finally:
+        store.close()

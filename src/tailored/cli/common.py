@@ -17,7 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tailored.settings import Settings, load_settings
-from tailored.store import Store, open_store
+from tailored.store import Store, open_store_from
 
 console = Console()
 DEFAULT_MODELS = ("popular", "item_knn", "als")
@@ -60,7 +60,7 @@ def _settings(store_url: str | None = None, **overrides: Any) -> Settings:
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings.store_url)
+    store = open_store_from(settings)
     try:
         yield store
     finally:

@@ -23,6 +23,7 @@ def models_list(store: StoreOption = None) -> None:
     settings = _settings(store)
     with _store(settings) as opened:
         versions = opened.models.list()
+        pending = opened.privacy.erasures(pending=True)
     table = Table(title=f"{len(versions)} model versions", box=box.SIMPLE_HEAD)
     for column in ("", "version", "name", "created", "metrics"):
         table.add_column(column, justify="right" if column == "version" else "left")
@@ -32,6 +33,11 @@ def models_list(store: StoreOption = None) -> None:
         table.add_row("*" if v.active else "", str(v.version), v.name,
                       f"{v.created_at:%Y-%m-%d %H:%M}", metrics)
     console.print(table)
+    if pending:
+        due = min(e.retrain_due for e in pending if e.retrain_due is not None)
+        console.print(f"{len(pending)} erasures wait for a retraining (due by "
+                      f"{due:%Y-%m-%d %H:%M} UTC): the models above still carry those users "
+                      "at item level")
 
 
 def _promote_loadable(opened: Store, version: int) -> Any:

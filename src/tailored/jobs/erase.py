@@ -24,15 +24,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # TEMP until the models land
-    from tailored.models.base import Forgetting
+from tailored.models.base import Forgetting
+from tailored.pipeline import forget_in_artifact
 from tailored.settings import Settings
-from tailored.store import Erasure, Store, keyed_hash
+from tailored.store import Erasure, Store, stored_user_id
 
 
 @dataclass(frozen=True)
@@ -84,24 +82,21 @@ def erase_users(store: Store, settings: Settings, user_ids: Sequence[str], *,
                 erased_by: str) -> ErasureReport:
     """Erase ``user_ids`` from the store and every registered artifact (see the module's
     docstring)."""
-    from tailored.pipeline import forget_in_artifact  # TEMP
-
     started = time.perf_counter()
     users = list(dict.fromkeys(user_ids))
-    versions = {version.version: forget_in_artifact(Path(version.path), users)
+    stored = [stored_user_id(store, user) for user in users]  # as the artifacts name them
+    versions = {version.version: forget_in_artifact(Path(version.path), stored)
                 for version in store.models.list() if Path(version.path).is_dir()}
     inexact = any(f.known and not f.exact for f in versions.values())
-    due = (datetime.now(UTC) + timedelta(hours=settings.erasure_retrain_hours)
-           if inexact else None)
-    key = audit_key(store, settings)
-    erasures = store.privacy.erase({user: keyed_hash(key, user) for user in users},
-                                   erased_by=erased_by, retrain_due=due)
+    within = timedelta(hours=settings.erasure_retrain_hours) if inexact else None
+    erasures = store.privacy.erase(users, key=audit_key(store, settings),
+                                   erased_by=erased_by, retrain_within=within)
     return ErasureReport(erasures, versions, time.perf_counter() - started)
 
 
 def was_erased(store: Store, settings: Settings, user_id: str) -> list[Erasure]:
     """The audit records of ``user_id`` (found by its keyed hash), newest first."""
-    return store.privacy.erasures(user_hash=keyed_hash(audit_key(store, settings), user_id))
+    return store.privacy.erasures_of(user_id, key=audit_key(store, settings))
 
 
 __all__ = ["ErasureReport", "audit_key", "erase_users", "was_erased"]

@@ -9,7 +9,10 @@ details of the new version (``details.retrain``), promoted or not.
 :func:`run_worker` is the loop behind ``tailored train --schedule 1h``: every ``poll`` it
 replays the drift detectors (new alerts are written to the store), and retrains when the
 interval since the newest registered version has passed or an unhandled alert waits;
-the alerts are then marked handled by that retraining. Each round first applies the
+the alerts are then marked handled by that retraining. It also retrains for erasures
+(:mod:`tailored.jobs.erase`) whose users a serving model still carries at item level,
+once the oldest is half of ``erasure_retrain_hours`` old: erasures made meanwhile share
+the retraining, and the other half is left for it to run. Each round first applies the
 settings' data retention (:mod:`tailored.jobs.retention`), when any is set.
 """
 
@@ -32,7 +35,7 @@ from tailored.settings import Settings
 from tailored.store import ModelVersion, Store
 
 Progress = Callable[[str], None]
-Reason = Literal["schedule", "drift", "manual"]
+Reason = Literal["schedule", "drift", "erasure", "manual"]
 DEFAULT_METRIC = "ndcg@10"
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -104,6 +107,7 @@ def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
     recipe = recipe or default_recipe(store, settings)
     incumbent = store.models.active()
     step("reading the store")
+    read_at, seen = datetime.now(UTC), store.privacy.last_erasure_id()
     data = Dataset.from_store(store, settings.event_weights)
     if len(data) == 0:
         raise ValueError("the store holds no events to train on; import some first")
@@ -131,6 +135,9 @@ def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
     candidate_score = candidate_metrics.get(metric)
     incumbent_score = incumbent_metrics.get(metric)
     promote, decision = _decide(incumbent, candidate_score, incumbent_score, metric, tolerance)
+    if reason == "erasure" and not promote:  # the law before the metric
+        promote, decision = True, ("promoted: the serving version still carries erased "
+                                   f"users ({decision})")
 
     step(f"fitting {recipe.name} on {len(data):,} events")
     pipeline = recipe.build().fit(data)
@@ -144,7 +151,9 @@ def retrain(store: Store, settings: Settings, recipe: Recipe | None = None, *,
                                      "version": None if incumbent is None else incumbent.version,
                                      "how": incumbent_how, "metrics": incumbent_metrics},
                                  "promoted": promote, "decision": decision,
-                                 "alerts": list(alert_ids)}})
+                                 "alerts": list(alert_ids)}}, erasures_seen=seen)
+    if promote:  # the serving model no longer carries anyone erased before the read
+        store.privacy.mark_retrained(read_at)
     step(decision)
     return RetrainOutcome(reason, version, incumbent, metric, candidate_score, incumbent_score,
                           promote, decision)
@@ -184,15 +193,23 @@ def _poll(store: Store, settings: Settings, recipe: Recipe | None, *, now: datet
         alerts = store.alerts.list(unhandled=True)
     newest = _newest_version_at(store)
     due = every is not None and (newest is None or now - newest >= every)
-    if not (due or alerts):
+    erasures = _erasures_due(store, settings, now)
+    if not (due or alerts or erasures):
         return None
-    reason: Reason = "drift" if alerts else "schedule"
+    reason: Reason = "erasure" if erasures else "drift" if alerts else "schedule"
     ids = tuple(a.alert_id for a in alerts)
     outcome = retrain(store, settings, recipe, reason=reason, metric=metric,
                       tolerance=tolerance, alert_ids=ids, progress=progress)
     store.alerts.mark_handled(ids, f"retraining to version {outcome.candidate.version} "
                                    f"({outcome.decision})")
     return outcome
+
+
+def _erasures_due(store: Store, settings: Settings, now: datetime) -> bool:
+    """Whether the oldest erasure still waiting for a retraining is half the bound old."""
+    pending = store.privacy.erasures(pending=True)
+    half = timedelta(hours=settings.erasure_retrain_hours / 2)
+    return any(now - erasure.erased_at >= half for erasure in pending)
 
 
 def _retain(store: Store, settings: Settings, *, now: datetime, progress: Progress) -> None:

@@ -12,7 +12,14 @@ live above this layer in :mod:`tailored.ranking` and register when it is importe
 from typing import Any
 
 from tailored.models.als import ALS, ALSConfig
-from tailored.models.base import ModelConfig, Reason, Recommender, ScoringBatch, model_class
+from tailored.models.base import (
+    Forgetting,
+    ModelConfig,
+    Reason,
+    Recommender,
+    ScoringBatch,
+    model_class,
+)
 from tailored.models.bpr import BPR, BPRConfig
 from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.ease import EASE, EASEConfig
@@ -41,6 +48,7 @@ __all__ = [
     "ContentBased",
     "ContentBasedConfig",
     "EASEConfig",
+    "Forgetting",
     "Item2Vec",
     "Item2VecConfig",
     "ItemKNN",

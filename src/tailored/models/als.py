@@ -11,7 +11,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
 from .threads import blas_threads
 
 
@@ -142,6 +142,10 @@ class ALS(Recommender):
         norms[norms == 0] = 1
         unit = self.item_factors_ / norms[:, None]
         return unit[columns] @ unit.T
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        self.user_factors_ = self.user_factors_[dropped.keep]
+        return False  # the item factors were solved with their rows
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

@@ -3,7 +3,8 @@
 A model learns on dense integer indices; this base class translates the external ids
 of a :class:`~tailored.dataset.Dataset` or :class:`~tailored.dataset.UserQuery` at the
 boundary, excludes seen items, picks the top k, falls back to popularity for users
-without history, and saves and loads artifacts as ``config.json`` + ``arrays.npz``.
+without history, forgets users on request (:meth:`Recommender.forget_users`), and saves
+and loads artifacts as ``config.json`` + ``arrays.npz``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,47 @@ def _of_users(frame: pd.DataFrame | None, user_ids: tuple[str, ...]) -> pd.DataF
     return frame[frame["user_id"].astype(str).isin(user_ids)]
 
 
+@dataclass(frozen=True)
+class Forgetting:
+    """What forgetting users did to a model's state (:meth:`Recommender.forget_users`).
+
+    ``known``: how many of the given users the state held (0: nothing was changed).
+    ``exact``: nothing those users' events shaped is left, item-level state included,
+    so the model is what a fit without them would give; False when item-level state
+    (item factors, similarities learned from them, trees) still carries their
+    influence until a retraining.
+
+    Examples
+    --------
+    >>> Forgetting.combine(Forgetting(2, True), Forgetting(1, False))
+    Forgetting(known=3, exact=False)
+    """
+
+    known: int = 0
+    exact: bool = True
+
+    @classmethod
+    def combine(cls, *parts: Forgetting) -> Forgetting:
+        """Several states forgotten as one: ``known`` adds up (a user counts once per
+        state that held them), ``exact`` only when every part is."""
+        return cls(sum(part.known for part in parts), all(part.exact for part in parts))
+
+
+@dataclass(frozen=True)
+class DroppedUsers:
+    """Users leaving a model, as a family's ``_forget_rows`` sees them.
+
+    ``keep`` says, per training row before forgetting, whether the row stays;
+    ``user_ids`` are the ids to remove (also from tables keyed by id rather than by
+    training row, such as user profiles); ``history`` holds their training rows
+    (users x items, what they did), for item-level state that can be updated exactly.
+    """
+
+    keep: np.ndarray
+    user_ids: np.ndarray
+    history: sp.csr_matrix
+
+
 #: Kinds of reason a model can give (``Reason.kind``).
 REASON_KINDS = ("history", "similar", "similar_users", "categories", "terms", "attributes",
                 "segment", "trending", "popular", "new", "exploration", "features", "model")
@@ -144,7 +186,8 @@ class Recommender(ABC):
     """Learns from a :class:`Dataset`, then scores and recommends items for users.
 
     Subclasses set ``name`` and ``Config`` and implement ``_fit`` and ``_score`` (and
-    ``_arrays``/``_restore`` for what they learn). Learned state ends in ``_``. Models
+    ``_arrays``/``_restore`` for what they learn, ``_forget_rows`` for what they learn
+    per user or can recount exactly). Learned state ends in ``_``. Models
     that read the order of a history set ``needs_sequences``. A family is one module:
     subclassing with a ``name`` registers it for the CLI, recipes, tuning and the
     contract suite.
@@ -186,7 +229,7 @@ class Recommender(ABC):
         self.item_vocab_ = data.item_vocab
         self.weights_ = data.weights
         self.user_items_ = matrix
-        self.popularity_ = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        self.popularity_ = _popularity(matrix)
         self.data_digest_ = data.digest
         self.fitted_at_ = datetime.now(UTC).isoformat(timespec="seconds")
         if self.needs_sequences:
@@ -201,6 +244,84 @@ class Recommender(ABC):
     @abstractmethod
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         """Scores, one row per user of the batch and one column per item."""
+
+    # ---- forgetting -----------------------------------------------------------------
+
+    def forget_users(self, user_ids: str | Sequence[str]) -> Forgetting:
+        """Remove users from every user-level structure, in place (the right to be
+        forgotten).
+
+        Their training rows, vocabulary entries, sequences, the family's own per-user
+        arrays and profile rows go; popularity (the fallback) is recounted without
+        them. Afterwards each of them is scored like a user never seen, and a saved
+        artifact holds none of their ids. Ids the model does not know are ignored; when
+        it knows none, nothing changes. Item-level state is updated exactly where the
+        family can (see :class:`Forgetting`); otherwise it keeps their influence until
+        the next fit.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import tailored
+        >>> events = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"],
+        ...                        "item_id": ["x", "y", "x", "y", "z"]})
+        >>> model = tailored.models.Popular().fit(tailored.Dataset.from_frame(events))
+        >>> model.popularity_.tolist()
+        [2.0, 2.0, 1.0]
+        >>> model.forget_users(["a", "nobody"])
+        Forgetting(known=1, exact=True)
+        >>> model.user_vocab_.ids.tolist(), model.popularity_.tolist()
+        (['b', 'c'], [1.0, 1.0, 1.0])
+        """
+        self._check_fitted()
+        ids = distinct_ids(user_ids)
+        held = self._held(ids)
+        if not held.any():
+            return Forgetting()
+        ids = ids[held]
+        rows = self.user_vocab_.indices(ids)
+        keep = np.ones(len(self.user_vocab_), dtype=bool)
+        keep[rows[rows >= 0]] = False
+        dropped = DroppedUsers(keep, ids, sp.csr_matrix(self.user_items_[~keep]))
+        counted = self.popularity_
+        # The vocabulary sorts its ids, so the kept ones stay in training-row order.
+        self.user_vocab_ = Vocabulary(self.user_vocab_.ids[keep])
+        self.user_items_ = sp.csr_matrix(self.user_items_[keep])
+        self.popularity_ = _popularity(self.user_items_)
+        if self.needs_sequences:
+            self.sequences_ = [s for s, stays in zip(self.sequences_, keep, strict=True)
+                               if stays]
+        exact = self._forget_rows(dropped)
+        # An item only they touched stays in the item vocabulary: a fit without them
+        # would not know it.
+        orphaned = bool(((counted > 0) & (self.popularity_ == 0)).any())
+        return Forgetting(len(ids), exact and not orphaned)
+
+    def _held(self, user_ids: np.ndarray) -> np.ndarray:
+        """Which of ``user_ids`` this model holds state about (a training row or a
+        profile)."""
+        held = self.user_vocab_.indices(user_ids) >= 0
+        for table in self._profile_ids():
+            held |= among(user_ids, table)
+        return held
+
+    def _profile_ids(self) -> list[np.ndarray]:
+        """Ids of tables the family keys by user id rather than by training row (user
+        profiles, which may name users without events)."""
+        return []
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        """Remove the users from the family's own state; whether its item-level state
+        is exact afterwards.
+
+        Called after the shared state (vocabulary, ``user_items_``, ``popularity_``,
+        ``sequences_``) already holds the remaining users only. Families with per-user
+        arrays drop their rows (``dropped.keep``) or ids (``dropped.user_ids``);
+        families whose item-level state follows exactly from the remaining data
+        recompute it and return True. The default has no per-user arrays and claims no
+        exactness.
+        """
+        return False
 
     def _fallback(self, batch: ScoringBatch | None = None) -> np.ndarray:
         """Scores for users without history: one row for all, or one per user of ``batch``
@@ -516,6 +637,36 @@ def model_class(name: str) -> type[Recommender]:
         raise ValueError(f"unknown model {name!r}; choose one of "
                          f"{sorted(Recommender._registry)}")
     return Recommender._registry[name]
+
+
+def _popularity(matrix: sp.csr_matrix) -> np.ndarray:
+    """How many users touched each item (the fallback's scores)."""
+    return np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+def distinct_ids(user_ids: str | Sequence[str]) -> np.ndarray:
+    """User ids as a sorted array of distinct strings; one id alone is a list of one.
+
+    Examples
+    --------
+    >>> distinct_ids(["b", "a", "b"]).tolist(), distinct_ids("a").tolist()
+    (['a', 'b'], ['a'])
+    """
+    ids = [user_ids] if isinstance(user_ids, str) else [str(u) for u in user_ids]
+    return np.unique(np.asarray(ids, dtype=str))
+
+
+def among(ids: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in ``others`` (strings), by hashing: linear in both lengths.
+
+    Examples
+    --------
+    >>> among(np.array(["a", "b", "c"]), np.array(["c", "a"])).tolist()
+    [True, False, True]
+    """
+    wanted = set(np.asarray(others).tolist())
+    return np.fromiter((value in wanted for value in np.asarray(ids).tolist()), dtype=bool,
+                       count=len(ids))
 
 
 def _sequences(events: pd.DataFrame, user_vocab: Vocabulary,

@@ -12,7 +12,7 @@ from scipy.special import expit, log_expit
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
 from .threads import blas_threads
 
 _PAIR_BUDGET = 2**15  # (positive, negative) pairs per fold-in Newton step, per user
@@ -151,6 +151,10 @@ class BPR(Recommender):
         norms[norms == 0] = 1
         unit = latent / norms[:, None]
         return unit[columns] @ unit.T
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        self.user_factors_ = self.user_factors_[dropped.keep]
+        return False  # the item factors were learned from their pairs
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

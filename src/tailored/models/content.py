@@ -27,7 +27,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from tailored.dataset import Dataset
 from tailored.errors import InvalidDataError
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
 
 #: Kinds of feature, in the order their blocks are stacked.
 TEXT, CATEGORY, ATTRIBUTE, EMBEDDING = 0, 1, 2, 3
@@ -331,6 +331,9 @@ class ContentBased(Recommender):
         return ContentReason(item_id, kind, tuple(str(f) for f in features),
                              tuple(str(i) for i in self.item_vocab_.ids[columns]),
                              tuple(str(t) for t in self.item_titles_[columns]))
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        return True  # item vectors come from the item table, not from anyone's events
 
     # ---- persistence ----------------------------------------------------------------
 

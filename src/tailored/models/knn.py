@@ -2,7 +2,9 @@
 
 Items are alike when the same users touch them (:class:`ItemKNN`); users are alike when
 they touch the same items (:class:`UserKNN`). Similarities are computed in blocks so a
-large catalog never needs a dense item x item matrix.
+large catalog never needs a dense item x item matrix. Each item (user) keeps its best
+neighbours, ties going to the lower index, so that forgetting users can update the
+neighbour lists in place and give exactly what a fit without them would.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch, strongest_entries
+from .base import (
+    DroppedUsers,
+    ModelConfig,
+    Reason,
+    Recommender,
+    ScoringBatch,
+    strongest_entries,
+)
 
 _BLOCK_BUDGET = 2**22  # dense similarity cells per block while pruning neighbours
 
@@ -74,10 +83,30 @@ class ItemKNN(Recommender):
     config: ItemKNNConfig
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
+        self.similarity_ = self._similarities(matrix).neighbours()
+
+    def _similarities(self, matrix: sp.csr_matrix) -> _Similarities:
         prepared = _prepare(matrix, self.config.binary)
         # Items are the vectors (columns); users play the role of terms.
         weighted = _weigh(prepared.T.tocsr(), self.config).T.tocsr()
-        self.similarity_ = _neighbours(weighted, prepared, self.config)
+        return _Similarities(weighted, prepared, self.config)
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        """Update the neighbour lists exactly, touching only what their items changed.
+
+        Without the users, similarities between items none of them touched stay as they
+        were, and an untouched item's similarity to a touched one can only grow (same
+        common users, a smaller norm or count). So a touched item's neighbours are
+        recomputed in full, and an untouched item's new neighbours are among its old
+        ones and the touched items: a few rows and columns of work, not a refit.
+        """
+        if self.config.weighting == "bm25":
+            return False  # BM25 scales every item by the mean item length, which moved
+        touched = np.unique(dropped.history.indices)
+        if len(touched):
+            similarities = self._similarities(self.user_items_)
+            self.similarity_ = similarities.updated(self.similarity_, touched)
+        return True
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         history = _prepare(batch.history, self.config.binary)
@@ -133,9 +162,38 @@ class UserKNN(Recommender):
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         prepared = _prepare(matrix, self.config.binary)
         self.idf_, self.user_vectors_ = _user_vectors(prepared, self.config)
-        self.similarity_ = _neighbours(self.user_vectors_.T.tocsr(), prepared.T.tocsr(),
-                                       self.config)
+        self.similarity_ = self._similarities(prepared).neighbours()
         self._prepare_lookup()
+
+    def _similarities(self, prepared: sp.csr_matrix) -> _Similarities:
+        return _Similarities(self.user_vectors_.T.tocsr(), prepared.T.tocsr(), self.config)
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        """Drop their rows and columns; users who had one of them as a neighbour pick
+        their neighbours again among those left.
+
+        Similarities between the other users do not change unless a weighting's item
+        statistics (idf over users) do, so without one the result is exactly a fit
+        without them.
+        """
+        gone = np.flatnonzero(~dropped.keep)
+        if not len(gone):
+            return self.config.weighting == "none"
+        old = self.similarity_
+        lost = np.unique(_rows_holding(old, gone))
+        lost = lost[dropped.keep[lost]]
+        self.similarity_ = sp.csr_matrix(old[dropped.keep][:, dropped.keep])
+        self.user_vectors_ = sp.csr_matrix(self.user_vectors_[dropped.keep])
+        prepared = _prepare(self.user_items_, self.config.binary)
+        if self.config.weighting == "none":
+            self.idf_ = _idf(prepared)  # unused in scoring, but learned from everyone
+        if len(lost):
+            rows = (np.cumsum(dropped.keep) - 1)[lost]  # their rows after the drop
+            self.similarity_ = _with_rows(self.similarity_, rows,
+                                          self._similarities(prepared).neighbours(rows))
+        self._prepare_lookup()
+        # With a weighting, every user's vector was scaled by idf learned from everyone.
+        return self.config.weighting == "none"
 
     def _prepare_lookup(self) -> None:
         """What every request compares against: derived once per fit, not per call."""
@@ -254,53 +312,146 @@ def _user_vectors(matrix: sp.csr_matrix, config: KNNConfig) -> tuple[np.ndarray,
     return idf, _weigh_with(matrix, idf, config)
 
 
-def _neighbours(weighted: sp.csr_matrix, presence: sp.csr_matrix,
-                config: KNNConfig) -> sp.csr_matrix:
-    """Similarity between the columns of ``weighted``, each keeping its best neighbours.
+class _Similarities:
+    """Similarity between the columns of ``weighted`` (the vectors), before pruning.
 
     ``presence`` has the same layout and supplies co-occurrence counts for Jaccard and
-    ``min_support``.
+    ``min_support``. Any block of rows and columns gives the same values as the whole
+    matrix would, so parts can be recomputed exactly.
     """
-    columns = sp.csc_matrix(weighted, dtype=np.float32)
-    binary = sp.csc_matrix(presence > 0, dtype=np.float32)
-    n = columns.shape[1]
-    norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
-    counts = np.asarray(binary.sum(axis=0)).ravel()
-    block = max(1, _BLOCK_BUDGET // max(n, 1))
-    rows_t, binary_t = columns.T.tocsr(), binary.T.tocsr()
-    parts = []
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+
+    def __init__(self, weighted: sp.csr_matrix, presence: sp.csr_matrix,
+                 config: KNNConfig) -> None:
+        self.config = config
+        self.columns = sp.csc_matrix(weighted, dtype=np.float32)
+        self.binary = sp.csc_matrix(presence > 0, dtype=np.float32)
+        self.n = self.columns.shape[1]
+        self.norms = np.sqrt(np.asarray(self.columns.multiply(self.columns).sum(axis=0)).ravel())
+        self.counts = np.asarray(self.binary.sum(axis=0)).ravel()
+        self.rows_t, self.binary_t = self.columns.T.tocsr(), self.binary.T.tocsr()
+
+    def block(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Dense similarities of vectors ``rows`` to vectors ``columns`` (none to itself)."""
+        config = self.config
         needs_counts = config.similarity == "jaccard" or config.min_support > 1
-        common = (binary_t[start:stop] @ binary).toarray() if needs_counts else None
+        common = ((self.binary_t[rows] @ self.binary[:, columns]).toarray() if needs_counts
+                  else None)
         if config.similarity == "jaccard":
             assert common is not None
-            denominator = counts[start:stop, None] + counts[None, :] - common + config.shrinkage
+            denominator = (self.counts[rows, None] + self.counts[None, columns] - common
+                           + config.shrinkage)
             numerator = common
         else:
-            numerator = (rows_t[start:stop] @ columns).toarray()
-            denominator = norms[start:stop, None] * norms[None, :] + config.shrinkage
+            numerator = (self.rows_t[rows] @ self.columns[:, columns]).toarray()
+            denominator = self.norms[rows, None] * self.norms[None, columns] + config.shrinkage
         similarity = np.divide(numerator, denominator, out=np.zeros_like(numerator),
                                where=denominator > 0)
         if common is not None and config.min_support > 1:
             similarity[common < config.min_support] = 0
-        similarity[np.arange(stop - start), np.arange(start, stop)] = 0  # not its own neighbour
-        parts.append(_prune_rows(similarity, config.neighbors))
-    if not parts:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    return sp.csr_matrix(sp.vstack(parts), dtype=np.float32)
+        similarity[rows[:, None] == columns[None, :]] = 0  # not its own neighbour
+        return similarity
+
+    def neighbours(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
+        """The best neighbours of vectors ``rows`` (default: all), one sparse row each."""
+        rows = np.arange(self.n) if rows is None else np.asarray(rows)
+        every = np.arange(self.n)
+        step = max(1, _BLOCK_BUDGET // max(self.n, 1))
+        parts = [_prune_rows(self.block(rows[start:start + step], every),
+                             self.config.neighbors)
+                 for start in range(0, len(rows), step)]
+        if not parts:
+            return sp.csr_matrix((len(rows), self.n), dtype=np.float32)
+        return sp.csr_matrix(sp.vstack(parts), dtype=np.float32)
+
+    def updated(self, similarity: sp.csr_matrix, touched: np.ndarray) -> sp.csr_matrix:
+        """``similarity`` (pruned neighbours) after the vectors ``touched`` changed by
+        losing entries, all others staying as they were.
+
+        Touched vectors get their neighbours anew; every other vector's new neighbours
+        are the best of its old ones and the touched vectors, whose similarity to it can
+        only have grown (see ``ItemKNN._forget_rows``).
+        """
+        if 2 * len(touched) > self.n:  # most vectors changed: a refit costs less
+            return self.neighbours()
+        rows, parts = [touched], [self.neighbours(touched)]
+        others = np.setdiff1d(np.arange(self.n), touched)
+        had_touched = np.zeros(self.n, dtype=bool)
+        had_touched[_rows_holding(similarity, touched)] = True
+        step = max(1, _BLOCK_BUDGET // max(len(touched), 1))
+        for start in range(0, len(others), step):
+            chunk = others[start:start + step]
+            fresh = self.block(chunk, touched)
+            changed = had_touched[chunk] | (fresh > 0).any(axis=1)
+            if changed.any():
+                rows.append(chunk[changed])
+                parts.append(self._merged(similarity, chunk[changed], touched,
+                                          fresh[changed]))
+        return _with_rows(similarity, np.concatenate(rows), sp.vstack(parts, format="csr"))
+
+    def _merged(self, similarity: sp.csr_matrix, rows: np.ndarray, touched: np.ndarray,
+                fresh: np.ndarray) -> sp.csr_matrix:
+        """Rows' best neighbours among their stored ones (columns ``touched`` left out)
+        and ``fresh``, their similarities to ``touched``; ties to the lower column."""
+        stored = sp.csr_matrix(similarity[rows])
+        row = np.repeat(np.arange(len(rows)), np.diff(stored.indptr))
+        untouched = ~np.isin(stored.indices, touched)
+        row, column, value = row[untouched], stored.indices[untouched], stored.data[untouched]
+        # One padded slot table per row: stored entries first, then the touched columns.
+        slot = np.arange(len(row)) - np.searchsorted(row, row)
+        width = int(slot.max(initial=-1)) + 1
+        values = np.zeros((len(rows), width + len(touched)), dtype=np.float32)
+        columns = np.full(values.shape, self.n, dtype=np.int64)
+        values[row, slot], columns[row, slot] = value, column
+        values[:, width:], columns[:, width:] = fresh, touched
+        best_row, best_slot = np.nonzero(_best(values, self.config.neighbors, columns))
+        return sp.csr_matrix((values[best_row, best_slot],
+                              (best_row, columns[best_row, best_slot])),
+                             shape=(len(rows), self.n), dtype=np.float32)
+
+
+def _best(values: np.ndarray, keep: int, columns: np.ndarray | None = None) -> np.ndarray:
+    """Per row, where its ``keep`` largest positive values are, ties going to the lower
+    column (``columns``: each slot's column; default: its position)."""
+    if keep >= values.shape[1]:
+        return values > 0
+    kth = -np.partition(-values, keep - 1, axis=1)[:, keep - 1:keep]
+    above = values > kth
+    tied = (values == kth) & (kth > 0)  # ties at zero are dropped anyway
+    room = keep - above.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)
+    if len(crowded):  # more ties than room: the lower columns first
+        order = (np.argsort(columns[crowded], axis=1, kind="stable") if columns is not None
+                 else np.broadcast_to(np.arange(values.shape[1]), (len(crowded),
+                                                                   values.shape[1])))
+        ranked = np.take_along_axis(tied[crowded], order, axis=1)
+        ranked &= np.cumsum(ranked, axis=1) <= room[crowded, None]
+        kept = np.empty_like(ranked)
+        np.put_along_axis(kept, order, ranked, axis=1)
+        tied[crowded] = kept
+    return (above | tied) & (values > 0)
 
 
 def _prune_rows(similarity: np.ndarray, keep: int) -> sp.csr_matrix:
-    """Keep each row's ``keep`` largest positive entries."""
-    n_columns = similarity.shape[1]
-    keep = min(keep, n_columns)
-    if keep < n_columns:
-        threshold_at = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
-        mask = np.zeros_like(similarity, dtype=bool)
-        np.put_along_axis(mask, threshold_at, True, axis=1)
-        similarity = np.where(mask, similarity, 0)
-    return sp.csr_matrix(np.where(similarity > 0, similarity, 0).astype(np.float32))
+    """Keep each row's ``keep`` largest positive entries (ties to the lower column)."""
+    return sp.csr_matrix(np.where(_best(similarity, keep), similarity, 0).astype(np.float32))
+
+
+def _rows_holding(matrix: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
+    """The row of every stored entry of ``matrix`` in one of ``columns``."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    return rows[np.isin(matrix.indices, columns)]
+
+
+def _with_rows(matrix: sp.csr_matrix, rows: np.ndarray, replacement: sp.csr_matrix
+               ) -> sp.csr_matrix:
+    """``matrix`` with its ``rows`` replaced by the rows of ``replacement``, in order."""
+    old = sp.coo_matrix(matrix)
+    stays = ~np.isin(old.row, rows)
+    new = sp.coo_matrix(replacement)
+    return sp.csr_matrix((np.concatenate([old.data[stays], new.data]),
+                          (np.concatenate([old.row[stays], rows[new.row]]),
+                           np.concatenate([old.col[stays], new.col]))),
+                         shape=matrix.shape, dtype=np.float32)
 
 
 def _sparse_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
 
 
 class _SameForEveryone(Recommender):
@@ -73,10 +73,20 @@ class Popular(_SameForEveryone):
             matrix = data.matrix(half_life_days=self.config.half_life_days)
             if self.config.count == "users":  # decayed presence: each user counts at most 1
                 matrix = matrix.minimum(1)
-        elif self.config.count == "users":
-            matrix = (matrix > 0).astype(np.float32)
-        self.item_scores_ = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
+            self.item_scores_ = _column_sums(matrix)
+        else:
+            self._count(matrix)
 
+    def _count(self, matrix: sp.csr_matrix) -> None:
+        if self.config.count == "users":
+            matrix = (matrix > 0).astype(np.float32)
+        self.item_scores_ = _column_sums(matrix)
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        if self.config.half_life_days is not None:
+            return False  # decayed counts need the events' times, which the model drops
+        self._count(self.user_items_)
+        return True
 
 
 class TrendingConfig(ModelConfig):
@@ -135,8 +145,15 @@ class Trending(_SameForEveryone):
     def _reason(self) -> Reason:
         return Reason("trending", detail=f"{self.config.window_days:g}")
 
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        return False  # counts per time window need the events' times, which it drops
+
     @staticmethod
     def _distinct_users(data: Dataset, mask: np.ndarray) -> np.ndarray:
         pairs = data.events.loc[mask, ["user_id", "item_id"]].drop_duplicates()
         columns = data.item_vocab.indices(pairs["item_id"])
         return np.bincount(columns[columns >= 0], minlength=data.n_items).astype(np.float64)
+
+
+def _column_sums(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()

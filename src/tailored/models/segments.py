@@ -39,7 +39,7 @@ from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError
 from tailored.expressions import normalise
 
-from .base import ModelConfig, Reason, Recommender, ScoringBatch, Users
+from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch, Users, among
 from .threads import all_threads
 
 _THREADED_USERS = 50_000  # fewer users: fit on one thread
@@ -451,6 +451,18 @@ class Segments(Recommender):
                          "top_attributes": described, "top_categories": categories,
                          "top_items": self.item_vocab_.ids[top].tolist()})
         return pd.DataFrame(rows)
+
+    # ---- forgetting ------------------------------------------------------------------
+
+    def _profile_ids(self) -> list[np.ndarray]:
+        return [self.table_user_ids_]
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        self.memberships_ = self.memberships_[dropped.keep]
+        listed = among(self.table_user_ids_, dropped.user_ids)
+        self.table_user_ids_ = self.table_user_ids_[~listed]
+        self.table_values_ = self.table_values_[~listed]
+        return False  # clusters, segment popularity and classifiers learned from them
 
     # ---- persistence -----------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""The pipeline that produces every list, the recipes that build it, and the live
-recommender that runs it against the store."""
+"""The pipeline that produces every list, the recipes that build it, the live
+recommender that runs it against the store, and forgetting users in saved artifacts."""
 
+from tailored.pipeline.forget import forget_in_artifact
 from tailored.pipeline.live import LiveRecommender
 from tailored.pipeline.pipeline import (
     NO_OVERRIDES,
@@ -13,4 +14,4 @@ from tailored.pipeline.pipeline import (
 from tailored.pipeline.recipe import Recipe, find_recipe, load_recipe
 
 __all__ = ["NO_OVERRIDES", "LiveRecommender", "Overrides", "Pipeline", "PipelineConfig",
-           "Ranked", "Recipe", "TopList", "find_recipe", "load_recipe"]
+           "Ranked", "Recipe", "TopList", "find_recipe", "forget_in_artifact", "load_recipe"]

@@ -23,7 +23,7 @@ from tailored.errors import ModelNotFoundError
 from tailored.models import Recommender
 from tailored.ranking import ItemTable, RuleSet, UserFacts
 from tailored.ranking.catalog import aligned_attributes, catalog_attributes
-from tailored.store import ModelVersion, Store
+from tailored.store import ModelVersion, Store, stored_user_id
 
 from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList
 
@@ -188,11 +188,19 @@ class LiveRecommender:
             events = events[keep].reset_index(drop=True)
         return events
 
+    def stored_id(self, user_id: str) -> str:
+        """The id the store and the models know ``user_id`` by (its pseudonym, in a
+        pseudonymous store): what a query must name for the models' per-user state."""
+        return stored_user_id(self.store, user_id)
+
     def query(self, user_ids: Sequence[str], context: Mapping[str, Any] | None = None,
               events: pd.DataFrame | None = None) -> UserQuery:
-        """The users with their histories as stored now (or ``events``, a session's)."""
-        history = self.history(user_ids) if events is None else events
-        return UserQuery(tuple(user_ids), history, dict(context or {}))
+        """The users, by the ids they are stored under, with their histories as stored
+        now (or ``events``, a session's)."""
+        if events is not None:
+            return UserQuery(tuple(user_ids), events, dict(context or {}))
+        stored = tuple(self.stored_id(user) for user in user_ids)
+        return UserQuery(stored, self.history(stored), dict(context or {}))
 
     def catalog(self, version: int | None = None) -> CatalogView:
         """The catalog view at ``version`` (default: the store's version now)."""
@@ -260,8 +268,11 @@ class LiveRecommender:
             items = self.store.items.frame()
             titles = (dict(zip(items["item_id"], items["title"], strict=True))
                       if "title" in items.columns else None)
-        return self.pipeline.run(self.query(user_ids, context), k, overrides, catalog=catalog,
-                                 explain=explain, titles=titles)
+        lists = self.pipeline.run(self.query(user_ids, context), k, overrides,
+                                  catalog=catalog, explain=explain, titles=titles)
+        asked = {self.stored_id(user): user for user in user_ids}
+        lists["user_id"] = lists["user_id"].map(lambda user: asked.get(user, user))
+        return lists
 
     def similar_items(self, item_id: str, k: int = 10) -> pd.DataFrame:
         unavailable = self.store.items.unavailable()

@@ -40,7 +40,7 @@ from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError, NotFittedError
 from tailored.models import Recommender
 from tailored.models.artifact import read_artifact, read_meta, write_artifact
-from tailored.models.base import Users, top_k
+from tailored.models.base import Forgetting, Users, distinct_ids, top_k
 from tailored.ranking import ItemTable, RerankerStage, RuleSet, UserFactsTable, rerank
 from tailored.ranking.explain import explain_recommendations
 
@@ -208,6 +208,15 @@ class Pipeline:
         return self.scorer.item_ids
 
     @property
+    def user_ids(self) -> np.ndarray:
+        """Every user the pipeline holds state about, sorted: the scorer's training users,
+        users its profile tables name, and those of the facts its rules read."""
+        self._check_fitted()
+        scorer, facts = self.scorer, self.facts_
+        return np.unique(np.concatenate([scorer.user_vocab_.ids, *scorer._profile_ids(),
+                                         facts.user_vocab.ids, facts.user_ids]).astype(str))
+
+    @property
     def is_fitted(self) -> bool:
         return hasattr(self, "items_")
 
@@ -357,6 +366,25 @@ class Pipeline:
             blocked = blocked.copy()
             blocked[catalog_columns(catalog, overrides.exclude)] = True
         return blocked
+
+    # ---- forgetting -----------------------------------------------------------------
+
+    def forget_users(self, user_ids: str | Sequence[str]) -> Forgetting:
+        """Remove users from the scorer (:meth:`Recommender.forget_users`) and from the
+        facts the rules read, in place.
+
+        ``known`` counts the given users that either held; ``exact`` is the scorer's
+        (the catalog holds nothing of users). Save the pipeline, or use
+        :func:`~tailored.pipeline.forget_in_artifact`, to rewrite an artifact.
+        """
+        self._check_fitted()
+        ids = distinct_ids(user_ids)
+        held = self.scorer._held(ids) | self.facts_._held(ids)
+        if not held.any():
+            return Forgetting()
+        forgotten = self.scorer.forget_users(ids[held])
+        self.facts_.forget_users(ids[held])
+        return Forgetting(int(held.sum()), forgotten.exact)
 
     # ---- persistence ----------------------------------------------------------------
 

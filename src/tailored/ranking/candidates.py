@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 
 from tailored.dataset import Dataset
 from tailored.models import Recommender, ScoringBatch
-from tailored.models.base import Users
+from tailored.models.base import DroppedUsers, Users
 
 from .parts import Part, Parts
 
@@ -253,7 +253,13 @@ class CandidateGenerator:
             frame[f"{label}_rank"] = candidates.ranks[:, column].astype(np.int64)
         return frame
 
-    # ---- persistence -----------------------------------------------------------------
+    # ---- forgetting and persistence ---------------------------------------------------
+
+    def forget(self, owner: Recommender, dropped: DroppedUsers) -> bool:
+        """Remove the users from the sources and the recent items; whether every source
+        is exact afterwards (see :meth:`Parts.forget`)."""
+        self.recent_ = self.recent_[dropped.keep]
+        return self.parts.forget(owner, dropped)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {**self.parts.arrays("source"), "recent": self.recent_}

@@ -44,6 +44,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 from tailored.models import ModelConfig, ScoringBatch
+from tailored.models.base import DroppedUsers, among
 
 from .candidates import CandidateSet
 
@@ -539,7 +540,16 @@ class FeatureBuilder:
                     categorical[position[ok], column] = values[ok].astype(str)
         return numeric, categorical
 
-    # ---- persistence -----------------------------------------------------------------
+    # ---- forgetting and persistence ---------------------------------------------------
+
+    def forget(self, dropped: DroppedUsers) -> None:
+        """Remove the users' statistics (rows of the training users) and attributes
+        (rows of the users table). Item and context statistics keep their events."""
+        self.user_stats_ = self.user_stats_[dropped.keep]
+        listed = among(self.user_table_ids_, dropped.user_ids)
+        self.user_table_ids_ = self.user_table_ids_[~listed]
+        self.user_numeric_ = self.user_numeric_[~listed]
+        self.user_categorical_ = self.user_categorical_[~listed]
 
     def arrays(self) -> dict[str, np.ndarray]:
         categories = self.item_categories_.tocsr()

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from tailored.dataset import Dataset
 from tailored.models import ModelConfig, Recommender, ScoringBatch
-from tailored.models.base import Reason, Users, top_columns
+from tailored.models.base import DroppedUsers, Reason, Users, top_columns
 
 from .parts import Part, Parts, normalise_rows, part_fallback, part_scores
 
@@ -62,6 +62,12 @@ class _Composite(Recommender):
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return self.parts_[self._all_parts()[0]]._item_similarity(columns)
+
+    def _profile_ids(self) -> list[np.ndarray]:
+        return self.parts_.profile_ids()
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        return self.parts_.forget(self, dropped)  # the composite learns nothing of its own
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return self.parts_.arrays()

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailored.dataset import Dataset
 from tailored.models import Recommender, ScoringBatch
-from tailored.models.base import Users, model_class
+from tailored.models.base import DroppedUsers, Users, model_class
 
 #: What every fitted model shares with the composite that holds it (same data).
 SHARED_STATE = ("user_vocab_", "item_vocab_", "weights_", "user_items_", "popularity_",
@@ -101,6 +101,25 @@ class Parts:
             if model.needs_sequences:
                 return model._resolve(users)
         return Recommender._resolve(owner, users)
+
+    def profile_ids(self) -> list[np.ndarray]:
+        """The ids of every part's tables keyed by user id (see ``_profile_ids``)."""
+        return [ids for model in self.models.values() for ids in model._profile_ids()]
+
+    def forget(self, owner: Recommender, dropped: DroppedUsers) -> bool:
+        """Remove the users from every part; whether every part is exact afterwards.
+
+        ``owner`` has already dropped them from the state the parts share with it.
+        """
+        exact = True
+        for model in self.models.values():
+            for name in SHARED_STATE:
+                setattr(model, name, getattr(owner, name))
+            if model.needs_sequences:  # each part keeps its own
+                model.sequences_ = [s for s, stays in zip(model.sequences_, dropped.keep,
+                                                          strict=True) if stays]
+            exact = model._forget_rows(dropped) and exact
+        return exact
 
     def arrays(self, prefix: str = "part") -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}

@@ -45,7 +45,7 @@ from pydantic import Field
 from tailored.dataset import Dataset, UserQuery, event_weights
 from tailored.errors import InvalidDataError
 from tailored.models import ModelConfig, Recommender, ScoringBatch
-from tailored.models.base import Reason, Users
+from tailored.models.base import DroppedUsers, Reason, Users
 
 from .candidates import CandidateGenerator, CandidateSet, CandidateSource, check_sources
 from .features import (
@@ -395,7 +395,16 @@ class _CandidateRanker(Recommender):
                           ) -> list[Reason]:
         return self._explain(batch, rows, columns)
 
-    # ---- persistence -----------------------------------------------------------------
+    # ---- forgetting and persistence ---------------------------------------------------
+
+    def _profile_ids(self) -> list[np.ndarray]:
+        return [self.features_.user_table_ids_, *self.generator_.parts.profile_ids()]
+
+    def _forget_rows(self, dropped: DroppedUsers) -> bool:
+        self.generator_.forget(self, dropped)
+        self.features_.forget(dropped)
+        # The ranker, its preprocessing and the item statistics learned from them.
+        return False
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"candidates.{k}": v for k, v in self.generator_.arrays().items()}

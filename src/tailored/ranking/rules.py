@@ -90,6 +90,7 @@ from tailored.expressions import (
     normalise,
     parse,
 )
+from tailored.models.base import among, distinct_ids
 
 from .catalog import ItemTable, table_arrays, table_frame
 
@@ -830,7 +831,39 @@ class UserFactsTable:
                                         (now - seconds[positions]) / _SECONDS_PER_DAY))
         return behaviours
 
-    # ---- persistence -----------------------------------------------------------------
+    # ---- forgetting and persistence ---------------------------------------------------
+
+    def forget_users(self, user_ids: str | Sequence[str]) -> int:
+        """Remove users' attributes and events, in place; how many of them it held.
+
+        Afterwards the rules know them as they know a user never seen (the query's own
+        events and profile still count). The reference time ("now") stays the latest
+        training event's.
+        """
+        ids = distinct_ids(user_ids)
+        held = self._held(ids)
+        if not held.any():
+            return 0
+        listed = among(self.user_ids, ids)
+        if listed.any():
+            self.user_ids = self.user_ids[~listed]
+            self.user_table = self.user_table[~listed].reset_index(drop=True)
+        rows = self.user_vocab.indices(ids)
+        if (rows >= 0).any():
+            keep = np.ones(len(self.user_vocab), dtype=bool)
+            keep[rows[rows >= 0]] = False
+            if self.history:
+                lengths = np.diff(self.history["indptr"])
+                events = np.repeat(keep, lengths)
+                self.history = {
+                    "indptr": np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64),
+                    **{key: self.history[key][events] for key in ("types", "items", "seconds")}}
+            self.user_vocab = Vocabulary(self.user_vocab.ids[keep])
+        return int(held.sum())
+
+    def _held(self, user_ids: np.ndarray) -> np.ndarray:
+        """Which of ``user_ids`` this table holds attributes or events of."""
+        return (self.user_vocab.indices(user_ids) >= 0) | among(user_ids, self.user_ids)
 
     def arrays(self, prefix: str = "facts") -> dict[str, np.ndarray]:
         return {**table_arrays(f"{prefix}.users", self.user_table),

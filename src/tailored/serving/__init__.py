@@ -9,8 +9,8 @@ Examples
 True
 >>> sorted(path for path in paths
 ...        if path.startswith(("/users", "/keys")))  # doctest: +NORMALIZE_WHITESPACE
-['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/export',
- '/users/{user_id}/token']
+['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/consent',
+ '/users/{user_id}/erase', '/users/{user_id}/export', '/users/{user_id}/token']
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ def refuse_open_access(settings: Settings) -> None:
     OpenAccessRefusedError
         With what to do: create a key, listen on 127.0.0.1, or set ``allow_open_access``.
     """
-    from tailored.store import open_store
+    from tailored.store import open_store_from
 
-    store = open_store(settings.store_url)
+    store = open_store_from(settings)
     try:
         check_open_access(settings, keys_exist=store.keys.count() > 0)
     finally:

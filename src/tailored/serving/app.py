@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from tailored.models.artifact import package_version
 from tailored.settings import Settings, load_settings
-from tailored.store import Store, open_store
+from tailored.store import Store, open_store_from
 
 from .auth import KeyVerifier, check_open_access
 from .errors import add_error_handlers
@@ -21,7 +21,7 @@ from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routers import dashboard as dashboard_router
 from .routers import events, health, items, keys, models, recommendations, users
 from .routers import experiments as experiments_router
-from .security import BodyLimitMiddleware, mask_password
+from .security import BodyLimitMiddleware, mask_password, redact_access_log
 from .state import REGISTRY_POLL_SECONDS, ServiceState
 
 logger = logging.getLogger("tailored.serving")
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
-        opened = open_store(settings.store_url) if store is None else store
+        opened = open_store_from(settings) if store is None else store
         try:
             await _check_reachable_from_workers(opened)
             verifier = KeyVerifier(opened, settings.key_cache_seconds)
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             if owned:
                 opened.close()
 
+    redact_access_log(logging.getLogger("uvicorn.access"))
     app = FastAPI(title="tailored", version=package_version(), description=_DESCRIPTION,
                   openapi_tags=_TAGS, lifespan=lifespan)
     add_error_handlers(app)

@@ -137,7 +137,7 @@ def rank_user(live: LiveRecommender, cache: TopListCache, user_id: str, k: int,
     if top is None or pipeline.reads_history(overrides):
         query = live.query([user_id], context)
     else:  # a hit: the stored history is needed only if the list cannot answer
-        query = UserQuery((user_id,), None, dict(context))
+        query = UserQuery((live.stored_id(user_id),), None, dict(context))
     if top is None:
         top = live.top_list(query, top_n)
         cache.put(key, fresh.user_key, top)

@@ -40,6 +40,8 @@ from tailored.ranking.exploration import features
 from tailored.settings import Settings
 from tailored.store import Store
 
+from .security import describe_failure
+
 logger = logging.getLogger("tailored.serving")
 
 
@@ -263,8 +265,7 @@ class Bandits:
                 if learnt:
                     logger.debug("exploration: learnt %d impressions", learnt)
             except Exception as error:  # a store hiccup must not end the learning
-                logger.error("exploration: feedback not read: %s: %s",
-                             type(error).__name__, error)
+                logger.error("exploration: feedback not read: %s", describe_failure(error))
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 

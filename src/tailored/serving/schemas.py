@@ -232,6 +232,12 @@ class ModelVersions(_Response):
     serving: int | None = Field(description="The version this process answers with now "
                                             "(follows `active` within a few seconds).")
     versions: list[ModelVersionInfo]
+    erasures_pending: int = Field(
+        0, description="Erasures whose users a model still carries at item level (item "
+                       "factors, learned similarities, trees): a retraining replaces it "
+                       "by `erasure_retrain_due`. Their user-level rows are gone already.")
+    erasure_retrain_due: datetime | None = Field(
+        None, description="When the oldest pending erasure's retraining is due.")
 
 
 class Promotion(_Response):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 
 from fastapi import HTTPException, status
@@ -129,3 +130,27 @@ async def answer_early(scope: Scope, receive: Receive, send: Send, status_code: 
     response = JSONResponse({"detail": detail}, status_code=status_code,
                             headers={**(headers or {}), "Connection": "close"})
     await response(scope, receive, send)
+
+
+#: Paths that name a user: their id is personal data, and an access log outlives any
+#: erasure, so the log shows the route instead.
+_USER_PATH = re.compile(r"^(/recommendations/|/users/)(?!\{user_id\})[^/?]+")
+
+
+class RedactUserIds(logging.Filter):
+    """Writes ``{user_id}`` for the user id in logged request paths (uvicorn's access
+    log passes the path as the third argument)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            redacted = _USER_PATH.sub(r"\1{user_id}", args[2])
+            if redacted != args[2]:
+                record.args = (*args[:2], redacted, *args[3:])
+        return True
+
+
+def redact_access_log(logger: logging.Logger) -> None:
+    """Add :class:`RedactUserIds` to ``logger`` once."""
+    if not any(isinstance(f, RedactUserIds) for f in logger.filters):
+        logger.addFilter(RedactUserIds())

@@ -1,7 +1,13 @@
 """The source of truth: events, items, users and the model registry, picked by URL.
 
 ``sqlite:///tailored.db`` is the embedded default; ``postgresql://host/db`` scales out.
+With ``pseudonymize_user_ids`` the store holds keyed pseudonyms instead of user ids
+(:mod:`tailored.store.pseudonymous`): open it with :func:`open_store_from`.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from tailored.store.base import (
     EVENT_COLUMNS,
@@ -24,12 +30,23 @@ from tailored.store.base import (
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, Variant
 from tailored.store.privacy import ConsentChange, Erasure, keyed_hash
+from tailored.store.pseudonymous import (
+    Pseudonym,
+    PseudonymousStore,
+    pseudonym,
+    stored_user_id,
+)
 from tailored.store.served import SERVED_COLUMNS, Served
 from tailored.store.sql import SqlStore
 
+if TYPE_CHECKING:
+    from tailored.settings import Settings
 
-def open_store(url: str) -> Store:
-    """Open (and create if needed) the store at ``url``.
+
+def open_store(url: str, *, pseudonym_secret: str | None = None) -> Store:
+    """Open (and create if needed) the store at ``url``; with ``pseudonym_secret`` (at
+    least 32 characters), one that holds the :func:`pseudonym` of each user id instead
+    of the id (:class:`PseudonymousStore`).
 
     Examples
     --------
@@ -37,7 +54,30 @@ def open_store(url: str) -> Store:
     >>> store.events.count()
     0
     """
-    return SqlStore(url)
+    store = SqlStore(url)
+    return store if pseudonym_secret is None else PseudonymousStore(store, pseudonym_secret)
+
+
+def open_store_from(settings: Settings) -> Store:
+    """The store ``settings`` name (``store_url``), holding pseudonyms when
+    ``pseudonymize_user_ids`` is on (keyed by ``privacy_secret``): how every entry point
+    of a running system (the API, the command line, the jobs they start) opens it.
+
+    Examples
+    --------
+    >>> from tailored.settings import Settings
+    >>> store = open_store_from(Settings(store_url="sqlite://", pseudonymize_user_ids=True,
+    ...                                  privacy_secret="s" * 32))
+    >>> type(store).__name__
+    'PseudonymousStore'
+    """
+    if not settings.pseudonymize_user_ids:
+        return open_store(settings.store_url)
+    if settings.privacy_secret is None:  # the settings' validator refuses it already
+        raise ValueError("pseudonymize_user_ids needs privacy_secret (at least 32 "
+                         "characters, from the environment: TAILORED_PRIVACY_SECRET)")
+    return open_store(settings.store_url,
+                      pseudonym_secret=settings.privacy_secret.get_secret_value())
 
 
 __all__ = [
@@ -58,6 +98,8 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "PrivacyRecords",
+    "Pseudonym",
+    "PseudonymousStore",
     "Served",
     "ServedLog",
     "Store",
@@ -66,4 +108,7 @@ __all__ = [
     "Variant",
     "keyed_hash",
     "open_store",
+    "open_store_from",
+    "pseudonym",
+    "stored_user_id",
 ]

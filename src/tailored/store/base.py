@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
@@ -124,22 +124,30 @@ class PrivacyRecords(Protocol):
         """The audit hash key the store keeps, for when none is configured."""
         ...
 
-    def erase(self, audit: Mapping[str, str], *, erased_by: str,
-              retrain_due: datetime | None) -> list[Erasure]:
-        """Delete every row that names each user of ``audit`` (user id -> the hash its
-        audit record keeps instead: :func:`keyed_hash`) in one transaction: events,
-        profile, consent history, served answers. ``retrain_due``: when a model carrying
-        them at item level must have been replaced."""
+    def erase(self, user_ids: Iterable[str], *, key: str, erased_by: str,
+              retrain_within: timedelta | None) -> list[Erasure]:
+        """Delete every row that names each user in one transaction (events, profile,
+        consent history, served answers) and audit each under ``keyed_hash(key, id)``.
+        ``retrain_within``: how soon a model carrying them at item level must be
+        replaced (None: none does)."""
         ...
 
-    def erasures(self, *, pending: bool = False, user_hash: str | None = None
-                 ) -> list[Erasure]:
-        """Audit records, newest first (only those still waiting for a retraining)."""
+    def erasures(self, *, pending: bool = False, after: int = 0) -> list[Erasure]:
+        """Audit records, newest first (only those still waiting for a retraining, only
+        those after the record ``after``)."""
+        ...
+
+    def erasures_of(self, user_id: str, *, key: str) -> list[Erasure]:
+        """The audit records of ``user_id``, found by its keyed hash, newest first."""
         ...
 
     def last_erasure_id(self) -> int:
         """The newest audit record's id (0 before any): serving reloads its models when
         it grows."""
+        ...
+
+    def mark_pending(self, erasure_ids: Iterable[int], retrain_within: timedelta) -> int:
+        """Set a retraining due on those erasures that had none; how many changed."""
         ...
 
     def mark_retrained(self, trained_before: datetime) -> int:

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -111,35 +111,43 @@ class SqlPrivacy(SqlTables):
             return str(conn.execute(sa.select(store_secrets_table.c.value).where(
                 store_secrets_table.c.name == "audit_key")).scalar_one())
 
-    def erase(self, audit: Mapping[str, str], *, erased_by: str,
-              retrain_due: datetime | None) -> list[Erasure]:
-        """Delete every row naming each user of ``audit`` (user id -> the hash the audit
-        record keeps instead), in one transaction, and audit each."""
-        now = micros(datetime.now(UTC))
+    def erase(self, user_ids: Iterable[str], *, key: str, erased_by: str,
+              retrain_within: timedelta | None) -> list[Erasure]:
+        """Delete every row naming each user, in one transaction, and audit each under
+        the keyed hash of their id."""
+        erased_at = datetime.now(UTC)
+        now = micros(erased_at)
+        due = None if retrain_within is None else micros(erased_at + retrain_within)
         rows = []
         with self._begin() as conn:
-            for user_id, user_hash in audit.items():
+            for user_id in dict.fromkeys(user_ids):
                 deleted = {name: int(conn.execute(
                     table.delete().where(table.c.user_id == user_id)).rowcount)
                     for name, table in self.user_tables.items()}
-                rows.append({"user_hash": user_hash, "erased_us": now,
+                rows.append({"user_hash": keyed_hash(key, user_id), "erased_us": now,
                              "erased_by": erased_by, "deleted": json.dumps(deleted),
-                             "retrain_due_us": None if retrain_due is None
-                             else micros(retrain_due), "retrained_us": None})
+                             "retrain_due_us": due, "retrained_us": None})
             ids = [conn.execute(erasures_table.insert().values(**row)
                                 .returning(erasures_table.c.erasure_id)).scalar_one()
                    for row in rows]
         return [self._erasure(dict(row, erasure_id=i)) for i, row in zip(ids, rows, strict=True)]
 
-    def erasures(self, *, pending: bool = False, user_hash: str | None = None
-                 ) -> list[Erasure]:
-        """Audit records, newest first (only those waiting for a retraining)."""
-        query = sa.select(erasures_table).order_by(erasures_table.c.erasure_id.desc())
+    def erasures(self, *, pending: bool = False, after: int = 0) -> list[Erasure]:
+        """Audit records, newest first (only those waiting for a retraining, only those
+        after the record ``after``)."""
+        query = (sa.select(erasures_table).where(erasures_table.c.erasure_id > after)
+                 .order_by(erasures_table.c.erasure_id.desc()))
         if pending:
             query = query.where(erasures_table.c.retrain_due_us.is_not(None),
                                 erasures_table.c.retrained_us.is_(None))
-        if user_hash is not None:
-            query = query.where(erasures_table.c.user_hash == user_hash)
+        with self._connect() as conn:
+            return [self._erasure(row._asdict()) for row in conn.execute(query).all()]
+
+    def erasures_of(self, user_id: str, *, key: str) -> list[Erasure]:
+        """The audit records of ``user_id`` (found by its keyed hash), newest first."""
+        query = (sa.select(erasures_table)
+                 .where(erasures_table.c.user_hash == keyed_hash(key, user_id))
+                 .order_by(erasures_table.c.erasure_id.desc()))
         with self._connect() as conn:
             return [self._erasure(row._asdict()) for row in conn.execute(query).all()]
 
@@ -148,6 +156,17 @@ class SqlPrivacy(SqlTables):
         with self._connect() as conn:
             found = conn.execute(sa.select(sa.func.max(erasures_table.c.erasure_id))).scalar()
         return int(found or 0)
+
+    def mark_pending(self, erasure_ids: Iterable[int], retrain_within: timedelta) -> int:
+        """Set a retraining due on erasures that had none (a model trained while they
+        were made carries their users at item level); return how many changed."""
+        due = micros(datetime.now(UTC) + retrain_within)
+        with self._begin() as conn:
+            return int(conn.execute(
+                erasures_table.update()
+                .where(erasures_table.c.erasure_id.in_(list(erasure_ids)),
+                       erasures_table.c.retrain_due_us.is_(None))
+                .values(retrain_due_us=due, retrained_us=None)).rowcount)
 
     def mark_retrained(self, trained_before: datetime) -> int:
         """Close the pending erasures made before a model now serving was trained

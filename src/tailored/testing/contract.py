@@ -16,9 +16,43 @@ import pytest
 
 from tailored.dataset import Dataset, UserQuery
 from tailored.errors import NotFittedError
-from tailored.models import Recommender
+from tailored.models import Forgetting, Recommender
 
 from .data import checkerboard, group_of
+
+#: The user the forgetting tests add and forget: an id whose bytes cannot occur by
+#: chance in an artifact, so finding them means the user was not forgotten.
+FORGOTTEN = "a-forget-me-7q3x"
+
+
+def with_user(data: Dataset, user_id: str = FORGOTTEN) -> Dataset:
+    """``data`` (a :func:`checkerboard`) and one more user of group a: events on A items,
+    amid the others in time, and a row in the users table."""
+    items = ["A000", "A002", "A004", "A006", "A008"]
+    events = pd.DataFrame({
+        "user_id": user_id, "item_id": items,
+        "event_type": ["view", "click", "view", "purchase", "view"],
+        "timestamp": data.events["timestamp"].min() + pd.to_timedelta(
+            np.arange(len(items)) * 90 + 7, unit="min")})
+    profile = pd.DataFrame({"user_id": [user_id], "taste": ["likes-a"], "location": ["Berlin"]})
+    return Dataset.from_frame(pd.concat([data.events, events], ignore_index=True),
+                              items=data.items, users=pd.concat([data.users, profile],
+                                                                ignore_index=True))
+
+
+def files_naming(directory: Path, user_id: str) -> list[str]:
+    """Files under ``directory`` holding ``user_id`` in UTF-8 or in UTF-32-LE (numpy's
+    encoding of str arrays), looking into the members of ``.npz`` archives too."""
+    needles = (user_id.encode("utf-8"), user_id.encode("utf-32-le"))
+    found = []
+    for file in sorted(path for path in directory.rglob("*") if path.is_file()):
+        blobs = [file.read_bytes()]
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                blobs += [archive.read(name) for name in archive.namelist()]
+        if any(needle in blob for blob in blobs for needle in needles):
+            found.append(file.relative_to(directory).as_posix())
+    return found
 
 
 class RecommenderContract:
@@ -165,3 +199,45 @@ class RecommenderContract:
         if self.personalised:
             assert (similar["item_id"].map(group_of)
                     == similar["similar_item_id"].map(group_of)).all()
+
+    # ---- forgetting users ------------------------------------------------------------
+
+    @pytest.fixture
+    def forgetful(self, data: Dataset) -> Recommender:
+        """A model fitted with one more user to forget (:data:`FORGOTTEN`)."""
+        return self.make_model().fit(with_user(data))
+
+    def test_forgotten_users_leave_no_trace_in_a_loadable_artifact(
+            self, forgetful: Recommender, tmp_path: Path) -> None:
+        assert files_naming(forgetful.save(tmp_path / "before"), FORGOTTEN)
+        assert forgetful.forget_users([FORGOTTEN, "nobody"]).known == 1
+        directory = forgetful.save(tmp_path / "after")
+        assert files_naming(directory, FORGOTTEN) == []
+        loaded = Recommender.load(directory)
+        users = ["a000", "b000", FORGOTTEN, "nobody"]
+        np.testing.assert_allclose(loaded.score(users), forgetful.score(users), rtol=1e-6)
+        query = UserQuery.from_histories({"fresh": ["A001", "A002"]})
+        np.testing.assert_allclose(loaded.score(query), forgetful.score(query), rtol=1e-5)
+
+    def test_a_forgotten_user_is_scored_like_a_stranger(self, forgetful: Recommender,
+                                                        data: Dataset) -> None:
+        forgetful.forget_users(FORGOTTEN)
+        np.testing.assert_allclose(forgetful.score([FORGOTTEN]),
+                                   forgetful.score(["never-seen"]), rtol=1e-6)
+        others = data.user_vocab.ids.tolist()
+        assert np.isfinite(forgetful.score(others)).all()
+        assert set(forgetful.recommend(others, k=3)["user_id"]) == set(others)
+
+    def test_forgetting_strangers_changes_nothing(self, fitted: Recommender) -> None:
+        state = dict(vars(fitted))
+        assert fitted.forget_users(["nobody", "a000-but-not-quite"]) == Forgetting(0, True)
+        assert all(getattr(fitted, name) is value for name, value in state.items())
+
+    def test_exact_forgetting_gives_a_fit_without_them(self, forgetful: Recommender,
+                                                       data: Dataset) -> None:
+        if not forgetful.forget_users([FORGOTTEN]).exact:
+            pytest.skip("keeps item-level state learned from the user until a retraining")
+        refit = self.make_model().fit(data)
+        users = [*data.user_vocab.ids.tolist(), FORGOTTEN, "nobody"]
+        np.testing.assert_allclose(forgetful.score(users), refit.score(users),
+                                   rtol=1e-5, atol=1e-6)

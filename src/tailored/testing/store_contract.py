@@ -8,7 +8,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -107,9 +107,8 @@ class StoreContract:
         store.served.record([Served("r1", "u1", T0, "als", 1, item_ids=["i1"], scores=[1.0],
                                     propensities=[1.0]),
                              Served("r2", "u2", T0, "als", 1)])
-        due = T0.replace(year=2030)
-        [erasure] = store.privacy.erase({"u1": keyed_hash("k" * 32, "u1")},
-                                        erased_by="key:admin", retrain_due=due)
+        [erasure] = store.privacy.erase(["u1"], key="k" * 32, erased_by="key:admin",
+                                        retrain_within=timedelta(hours=24))
         assert erasure.deleted == {"events": 1, "profile": 1, "served": 1,
                                    "consent_changes": 1}
         assert erasure.user_hash == keyed_hash("k" * 32, "u1") != "u1" and erasure.pending
@@ -118,6 +117,8 @@ class StoreContract:
         assert store.served.frame()["user_id"].tolist() == ["u2"]
         assert store.changes.check("u1").user_key == (0, 0, frozenset())
         assert store.privacy.erasures(pending=True) == [erasure]
+        assert store.privacy.erasures_of("u1", key="k" * 32) == [erasure]
+        assert store.privacy.erasures(after=erasure.erasure_id) == []
         assert store.privacy.mark_retrained(erasure.erased_at) == 1
         assert store.privacy.erasures(pending=True) == []
         assert store.privacy.audit_key() == store.privacy.audit_key()  # made once

@@ -137,12 +137,17 @@ function renderTiles(data) {
      "tile-ctr"],
     ["experiments running", integer(running), "tile-experiments"],
     ["open alerts", integer(data.drift.unhandled), "tile-alerts"],
+    ["erasures waiting for a retraining", integer(data.privacy.pending), "tile-erasures"],
   ];
   const box = document.getElementById("tiles");
   box.replaceChildren(...tiles.map(([name, value, id]) =>
     el("div", { class: "tile", id }, el("div", { class: "value" }, value),
        el("div", { class: "label" }, name))));
   if (data.drift.unhandled > 0) box.querySelector("#tile-alerts .value").classList.add("bad");
+  if (data.privacy.pending > 0) {
+    const due = new Date(data.privacy.retrain_due).toLocaleString();
+    box.querySelector("#tile-erasures .label").textContent += ` (by ${due})`;
+  }
 }
 
 function renderEvents(over) {

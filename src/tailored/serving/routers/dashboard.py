@@ -158,7 +158,16 @@ def collect(store: Store, *, serving: int | None = None) -> dict[str, Any]:
                   "unhandled": len(store.alerts.list(unhandled=True))},
         "top_items": _top_items(behaviour, items),
         "coverage": _coverage(store, behaviour, items),
+        "privacy": _privacy(store),
     })
+
+
+def _privacy(store: Store) -> dict[str, Any]:
+    """Erasures, and those whose users a serving model still carries at item level."""
+    pending = store.privacy.erasures(pending=True)
+    return {"erasures": store.privacy.last_erasure_id(), "pending": len(pending),
+            "retrain_due": min((e.retrain_due for e in pending if e.retrain_due),
+                               default=None)}
 
 
 def _period(times: pd.Series) -> tuple[str, str]:

@@ -21,15 +21,20 @@ _CANNOT_LOAD: dict[int | str, dict[str, Any]] = {
     "",
     summary="List model versions",
     description="Every trained version in the registry with its validation metrics, which "
-                "one the registry marks active and which one this process serves.",
+                "one the registry marks active and which one this process serves, and "
+                "how many erasures wait for a retraining.",
     response_model=ModelVersions,
 )
 def list_models(caller: ReadAccess, state: StateDep) -> ModelVersions:
     state.refresh()
     versions = state.store.models.list()
     active = next((v.version for v in versions if v.active), None)
+    pending = state.store.privacy.erasures(pending=True)
     return ModelVersions(active=active, serving=state.serving_version,
-                         versions=[ModelVersionInfo.of(v) for v in versions])
+                         versions=[ModelVersionInfo.of(v) for v in versions],
+                         erasures_pending=len(pending),
+                         erasure_retrain_due=min((e.retrain_due for e in pending
+                                                  if e.retrain_due), default=None))
 
 
 @router.post(
