@@ -49,6 +49,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     return Template(root / "events.db", model)
 
 
+def copy_artifact(path: str, model_dir: Path) -> str:
+    """A copy of the artifact at ``path`` under ``model_dir``: what a test may rewrite."""
+    copied = model_dir / Path(path).name
+    if not copied.exists():
+        shutil.copytree(path, copied)
+    return str(copied)
+
+
 def _copy_database(source: Path, target: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         if Path(f"{source}{suffix}").exists():
@@ -72,11 +80,13 @@ def store(settings: Settings, template: Template) -> Iterator[Store]:
 
 
 @pytest.fixture
-def trained(store: Store, template: Template) -> TrainedModel:
+def trained(store: Store, settings: Settings, template: Template) -> TrainedModel:
     """Version 1, active: item_knn trained with `train_model` on the same events (once per
-    session; here its artifact is registered and promoted in this test's store)."""
+    session; here a copy of its artifact is registered and promoted in this test's store,
+    so an erasure rewrites the copy)."""
     model = template.model
-    registered = store.models.register(model.version.name, model.version.path,
+    registered = store.models.register(model.version.name,
+                                       copy_artifact(model.version.path, settings.model_dir),
                                        model.metrics, model.version.details)
     return TrainedModel(store.models.promote(registered.version), model.pipeline,
                         model.metrics)

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tailored.jobs import TrainedModel
 from tailored.serving.metrics import CACHE_LOOKUPS, ServiceMetrics
 from tailored.settings import Settings
+from tailored.store import Store
 
 from .conftest import Keys
 
@@ -120,3 +121,25 @@ def test_service_metrics_alone() -> None:
     assert 'tailored_serving_model_version{model="als"} 7.0' in text
     assert 'tailored_http_request_duration_seconds_bucket{le="0.005",method="POST",' \
            'route="/events"} 1.0' in text
+
+
+def test_retention_deletions_and_erasures_are_counted(client: TestClient, store: Store,
+                                                      settings: Settings) -> None:
+    from datetime import timedelta
+
+    from tailored.jobs.retention import apply_retention
+
+    before = samples(client)
+    newest = store.events.frame()["timestamp"].max().to_pydatetime()
+    report = apply_retention(store, settings.model_copy(update={"retention_days": 1}),
+                             now=newest + timedelta(days=1, hours=12))
+    # Someone no model knows: the session's shared artifact must not be rewritten.
+    client.post("/users/someone-unknown/erase")
+    after = samples(client)
+
+    assert report.events > 0
+    assert value(after, "tailored_retention_deleted_total", kind="events") - value(
+        before, "tailored_retention_deleted_total", kind="events") == report.events
+    assert value(after, "tailored_erasures_total") == value(
+        before, "tailored_erasures_total") + 1
+    assert value(after, "tailored_erasures_pending") == 0  # no model carried them

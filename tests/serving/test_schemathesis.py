@@ -45,7 +45,7 @@ from tailored.settings import Settings
 from tailored.store import open_store
 from tailored.testing import LOCAL
 
-from .conftest import Template, _copy_database
+from .conftest import Template, _copy_database, copy_artifact
 from .taste_groups import GROUP_A, GROUP_B
 
 #: Generated requests per operation and test: the whole file stays within about a minute.
@@ -72,8 +72,9 @@ def _serve(root: Path, template: Template) -> tuple[FastAPI, dict[str, str]]:
     url = f"sqlite:///{root / 'tailored.db'}"
     store = open_store(url)
     model = template.model.version
+    path = copy_artifact(model.path, root / "models")  # an erasure rewrites it
     # The same artifact twice, so that an experiment has two versions to compare.
-    registered = [store.models.register(model.name, model.path, model.metrics,
+    registered = [store.models.register(model.name, path, model.metrics,
                                         model.details).version for _ in VERSIONS]
     assert tuple(registered) == VERSIONS
     store.models.promote(VERSIONS[0])

@@ -98,8 +98,15 @@ def test_a_store_made_before_consent_per_purpose_is_brought_up_to_date(tmp_path:
         conn.execute("CREATE TABLE users (user_id VARCHAR(256) PRIMARY KEY, "
                      "attributes TEXT NOT NULL, consent BOOLEAN NOT NULL)")
         conn.execute("INSERT INTO users VALUES ('old', '{}', 1)")
+        conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id VARCHAR(256) "
+                     "NOT NULL UNIQUE, user_id VARCHAR(256) NOT NULL, item_id VARCHAR(256) "
+                     "NOT NULL, event_type VARCHAR(32) NOT NULL, value FLOAT, ts_us BIGINT "
+                     "NOT NULL, session_id VARCHAR(256), context TEXT)")
     store = open_store(f"sqlite:///{database}")
     try:
+        with sqlite3.connect(database) as conn:  # retention deletes by time: indexed
+            indexes = {row[1] for row in conn.execute("PRAGMA index_list('events')")}
+        assert "ix_events_ts_us" in indexes
         old = store.users.get("old")
         assert old is not None and old.consent == {} and old.allows("personalization")
         store.users.update("old", {"consent": {"analytics": False}})

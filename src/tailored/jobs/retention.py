@@ -110,6 +110,8 @@ def apply_retention(store: Store, settings: Settings, now: datetime | None = Non
                              impressions=impressions, served=served)
     if settings.keep_versions is not None:
         _forget_old_versions(store, settings, settings.keep_versions, report)
+    if not dry_run and any(report.counts.values()):
+        store.privacy.record_retention(report.counts)  # counted in the service's metrics
     return report
 
 

@@ -130,7 +130,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app = FastAPI(title="tailored", version=package_version(), description=_DESCRIPTION,
                   openapi_tags=_TAGS, lifespan=lifespan)
     add_error_handlers(app)
-    metrics = ServiceMetrics(serving=lambda: _serving_model(app))
+    metrics = ServiceMetrics(serving=lambda: _serving_model(app),
+                             deletions=lambda: _deletions(app))
     app.state.metrics = metrics
     # Outermost last: the guard answers strangers before the body is read; the timing
     # covers every answer.
@@ -145,6 +146,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(dashboard_router.router)  # the page is open; its data needs read
     app.include_router(experiments_router.router)  # scopes per route: admin changes, read
     return app
+
+
+def _deletions(app: FastAPI) -> dict[str, int] | None:
+    state = getattr(app.state, "service", None)
+    return None if state is None else state.store.privacy.deletions()
 
 
 def _serving_model(app: FastAPI) -> tuple[str, int | None] | None:

@@ -35,7 +35,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,11 +73,36 @@ class _ServingModel(Collector):
         yield gauge
 
 
+class _DataRights(Collector):
+    """Deletions for data rights, read from the store at scrape time: retention runs in
+    the worker or the command line, erasures in any process."""
+
+    def __init__(self, deletions: Callable[[], dict[str, int] | None]) -> None:
+        self.deletions = deletions
+
+    def collect(self) -> Iterator[Metric]:
+        deleted = CounterMetricFamily(
+            "tailored_retention_deleted", "Rows and versions deleted by data retention, by "
+            "kind (events, impressions, served, versions, artifacts).", labels=["kind"])
+        erased = CounterMetricFamily("tailored_erasures", "Users erased.")
+        pending = GaugeMetricFamily(
+            "tailored_erasures_pending", "Erasures whose users a model still carries at "
+            "item level, until a retraining replaces it.")
+        counts = self.deletions()
+        if counts is not None:
+            for kind, count in sorted(counts.items()):
+                if kind not in ("erasures", "erasures_pending"):
+                    deleted.add_metric([kind], count)
+            erased.add_metric([], counts.get("erasures", 0))
+            pending.add_metric([], counts.get("erasures_pending", 0))
+        yield from (deleted, erased, pending)
+
+
 class ServiceMetrics:
     """One app's metrics, in its own registry."""
 
-    def __init__(self, serving: Callable[[], tuple[str, int | None] | None] = lambda: None
-                 ) -> None:
+    def __init__(self, serving: Callable[[], tuple[str, int | None] | None] = lambda: None,
+                 deletions: Callable[[], dict[str, int] | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.request_seconds = Histogram(
             "tailored_http_request_duration_seconds", "Request latency by route template.",
@@ -90,6 +115,7 @@ class ServiceMetrics:
             ["outcome"], registry=self.registry)
         self.registry.register(CACHE_LOOKUPS)
         self.registry.register(_ServingModel(serving))
+        self.registry.register(_DataRights(deletions))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.request_seconds.labels(method, route).observe(seconds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -139,6 +139,15 @@ class PrivacyRecords(Protocol):
 
     def erasures_of(self, user_id: str, *, key: str) -> list[Erasure]:
         """The audit records of ``user_id``, found by its keyed hash, newest first."""
+        ...
+
+    def record_retention(self, deleted: Mapping[str, int]) -> None:
+        """Keep what one retention run deleted, by kind."""
+        ...
+
+    def deletions(self) -> dict[str, int]:
+        """Deleted so far, by kind over every retention run, plus ``erasures`` and
+        ``erasures_pending``: what the metrics count."""
         ...
 
     def last_erasure_id(self) -> int:

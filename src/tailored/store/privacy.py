@@ -43,6 +43,14 @@ erasures_table = sa.Table(
     sa.Column("retrained_us", sa.BigInteger, nullable=True),
 )
 
+#: What each applied retention deleted, by kind (events, served answers, versions, ...).
+retention_runs_table = sa.Table(
+    "retention_runs", metadata,
+    sa.Column("run_id", Serial, primary_key=True, autoincrement=True),
+    sa.Column("ran_us", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Text, nullable=False),
+)
+
 #: Secrets the store makes for itself (the audit hash key when none is configured).
 store_secrets_table = sa.Table(
     "store_secrets", metadata,
@@ -150,6 +158,28 @@ class SqlPrivacy(SqlTables):
                  .order_by(erasures_table.c.erasure_id.desc()))
         with self._connect() as conn:
             return [self._erasure(row._asdict()) for row in conn.execute(query).all()]
+
+    def record_retention(self, deleted: Mapping[str, int]) -> None:
+        """Keep what one retention run deleted, by kind (for the metrics)."""
+        with self._begin() as conn:
+            conn.execute(retention_runs_table.insert().values(
+                ran_us=micros(datetime.now(UTC)), deleted=json.dumps(dict(deleted))))
+
+    def deletions(self) -> dict[str, int]:
+        """Everything deleted for data rights so far: per kind over every retention run,
+        ``erasures`` (users erased) and ``erasures_pending`` (waiting for a retraining)."""
+        totals: dict[str, int] = {}
+        with self._connect() as conn:
+            for (deleted,) in conn.execute(sa.select(retention_runs_table.c.deleted)).all():
+                for kind, count in json.loads(deleted).items():
+                    totals[kind] = totals.get(kind, 0) + int(count)
+            totals["erasures"] = int(conn.execute(
+                sa.select(sa.func.count()).select_from(erasures_table)).scalar_one())
+            totals["erasures_pending"] = int(conn.execute(
+                sa.select(sa.func.count()).select_from(erasures_table).where(
+                    erasures_table.c.retrain_due_us.is_not(None),
+                    erasures_table.c.retrained_us.is_(None))).scalar_one())
+        return totals
 
     def last_erasure_id(self) -> int:
         """The newest audit record's id, 0 before any: a cheap check for new erasures."""

@@ -269,7 +269,7 @@ class PseudonymousChanges(_Role):
 
 class PseudonymousPrivacy(_Role):
     passes = frozenset({"audit_key", "erasures", "last_erasure_id", "mark_pending",
-                        "mark_retrained"})
+                        "mark_retrained", "record_retention", "deletions"})
 
     def erase(self, user_ids: Iterable[str], *, key: str, erased_by: str,
               retrain_within: timedelta | None) -> list[Erasure]:

@@ -48,7 +48,8 @@ events_table = sa.Table(
     sa.Column("item_id", sa.String(256), nullable=False),
     sa.Column("event_type", sa.String(32), nullable=False),
     sa.Column("value", sa.Float, nullable=True),
-    sa.Column("ts_us", sa.BigInteger, nullable=False),
+    # Indexed for retention, which deletes by time.
+    sa.Column("ts_us", sa.BigInteger, nullable=False, index=True),
     sa.Column("session_id", sa.String(256), nullable=True),
     sa.Column("context", sa.Text, nullable=True),
 )
@@ -82,8 +83,10 @@ users_table = sa.Table(
     sa.Column("consents", sa.Text, nullable=False, server_default="{}"),
 )
 
-#: Columns added after their table was first created: added to an older store on open.
+#: Columns and indexes added after their table was first created: added to an older
+#: store when it is opened.
 _ADDED_COLUMNS = (("users", "consents", "TEXT NOT NULL DEFAULT '{}'"),)
+_ADDED_INDEXES = (("ix_events_ts_us", "events", "ts_us"),)
 
 models_table = sa.Table(
     "model_versions", metadata,
@@ -564,13 +567,15 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _add_columns(engine: Engine) -> None:
-    """Bring a store made by an older version up to date (columns it lacks)."""
+def _migrate(engine: Engine) -> None:
+    """Bring a store made by an older version up to date (columns, indexes it lacks)."""
     inspector = sa.inspect(engine)
-    for table, column, definition in _ADDED_COLUMNS:
-        if column not in {c["name"] for c in inspector.get_columns(table)}:
-            with engine.begin() as conn:
+    with engine.begin() as conn:
+        for table, column, definition in _ADDED_COLUMNS:
+            if column not in {c["name"] for c in inspector.get_columns(table)}:
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        for index, table, column in _ADDED_INDEXES:
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})")
 
 
 @dataclass(frozen=True)
@@ -591,9 +596,9 @@ class SqlStore:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
-                _add_columns(self.engine)
+                _migrate(self.engine)
                 break
-            except sa.exc.OperationalError:  # several processes creating at once
+            except (sa.exc.OperationalError, sa.exc.IntegrityError):  # several processes at once
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
