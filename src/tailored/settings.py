@@ -6,6 +6,7 @@ Nothing is read at import time; call :func:`load_settings` (or build ``Settings`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
         False, description="Store a keyed HMAC of each user id (privacy_secret is the key) "
         "instead of the id itself: the store, the models and the logs never hold the raw "
         "id; requests, imports and the CLI still use it.")
+    events_without_consent: Literal["keep", "discard"] = Field(
+        "keep", description="What happens to the events of a user who withholds "
+        "personalization: `keep` stores them unused (consent may be given again); "
+        "`discard` refuses new ones over REST and deletes stored ones at each retention "
+        "run (`tailored retain`, the retraining worker).")
     erasure_retrain_hours: float = Field(
         24.0, gt=0, le=24 * 30, description="Within how many hours of an erasure a "
         "retraining replaces the models whose item-level state the erased users shaped "

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tailored.cli import app
 from tailored.jobs.retention import apply_retention
 from tailored.jobs.retrain import run_worker
-from tailored.schema import Event
+from tailored.schema import Event, User
 from tailored.settings import Settings
 from tailored.store import ModelVersion, Served, Store, open_store
 
@@ -66,7 +66,7 @@ def test_events_and_served_answers_past_the_cutoff_are_deleted_newer_kept(
     assert (report.events, report.impressions, report.served) == (2, 1, 2)
     assert report.events_cutoff == report.served_cutoff == _days_ago(30)
     assert apply_retention(store, limits, now=NOW).counts == dict.fromkeys(
-        ("events", "impressions", "served", "versions", "artifacts"), 0)
+        ("events", "impressions", "served", "without_consent", "versions", "artifacts"), 0)
 
 
 def test_impressions_follow_the_served_log_not_the_event_retention(
@@ -96,7 +96,8 @@ def test_a_dry_run_deletes_nothing_and_counts_what_a_run_deletes(
     real = apply_retention(store, limits, now=NOW)
     assert dry.dry_run and not real.dry_run
     assert dry.counts == real.counts == {"events": 2, "impressions": 1, "served": 3,
-                                         "versions": 1, "artifacts": 1}
+                                         "without_consent": 0, "versions": 1,
+                                         "artifacts": 1}
     assert "would delete" in dry.summary() and "deleted" in real.summary()
 
 
@@ -178,8 +179,8 @@ def test_the_worker_applies_retention_every_round(store: Store, settings: Settin
                           sleep=lambda _s: None, progress=said.append)
     assert outcomes == []  # nothing retrained: the version is newer than a day
     assert store.events.count() == 0 and store.served.count() == 4
-    assert said == ["retention deleted: 5 events, 0 impressions, 0 served, 0 versions, "
-                    "0 artifacts"]
+    assert said == ["retention deleted: 5 events, 0 impressions, 0 served, 0 without_consent, "
+                    "0 versions, 0 artifacts"]
 
 
 def test_retain_command_dry_run_then_run(store: Store, settings: Settings) -> None:
@@ -204,3 +205,18 @@ def test_retain_command_without_limits_keeps_everything(store: Store,
                                 env={"TAILORED_MODEL_DIR": str(settings.model_dir)})
     assert result.exit_code == 0 and "everything is kept" in result.output
     assert store.events.count() == 5
+
+
+def test_events_of_users_without_consent_are_kept_or_discarded_by_the_rule(
+        store: Store, settings: Settings) -> None:
+    store.users.upsert([User(user_id="u1", consent={"personalization": False})])
+    assert apply_retention(store, settings).without_consent == 0  # "keep", the default
+    assert len(_event_ids(store)) == 5
+
+    discard = settings.model_copy(update={"events_without_consent": "discard"})
+    assert apply_retention(store, discard, dry_run=True).without_consent == 3
+    report = apply_retention(store, discard)
+
+    assert report.without_consent == 3 and report.counts["without_consent"] == 3
+    assert _event_ids(store) == ["impression", "purchase"]  # u2's only
+    assert store.privacy.deletions()["without_consent"] == 3

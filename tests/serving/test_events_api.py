@@ -26,7 +26,7 @@ def test_one_event_is_stored_before_the_answer(client: TestClient, store: Store)
         "timestamp": "2024-05-01T12:00:00Z", "context": {"device": "mobile"}})
 
     assert response.status_code == 201
-    assert response.json() == {"received": 1, "stored": 1, "duplicates": 0}
+    assert response.json() == {"received": 1, "stored": 1, "duplicates": 0, "discarded": 0}
     [event] = stored_events(store, "carol")  # read through another connection
     assert (event["event_id"], event["item_id"], event["event_type"]) == ("e-1", "a1", "purchase")
     assert event["context"] == {"device": "mobile"}
@@ -39,7 +39,7 @@ def test_a_batch_is_stored_whole(client: TestClient, store: Store) -> None:
     response = client.post("/events", json=batch)
 
     assert response.status_code == 201
-    assert response.json() == {"received": 5, "stored": 5, "duplicates": 0}
+    assert response.json() == {"received": 5, "stored": 5, "duplicates": 0, "discarded": 0}
     assert sorted(e["item_id"] for e in stored_events(store, "dave")) == [f"b{j}" for j in
                                                                          range(5)]
 
@@ -53,9 +53,9 @@ def test_reposting_is_idempotent_and_counts_duplicates(client: TestClient, store
                                                             "user_id": "erin", "item_id": "a1"}])
 
     assert again.status_code == 200
-    assert again.json() == {"received": 3, "stored": 0, "duplicates": 3}
+    assert again.json() == {"received": 3, "stored": 0, "duplicates": 3, "discarded": 0}
     assert overlapping.status_code == 201
-    assert overlapping.json() == {"received": 3, "stored": 1, "duplicates": 2}
+    assert overlapping.json() == {"received": 3, "stored": 1, "duplicates": 2, "discarded": 0}
     assert len(stored_events(store, "erin")) == 4
 
 
@@ -64,7 +64,7 @@ def test_events_without_ids_are_deduplicated_by_content(client: TestClient) -> N
 
     response = client.post("/events", json=[event, event])
 
-    assert response.json() == {"received": 2, "stored": 1, "duplicates": 1}
+    assert response.json() == {"received": 2, "stored": 1, "duplicates": 1, "discarded": 0}
 
 
 @pytest.mark.parametrize(("body", "location"), [

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tailored.jobs import TrainedModel
 from tailored.schema import User, by_purpose
+from tailored.settings import Settings
 from tailored.store import Store
 
 from .conftest import Keys
@@ -169,3 +171,21 @@ def test_an_export_of_a_user_nothing_is_stored_about_is_404(client: TestClient) 
     response = client.get("/users/nobody-at-all/export")
 
     assert response.status_code == 404 and "nothing is stored" in response.json()["detail"]
+
+
+def test_events_of_a_user_without_consent_are_discarded_when_the_rule_says_so(
+        store: Store, settings: Settings, trained: TrainedModel, make_client: Any) -> None:
+    client = make_client(settings.model_copy(update={"events_without_consent": "discard"}))
+    client.put("/users/carol/consent", json={"personalization": False})
+    before = len(store.events.frame(user_ids=["carol"]))
+
+    sent = client.post("/events", json=[{"user_id": "carol", "item_id": "b1"},
+                                        {"user_id": "dave", "item_id": "b1"}])
+
+    assert sent.status_code == 201
+    assert sent.json() == {"received": 2, "stored": 1, "duplicates": 0, "discarded": 1}
+    assert len(store.events.frame(user_ids=["carol"])) == before
+    history = client.get("/users/carol/consent").json()
+    assert history["consent"] == {"personalization": False, "analytics": True}
+    assert [(c["purpose"], c["granted"]) for c in history["history"]] == [
+        ("personalization", False)]

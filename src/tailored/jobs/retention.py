@@ -1,6 +1,6 @@
 """Data retention: delete what is older than the settings allow.
 
-:func:`apply_retention` applies three limits, each off unless set (:class:`Settings`):
+:func:`apply_retention` applies these limits, each off unless set (:class:`Settings`):
 
 - ``retention_days``: events timestamped before ``now - retention_days`` are deleted;
 - ``served_retention_days``: the served log's answers served before that cutoff, and
@@ -9,7 +9,9 @@
   older ones are forgotten (:meth:`ModelRegistry.forget`) and their artifact directories
   deleted, but only those inside ``settings.model_dir``: a path elsewhere is left where it
   is (and reported). The active version, the one a rollback returns to and versions of
-  draft or running experiments are always kept.
+  draft or running experiments are always kept;
+- ``events_without_consent="discard"``: every event of the users who withhold
+  personalization is deleted.
 
 ``tailored retain`` runs it once (``--dry-run`` counts without deleting); the retraining
 worker (``tailored train --schedule``) runs it every round.
@@ -61,6 +63,8 @@ class RetentionReport:
     events: int = 0
     impressions: int = 0
     served: int = 0
+    #: Events of users who withhold personalization (``events_without_consent="discard"``).
+    without_consent: int = 0
     versions: list[int] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
     kept_artifacts: list[str] = field(default_factory=list)
@@ -70,7 +74,8 @@ class RetentionReport:
     def counts(self) -> dict[str, int]:
         """Deletions per kind (for logs and metrics)."""
         return {"events": self.events, "impressions": self.impressions,
-                "served": self.served, "versions": len(self.versions),
+                "served": self.served, "without_consent": self.without_consent,
+                "versions": len(self.versions),
                 "artifacts": len(self.artifacts)}
 
     def summary(self) -> str:
@@ -105,9 +110,15 @@ def apply_retention(store: Store, settings: Settings, now: datetime | None = Non
                                                     event_types=[IMPRESSION])
         else:
             events = store.events.delete_before(events_cutoff)
+    withheld = 0
+    if settings.events_without_consent == "discard":
+        users = store.users.without_consent()
+        withheld = (len(store.events.frame(user_ids=users)) if dry_run
+                    else store.events.delete_users(users))
     report = RetentionReport(dry_run=dry_run, events_cutoff=events_cutoff,
                              served_cutoff=served_cutoff, events=events + impressions,
-                             impressions=impressions, served=served)
+                             impressions=impressions, served=served,
+                             without_consent=withheld)
     if settings.keep_versions is not None:
         _forget_old_versions(store, settings, settings.keep_versions, report)
     if not dry_run and any(report.counts.values()):

@@ -216,7 +216,7 @@ def _retain(store: Store, settings: Settings, *, now: datetime, progress: Progre
     """Apply the settings' retention limits (if any) before a round, so a retraining
     learns only from what may be kept; report what was deleted."""
     if (settings.retention_days is None and settings.served_retention_days is None
-            and settings.keep_versions is None):
+            and settings.keep_versions is None and settings.events_without_consent == "keep"):
         return
     report = apply_retention(store, settings, now=now)
     if any(report.counts.values()):

@@ -51,6 +51,9 @@ class EventsReceipt(_Response):
     duplicates: int = Field(
         description="Events whose event_id was already stored (or repeated in the request); "
                     "kept once, so re-sending a batch is safe.")
+    discarded: int = Field(
+        0, description="Events of users who withhold personalization, not stored because "
+                       "the `events_without_consent` setting is `discard`.")
 
 
 class ScoredItem(_Response):

@@ -48,6 +48,10 @@ class EventLog(Protocol):
         """How many events :meth:`delete_before` would delete now."""
         ...
 
+    def delete_users(self, user_ids: Sequence[str]) -> int:
+        """Delete every event of these users (their freshness moves); return how many."""
+        ...
+
 
 class Catalog(Protocol):
     """The items that can be recommended."""

@@ -188,6 +188,9 @@ class PseudonymousEvents(_Role):
             object.__setattr__(stored, "event_id", stored.content_id())
         return stored
 
+    def delete_users(self, user_ids: Sequence[str]) -> int:
+        return int(self._inner.delete_users(list(self._ids.asked(user_ids))))
+
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
         if user_ids is None:
             frame = self._inner.frame()

@@ -206,6 +206,14 @@ class SqlEventLog(SqlTables):
             return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)
                                     .where(self._before(cutoff, event_types))).scalar_one())
 
+    def delete_users(self, user_ids: Sequence[str]) -> int:
+        deleted = 0
+        with self._begin() as conn:
+            for part in chunks(user_ids, 500):
+                deleted += int(conn.execute(events_table.delete().where(
+                    events_table.c.user_id.in_(part))).rowcount)
+        return deleted
+
 
 class SqlCatalog(SqlTables):
     def upsert(self, items: Iterable[Item]) -> int:

@@ -123,6 +123,13 @@ class StoreContract:
         assert store.privacy.erasures(pending=True) == []
         assert store.privacy.audit_key() == store.privacy.audit_key()  # made once
 
+    def test_the_events_of_some_users_are_deleted(self, store: Store) -> None:
+        store.events.add([_event(1), _event(2), _event(3, user="u2"), _event(4, user="u3")])
+        assert store.events.delete_users(["u1", "u3", "nobody"]) == 3
+        left = store.events.frame(user_ids=["u1", "u2", "u3"])
+        assert left["user_id"].tolist() == ["u2"] and store.events.count() == 1
+        assert store.changes.check("u1").user_events == 0
+
     def test_users_upsert_and_get(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", attributes={"location": "Berlin"})])
         user = store.users.get("u1")

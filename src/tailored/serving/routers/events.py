@@ -151,9 +151,16 @@ def post_events(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=(
             f"this user token is bound to user {caller.user_id!r}: it may send that "
             "user's events only"))
+    received = len(events)
+    if settings.events_without_consent == "discard":
+        withheld = set(store.users.without_consent(list({e.user_id for e in events})))
+        events = [event for event in events if event.user_id not in withheld]
+    discarded = received - len(events)
     stored = store.events.add(events)  # one transaction; durable on return
     metrics.events_ingested.labels("stored").inc(stored)
     metrics.events_ingested.labels("duplicate").inc(len(events) - stored)
+    metrics.events_ingested.labels("discarded").inc(discarded)
     if stored == 0:
         response.status_code = status.HTTP_200_OK
-    return EventsReceipt(received=len(events), stored=stored, duplicates=len(events) - stored)
+    return EventsReceipt(received=received, stored=stored,
+                         duplicates=len(events) - stored, discarded=discarded)
