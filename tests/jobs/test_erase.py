@@ -20,6 +20,7 @@ from tailored.sample import shop
 from tailored.schema import Event, User
 from tailored.settings import Settings
 from tailored.store import Store, open_store
+from tailored.testing import files_holding
 
 A, B = "erased-user-a7", "erased-user-b3"
 
@@ -43,12 +44,6 @@ def store(settings: Settings) -> Iterator[Store]:
     opened.close()
 
 
-def _holding(root: Path, user: str) -> list[Path]:
-    needles = (user.encode(), user.encode("utf-32-le"))
-    return [p for p in root.rglob("*") if p.is_file()
-            and any(n in p.read_bytes() for n in needles)]
-
-
 def test_every_version_is_rewritten_and_exact_families_wait_for_nothing(
         store: Store, settings: Settings) -> None:
     train_model(store, settings, "popular", validate=False)
@@ -57,7 +52,8 @@ def test_every_version_is_rewritten_and_exact_families_wait_for_nothing(
     assert report.summary()["erased"] == 2 and report.deleted["events"] > 0
     assert report.versions[1].known == 2 and report.versions[1].exact
     assert report.retrain_due is None and store.privacy.erasures(pending=True) == []
-    assert _holding(settings.model_dir, A) == [] and _holding(settings.model_dir, B) == []
+    assert files_holding(settings.model_dir, A) == []
+    assert files_holding(settings.model_dir, B) == []
     assert [e.erased_by for e in was_erased(store, settings, A)] == ["test"]
     assert was_erased(store, settings, "someone-else") == []
     again = erase_users(store, settings, [A], erased_by="test")  # idempotent
@@ -75,8 +71,8 @@ def test_a_user_erased_while_a_model_trains_is_not_brought_back(
     version = register_model(store, settings, recipe, pipeline, data, {}, promote=True,
                              erasures_seen=seen)
 
-    assert _holding(Path(version.path), A) == []
-    assert _holding(Path(version.path), B)  # the others are still there
+    assert files_holding(Path(version.path), A) == []
+    assert files_holding(Path(version.path), B)  # the others are still there
     assert store.privacy.erasures(pending=True)  # its item factors still carry A
 
 
@@ -94,7 +90,8 @@ def test_the_command_line_erases_ids_and_a_file_of_ids(store: Store, settings: S
     assert result.exit_code == 0, result.output
     assert '"erased": 2' in result.output
     assert store.events.frame(user_ids=[A, B]).empty
-    assert _holding(settings.model_dir, A) == [] and _holding(settings.model_dir, B) == []
+    assert files_holding(settings.model_dir, A) == []
+    assert files_holding(settings.model_dir, B) == []
     nothing = runner.invoke(app, ["users", "erase", "--store", settings.store_url])
     assert nothing.exit_code != 0 and "name the users" in nothing.output
 

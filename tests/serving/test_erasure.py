@@ -7,7 +7,6 @@ REST and in batch (`tailored recommend --all`)."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,39 +24,13 @@ from tailored.serving import create_app
 from tailored.serving.security import RedactUserIds
 from tailored.settings import Settings
 from tailored.store import open_store_from, pseudonym
-from tailored.testing import LOCAL
+from tailored.testing import LOCAL, files_holding, rows_holding
 
 from .conftest import TestClient
 
 ERASED = "erase-me-7c1f"  # distinctive: found only where this user left a trace
 WITHHELD = "no-consent-41d9"
 RECIPES = (find_recipe("ranked"), find_recipe("shop-with-rules"), Recipe.of("segments"))
-
-
-def _encodings(text: str) -> list[bytes]:
-    # Artifacts keep ids in numpy string arrays (UTF-32) and JSON (UTF-8).
-    return [text.encode("utf-8"), text.encode("utf-32-le")]
-
-
-def _files_holding(root: Path, text: str) -> list[Path]:
-    needles = _encodings(text)
-    return [path for path in root.rglob("*") if path.is_file()
-            and any(needle in path.read_bytes() for needle in needles)]
-
-
-def _rows_holding(database: Path, text: str) -> list[tuple[str, str]]:
-    """(table, column) of every text cell of the database that holds ``text``."""
-    found = []
-    with sqlite3.connect(database) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for column in [row[1] for row in conn.execute(f"PRAGMA table_info('{table}')")]:
-                hits = conn.execute(f'SELECT count(*) FROM "{table}" WHERE '
-                                    f'CAST("{column}" AS TEXT) LIKE ?', (f"%{text}%",))
-                if hits.fetchone()[0]:
-                    found.append((table, column))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +85,7 @@ def test_an_erased_user_leaves_no_trace(settings: Settings, caplog: pytest.LogCa
     database = Path(settings.store_url.removeprefix("sqlite:///"))
     stored = _stored(settings, ERASED)
     traces = {ERASED, stored}
-    assert _files_holding(settings.model_dir, stored)  # the test can see a trace
+    assert files_holding(settings.model_dir, stored)  # the test can see a trace
     caplog.set_level(logging.DEBUG)
     with TestClient(create_app(settings), base_url=LOCAL) as client:
         newcomer = _items(client, "never-seen-anywhere")
@@ -125,7 +98,7 @@ def test_an_erased_user_leaves_no_trace(settings: Settings, caplog: pytest.LogCa
         assert clicked.status_code == 201
         client.put(f"/users/{ERASED}/consent", json={"analytics": True})
         client.app.state.service.served_log.flush()  # type: ignore[attr-defined]
-        assert _rows_holding(database, stored)
+        assert rows_holding(database, stored)
 
         erased = client.post(f"/users/{ERASED}/erase")
 
@@ -141,8 +114,8 @@ def test_an_erased_user_leaves_no_trace(settings: Settings, caplog: pytest.LogCa
         assert not [key for key in service.cache._entries if key.user_id == ERASED]
 
         for trace in traces:
-            assert _rows_holding(database, trace) == []
-            assert _files_holding(settings.model_dir, trace) == []
+            assert rows_holding(database, trace) == []
+            assert files_holding(settings.model_dir, trace) == []
         assert _items(client, ERASED) == newcomer  # served from the rewritten model
         server_logs = [r.getMessage() for r in caplog.records if r.name != "httpx"]
         assert not [line for line in server_logs for t in traces if t in line]
@@ -167,7 +140,7 @@ def test_a_user_without_consent_is_never_trained_on_nor_personalised(
         assert withdrawn.json()["consent"]["personalization"] is False
     _train(settings)
 
-    assert _files_holding(settings.model_dir, _stored(settings, WITHHELD)) == []  # never
+    assert files_holding(settings.model_dir, _stored(settings, WITHHELD)) == []  # never
     with TestClient(create_app(settings), base_url=LOCAL) as client:
         newcomer = _items(client, "never-seen-anywhere")
         assert _items(client, WITHHELD) == newcomer

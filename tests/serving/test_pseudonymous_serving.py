@@ -4,7 +4,6 @@ only; export and erasure take the raw id."""
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from tailored.jobs import train_model
 from tailored.serving import create_app
 from tailored.settings import Settings
 from tailored.store import open_store_from, pseudonym
-from tailored.testing import LOCAL
+from tailored.testing import LOCAL, files_holding, rows_holding
 
 from .conftest import TestClient
 from .taste_groups import GROUP_B, USERS_A, synthetic_events
@@ -39,28 +38,6 @@ def _system(root: Path, pseudonymize: bool) -> Settings:
         store.events.add(synthetic_events())
         train_model(store, settings, "item_knn")
     return settings
-
-
-def _rows_holding(settings: Settings, text: str) -> list[tuple[str, str]]:
-    """(table, column) of every cell of the database whose text holds ``text``."""
-    found = []
-    with closing(sqlite3.connect(settings.store_url.removeprefix("sqlite:///"))) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for column in [row[1] for row in conn.execute(f"PRAGMA table_info('{table}')")]:
-                hits = conn.execute(f'SELECT count(*) FROM "{table}" WHERE '
-                                    f'CAST("{column}" AS TEXT) LIKE ?', (f"%{text}%",))
-                if hits.fetchone()[0]:
-                    found.append((table, column))
-    return found
-
-
-def _files_holding(root: Path, text: str) -> list[Path]:
-    # Artifacts keep ids in numpy string arrays (UTF-32) and JSON (UTF-8).
-    needles = [text.encode("utf-8"), text.encode("utf-32-le")]
-    return [path for path in root.rglob("*") if path.is_file()
-            and any(needle in path.read_bytes() for needle in needles)]
 
 
 def _serve(settings: Settings) -> dict[str, Any]:
@@ -85,7 +62,7 @@ def _items(answer: dict[str, Any]) -> list[tuple[str, float, str]]:
 
 def test_raw_ids_are_served_as_without_pseudonyms_and_never_stored(tmp_path: Path) -> None:
     plain, pseudonymous = _system(tmp_path, False), _system(tmp_path, True)
-    assert _files_holding(plain.model_dir, RAW)  # the test can see a trace
+    assert files_holding(plain.model_dir, RAW)  # the test can see a trace
 
     expected, served = _serve(plain), _serve(pseudonymous)
 
@@ -102,11 +79,12 @@ def test_raw_ids_are_served_as_without_pseudonyms_and_never_stored(tmp_path: Pat
     assert sorted(event["item_id"] for event in export["events"]) == list(SEEN)
     assert export["recommendations"][0]["recommendation_id"] == answer["recommendation_id"]
     # Stored and trained on as pseudonyms only (the group A users too).
-    assert _rows_holding(pseudonymous, RAW) == []
-    assert _files_holding(pseudonymous.model_dir, RAW) == []
+    database = Path(pseudonymous.store_url.removeprefix("sqlite:///"))
+    assert rows_holding(database, RAW) == []
+    assert files_holding(pseudonymous.model_dir, RAW) == []
     stored = pseudonym(SECRET, RAW)
-    assert {table for table, _ in _rows_holding(pseudonymous, stored)} == {"events", "served"}
-    assert _files_holding(pseudonymous.model_dir, pseudonym(SECRET, USERS_A[0]))
+    assert {table for table, _ in rows_holding(database, stored)} == {"events", "served"}
+    assert files_holding(pseudonymous.model_dir, pseudonym(SECRET, USERS_A[0]))
 
     with TestClient(create_app(pseudonymous), base_url=LOCAL) as client:
         erased = client.post(f"/users/{RAW}/erase")
@@ -114,8 +92,8 @@ def test_raw_ids_are_served_as_without_pseudonyms_and_never_stored(tmp_path: Pat
         assert erased.json()["deleted"] == {"events": 2, "profile": 0, "served": 1,
                                             "consent_changes": 0}
         assert client.get(f"/users/{RAW}/export").status_code == 404
-        assert _rows_holding(pseudonymous, stored) == []
-        assert _rows_holding(pseudonymous, RAW) == []
+        assert rows_holding(database, stored) == []
+        assert rows_holding(database, RAW) == []
         again = client.get(f"/recommendations/{RAW}", params={"k": 4, "explain": True})
         assert _items(again.json()) == _items(served["newcomer"])
 
@@ -145,9 +123,9 @@ def test_batch_recommendations_name_users_by_pseudonym(
 def test_an_erasure_forgets_a_trained_user_in_the_artifacts(tmp_path: Path) -> None:
     settings = _system(tmp_path, True)
     trained = pseudonym(SECRET, USERS_A[0])
-    assert _files_holding(settings.model_dir, trained)
+    assert files_holding(settings.model_dir, trained)
     with TestClient(create_app(settings), base_url=LOCAL) as client:
         erased = client.post(f"/users/{USERS_A[0]}/erase")
     assert erased.status_code == 200, erased.text
     assert {v["users"] for v in erased.json()["models"].values()} == {1}
-    assert _files_holding(settings.model_dir, trained) == []
+    assert files_holding(settings.model_dir, trained) == []

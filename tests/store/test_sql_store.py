@@ -1,26 +1,20 @@
-"""The store contract on SQLite (always) and PostgreSQL (when the server is there)."""
+"""The store contract on SQLite (always) and PostgreSQL (when the server is there: see
+``conftest.py``)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tailored.schema import Event
 from tailored.store import Store, open_store
-from tailored.store.sqlbase import metadata
 from tailored.testing.store_contract import (
     ConcurrentUpdateContract,
     StoreContract,
     TransactionContract,
 )
-
-POSTGRES_URL = os.environ.get("TAILORED_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
 
 
 class TestSQLiteStore(StoreContract, ConcurrentUpdateContract, TransactionContract):
@@ -54,39 +48,12 @@ class TestInMemorySQLiteStore(ConcurrentUpdateContract):
         store.close()
 
 
-def _postgres_database() -> Iterator[str]:
-    admin_url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            name = f"tailored_test_{uuid.uuid4().hex[:10]}"
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # the server is not there: say so loudly
-        warnings.warn(f"PostgreSQL store tests SKIPPED: cannot reach {POSTGRES_URL}: {error}",
-                      stacklevel=1)
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {error}")
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    yield from _postgres_database()
-
-
 class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionContract):
     @pytest.fixture
-    def store(self, postgres_url: str) -> Iterator[Store]:
-        store = open_store(postgres_url)
+    def store(self, empty_postgres_url: str) -> Iterator[Store]:
+        store = open_store(empty_postgres_url)
         yield store
-        with store.engine.begin() as conn:  # type: ignore[attr-defined]
-            for table in metadata.sorted_tables:  # every role's tables, new ones too
-                conn.execute(sa.text(f"TRUNCATE {table.name} RESTART IDENTITY CASCADE"))
         store.close()
-
 
 
 def test_a_store_made_before_consent_per_purpose_is_brought_up_to_date(tmp_path: Path

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Callable
@@ -25,7 +26,18 @@ def _event(n: int, user: str = "u1", item: str = "i1", **fields: object) -> Even
 
 
 class StoreContract:
-    """Shared tests for :class:`~tailored.store.Store` backends."""
+    """Shared tests for :class:`~tailored.store.Store` backends.
+
+    :meth:`stored_id` is how the store under test names a user in reads of everyone
+    (``events.frame()``, ``users.without_consent()`` without ``among``, ``served.get``,
+    ``served.frame()``) and in an erasure's audit hash: the id as written by default; a
+    store that keeps other names (a pseudonymous one) overrides it. A read that names its
+    users answers in the ids asked, whatever the store.
+    """
+
+    def stored_id(self, user_id: str) -> str:
+        """How the store under test names ``user_id`` in reads of everyone."""
+        return user_id
 
     def test_events_round_trip(self, store: Store) -> None:
         event = _event(1, event_type="purchase", value=12.5, session_id="s1",
@@ -35,7 +47,7 @@ class StoreContract:
         assert tuple(frame.columns) == EVENT_COLUMNS
         row = frame.iloc[0]
         assert (row.event_id, row.user_id, row.item_id, row.event_type, row.value,
-                row.session_id) == ("e1", "u1", "i1", "purchase", 12.5, "s1")
+                row.session_id) == ("e1", self.stored_id("u1"), "i1", "purchase", 12.5, "s1")
         assert row.timestamp == event.timestamp
         assert row.context == {"device": "mobile", "hour": 9}
 
@@ -77,13 +89,14 @@ class StoreContract:
         store.users.upsert([User(user_id="yes"), User(user_id="no", consent=by_purpose(False)),
                             User(user_id="later")])
         store.users.update("later", {"consent": False})
-        assert sorted(store.users.without_consent()) == ["later", "no"]
+        assert sorted(store.users.without_consent()) == sorted(
+            [self.stored_id("later"), self.stored_id("no")])
 
     def test_consent_is_kept_per_purpose_with_its_history(self, store: Store) -> None:
         store.users.upsert([User(user_id="u1", consent={"analytics": False}),
                             User(user_id="u2", consent={"newsletter": False})])
         assert store.users.without_consent() == []
-        assert store.users.without_consent(purpose="analytics") == ["u1"]
+        assert store.users.without_consent(purpose="analytics") == [self.stored_id("u1")]
         assert store.users.without_consent(["u2"], purpose="newsletter") == ["u2"]
         # A write changes only the purposes it names; a profile without consent keeps it.
         store.users.upsert([User(user_id="u1", attributes={"age": 30})])
@@ -111,10 +124,11 @@ class StoreContract:
                                         retrain_within=timedelta(hours=24))
         assert erasure.deleted == {"events": 1, "profile": 1, "served": 1,
                                    "consent_changes": 1}
-        assert erasure.user_hash == keyed_hash("k" * 32, "u1") != "u1" and erasure.pending
-        assert store.events.frame()["user_id"].tolist() == ["u2"]
+        assert erasure.user_hash == keyed_hash("k" * 32, self.stored_id("u1")) != "u1"
+        assert erasure.pending
+        assert store.events.frame()["user_id"].tolist() == [self.stored_id("u2")]
         assert store.users.get("u1") is None and store.users.consent_history("u1") == []
-        assert store.served.frame()["user_id"].tolist() == ["u2"]
+        assert store.served.frame()["user_id"].tolist() == [self.stored_id("u2")]
         assert store.changes.check("u1").user_key == (0, 0, frozenset())
         assert store.privacy.erasures(pending=True) == [erasure]
         assert store.privacy.erasures_of("u1", key="k" * 32) == [erasure]
@@ -343,7 +357,8 @@ class StoreContract:
         assert store.served.record([answer, anonymous]) == 2
         assert store.served.record([answer]) == 0  # idempotent by recommendation id
         assert store.served.count() == 2
-        assert store.served.get("r1") == answer
+        assert store.served.get("r1") == dataclasses.replace(answer,
+                                                            user_id=self.stored_id("u1"))
         assert store.served.get("r2") == anonymous
         assert store.served.get("nope") is None
         frame = store.served.frame()
@@ -351,7 +366,7 @@ class StoreContract:
         assert frame["recommendation_id"].tolist() == ["r1", "r2"]
         row = frame.iloc[0]
         assert (row.user_id, row.model_name, row.model_version, row.variant) == (
-            "u1", "als", 3, "B")
+            self.stored_id("u1"), "als", 3, "B")
         assert row.item_ids == ["i7", "i2"] and row.propensities == [1.0, 0.5]
         assert row.served_at == T0 and row.context == {"device": "mobile", "hour": 9}
 
