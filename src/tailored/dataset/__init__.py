@@ -5,6 +5,7 @@ from tailored.dataset.interactions import (
     event_weights,
     interaction_matrix,
     interest_mask,
+    profile_table,
 )
 from tailored.dataset.query import UserQuery
 from tailored.dataset.splits import (
@@ -34,6 +35,7 @@ __all__ = [
     "interaction_matrix",
     "interest_mask",
     "leave_last_out_split",
+    "profile_table",
     "random_holdout_split",
     "split_by_name",
     "splits_by_name",

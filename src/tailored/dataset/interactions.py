@@ -237,6 +237,21 @@ def interaction_matrix(events: pd.DataFrame, user_vocab: Vocabulary, item_vocab:
     return matrix
 
 
+def profile_table(users: pd.DataFrame) -> pd.DataFrame:
+    """Profiles as models read them: ``user_id`` and one column per attribute (from the
+    store's ``attributes`` dicts), one row per user.
+
+    Examples
+    --------
+    >>> users = pd.DataFrame({"user_id": ["u1"], "attributes": [{"age_band": "25-34"}]})
+    >>> profile_table(users).to_dict("records")
+    [{'user_id': 'u1', 'age_band': '25-34'}]
+    """
+    table = _table(users.drop(columns=["consent"], errors="ignore"), "user_id")
+    assert table is not None
+    return table
+
+
 def _table(frame: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
     if frame is None:
         return None

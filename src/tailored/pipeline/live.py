@@ -18,14 +18,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tailored.dataset import UserQuery, interest_mask
+from tailored.dataset import UserQuery, interest_mask, profile_table
 from tailored.errors import ModelNotFoundError
 from tailored.models import Recommender
 from tailored.ranking import ItemTable, RuleSet, UserFacts
 from tailored.ranking.catalog import aligned_attributes, catalog_attributes
+from tailored.schema import PERSONALIZATION
 from tailored.store import ModelVersion, Store, stored_user_id
 
 from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList
+
+#: Up to this many users a query reads their profiles one by one, beyond it all at once.
+_PROFILES_ONE_BY_ONE = 100
 
 #: Above this many changed items, the catalog view reloads instead of patching.
 PATCH_LIMIT = 2_000
@@ -200,7 +204,24 @@ class LiveRecommender:
         if events is not None:
             return UserQuery(tuple(user_ids), events, dict(context or {}))
         stored = tuple(self.stored_id(user) for user in user_ids)
-        return UserQuery(stored, self.history(stored), dict(context or {}))
+        return UserQuery(stored, self.history(stored), dict(context or {}),
+                         self.profiles(stored))
+
+    def profiles(self, user_ids: Sequence[str]) -> pd.DataFrame | None:
+        """The users' profiles as stored now (one column per attribute), none of users
+        who withhold consent: segments and rules read them, so a profile written after
+        training counts from the next request."""
+        if len(user_ids) <= _PROFILES_ONE_BY_ONE:
+            found = [user for user in map(self.store.users.get, user_ids) if user is not None]
+            users = pd.DataFrame({"user_id": [u.user_id for u in found],
+                                  "attributes": [u.attributes for u in found],
+                                  "consent": [u.consent for u in found]})
+        else:  # a batch: one read of every profile
+            users = self.store.users.frame()
+            users = users[users["user_id"].isin(set(user_ids))]
+        allowed = [consent.get(PERSONALIZATION, True) for consent in users["consent"]]
+        users = users[allowed]
+        return profile_table(users) if len(users) else None
 
     def catalog(self, version: int | None = None) -> CatalogView:
         """The catalog view at ``version`` (default: the store's version now)."""

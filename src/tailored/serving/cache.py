@@ -67,13 +67,13 @@ class CacheKey:
 
 
 #: What an entry was scored from (:attr:`tailored.store.Freshness.user_key`).
-UserKey = tuple[int, int, frozenset[str]]
+UserKey = tuple[int, int, frozenset[str], str | None]
 
 
 class TopListCache:
     """A bounded LRU of top lists; an entry counts only for the user events it was
-    scored from (``user_key``: the user's event count, latest event seq and the
-    consent purposes withheld)."""
+    scored from (``user_key``: the user's event count, latest event seq, the consent
+    purposes withheld and the profile)."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries

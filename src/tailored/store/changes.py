@@ -91,21 +91,23 @@ class Freshness:
     ``user_events`` and ``user_last_seq`` change with any new or erased event of the
     user; ``catalog_version`` with any change to any item; ``withheld``: the consent
     purposes the user's profile withholds (without personalization no personal answer is
-    given, without analytics the answer is not logged).
+    given, without analytics the answer is not logged); ``profile``: the profile's
+    attributes as stored (segments and rules read them), None without a profile.
     """
 
     user_events: int
     user_last_seq: int
     catalog_version: int
     withheld: frozenset[str] = frozenset()
+    profile: str | None = None
 
     @property
     def consent_withheld(self) -> bool:
         return PERSONALIZATION in self.withheld
 
     @property
-    def user_key(self) -> tuple[int, int, frozenset[str]]:
-        return self.user_events, self.user_last_seq, self.withheld
+    def user_key(self) -> tuple[int, int, frozenset[str], str | None]:
+        return self.user_events, self.user_last_seq, self.withheld, self.profile
 
 
 def _withheld(consents: str | None) -> frozenset[str]:
@@ -125,7 +127,8 @@ class SqlChanges(SqlTables):
         self._check_sql = (
             "SELECT count(*), coalesce(max(seq), 0), "
             "(SELECT coalesce(max(seq), 0) FROM catalog_changes), "
-            f"(SELECT consents FROM users WHERE user_id = {mark}) "
+            f"(SELECT consents FROM users WHERE user_id = {mark}), "
+            f"(SELECT attributes FROM users WHERE user_id = {mark}) "
             f"FROM events WHERE user_id = {mark}")
         self._held = threading.local()
         # Held connections come from outside the engine's pool, which they would exhaust
@@ -145,11 +148,12 @@ class SqlChanges(SqlTables):
             try:
                 cursor = connection.cursor()
                 try:
-                    cursor.execute(self._check_sql, (user_id, user_id))
+                    cursor.execute(self._check_sql, (user_id, user_id, user_id))
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-                return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]))
+                return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]),
+                                 row[4])
             except self.engine.dialect.dbapi.Error:  # type: ignore[union-attr]
                 self._drop_connection()  # a server restart, say: reconnect once
                 if attempt == 1:

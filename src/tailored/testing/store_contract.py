@@ -129,7 +129,7 @@ class StoreContract:
         assert store.events.frame()["user_id"].tolist() == [self.stored_id("u2")]
         assert store.users.get("u1") is None and store.users.consent_history("u1") == []
         assert store.served.frame()["user_id"].tolist() == [self.stored_id("u2")]
-        assert store.changes.check("u1").user_key == (0, 0, frozenset())
+        assert store.changes.check("u1").user_key == (0, 0, frozenset(), None)
         assert store.privacy.erasures(pending=True) == [erasure]
         assert store.privacy.erasures_of("u1", key="k" * 32) == [erasure]
         assert store.privacy.erasures(after=erasure.erasure_id) == []
@@ -210,7 +210,7 @@ class StoreContract:
         assert after.user_key != before.user_key and after.user_events == 1
         assert store.changes.check("u2").user_key == other.user_key
         store.events.delete_before(T0.replace(minute=59))  # every event, the newest too
-        assert store.changes.check("u1").user_key == (0, 0, frozenset())
+        assert store.changes.check("u1").user_key == (0, 0, frozenset(), None)
 
     def test_served_answers_deleted_before_a_cutoff_newer_kept(self, store: Store) -> None:
         from tailored.store import Served
@@ -389,7 +389,7 @@ class StoreContract:
 
     def test_changes_follow_a_users_events(self, store: Store) -> None:
         empty = store.changes.check("u1")
-        assert empty.user_key == (0, 0, frozenset())
+        assert empty.user_key == (0, 0, frozenset(), None)
         store.events.add([_event(1), _event(2, user="u2")])
         first = store.changes.check("u1")
         assert first.user_events == 1 and first.user_last_seq > 0
@@ -401,10 +401,15 @@ class StoreContract:
         store.users.upsert([User(user_id="u1", consent=by_purpose(False))])  # none personal now
         withheld = store.changes.check("u1")
         assert withheld.user_key == (2, later.user_last_seq,
-                                     frozenset({"personalization", "analytics"}))
+                                     frozenset({"personalization", "analytics"}), "{}")
         assert withheld.consent_withheld
         store.users.update("u1", {"consent": {"personalization": True}})
         assert store.changes.check("u1").withheld == {"analytics"}
+        # A profile change counts from the next request (segments and rules read it).
+        before = store.changes.check("u1").user_key
+        store.users.update("u1", {"attributes": {"age_band": "25-34"}})
+        after = store.changes.check("u1")
+        assert after.user_key != before and after.profile == '{"age_band": "25-34"}'
 
     def test_every_catalog_write_moves_the_catalog_version(self, store: Store) -> None:
         assert store.changes.catalog_version() == 0
