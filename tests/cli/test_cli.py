@@ -136,6 +136,18 @@ def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None
     result = runner.invoke(app, ["recommend", "u1", "--diversity", "2"])
     assert result.exit_code != 0 and "diversity" in result.output
 
+    # Items like one, and like a cart, through a filter and an exclusion.
+    def listed(output: str) -> list[str]:
+        return re.findall(r"│\s*\d+\s*│\s*([AB]\d)\s*│", output)
+
+    alike = listed(_ok(["similar", "A1", "--k", "3"]))
+    assert len(alike) == 3 and all(item.startswith("A") for item in alike)
+    cart = listed(_ok(["similar", "A1", "A2", "--k", "4", "--exclude", "A3",
+                       "--filter", 'item_id != "A0"']))
+    assert cart == ["A4", "A7", "A5", "A6"]  # the cart's group first; A0..A3 left out
+    unknown = runner.invoke(app, ["similar", "Z9"])
+    assert unknown.exit_code != 0 and "knows none" in unknown.output
+
 
 def test_import_takes_the_event_types_the_settings_name(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

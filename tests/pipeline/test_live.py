@@ -157,3 +157,26 @@ def test_new_items_are_the_available_ones_the_model_lacks_kept_up_to_date(
     store.items.upsert([Item(item_id="new-c", created_at=datetime(2026, 3, 1, tzinfo=UTC)),
                         Item(item_id="i00", attributes={"price": 1.0})])
     assert live.catalog().new_items()["item_id"].tolist() == ["new-c", "new-a"]
+
+
+def test_similar_items_run_the_rules_and_the_request_s_selection(
+        live: LiveRecommender, store: Store) -> None:
+    model = live.model.similar_items("i03", k=N_ITEMS)
+    by_model = model["similar_item_id"].tolist()
+
+    plain = live.similar_items("i03", k=5)
+    odd = live.similar_items("i03", k=5, overrides=Overrides.parse(
+        '"odd" in categories', exclude=[by_model[0]]))
+    store.items.update(by_model[1], {"available": False})
+    cart = live.similar_items(["i03", "i04", "unknown"], k=5)
+
+    assert "i03" not in plain.item_ids and len(plain.item_ids) == 5
+    similarity = dict(zip(model["similar_item_id"], model["score"], strict=True))
+    for item, score in zip(plain.item_ids, plain.scores, strict=True):  # the recipe's boost
+        boost = 1.2 if int(item[1:]) % 3 == 2 else 1.0
+        assert score == pytest.approx(similarity[item] * boost, rel=1e-5)
+    assert all(int(item[1:]) % 2 == 1 for item in odd.item_ids)
+    assert by_model[0] not in odd.item_ids and len(odd.item_ids) == 5
+    assert by_model[1] not in cart.item_ids  # unavailable now
+    assert not {"i03", "i04"} & set(cart.item_ids) and len(cart.item_ids) == 5
+    assert live.similar_items(["unknown"], k=5).item_ids == []

@@ -27,6 +27,7 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("GET", "/recommendations/{user_id}"): "read",
     ("POST", "/recommendations/session"): "read",
     ("GET", "/items/{item_id}/similar"): "read",
+    ("POST", "/items/similar"): "read",
     ("GET", "/items/{item_id}"): "read",
     ("PUT", "/items/{item_id}"): "write",
     ("PATCH", "/items/{item_id}"): "write",

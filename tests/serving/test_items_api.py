@@ -46,6 +46,41 @@ def test_an_item_the_model_does_not_know_is_404_with_a_reason(client: TestClient
     assert "unknown to the serving model" in response.json()["detail"]
 
 
+def test_similar_items_take_a_filter_a_boost_and_exclusions(client: TestClient,
+                                                            store: Store) -> None:
+    store.items.upsert(Item(item_id=item, attributes={"price": 10 * (n + 1)})
+                       for n, item in enumerate(GROUP_A + GROUP_B))
+    everything = client.get("/items/a0/similar", params={"k": 5}).json()["items"]
+
+    cheap = client.get("/items/a0/similar", params={"k": 5, "filter": "price <= 40",
+                                                    "exclude": ["a1"]}).json()["items"]
+    pricey_first = client.get("/items/a0/similar", params={
+        "k": 5, "boost": "price >= 50:100"}).json()["items"]
+
+    assert {i["item_id"] for i in cheap} == {"a2", "a3"}  # a0 asked, a1 excluded
+    assert {i["item_id"] for i in pricey_first[:2]} == {"a4", "a5"}  # 50 and 60
+    assert {i["item_id"] for i in pricey_first} == {i["item_id"] for i in everything}
+    bad = client.get("/items/a0/similar", params={"filter": "price <"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "filter"]
+
+
+def test_similar_to_a_cart_is_the_mean_of_its_items(client: TestClient) -> None:
+    response = client.post("/items/similar", json={"items": ["a0", "a1", "unknown-item"],
+                                                   "k": 10, "exclude": ["a2"]})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["item_ids"] == ["a0", "a1", "unknown-item"]
+    top = [i["item_id"] for i in body["items"]]
+    assert set(top[:3]) == {"a3", "a4", "a5"}  # the rest of the cart's group first
+    assert not {"a0", "a1", "a2"} & set(top)
+    unknown = client.post("/items/similar", json={"items": ["x1", "x2"]})
+    assert unknown.status_code == 404 and "unknown to the serving model" in \
+        unknown.json()["detail"]
+    empty = client.post("/items/similar", json={"items": []})
+    assert empty.status_code == 422
+
+
 def test_k_zero_is_refused(client: TestClient) -> None:
     response = client.get("/items/a0/similar", params={"k": 0})
 

@@ -563,7 +563,9 @@ def _example(operation: Operation) -> Any:
 #: with the example's id would be a duplicate, skipped before it is stored, so the id is
 #: derived from the content instead (null).
 BODY_CHANGES: dict[str, dict[str, Any]] = {"POST /experiments": {"start": False},
-                                           "POST /events": {"event_id": None}}
+                                           "POST /events": {"event_id": None},
+                                           # Items the served model knows.
+                                           "POST /items/similar": {"items": [ITEM]}}
 
 
 @cache

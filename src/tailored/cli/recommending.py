@@ -71,3 +71,43 @@ def recommend(
         console.print(f"wrote {len(recs):,} recommendations for {len(ids):,} users to {output}")
         return
     console.print(_recommendations_table(recs, live.name))
+
+
+def similar(
+    items: Annotated[list[str], typer.Argument(
+        help="Item ids: one item, or several (a cart: the mean of their similarities).")],
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    store: StoreOption = None,
+    filter: Annotated[str | None, typer.Option(
+        "--filter", help="Keep items where this holds (as the REST `filter`).")] = None,
+    boost: Annotated[list[str] | None, typer.Option(
+        "--boost", help="EXPRESSION:FACTOR, repeatable (as the REST `boost`).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="An item id to leave out, repeatable.")] = None,
+) -> None:
+    """Items like the given ones by the active version's model, through its rules and the
+    filter, boosts and exclusions given (as GET /items/{id}/similar and POST
+    /items/similar)."""
+    from rich.table import Table
+
+    from tailored.expressions import ExpressionError
+    from tailored.pipeline import LiveRecommender, Overrides
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        live = LiveRecommender.active(opened)
+        if not any(item in live.model.item_vocab_ for item in items):
+            raise typer.BadParameter(f"the serving model knows none of {items}: an item "
+                                     "with no events when it was trained is unknown to it")
+        try:
+            overrides = Overrides.parse(filter, boost or [], exclude or [])
+            ranked = live.similar_items(items, k, overrides)
+        except ExpressionError as error:
+            raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
+    table = Table(title=f"like {', '.join(items)} ({live.name})")
+    for column in ("rank", "item_id", "score"):
+        table.add_column(column, justify="left" if column == "item_id" else "right")
+    for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True),
+                                         start=1):
+        table.add_row(str(rank), item, f"{score:.4f}")
+    console.print(table)

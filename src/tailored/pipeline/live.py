@@ -26,10 +26,13 @@ from tailored.ranking.catalog import aligned_attributes, catalog_attributes
 from tailored.schema import PERSONALIZATION
 from tailored.store import ModelVersion, Store, stored_user_id
 
-from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList
+from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList, catalog_columns
 
 #: Up to this many users a query reads their profiles one by one, beyond it all at once.
 _PROFILES_ONE_BY_ONE = 100
+#: The history of a list for no one (similar items).
+_NO_EVENTS = pd.DataFrame({"user_id": pd.Series(dtype=object),
+                           "item_id": pd.Series(dtype=object)})
 
 #: Above this many changed items, the catalog view reloads instead of patching.
 PATCH_LIMIT = 2_000
@@ -295,12 +298,24 @@ class LiveRecommender:
         lists["user_id"] = lists["user_id"].map(lambda user: asked.get(user, user))
         return lists
 
-    def similar_items(self, item_id: str, k: int = 10) -> pd.DataFrame:
-        unavailable = self.store.items.unavailable()
-        similar = self.model.similar_items(item_id, k=k + len(unavailable))
-        similar = similar[~similar["similar_item_id"].isin(unavailable)].head(k)
-        similar["rank"] = range(1, len(similar) + 1)
-        return similar.reset_index(drop=True)
+    def similar_items(self, item_ids: str | Sequence[str], k: int = 10,
+                      overrides: Overrides = NO_OVERRIDES,
+                      context: Mapping[str, Any] | None = None) -> Ranked:
+        """The ``k`` items most like ``item_ids`` (one item, or a cart: the mean of their
+        similarities) by the serving model's own measure, through the pipeline's rules
+        and the request's filters, boosts and exclusions, as a list for no one: the items
+        asked, unavailable and excluded items are left out. Unknown items add nothing."""
+        asked = [item_ids] if isinstance(item_ids, str) else list(item_ids)
+        similarity = self.model.item_similarity(asked, self.model.item_ids.tolist())
+        known = ~np.isnan(similarity).all(axis=1)
+        if not known.any():
+            return Ranked([], [], np.zeros(0, dtype=np.int64))
+        scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
+        scores[catalog_columns(self.pipeline.items_, asked)] = -np.inf
+        query = UserQuery(("",), _NO_EVENTS, dict(context or {}))
+        ranked = self.pipeline.select(TopList.of(scores), k, query, overrides, self.catalog())
+        assert ranked is not None  # a complete list is always exact
+        return ranked
 
 
 __all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender"]

@@ -164,6 +164,34 @@ class SessionRequest(BaseModel):
                                   "fills to learn; default: the `exploration_share` setting.")
 
 
+class SimilarRequest(BaseModel):
+    """Items like several at once (a cart), with the selection of a list."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "items": ["i7", "i9"], "k": 5, "filter": "price < 100",
+        "exclude": ["i3"]}]})
+
+    items: list[Id] = Field(min_length=1, max_length=100,
+                            description="The items (a cart): each weighs the same.")
+    k: int = Field(10, ge=1, le=1_000, description="How many items to return.")
+    context: Annotated[dict[ContextKey, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)] = \
+        Field(default_factory=dict, description="The moment: device, location, hour, ...")
+    filter: str | None = Field(None, max_length=MAX_EXPRESSION_LENGTH,
+                               description="Keep only items where this expression holds.")
+    boost: list[Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_BOOSTS,
+        description="`EXPRESSION:FACTOR` each: scale the scores of matching items.")
+    exclude: list[Id] = Field(default_factory=list, max_length=1_000,
+                              description="Item ids to leave out.")
+
+
+class SimilarToItems(_Response):
+    """Items most similar to several items, best first (those items left out)."""
+
+    item_ids: list[str]
+    items: list[ScoredItem]
+
+
 class SimilarItems(_Response):
     """Items most similar to one item, best first (the item itself left out)."""
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
+from tailored.expressions import ExpressionError
+from tailored.pipeline import LiveRecommender, Ranked
 from tailored.schema import Id, Item
 
 from ..auth import AUTH_RESPONSES, UserReadAccess, WriteAccess
@@ -21,11 +23,22 @@ from ..schemas import (
     ItemFields,
     ItemOut,
     ItemPatch,
+    ScoredItem,
     SimilarItems,
+    SimilarRequest,
+    SimilarToItems,
     Upserted,
-    scored_items,
 )
-from .recommendations import MAX_K
+from .recommendations import (
+    MAX_K,
+    BoostQuery,
+    ContextQuery,
+    ExcludeQuery,
+    FilterQuery,
+    expression_error,
+    parse_context,
+    parse_overrides,
+)
 
 router = APIRouter(tags=["items"], responses=AUTH_RESPONSES)
 
@@ -39,34 +52,85 @@ def _missing(item_id: str) -> HTTPException:
                                 "creates it")
 
 
+_SIMILAR_HELP = (
+    "By the serving model's own item similarity (item factors, co-occurrence, content, "
+    "as the model has it), through the recipe's rules and this request's `filter`, "
+    "`boost` and `exclude` (the expression language of `GET /recommendations`, over item "
+    "attributes and `context`). The items asked, unavailable and excluded items are left "
+    "out.")
+_SIMILAR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The model knows none of the items."},
+    422: {"description": "A malformed parameter; for `filter` and `boost` the error names "
+                         "the column of the problem."},
+    503: {"description": "No trained model yet; run `tailored train`."}}
+
+
 @router.get(
     "/items/{item_id}/similar",
     summary="Items similar to an item",
     description=(
-        "The `k` items most similar to `item_id` according to the serving model (the item "
-        "itself and unavailable items left out). 404 for an item the model does not know: "
-        "it had no events when the model was trained."
-    ),
+        "The `k` items most similar to `item_id`. " + _SIMILAR_HELP + " 404 for an item "
+        "the model does not know: it had no events when the model was trained."),
     response_model=SimilarItems,
-    responses={404: {"description": "The model does not know the item."},
-               503: {"description": "No trained model yet; run `tailored train`."}},
+    responses=_SIMILAR_RESPONSES,
 )
 def similar_items(
     item_id: ItemId,
     caller: UserReadAccess,
     live: LiveDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
+    exclude: ExcludeQuery = [],  # noqa: B006 (FastAPI copies defaults per request)
+    filter: FilterQuery = None,
+    boost: BoostQuery = [],  # noqa: B006
+    context: ContextQuery = [],  # noqa: B006
 ) -> SimilarItems:
-    if item_id not in live.model.item_vocab_:
+    ranked = _similar(live, [item_id], k, filter, boost, exclude, parse_context(context),
+                      "query")
+    return SimilarItems(item_id=item_id, items=_scored(ranked))
+
+
+@router.post(
+    "/items/similar",
+    summary="Items similar to several items (a cart)",
+    description=(
+        "The `k` items most similar to all of `items` at once (the mean of their "
+        "similarities): complements for a cart, a wish list, a page of products. "
+        + _SIMILAR_HELP + " Items the model does not know add nothing; 404 when it knows "
+        "none of them."),
+    response_model=SimilarToItems,
+    responses=_SIMILAR_RESPONSES,
+)
+def similar_to_items(body: SimilarRequest, caller: UserReadAccess, live: LiveDep
+                     ) -> SimilarToItems:
+    ranked = _similar(live, body.items, body.k, body.filter, body.boost, body.exclude,
+                      dict(body.context), "body")
+    return SimilarToItems(item_ids=body.items, items=_scored(ranked))
+
+
+def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | None,
+             boost: list[str], exclude: list[str], context: dict[str, Any], prefix: str
+             ) -> Ranked:
+    known = [item for item in item_ids if item in live.model.item_vocab_]
+    if not known:
         version = live.version
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"item {item_id!r} is unknown to the serving model {live.model.name} "
-                   f"(version {None if version is None else version.version}): it had no "
-                   "events when the model was trained; a retrain after its first events "
-                   "includes it")
-    similar = live.similar_items(item_id, k=k)
-    return SimilarItems(item_id=item_id, items=scored_items(similar, "similar_item_id"))
+        which = (f"item {item_ids[0]!r} is" if len(item_ids) == 1
+                 else f"the items {item_ids[:5]!r} are all")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=(
+            f"{which} unknown to the serving model {live.model.name} (version "
+            f"{None if version is None else version.version}): an item with no events when "
+            "the model was trained is unknown to it; a retrain after its first events "
+            "includes it"))
+    overrides = parse_overrides(filter, boost, exclude, prefix, live=live)
+    try:
+        return live.similar_items(known, k, overrides, context)
+    except ExpressionError as error:  # an attribute no item has: known once read
+        raise expression_error(error, filter, boost, prefix) from None
+
+
+def _scored(ranked: Ranked) -> list[ScoredItem]:
+    return [ScoredItem(item_id=item, score=score, rank=rank)
+            for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores,
+                                                     strict=True), start=1)]
 
 
 @router.get("/items/{item_id}", summary="Read an item", response_model=ItemOut,

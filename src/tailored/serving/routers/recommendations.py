@@ -49,6 +49,18 @@ _CONTEXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63}):(.{0,256})$", re.DOTALL)
 _INTEGER = re.compile(r"^-?(0|[1-9][0-9]{0,14})$")
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]{0,14})\.[0-9]{1,15}$")
 
+#: The selection a request may add to a list (here and for similar items).
+ExcludeQuery = Annotated[list[Id], Query(
+    description="Item ids to leave out (repeat the parameter for several).", max_length=MAX_K)]
+FilterQuery = Annotated[str | None, Query(
+    max_length=MAX_EXPRESSION_LENGTH,
+    description='Keep items where this holds, e.g. `price < 100 and "shoes" in categories`.')]
+BoostQuery = Annotated[list[str], Query(
+    max_length=MAX_BOOSTS,
+    description="`EXPRESSION:FACTOR`, repeatable, e.g. `in_stock == true:1.2`.")]
+ContextQuery = Annotated[list[str], Query(
+    max_length=MAX_CONTEXT_KEYS, description="`KEY:VALUE`, repeatable, e.g. `device:mobile`.")]
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "`model` names no registered version."},
     409: {"description": "The chosen version's artifact cannot be loaded."},
@@ -111,10 +123,12 @@ def parse_context(pairs: Sequence[str]) -> dict[str, Any]:
     return context
 
 
-def _expression_error(error: ExpressionError, where: list[str | int]) -> HTTPException:
+def expression_error(error: ExpressionError, filter: str | None, boosts: Sequence[str],
+                     prefix: str) -> HTTPException:
+    """The 422 of a bad ``filter`` or ``boost``, located at the parameter it came from."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{
-        "loc": where, "type": "expression", "msg": str(error), "column": error.column,
-        "input": error.text}])
+        "loc": _where(error, filter, boosts, prefix), "type": "expression",
+        "msg": str(error), "column": error.column, "input": error.text}])
 
 
 def _where(error: ExpressionError, filter: str | None, boosts: Sequence[str],
@@ -137,7 +151,7 @@ def parse_overrides(filter: str | None, boosts: Sequence[str], exclude: Sequence
         catalog = None if live is None else live.catalog()
         return Overrides.parse(filter, boosts, exclude, catalog=catalog, **stages)
     except ExpressionError as error:
-        raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
+        raise expression_error(error, filter, boosts, prefix) from None
 
 
 def check_privileges(caller: Caller, model: str | None, explain: bool,
@@ -182,7 +196,7 @@ def _rank(state: ServiceState, live: LiveRecommender, query: UserQuery, k: int,
         else:  # a session: its own history, nothing to cache
             ranked = live.rank(query, k, overrides, explore=share > 0)
     except ExpressionError as error:  # an attribute no item has: known once read
-        raise _expression_error(error, _where(error, filter, boosts, prefix)) from None
+        raise expression_error(error, filter, boosts, prefix) from None
     if share <= 0:
         return Shown.ranking(ranked)
     version = None if live.version is None else live.version.version
@@ -256,20 +270,10 @@ def recommend(
     state: StateDep,
     caller: UserReadAccess,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
-    exclude: Annotated[list[Id], Query(
-        description="Item ids to leave out (repeat the parameter for several).",
-        max_length=MAX_K)] = [],  # noqa: B006 (FastAPI copies defaults per request)
-    filter: Annotated[str | None, Query(
-        max_length=MAX_EXPRESSION_LENGTH,
-        description='Keep items where this holds, e.g. `price < 100 and "shoes" in '
-                    "categories`.")] = None,
-    boost: Annotated[list[str], Query(
-        max_length=MAX_BOOSTS,
-        description="`EXPRESSION:FACTOR`, repeatable, e.g. `in_stock == true:1.2`.")
-    ] = [],  # noqa: B006
-    context: Annotated[list[str], Query(
-        max_length=MAX_CONTEXT_KEYS,
-        description="`KEY:VALUE`, repeatable, e.g. `device:mobile`.")] = [],  # noqa: B006
+    exclude: ExcludeQuery = [],  # noqa: B006 (FastAPI copies defaults per request)
+    filter: FilterQuery = None,
+    boost: BoostQuery = [],  # noqa: B006
+    context: ContextQuery = [],  # noqa: B006
     model: Annotated[str | None, Query(
         min_length=1, max_length=256,
         description="A registered version number, or a model or recipe name (its active "
@@ -352,5 +356,6 @@ def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserRea
     return _answer(state, live, None, shown, context, reasons=reasons)
 
 
-__all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "exploration_share", "parse_context",
+__all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "BoostQuery", "ContextQuery", "ExcludeQuery",
+           "FilterQuery", "exploration_share", "expression_error", "parse_context",
            "parse_overrides", "router"]
