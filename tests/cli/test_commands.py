@@ -22,5 +22,5 @@ def test_every_command_is_registered_in_help_order() -> None:
         ("models", ["list", "promote", "rollback"]),
         ("experiments", ["create", "list", "start", "stop", "show", "sample-size", "ope",
                          "feedback"]),
-        ("users", ["export", "consent", "erase"]),
+        ("users", ["export", "consent", "erase", "similar"]),
     ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 import tailored  # noqa: F401 (registers the ranking layer's families too)
 from tailored.models import MODELS, Recommender
 from tailored.testing import RecommenderContract
@@ -29,3 +31,17 @@ def test_the_registry_is_every_family_the_package_ships() -> None:
             "stacked"} <= set(MODELS)
     assert "rules" not in MODELS and "reranked" not in MODELS  # now pipeline stages
     assert all(MODELS[name].name == name for name in MODELS)
+
+
+def test_similar_users_are_those_with_like_histories_from_the_current_one() -> None:
+    from tailored.dataset import Dataset, UserQuery
+    from tailored.models import Popular
+
+    events = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c", "c"],
+                           "item_id": ["x", "y", "x", "y", "z", "w"]})
+    model = Popular().fit(Dataset.from_frame(events))
+
+    assert model.similar_users("a", k=3)["similar_user_id"].tolist() == ["b"]
+    now = UserQuery.from_histories({"a": ["z"]})  # a's history changed since training
+    assert model.similar_users(now, k=3)["similar_user_id"].tolist() == ["c"]
+    assert model.similar_users("nobody", k=3).empty

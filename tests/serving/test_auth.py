@@ -41,6 +41,7 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("POST", "/users/{user_id}/token"): "write",
     ("GET", "/users/{user_id}/export"): "admin",
     ("POST", "/users/{user_id}/erase"): "admin",
+    ("GET", "/users/{user_id}/similar"): "write",
     ("GET", "/users/{user_id}/consent"): "write",
     ("PUT", "/users/{user_id}/consent"): "write",
     ("POST", "/events"): "write",

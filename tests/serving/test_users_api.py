@@ -189,3 +189,21 @@ def test_events_of_a_user_without_consent_are_discarded_when_the_rule_says_so(
     assert history["consent"] == {"personalization": False, "analytics": True}
     assert [(c["purpose"], c["granted"]) for c in history["history"]] == [
         ("personalization", False)]
+
+
+def test_similar_users_share_the_taste_and_consent_holds_on_both_sides(
+        client: TestClient, store: Store) -> None:
+    from .taste_groups import USERS_A
+
+    def similar(user: str, k: int = 5) -> list[str]:
+        response = client.get(f"/users/{user}/similar", params={"k": k})
+        assert response.status_code == 200, response.text
+        return [u["user_id"] for u in response.json()["users"]]
+
+    alike = similar("alice0")
+    assert len(alike) == 5 and set(alike) <= set(USERS_A) - {"alice0"}
+    client.put(f"/users/{alike[0]}/consent", json={"personalization": False})
+    assert alike[0] not in similar("alice0", k=len(USERS_A))
+    client.put("/users/alice0/consent", json={"personalization": False})
+    assert similar("alice0") == []  # no history read for them
+    assert similar("nobody-at-all") == []

@@ -11,7 +11,8 @@ import typer
 
 from tailored.cli.common import StoreOption, _settings, _store, console
 
-users_app = typer.Typer(help="Users' data rights: export, consent, erasure.",
+users_app = typer.Typer(help="Users: their data rights (export, consent, erasure) and the "
+                        "users like them.",
                         no_args_is_help=True)
 UserIdArgument = Annotated[str, typer.Argument(help="The user's id, as sent with their events.")]
 
@@ -109,3 +110,26 @@ def users_erase(
     with _store(settings) as opened:
         report = erase_users(opened, settings, ids, erased_by="cli")
     print(json.dumps(report.summary(), indent=2))
+
+
+@users_app.command("similar")
+def users_similar(
+    user_id: UserIdArgument,
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    store: StoreOption = None,
+) -> None:
+    """Users whose histories are most like this user's, by the active version's model
+    (as GET /users/{id}/similar); nobody who withholds personalization."""
+    from rich.table import Table
+
+    from tailored.pipeline import LiveRecommender
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        similar = LiveRecommender.active(opened).similar_users(user_id, k)
+    table = Table(title=f"users like {user_id}")
+    for column in ("rank", "user_id", "score"):
+        table.add_column(column, justify="left" if column == "user_id" else "right")
+    for row in similar.itertuples(index=False):
+        table.add_row(str(row.rank), str(row.similar_user_id), f"{row.score:.4f}")
+    console.print(table)

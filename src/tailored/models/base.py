@@ -429,6 +429,37 @@ class Recommender(ABC):
             return top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
         return pd.concat(parts, ignore_index=True)
 
+    def similar_users(self, users: Users, k: int = 10) -> pd.DataFrame:
+        """The ``k`` training users whose histories are most like each given user's:
+        cosine of who touched what, from the user's current history when ``users``
+        carries events (the user themself left out). Returns ``user_id``,
+        ``similar_user_id``, ``score``, ``rank``; a user without history gets no rows.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import tailored
+        >>> events = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"],
+        ...                        "item_id": ["x", "y", "x", "y", "z"]})
+        >>> model = tailored.models.Popular().fit(tailored.Dataset.from_frame(events))
+        >>> model.similar_users("a", k=2)[["similar_user_id", "score"]].values.tolist()
+        [['b', 1.0]]
+        """
+        self._check_fitted()
+        batch = self._resolve(users)
+        mine = sp.csr_matrix(batch.history > 0, dtype=np.float32)
+        theirs = sp.csr_matrix(self.user_items_ > 0, dtype=np.float32)
+        scale = np.sqrt(np.asarray(theirs.sum(axis=1)).ravel())
+        own = np.sqrt(np.asarray(mine.sum(axis=1)).ravel())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = (mine @ theirs.T).toarray() / own[:, None] / scale[None, :]
+        scores[~np.isfinite(scores) | (scores <= 0)] = -np.inf
+        themselves = self.user_vocab_.indices(list(batch.user_ids))
+        known = themselves >= 0
+        scores[np.flatnonzero(known), themselves[known]] = -np.inf
+        frame = top_k(scores, k, batch.user_ids, self.user_vocab_.ids)
+        return frame.rename(columns={"item_id": "similar_user_id"})
+
     def similar_items(self, items: str | Sequence[str], k: int = 10) -> pd.DataFrame:
         """The ``k`` items most similar to each given item (itself excluded).
 

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
-from tailored.dataset import Dataset
+from tailored.dataset import Dataset, UserQuery
 
 from .base import (
     DroppedUsers,
@@ -24,6 +24,7 @@ from .base import (
     Reason,
     Recommender,
     ScoringBatch,
+    Users,
     strongest_entries,
 )
 
@@ -246,9 +247,12 @@ class UserKNN(Recommender):
         return [Reason("similar_users", detail=str(int(n))) if n > 0 else Reason("model")
                 for n in counts]
 
-    def similar_users(self, users: str | list[str], k: int = 10) -> pd.DataFrame:
-        """The ``k`` training users most similar to each given user."""
+    def similar_users(self, users: Users, k: int = 10) -> pd.DataFrame:
+        """The ``k`` training users most similar to each given user, by this model's own
+        neighbour weights (a query with current histories: the generic measure)."""
         self._check_fitted()
+        if isinstance(users, UserQuery):
+            return super().similar_users(users, k)
         user_ids = [users] if isinstance(users, str) else list(users)
         rows = self.user_vocab_.indices(user_ids)
         records = []

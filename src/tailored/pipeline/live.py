@@ -298,6 +298,20 @@ class LiveRecommender:
         lists["user_id"] = lists["user_id"].map(lambda user: asked.get(user, user))
         return lists
 
+    def similar_users(self, user_id: str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` users whose histories are most like ``user_id``'s history as stored
+        now (``similar_user_id``, ``score``, ``rank``; ids as the store holds them), for
+        the social blocks some sites show. Nobody who withholds personalization is in it,
+        on either side: a user without it gets an empty list."""
+        query = self.query([user_id])  # no history read for a user who withholds it
+        margin = 2 * k + 10  # room for those who withdrew consent since training
+        similar = self.model.similar_users(query, k + margin)
+        withheld = set(self.store.users.without_consent(
+            similar["similar_user_id"].astype(str).tolist()))
+        similar = similar[~similar["similar_user_id"].isin(withheld)].head(k)
+        similar["rank"] = range(1, len(similar) + 1)
+        return similar[["similar_user_id", "score", "rank"]].reset_index(drop=True)
+
     def similar_items(self, item_ids: str | Sequence[str], k: int = 10,
                       overrides: Overrides = NO_OVERRIDES,
                       context: Mapping[str, Any] | None = None) -> Ranked:

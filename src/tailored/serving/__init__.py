@@ -10,7 +10,8 @@ True
 >>> sorted(path for path in paths
 ...        if path.startswith(("/users", "/keys")))  # doctest: +NORMALIZE_WHITESPACE
 ['/keys', '/keys/{key_id}', '/users', '/users/{user_id}', '/users/{user_id}/consent',
- '/users/{user_id}/erase', '/users/{user_id}/export', '/users/{user_id}/token']
+ '/users/{user_id}/erase', '/users/{user_id}/export', '/users/{user_id}/similar',
+ '/users/{user_id}/token']
 """
 
 from __future__ import annotations

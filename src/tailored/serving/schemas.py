@@ -192,6 +192,24 @@ class SimilarToItems(_Response):
     items: list[ScoredItem]
 
 
+class SimilarUser(_Response):
+    """One user like another."""
+
+    user_id: str
+    score: float = Field(description="Cosine of the two histories (who touched what).")
+    rank: int = Field(ge=1)
+
+
+class SimilarUsers(_Response):
+    """Users whose histories are most like one user's, best first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_id": "u1", "users": [{"user_id": "u7", "score": 0.61, "rank": 1}]}]})
+
+    user_id: str
+    users: list[SimilarUser]
+
+
 class SimilarItems(_Response):
     """Items most similar to one item, best first (the item itself left out)."""
 

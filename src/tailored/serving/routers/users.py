@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, HTTPException, Path, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
 from tailored.jobs.export import export_user
 from tailored.schema import CONSENT_PURPOSES, Id, User, by_purpose
@@ -17,7 +17,7 @@ from tailored.store import Store
 
 from .. import user_tokens
 from ..auth import AUTH_RESPONSES, AdminAccess, WriteAccess
-from ..deps import SettingsDep, StateDep, StoreDep
+from ..deps import LiveDep, SettingsDep, StateDep, StoreDep
 from ..errors import check_batch_size
 from ..schemas import (
     ConsentChangeOut,
@@ -25,6 +25,8 @@ from ..schemas import (
     ConsentOut,
     ErasureOut,
     Profile,
+    SimilarUser,
+    SimilarUsers,
     TokenRequest,
     Upserted,
     UserFields,
@@ -32,6 +34,7 @@ from ..schemas import (
     UserPatch,
     UserToken,
 )
+from .recommendations import MAX_K
 
 router = APIRouter(tags=["users"], responses=AUTH_RESPONSES)
 
@@ -163,6 +166,28 @@ def _consent(store: Store, user_id: str) -> ConsentOut:
     return ConsentOut(user_id=user_id,
                       consent={**dict.fromkeys(CONSENT_PURPOSES, True), **recorded},
                       history=[ConsentChangeOut(**vars(c)) for c in history])
+
+
+@router.get(
+    "/users/{user_id}/similar",
+    summary="Users like a user",
+    description="The `k` users whose histories (as stored now) are most like this user's, "
+                "for the social blocks some sites show (\"people like you\"). Nobody who "
+                "withholds personalization is in it, on either side. A `write` key: it "
+                "names other people. In a store with pseudonymous ids the users are named "
+                "by pseudonym.",
+    response_model=SimilarUsers,
+    responses={503: {"description": "No trained model yet; run `tailored train`."}},
+)
+def similar_users(
+    user_id: UserId, caller: WriteAccess, live: LiveDep,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many users to return.")] = 10,
+) -> SimilarUsers:
+    similar = live.similar_users(user_id, k)
+    return SimilarUsers(user_id=user_id, users=[
+        SimilarUser(user_id=str(other), score=float(score), rank=int(rank))
+        for other, score, rank in zip(similar["similar_user_id"], similar["score"],
+                                      similar["rank"], strict=True)])
 
 
 @router.post(
