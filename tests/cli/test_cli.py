@@ -147,6 +147,10 @@ def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None
     assert cart == ["A4", "A7", "A5", "A6"]  # the cart's group first; A0..A3 left out
     like_u1 = re.findall(r"│\s*\d+\s*│\s*(u\d+)\s*│", _ok(["users", "similar", "u1"]))
     assert len(like_u1) == 10 and all(int(user[1:]) < 15 for user in like_u1)  # group A
+    every_time = listed(_ok(["popular", "--days", "3650", "--k", "3"]))
+    assert len(every_time) == 3  # the events of 2026-01-01 on
+    in_b = listed(_ok(["popular", "--days", "3650", "--category", '["B1"]', "--trending"]))
+    assert in_b and set(in_b) <= {"B1", "B3", "B5", "B7"}
     unknown = runner.invoke(app, ["similar", "Z9"])
     assert unknown.exit_code != 0 and "knows none" in unknown.output
 

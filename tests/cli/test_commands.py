@@ -15,8 +15,8 @@ def test_every_command_is_registered_in_help_order() -> None:
 
     assert commands == [
         ("init", []), ("train", []), ("evaluate", []), ("tune", []), ("recommend", []),
-        ("similar", []), ("serve", []), ("demo", []), ("simulate", []), ("monitor", []),
-        ("retain", []), ("version", []),
+        ("similar", []), ("popular", []), ("serve", []), ("demo", []), ("simulate", []),
+        ("monitor", []), ("retain", []), ("version", []),
         ("import", ["events", "items", "users", "movielens"]),
         ("keys", ["create", "list", "revoke", "user-token"]),
         ("models", ["list", "promote", "rollback"]),

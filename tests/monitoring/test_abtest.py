@@ -219,3 +219,93 @@ def test_no_data_yet() -> None:
     report = analyze_frames(_experiment(), empty, events)
     assert report.verdict.startswith("no data yet") and report.winner is None
     assert [v.impressions for v in report.variants] == [0, 0]
+
+
+# ---- user-level figures in the report ---------------------------------------------------
+
+
+def _user_frames(users: list[tuple[str, int, int, list[float]]]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One answer per user: (variant, impressions, clicks, purchase values)."""
+    served, events = [], []
+    for u, (variant, shown, clicked, purchases) in enumerate(users):
+        rid, user = f"r{u}", f"u{u}"
+        items = [f"i{j}" for j in range(shown)]
+        served.append({"recommendation_id": rid, "user_id": user, "served_at": T0,
+                       "variant": variant, "item_ids": items, "scores": [1.0] * shown,
+                       "propensities": [1.0] * shown})
+        at = T0 + timedelta(minutes=1)
+        for position, item in enumerate(items, 1):
+            context = {"recommendation_id": rid, "position": position}
+            events.append((user, item, "impression", None, at, context))
+            if position <= clicked:
+                events.append((user, item, "click", None, at, context))
+        for value in purchases:
+            events.append((user, "i0", "purchase", value, at, {"recommendation_id": rid}))
+    served_frame = pd.DataFrame(served)
+    served_frame["served_at"] = pd.to_datetime(served_frame["served_at"], utc=True)
+    event_frame = pd.DataFrame(events, columns=["user_id", "item_id", "event_type", "value",
+                                                "timestamp", "context"])
+    event_frame["timestamp"] = pd.to_datetime(event_frame["timestamp"], utc=True)
+    event_frame["session_id"] = None
+    return served_frame, event_frame
+
+
+def test_report_carries_the_user_level_figures_of_a_hand_made_example() -> None:
+    from tailored.monitoring.clustered import (
+        bootstrap_ratio_difference,
+        conversion_test,
+        delta_method_test,
+        revenue_test,
+    )
+
+    users = [("A", 4, 1, []), ("A", 2, 0, [10.0]), ("A", 6, 2, []), ("A", 3, 0, []),
+             ("B", 5, 3, [20.0, 5.0]), ("B", 2, 1, []), ("B", 4, 2, [30.0]), ("B", 1, 0, [])]
+    served, events = _user_frames(users)
+    report = analyze_frames(_experiment(planned=10), served, events, resamples=300, seed=4)
+    a, b = report.variant("A"), report.variant("B")
+    assert (a.impressions, a.clicks, b.impressions, b.clicks) == (15, 3, 12, 6)
+    delta = delta_method_test([1, 0, 2, 0], [4, 2, 6, 3], [3, 1, 2, 0], [5, 2, 4, 1])
+    assert b.difference == pytest.approx(6 / 12 - 3 / 15) == pytest.approx(delta.difference)
+    assert b.user_p_value == pytest.approx(delta.p_value)
+    assert (b.difference_ci_low, b.difference_ci_high) == pytest.approx(
+        (delta.ci_low, delta.ci_high))
+    boot = bootstrap_ratio_difference([1, 0, 2, 0], [4, 2, 6, 3], [3, 1, 2, 0], [5, 2, 4, 1],
+                                      resamples=300, seed=4)
+    assert (b.bootstrap_ci_low, b.bootstrap_ci_high, b.bootstrap_p_value) == pytest.approx(
+        (boot.ci_low, boot.ci_high, boot.p_value))
+    # Conversion over users: 1 of 4 in A, 2 of 4 in B; revenue per user 2.5 and 13.75.
+    assert (a.conversions, b.conversions) == (1, 2)
+    assert b.conversion_p_value == pytest.approx(conversion_test(1, 4, 2, 4).p_value)
+    assert b.revenue_per_user == pytest.approx(55 / 4)
+    assert b.revenue_per_user_p_value == pytest.approx(
+        revenue_test([0, 10, 0, 0], [25, 0, 30, 0]).p_value)
+    # The control has its own user-level interval of the CTR, no comparison.
+    assert a.user_ci_low is not None and a.user_ci_high is not None
+    assert a.user_ci_low < a.ctr < a.user_ci_high
+    assert a.difference is None and a.user_p_value is None and a.bootstrap_p_value is None
+    data = report.to_dict()
+    assert data["user_test_method"] == "delta method" and data["bootstrap_resamples"] == 300
+    assert data["variants"][1]["user_p_value"] == pytest.approx(delta.p_value)
+    assert analyze_frames(_experiment(planned=10), served, events,
+                          resamples=0).variant("B").bootstrap_p_value is None
+
+
+def test_the_verdict_rests_on_the_user_level_test() -> None:
+    """One heavy user who clicks everything makes B's CTR look better per impression;
+    per user there are 60 users a side and the difference is one user's."""
+    rng = np.random.default_rng(0)
+    users = [(variant, 10, int(rng.binomial(10, 0.05)), []) for variant in "AB"
+             for _ in range(60)]
+    users.append(("B", 120, 100, []))
+    served, events = _user_frames(users)
+    report = analyze_frames(_experiment(planned=100), served, events)
+    b = report.variant("B")
+    assert b.p_value is not None and b.p_value < 0.001  # impressions as independent trials
+    assert b.user_p_value is not None and b.user_p_value > 0.05
+    assert report.winner is None
+    assert report.verdict.startswith("no significant difference (B CTR +")
+    assert "user-level p=" in report.verdict
+    # Wider than the Wilson interval: users, not impressions, are the units.
+    assert b.user_ci_high is not None and b.ci_high is not None
+    assert b.user_ci_high - b.user_ci_low > b.ci_high - b.ci_low

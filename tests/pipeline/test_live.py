@@ -180,3 +180,25 @@ def test_similar_items_run_the_rules_and_the_request_s_selection(
     assert by_model[1] not in cart.item_ids  # unavailable now
     assert not {"i03", "i04"} & set(cart.item_ids) and len(cart.item_ids) == 5
     assert live.similar_items(["unknown"], k=5).item_ids == []
+
+
+def test_trending_favours_growth_where_popular_favours_volume(
+        live: LiveRecommender, store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 1, 10, tzinfo=UTC)
+    steady = [Event(user_id=f"s{n}", item_id="i01", timestamp=now - timedelta(days=d))
+              for n, d in enumerate([1, 2, 3, 4, 5, 8, 9, 10, 11, 12])]  # 5 and 5
+    rising = [Event(user_id=f"r{n}", item_id="i02", timestamp=now - timedelta(hours=n + 1))
+              for n in range(2)]  # 2 and 0
+    store.events.add(steady + rising)
+
+    popular = live.popular_items(5, now=now)
+    trending = live.popular_items(5, now=now, trending=True)
+    odd = live.popular_items(5, now=now, category="odd")
+
+    assert popular.item_ids == ["i01", "i02"]
+    assert popular.scores == pytest.approx([5.0, 2.0 * 1.2])  # the recipe boosts tier 2
+    assert trending.item_ids == ["i02", "i01"]  # 3 / 1 beats 6 / 6
+    assert odd.item_ids == ["i01"]  # i02 is "even"
+    assert live.popular_items(5, now=now - timedelta(days=100)).item_ids == []

@@ -28,6 +28,8 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("POST", "/recommendations/session"): "read",
     ("GET", "/items/{item_id}/similar"): "read",
     ("POST", "/items/similar"): "read",
+    ("GET", "/popular"): "read",
+    ("GET", "/trending"): "read",
     ("GET", "/items/{item_id}"): "read",
     ("PUT", "/items/{item_id}"): "write",
     ("PATCH", "/items/{item_id}"): "write",

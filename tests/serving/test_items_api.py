@@ -236,3 +236,27 @@ def test_catalog_reads_need_read_and_changes_need_write(secured: TestClient,
     assert secured.get("/items/x", headers=keys.headers("read")).status_code == 200
     assert secured.delete("/items/x", headers=keys.headers("read")).status_code == 403
     assert secured.delete("/items/x", headers=keys.headers("write")).status_code == 204
+
+
+def test_popular_and_trending_items_count_recent_events_by_category(
+        client: TestClient, store: Store) -> None:
+    store.items.upsert(Item(item_id=item, categories=[item[0]]) for item in GROUP_A + GROUP_B)
+    sent = [("b1", 3), ("b2", 2), ("a0", 1)]
+    events = [{"user_id": f"fan{n}", "item_id": item, "event_type": "click"}
+              for item, times in sent for n in range(times)]
+    events.append({"user_id": "fan9", "item_id": "a1", "event_type": "impression"})
+    assert client.post("/events", json=events).status_code == 201
+
+    def listed(path: str, **params: Any) -> list[str]:
+        response = client.get(path, params={"days": 1, **params})
+        assert response.status_code == 200, response.text
+        return [i["item_id"] for i in response.json()["items"]]
+
+    assert listed("/popular") == ["b1", "b2", "a0"]  # impressions do not count
+    assert listed("/popular", category="a") == ["a0"]
+    assert listed("/popular", exclude=["b1"], filter='item_id != "a0"') == ["b2"]
+    # The week before holds nothing here, so growth follows the recent count.
+    assert listed("/trending") == ["b1", "b2", "a0"]
+    everything = listed("/popular", days=3650)  # the synthetic history (2024) too
+    assert set(everything) >= {"a0", "b1"} and len(everything) == 10
+    assert client.get("/popular", params={"days": 0}).status_code == 422

@@ -16,7 +16,7 @@ from tailored.cli.experiments import experiments_app, simulate
 from tailored.cli.keys import keys_app
 from tailored.cli.models import models_app
 from tailored.cli.monitoring import monitor
-from tailored.cli.recommending import recommend, similar
+from tailored.cli.recommending import popular, recommend, similar
 from tailored.cli.retention import retain
 from tailored.cli.serving import demo, serve
 from tailored.cli.training import train, tune
@@ -42,6 +42,7 @@ app.command("evaluate")(evaluate)
 app.command("tune")(tune)
 app.command("recommend")(recommend)
 app.command("similar")(similar)
+app.command("popular")(popular)
 app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("simulate")(simulate)

@@ -136,8 +136,9 @@ def experiments_show(
         False,
     store: StoreOption = None,
 ) -> None:
-    """The analysis: CTR per variant with its interval, lift, p-values, probability to beat
-    control, conversion, revenue per user, and the verdict."""
+    """The analysis: CTR per variant with its interval, lift, p-values (per impression and
+    per user), probability to beat control, conversion, revenue per user, and the
+    verdict (on the per-user test)."""
     from tailored.monitoring.abtest import analyze
 
     settings = _settings(store)
@@ -150,7 +151,7 @@ def experiments_show(
     table = Table(title=f"experiment {experiment['experiment_id']} {experiment['name']!r} "
                         f"({experiment['status']}): CTR", box=box.SIMPLE_HEAD)
     for column in ("variant", "v", "impr.", "CTR", f"{report.confidence:.0%} CI",
-                   "lift", "p", "P(beat)"):
+                   "lift", "p", "p user", "diff CI (users)", "P(beat)"):
         table.add_column(column, justify="left" if column == "variant" else "right",
                          no_wrap=True)
     business = Table(title="users and outcomes (attributed)", box=box.SIMPLE_HEAD)
@@ -166,7 +167,10 @@ def experiments_show(
             "-" if row.ci_low is None or row.ci_high is None
             else f"{_fraction(row.ci_low)}-{_fraction(row.ci_high)}",
             _fraction(row.lift, 1, signed=True),
-            _p_text(row.p_value),
+            _p_text(row.p_value), _p_text(row.user_p_value),
+            "-" if row.difference_ci_low is None or row.difference_ci_high is None
+            else f"{_fraction(row.difference_ci_low, signed=True)}.."
+                 f"{_fraction(row.difference_ci_high, signed=True)}",
             "-" if row.prob_beat_control is None else f"{row.prob_beat_control:.3f}")
         business.add_row(
             label, f"{row.users:,}", f"{row.clicks:,}", _fraction(row.conversion),
@@ -175,7 +179,9 @@ def experiments_show(
             _p_text(row.sequential_p_value))
     console.print(table)
     console.print(business)
-    console.print(f"* control. CI: Wilson score interval; p: two-proportion z-test; P(beat): "
+    console.print(f"* control. CI: Wilson score interval; p: two-proportion z-test over "
+                  "impressions; p user: delta-method z-test over users (the verdict's test), "
+                  "diff CI (users): its interval of the CTR difference; P(beat): "
                   f"probability to beat the control (Beta posteriors); alpha {report.alpha}; "
                   "conv.: users who bought from a list; ev/session: events per session")
     if report.planned_sample_size:

@@ -4,11 +4,15 @@ same per-request overrides as the REST API (filter, boost, exclude, re-ranker kn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
 from tailored.cli.common import StoreOption, _recommendations_table, _settings, _store, console
+
+if TYPE_CHECKING:
+    from tailored.pipeline import Ranked
 
 
 def recommend(
@@ -88,8 +92,6 @@ def similar(
     """Items like the given ones by the active version's model, through its rules and the
     filter, boosts and exclusions given (as GET /items/{id}/similar and POST
     /items/similar)."""
-    from rich.table import Table
-
     from tailored.expressions import ExpressionError
     from tailored.pipeline import LiveRecommender, Overrides
 
@@ -104,10 +106,47 @@ def similar(
             ranked = live.similar_items(items, k, overrides)
         except ExpressionError as error:
             raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
-    table = Table(title=f"like {', '.join(items)} ({live.name})")
+    console.print(_ranked_table(ranked, f"like {', '.join(items)} ({live.name})"))
+
+
+def popular(
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    category: Annotated[str | None, typer.Option(help="Only items of this category.")] = None,
+    days: Annotated[float, typer.Option(min=0.001, max=3650,
+                                        help="The window counted, in days back from now.")
+                    ] = 7.0,
+    trending: Annotated[bool, typer.Option(
+        "--trending", help="By growth against the window before: (recent + 1) / "
+        "(earlier + 1).")] = False,
+    store: StoreOption = None,
+    filter: Annotated[str | None, typer.Option(
+        "--filter", help="Keep items where this holds (as the REST `filter`).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="An item id to leave out, repeatable.")] = None,
+) -> None:
+    """The most popular (or trending) items of the last days, of a category (as GET
+    /popular and GET /trending)."""
+    from tailored.expressions import ExpressionError
+    from tailored.pipeline import LiveRecommender, Overrides
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        live = LiveRecommender.active(opened)
+        try:
+            ranked = live.popular_items(k, Overrides.parse(filter, [], exclude or []),
+                                        category=category, days=days, trending=trending)
+        except ExpressionError as error:
+            raise typer.BadParameter(str(error), param_hint="--filter") from None
+    kind = "trending" if trending else "popular"
+    where = f" in {category}" if category else ""
+    console.print(_ranked_table(ranked, f"{kind}{where}, last {days:g} days"))
+
+
+def _ranked_table(ranked: Ranked, title: str) -> Table:
+    table = Table(title=title)
     for column in ("rank", "item_id", "score"):
         table.add_column(column, justify="left" if column == "item_id" else "right")
     for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True),
                                          start=1):
         table.add_row(str(rank), item, f"{score:.4f}")
-    console.print(table)
+    return table

@@ -15,6 +15,17 @@
   always-valid p-value that stays valid however often someone looks.
 * With more than one challenger the significance level is split among them
   (Bonferroni).
+* **User-level tests** (:mod:`tailored.monitoring.clustered`): users are what is
+  randomised, and one user's impressions are correlated, so the per-impression z-test
+  above is anti-conservative (an A/A test "finds" a difference more often than alpha
+  when users differ; :func:`aa_false_positive_rate` shows by how much). Every challenger
+  therefore also gets the CTR difference tested at the user level: the **delta method**
+  on per-user sums of clicks and impressions (``user_p_value``, with an interval of the
+  difference) and a **user-level bootstrap** (``bootstrap_p_value``), plus per-user
+  **conversion** (two-proportion z-test over users) and **revenue per user** (Welch's
+  t-test). The report shows both levels; **the fixed-horizon verdict rests on the
+  user-level (delta-method) p-value**. The mSPRT, which may call a result early, still
+  treats impressions as independent (so an early call needs a strong result).
 
 :func:`analyze` puts it together for one stored experiment into an
 :class:`ExperimentReport` (what ``tailored experiments show``, ``GET
@@ -33,8 +44,18 @@ import pandas as pd
 from scipy import stats
 
 from tailored.errors import NotFoundError
+from tailored.monitoring.clustered import (
+    BOOTSTRAP_RESAMPLES,
+    UserLevelTest,
+    bootstrap_ratio_difference,
+    conversion_test,
+    delta_method_test,
+    ratio_estimate,
+    revenue_test,
+)
 from tailored.monitoring.online import (
     RETENTION_DAYS,
+    Attributed,
     attribute,
     cumulative_ctr,
     curve_period,
@@ -224,6 +245,17 @@ class VariantResult:
     ``prob_beat_control`` the Bayesian probability of a higher CTR than the control.
     The control's comparison fields are ``None``. ``retention`` maps a day offset (as
     a string, e.g. ``"1"``) to the share of users back that day.
+
+    User-level figures (users are the independent units; see
+    :mod:`tailored.monitoring.clustered`): ``user_ci_low``..``user_ci_high`` is the
+    delta-method interval of the CTR (wider than the Wilson one when users differ);
+    ``difference`` the CTR minus the control's, ``difference_ci_low``..
+    ``difference_ci_high`` its delta-method interval and ``user_p_value`` its
+    delta-method z-test (the p-value the verdict uses); ``bootstrap_ci_low``..
+    ``bootstrap_ci_high`` and ``bootstrap_p_value`` the same difference by a user-level
+    bootstrap (``None`` when it was not run); ``conversion_p_value`` tests the share of
+    users who bought (z-test over users), ``revenue_per_user_p_value`` the revenue per
+    user (Welch's t-test).
     """
 
     variant: str
@@ -247,6 +279,17 @@ class VariantResult:
     p_value: float | None
     sequential_p_value: float | None
     prob_beat_control: float | None
+    user_ci_low: float | None = None
+    user_ci_high: float | None = None
+    difference: float | None = None
+    difference_ci_low: float | None = None
+    difference_ci_high: float | None = None
+    user_p_value: float | None = None
+    bootstrap_ci_low: float | None = None
+    bootstrap_ci_high: float | None = None
+    bootstrap_p_value: float | None = None
+    conversion_p_value: float | None = None
+    revenue_per_user_p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +321,7 @@ class ExperimentReport:
     alpha, confidence : float
         Significance level of the tests and confidence of the intervals.
     interval_method, test_method, sequential_method : str
-        ``"wilson"``, ``"two-proportion z-test"``, ``"mSPRT"``.
+        ``"wilson"``, ``"two-proportion z-test"`` (impression level), ``"mSPRT"``.
     planned_sample_size : int or None
         Impressions per variant the test was sized for.
     sample_progress : float or None
@@ -292,10 +335,16 @@ class ExperimentReport:
     winner : str or None
         The variant the verdict names, if any.
     verdict : str
-        One line for a person, e.g. ``"variant B wins (CTR +12.0%, p=0.003)"`` or
-        ``"no winner yet: 40% of planned sample"``.
+        One line for a person, e.g. ``"variant B wins (B CTR +12.0%, user-level
+        p=0.003)"`` or ``"no winner yet: 40% of planned sample"``. Once the planned
+        sample is reached it rests on the user-level (delta-method) p-value, before
+        that on the mSPRT.
     generated_at : datetime
         When the analysis ran (UTC).
+    user_test_method : str
+        ``"delta method"``: the user-level test the verdict uses.
+    bootstrap_resamples : int
+        Resamples of the user-level bootstrap (``0``: not run).
     """
 
     experiment: dict[str, Any]
@@ -314,6 +363,8 @@ class ExperimentReport:
     winner: str | None
     verdict: str
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    user_test_method: str = "delta method"
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
 
     @property
     def experiment_id(self) -> str:
@@ -343,12 +394,15 @@ _PERIOD_NAMES = {"D": "day", "h": "hour", "min": "minute"}
 
 
 def analyze(store: Store, experiment_id: str, *, alpha: float = 0.05,
-            confidence: float = 0.95, seed: int = 0) -> ExperimentReport:
+            confidence: float = 0.95, seed: int = 0,
+            resamples: int = BOOTSTRAP_RESAMPLES) -> ExperimentReport:
     """Analyse a stored experiment from the served log and the events.
 
     Reads the experiment's served answers (``store.served``), the events of the
     users served, attributes impressions, clicks and purchases through their
-    recommendation ids, and tests every variant's CTR against the control.
+    recommendation ids, and tests every variant's CTR against the control, per
+    impression and per user (``resamples`` user-level bootstrap resamples; ``0`` skips
+    the bootstrap).
     """
     experiment = store.experiments.get(experiment_id)
     if experiment is None:
@@ -359,15 +413,17 @@ def analyze(store: Store, experiment_id: str, *, alpha: float = 0.05,
     events = store.events.frame(user_ids=users) if users else store.events.frame(
         user_ids=[])
     return analyze_frames(experiment, served, events, alpha=alpha, confidence=confidence,
-                          seed=seed)
+                          seed=seed, resamples=resamples)
 
 
 def analyze_frames(experiment: Experiment, served: pd.DataFrame, events: pd.DataFrame, *,
-                   alpha: float = 0.05, confidence: float = 0.95,
-                   seed: int = 0) -> ExperimentReport:
+                   alpha: float = 0.05, confidence: float = 0.95, seed: int = 0,
+                   resamples: int = BOOTSTRAP_RESAMPLES) -> ExperimentReport:
     """:func:`analyze` on frames already read (the served log and the users' events)."""
     if not 0 < alpha < 1 or not 0 < confidence < 1:
         raise ValueError(f"alpha and confidence must be in (0, 1), got {alpha}, {confidence}")
+    if resamples < 0:
+        raise ValueError(f"resamples must be 0 (no bootstrap) or more, got {resamples}")
     names = [v.name for v in experiment.variants]
     served = served[served["variant"].notna()] if len(served) else served
     found = attribute(served, events) if len(served) else None
@@ -381,6 +437,7 @@ def analyze_frames(experiment: Experiment, served: pd.DataFrame, events: pd.Data
     curve_counts = (cumulative_ctr(found.impressions, period) if found is not None
                     else pd.DataFrame(columns=["at", "variant", "impressions", "clicks"]))
     sequential = _sequential(curve_counts, control, names)
+    per_user = _per_user(served, found) if found is not None else {}
 
     table: dict[Any, dict[Any, Any]] = metrics.to_dict("index")
 
@@ -406,6 +463,8 @@ def analyze_frames(experiment: Experiment, served: pd.DataFrame, events: pd.Data
         control_ctr = control_clicks / control_impressions if control_impressions else None
         lift = (ctr / control_ctr - 1 if comparable and ctr is not None and control_ctr
                 else None)
+        users_level = _user_level(per_user.get(name), per_user.get(control), confidence,
+                                  resamples, seed, comparable)
         rows.append(VariantResult(
             variant=name,
             version=variant.version if variant else experiment.holdout_version,
@@ -428,6 +487,7 @@ def analyze_frames(experiment: Experiment, served: pd.DataFrame, events: pd.Data
             prob_beat_control=(prob_beat_control(control_clicks, control_impressions, clicks,
                                                  impressions, seed=seed)
                                if comparable else None),
+            **users_level,
         ))
 
     curve = [
@@ -448,7 +508,184 @@ def analyze_frames(experiment: Experiment, served: pd.DataFrame, events: pd.Data
         confidence=confidence, interval_method="wilson",
         test_method="two-proportion z-test", sequential_method="mSPRT",
         planned_sample_size=planned, sample_progress=progress, variants=rows, curve=curve,
-        curve_period=_PERIOD_NAMES[period], winner=winner, verdict=verdict)
+        curve_period=_PERIOD_NAMES[period], winner=winner, verdict=verdict,
+        bootstrap_resamples=resamples)
+
+
+def _per_user(served: pd.DataFrame, found: Attributed) -> dict[str, pd.DataFrame]:
+    """Per variant, one row per exposed user: impressions, clicks, purchases, revenue.
+
+    Exposed users without impressions or purchases have zeros: they were assigned too.
+    """
+    exposed = served[["variant", "user_id"]].drop_duplicates()
+    keys = ["variant", "user_id"]
+    shown = found.impressions.assign(clicked=found.impressions["clicked"].astype("int64"))
+    counts = shown.groupby(keys).agg(impressions=("item_id", "size"),
+                                     clicks=("clicked", "sum"))
+    bought = found.purchases.assign(value=pd.to_numeric(found.purchases["value"],
+                                                        errors="coerce").fillna(0.0))
+    outcomes = bought.groupby(keys).agg(purchases=("item_id", "size"),
+                                        revenue=("value", "sum"))
+    frame = (exposed.set_index(keys).join(counts).join(outcomes)
+             .fillna({"impressions": 0, "clicks": 0, "purchases": 0, "revenue": 0.0}))
+    return {str(variant): group.droplevel("variant")
+            for variant, group in frame.groupby(level="variant")}
+
+
+def _user_level(users: pd.DataFrame | None, control: pd.DataFrame | None, confidence: float,
+                resamples: int, seed: int, comparable: bool) -> dict[str, float | None]:
+    """The user-level fields of one variant (the comparisons only for a challenger)."""
+    out: dict[str, float | None] = {}
+    if users is None or not users["impressions"].sum():
+        return out
+    own = ratio_estimate(users["clicks"], users["impressions"])
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * own.standard_error
+    out["user_ci_low"] = max(0.0, own.ratio - half)
+    out["user_ci_high"] = min(1.0, own.ratio + half)
+    if not comparable or control is None:
+        return out
+    arrays = (control["clicks"].to_numpy(float), control["impressions"].to_numpy(float),
+              users["clicks"].to_numpy(float), users["impressions"].to_numpy(float))
+    delta = delta_method_test(*arrays, confidence=confidence)
+    out |= {"difference": delta.difference, "difference_ci_low": delta.ci_low,
+            "difference_ci_high": delta.ci_high, "user_p_value": delta.p_value}
+    if resamples:
+        boot = bootstrap_ratio_difference(*arrays, resamples=resamples,
+                                          confidence=confidence, seed=seed)
+        out |= {"bootstrap_ci_low": boot.ci_low, "bootstrap_ci_high": boot.ci_high,
+                "bootstrap_p_value": boot.p_value}
+    converted_c = int((control["purchases"] > 0).sum())
+    converted_v = int((users["purchases"] > 0).sum())
+    out["conversion_p_value"] = conversion_test(converted_c, len(control), converted_v,
+                                                len(users), confidence=confidence).p_value
+    if len(control) >= 2 and len(users) >= 2:
+        out["revenue_per_user_p_value"] = revenue_test(
+            control["revenue"], users["revenue"], confidence=confidence).p_value
+    return out
+
+
+# ---- A/A simulation --------------------------------------------------------------------
+
+
+class SimulatedUsers(NamedTuple):
+    """Users of a simulated experiment, one entry each: answers served (``sessions``),
+    ``impressions``, their own click probability ``ctr`` and their ``clicks``."""
+
+    sessions: np.ndarray
+    impressions: np.ndarray
+    ctr: np.ndarray
+    clicks: np.ndarray
+
+
+def simulate_users(users: int, *, rng: np.random.Generator, mean_ctr: float = 0.05,
+                   ctr_concentration: float = 20.0, mean_sessions: float = 3.0,
+                   activity_sigma: float = 1.2, items_per_answer: int = 10) -> SimulatedUsers:
+    """Users who differ, as in a shop: heavy-tailed activity and a CTR of their own.
+
+    Activity is log-normal with ``activity_sigma`` (the sample shop's, 1.2: a few heavy
+    users, many light ones), scaled to mean 1; a user gets ``1 + Poisson((mean_sessions -
+    1) * activity)`` answers of ``items_per_answer`` impressions each. A user's CTR is
+    Beta with mean ``mean_ctr`` and concentration ``ctr_concentration`` (``a + b``; the
+    intra-user correlation of clicks is ``1 / (1 + concentration)``), clicks Binomial.
+    """
+    if users < 1 or items_per_answer < 1 or mean_sessions < 1:
+        raise ValueError(f"need users >= 1, items_per_answer >= 1 and mean_sessions >= 1, "
+                         f"got {users}, {items_per_answer}, {mean_sessions}")
+    if not 0 < mean_ctr < 1 or ctr_concentration <= 0:
+        raise ValueError(f"mean_ctr must be in (0, 1) and ctr_concentration positive, got "
+                         f"{mean_ctr} and {ctr_concentration}")
+    activity = rng.lognormal(0.0, activity_sigma, users) / math.exp(activity_sigma ** 2 / 2)
+    sessions = 1 + rng.poisson((mean_sessions - 1) * activity)
+    impressions = sessions * items_per_answer
+    ctr = rng.beta(mean_ctr * ctr_concentration, (1 - mean_ctr) * ctr_concentration, users)
+    return SimulatedUsers(sessions, impressions, ctr, rng.binomial(impressions, ctr))
+
+
+@dataclass(frozen=True)
+class AAResult:
+    """False-positive rates of simulated A/A experiments, per test.
+
+    ``rates`` maps a test (``"impression z-test"``, ``"delta method"``, ``"bootstrap"``)
+    to the share of experiments where it found a difference at ``alpha``; ``intervals``
+    the 95% Clopper-Pearson interval of that share; ``experiments`` how many experiments
+    each test ran on (the bootstrap may run on fewer). ``design_effect`` is the mean
+    ratio of the delta-method variance to the binomial variance of the difference (how
+    much the per-impression test underestimates it).
+    """
+
+    users: int
+    alpha: float
+    experiments: dict[str, int]
+    rates: dict[str, float]
+    intervals: dict[str, Interval]
+    impressions_per_user: float
+    design_effect: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def aa_false_positive_rate(n_experiments: int = 1000, users: int = 2000, *, seed: int = 0,
+                           alpha: float = 0.05, bootstrap_experiments: int = 0,
+                           resamples: int = BOOTSTRAP_RESAMPLES,
+                           **population: Any) -> AAResult:
+    """How often each test declares a difference between two identical variants.
+
+    Each of ``n_experiments`` A/A experiments draws ``users`` users by
+    :func:`simulate_users` (``population`` passes its parameters), assigns each user to
+    A or B by a fair coin and tests B against A at ``alpha`` with the statistics
+    :func:`analyze_frames` uses: the impression-level :func:`two_proportion_ztest` and
+    the user-level :func:`~tailored.monitoring.clustered.delta_method_test`, and on the
+    first ``bootstrap_experiments`` the user-level bootstrap. The functions are called
+    directly on per-user counts (``benchmarks/aa_test.py`` also runs the whole
+    :func:`analyze_frames` on generated frames).
+
+    Examples
+    --------
+    >>> result = aa_false_positive_rate(200, 400, seed=1)
+    >>> result.rates["impression z-test"] > result.rates["delta method"]
+    True
+    """
+    if n_experiments < 1 or users < 4:
+        raise ValueError(f"need n_experiments >= 1 and users >= 4, got {n_experiments}, "
+                         f"{users}")
+    rng = np.random.default_rng(seed)
+    found: dict[str, list[bool]] = {"impression z-test": [], "delta method": [],
+                                    "bootstrap": []}
+    ratios, per_user = [], []
+    for run in range(n_experiments):
+        sample = simulate_users(users, rng=rng, **population)
+        in_b = rng.random(users) < 0.5
+        if in_b.all() or not in_b.any():
+            in_b[0] = not in_b[0]
+        a, b = ~in_b, in_b
+        x, y = sample.clicks, sample.impressions
+        naive = two_proportion_ztest(int(x[a].sum()), int(y[a].sum()), int(x[b].sum()),
+                                     int(y[b].sum()))
+        delta: UserLevelTest = delta_method_test(x[a], y[a], x[b], y[b])
+        found["impression z-test"].append(naive.p_value < alpha)
+        found["delta method"].append(delta.p_value < alpha)
+        if run < bootstrap_experiments:
+            boot = bootstrap_ratio_difference(x[a], y[a], x[b], y[b], resamples=resamples,
+                                              seed=seed + run)
+            found["bootstrap"].append(boot.p_value < alpha)
+        rate = x.sum() / y.sum()
+        binomial = rate * (1 - rate) * (1 / y[a].sum() + 1 / y[b].sum())
+        if binomial > 0:
+            ratios.append(delta.standard_error ** 2 / binomial)
+        per_user.append(y.mean())
+    rates, intervals, counts = {}, {}, {}
+    for test, flags in found.items():
+        if not flags:
+            continue
+        hits = int(np.sum(flags))
+        ci = stats.binomtest(hits, len(flags)).proportion_ci(0.95, method="exact")
+        rates[test] = hits / len(flags)
+        intervals[test] = Interval(float(ci.low), float(ci.high))
+        counts[test] = len(flags)
+    return AAResult(users=users, alpha=alpha, experiments=counts, rates=rates,
+                    intervals=intervals, impressions_per_user=float(np.mean(per_user)),
+                    design_effect=float(np.mean(ratios)) if ratios else math.nan)
 
 
 def _bounds(clicks: int, impressions: int, confidence: float) -> dict[str, float | None]:
@@ -490,7 +727,8 @@ def _verdict(rows: list[VariantResult], control: str, alpha: float,
                      "with context.recommendation_id)"
     level = alpha / len(challengers)  # Bonferroni over the challengers
     reached = progress is None or progress >= 1
-    key = "p_value" if reached else "sequential_p_value"
+    # Fixed horizon: the user-level test (users are the independent units).
+    key = "user_p_value" if reached else "sequential_p_value"
     significant = [r for r in challengers if (getattr(r, key) or 1.0) < level]
     best = max(challengers, key=lambda r: r.lift or 0.0)
     summary = _summary(best, "p")
@@ -517,7 +755,7 @@ def _verdict(rows: list[VariantResult], control: str, alpha: float,
 def _summary(row: VariantResult, kind: str) -> str:
     lift = 100 * (row.lift or 0.0)
     if kind == "p":
-        return f"{row.variant} CTR {lift:+.1f}%, p={_p(row.p_value)}"
+        return f"{row.variant} CTR {lift:+.1f}%, user-level p={_p(row.user_p_value)}"
     return f"{row.variant} CTR {lift:+.1f}%, p={_p(row.sequential_p_value)}"
 
 

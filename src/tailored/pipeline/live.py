@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,45 @@ class LiveRecommender:
         similar = similar[~similar["similar_user_id"].isin(withheld)].head(k)
         similar["rank"] = range(1, len(similar) + 1)
         return similar[["similar_user_id", "score", "rank"]].reset_index(drop=True)
+
+    def popular_items(self, k: int = 10, overrides: Overrides = NO_OVERRIDES, *,
+                      category: str | None = None, days: float = 7.0, trending: bool = False,
+                      now: datetime | None = None, context: Mapping[str, Any] | None = None
+                      ) -> Ranked:
+        """The items most interacted with in the last ``days`` before ``now`` (default:
+        the clock), or with ``trending`` those whose count grew most against the
+        ``days`` before, scored ``(recent + 1) / (earlier + 1)``; of one ``category``
+        when given. Counted are events of types that weigh (impressions do not), as
+        stored now; listed are the items the serving model knows, through its rules and
+        the request's selection, as a list for no one."""
+        end = now or datetime.now(UTC)
+        window = timedelta(days=days)
+        types = [t for t in self.model.weights_.event_types()
+                 if self.model.weights_.for_type(t) != 0]
+        recent = self.store.events.item_counts(end - window, end, event_types=types)
+        counts = np.zeros(len(self.model.item_ids), dtype=np.float32)
+        columns = self.model.item_vocab_.indices(list(recent))
+        counts[columns[columns >= 0]] = np.array(list(recent.values()),
+                                                 dtype=np.float32)[columns >= 0]
+        scores = np.where(counts > 0, counts, -np.inf).astype(np.float32)
+        if trending:
+            earlier = self.store.events.item_counts(end - 2 * window, end - window,
+                                                    event_types=types)
+            before = np.zeros_like(counts)
+            columns = self.model.item_vocab_.indices(list(earlier))
+            before[columns[columns >= 0]] = np.array(list(earlier.values()),
+                                                     dtype=np.float32)[columns >= 0]
+            # The growth first; among equal growth, the busier item (a tiny tie-breaker).
+            growth = (counts + 1) / (before + 1) + counts * 1e-6
+            scores = np.where(counts > 0, growth, -np.inf).astype(np.float32)
+        catalog = self.catalog()
+        if category is not None:
+            listed = np.array([category in found for found in catalog.categories().values()])
+            scores = np.where(listed, scores, -np.inf).astype(np.float32)
+        query = UserQuery(("",), _NO_EVENTS, dict(context or {}))
+        ranked = self.pipeline.select(TopList.of(scores), k, query, overrides, catalog)
+        assert ranked is not None  # a complete list is always exact
+        return ranked
 
     def similar_items(self, item_ids: str | Sequence[str], k: int = 10,
                       overrides: Overrides = NO_OVERRIDES,

@@ -185,6 +185,14 @@ class SimilarRequest(BaseModel):
                               description="Item ids to leave out.")
 
 
+class PopularItems(_Response):
+    """The most popular, or trending, items (of a category), best first."""
+
+    category: str | None
+    days: float
+    items: list[ScoredItem]
+
+
 class SimilarToItems(_Response):
     """Items most similar to several items, best first (those items left out)."""
 

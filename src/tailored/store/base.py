@@ -52,6 +52,12 @@ class EventLog(Protocol):
         """Delete every event of these users (their freshness moves); return how many."""
         ...
 
+    def item_counts(self, since: datetime, until: datetime | None = None, *,
+                    event_types: Sequence[str] | None = None) -> dict[str, int]:
+        """Events per item timestamped in ``[since, until)`` (of ``event_types`` only,
+        when given): what popular and trending lists count."""
+        ...
+
 
 class Catalog(Protocol):
     """The items that can be recommended."""

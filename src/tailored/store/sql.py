@@ -206,6 +206,19 @@ class SqlEventLog(SqlTables):
             return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)
                                     .where(self._before(cutoff, event_types))).scalar_one())
 
+    def item_counts(self, since: datetime, until: datetime | None = None, *,
+                    event_types: Sequence[str] | None = None) -> dict[str, int]:
+        # The time index bounds the scan to the window.
+        query = (sa.select(events_table.c.item_id, sa.func.count())
+                 .where(events_table.c.ts_us >= micros(since))
+                 .group_by(events_table.c.item_id))
+        if until is not None:
+            query = query.where(events_table.c.ts_us < micros(until))
+        if event_types is not None:
+            query = query.where(events_table.c.event_type.in_(list(event_types)))
+        with self._connect() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query).all()}
+
     def delete_users(self, user_ids: Sequence[str]) -> int:
         deleted = 0
         with self._begin() as conn:

@@ -137,6 +137,17 @@ class StoreContract:
         assert store.privacy.erasures(pending=True) == []
         assert store.privacy.audit_key() == store.privacy.audit_key()  # made once
 
+    def test_events_are_counted_per_item_in_a_window(self, store: Store) -> None:
+        store.events.add([_event(1, item="i1"), _event(2, item="i1"), _event(3, item="i2"),
+                          _event(4, item="i2", event_type="impression"),
+                          _event(40, item="i3")])
+        assert store.events.item_counts(T0) == {"i1": 2, "i2": 2, "i3": 1}
+        assert store.events.item_counts(T0.replace(minute=2), T0.replace(minute=30)) == {
+            "i1": 1, "i2": 2}
+        assert store.events.item_counts(T0, event_types=["view"]) == {
+            "i1": 2, "i2": 1, "i3": 1}
+        assert store.events.item_counts(T0.replace(hour=1)) == {}
+
     def test_the_events_of_some_users_are_deleted(self, store: Store) -> None:
         store.events.add([_event(1), _event(2), _event(3, user="u2"), _event(4, user="u3")])
         assert store.events.delete_users(["u1", "u3", "nobody"]) == 3

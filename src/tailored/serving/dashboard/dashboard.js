@@ -196,7 +196,7 @@ function renderExperiments(experiments) {
     const table = el("table", { class: "variants" },
       el("tr", {}, ...["variant", "version", "impressions", "clicks", "CTR",
                       `${Math.round(100 * report.confidence)}% interval`, "lift", "p",
-                      "P(beat control)"].map((h) => el("th", {}, h))),
+                      "p (users)", "P(beat control)"].map((h) => el("th", {}, h))),
       ...report.variants.map((v) => el("tr", {},
         el("td", {}, v.variant + (v.is_control ? " (control)" : "")),
         el("td", {}, v.version === null ? "–" : "v" + v.version),
@@ -205,6 +205,8 @@ function renderExperiments(experiments) {
         el("td", {}, v.ci_low === null ? "–" : `${percent(v.ci_low, 2)} – ${percent(v.ci_high, 2)}`),
         el("td", {}, v.lift === null ? "–" : (v.lift >= 0 ? "+" : "") + percent(v.lift, 1)),
         el("td", {}, pValue(v.p_value)),
+        el("td", { title: "delta-method z-test over users: the verdict's test" },
+           pValue(v.user_p_value)),
         el("td", {}, v.prob_beat_control === null ? "–" : percent(v.prob_beat_control, 1)))));
     list.append(el("div", { class: "experiment" }, head,
       el("div", {}, el("div", { class: "chart" }, el("canvas", { id: curveId }))),

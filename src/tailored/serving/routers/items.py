@@ -23,6 +23,7 @@ from ..schemas import (
     ItemFields,
     ItemOut,
     ItemPatch,
+    PopularItems,
     ScoredItem,
     SimilarItems,
     SimilarRequest,
@@ -105,6 +106,61 @@ def similar_to_items(body: SimilarRequest, caller: UserReadAccess, live: LiveDep
     ranked = _similar(live, body.items, body.k, body.filter, body.boost, body.exclude,
                       dict(body.context), "body")
     return SimilarToItems(item_ids=body.items, items=_scored(ranked))
+
+
+_CATEGORY = Annotated[Id | None, Query(description="Only items of this category.")]
+_DAYS = Annotated[float, Query(gt=0, le=3650, description="The window counted, in days "
+                                                         "back from now.")]
+
+
+@router.get(
+    "/popular",
+    summary="Popular items (of a category)",
+    description=(
+        "The `k` items with the most events (of types that weigh: impressions do not) in "
+        "the last `days`, as stored now, of one `category` when given; the score is the "
+        "count. Through the recipe's rules and this request's `filter`, `boost` and "
+        "`exclude`; unavailable items left out. Items the serving model does not know "
+        "are not listed."),
+    response_model=PopularItems,
+    responses=_SIMILAR_RESPONSES,
+)
+def popular(caller: UserReadAccess, live: LiveDep,
+            k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, category: _CATEGORY = None,
+            days: _DAYS = 7.0, exclude: ExcludeQuery = [],  # noqa: B006
+            filter: FilterQuery = None, boost: BoostQuery = [],  # noqa: B006
+            context: ContextQuery = []) -> PopularItems:  # noqa: B006
+    return _popular(live, k, category, days, False, filter, boost, exclude, context)
+
+
+@router.get(
+    "/trending",
+    summary="Trending items (of a category)",
+    description=(
+        "The `k` items whose event count grew most in the last `days` against the `days` "
+        "before, scored `(recent + 1) / (earlier + 1)`, of one `category` when given; "
+        "otherwise as `GET /popular`."),
+    response_model=PopularItems,
+    responses=_SIMILAR_RESPONSES,
+)
+def trending(caller: UserReadAccess, live: LiveDep,
+             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, category: _CATEGORY = None,
+             days: _DAYS = 7.0, exclude: ExcludeQuery = [],  # noqa: B006
+             filter: FilterQuery = None, boost: BoostQuery = [],  # noqa: B006
+             context: ContextQuery = []) -> PopularItems:  # noqa: B006
+    return _popular(live, k, category, days, True, filter, boost, exclude, context)
+
+
+def _popular(live: LiveRecommender, k: int, category: str | None, days: float,
+             trending: bool, filter: str | None, boost: list[str], exclude: list[str],
+             context: list[str]) -> PopularItems:
+    overrides = parse_overrides(filter, boost, exclude, "query", live=live)
+    try:
+        ranked = live.popular_items(k, overrides, category=category, days=days,
+                                    trending=trending, context=parse_context(context))
+    except ExpressionError as error:
+        raise expression_error(error, filter, boost, "query") from None
+    return PopularItems(category=category, days=days, items=_scored(ranked))
 
 
 def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | None,
