@@ -114,7 +114,7 @@ def test_an_experiment_between_popular_and_als_finds_als(tmp_path: Path) -> None
     als = train_model(store, settings, "als", validate=False).version.version
     experiment = create_experiment(store, "popular-vs-als", [("A", popular, 1.0),
                                                              ("B", als, 1.0)],
-                                   planned_sample_size=2000)
+                                   planned_sample_size=1500)  # the impressions logged
     store.experiments.start(experiment.experiment_id)
     with TestClient(create_app(settings), base_url=LOCAL) as client:
         report = simulate(client, sample, users=400, sessions=1, k=10, seed=0)

@@ -32,9 +32,9 @@ From those this module computes, per variant:
 
 A click counts only for an item that was shown in that answer (an impression), so a
 client that never sends impressions has no CTR; the CTR is per impression, which is
-what the dashboard shows. Impressions of one user are correlated; the tests in
-:mod:`tailored.monitoring.abtest` treat them as independent, as most A/B tools do for
-CTR, so keep each variant's users many (hundreds at least).
+what the dashboard shows. Impressions of one user are correlated: the verdict of
+:mod:`tailored.monitoring.abtest` rests on user-level tests
+(:mod:`tailored.monitoring.clustered`), the per-impression figures are shown beside them.
 """
 
 from __future__ import annotations

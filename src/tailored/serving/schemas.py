@@ -126,7 +126,25 @@ ContextValue = Annotated[
     Field(union_mode="left_to_right")]
 
 
-class SessionRequest(BaseModel):
+class _Selection(BaseModel):
+    """What a request body may ask of a list: its length, the moment, and its selection
+    (the same as the query parameters of ``GET /recommendations/{user_id}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(10, ge=1, le=1_000, description="How many items to return.")
+    context: Annotated[dict[ContextKey, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)] = \
+        Field(default_factory=dict, description="The moment: device, location, hour, ...")
+    filter: str | None = Field(None, max_length=MAX_EXPRESSION_LENGTH,
+                               description="Keep only items where this expression holds.")
+    boost: list[Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_BOOSTS,
+        description="`EXPRESSION:FACTOR` each: scale the scores of matching items.")
+    exclude: list[Id] = Field(default_factory=list, max_length=1_000,
+                              description="Item ids to leave out.")
+
+
+class SessionRequest(_Selection):
     """An anonymous visitor: what they looked at so far in this session."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -138,16 +156,6 @@ class SessionRequest(BaseModel):
         description="Items seen so far, oldest first; each counts as a view. Empty: the "
                     "most popular items.")
     session_id: Id | None = Field(None, description="Recorded in the served log.")
-    k: int = Field(10, ge=1, le=1_000, description="How many items to return.")
-    context: Annotated[dict[ContextKey, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)] = \
-        Field(default_factory=dict, description="The moment: device, location, hour, ...")
-    filter: str | None = Field(None, max_length=MAX_EXPRESSION_LENGTH,
-                               description="Keep only items where this expression holds.")
-    boost: list[Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]] = Field(
-        default_factory=list, max_length=MAX_BOOSTS,
-        description="`EXPRESSION:FACTOR` each: scale the scores of matching items.")
-    exclude: list[Id] = Field(default_factory=list, max_length=1_000,
-                              description="Item ids to leave out.")
     model: str | None = Field(None, max_length=256,
                               description="A version number or model/recipe name; default: "
                                           "the serving version.")
@@ -164,7 +172,7 @@ class SessionRequest(BaseModel):
                                   "fills to learn; default: the `exploration_share` setting.")
 
 
-class SimilarRequest(BaseModel):
+class SimilarRequest(_Selection):
     """Items like several at once (a cart), with the selection of a list."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -173,16 +181,6 @@ class SimilarRequest(BaseModel):
 
     items: list[Id] = Field(min_length=1, max_length=100,
                             description="The items (a cart): each weighs the same.")
-    k: int = Field(10, ge=1, le=1_000, description="How many items to return.")
-    context: Annotated[dict[ContextKey, ContextValue], Field(max_length=MAX_CONTEXT_KEYS)] = \
-        Field(default_factory=dict, description="The moment: device, location, hour, ...")
-    filter: str | None = Field(None, max_length=MAX_EXPRESSION_LENGTH,
-                               description="Keep only items where this expression holds.")
-    boost: list[Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]] = Field(
-        default_factory=list, max_length=MAX_BOOSTS,
-        description="`EXPRESSION:FACTOR` each: scale the scores of matching items.")
-    exclude: list[Id] = Field(default_factory=list, max_length=1_000,
-                              description="Item ids to leave out.")
 
 
 class PopularItems(_Response):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 
 from tailored.expressions import ExpressionError
 from tailored.pipeline import LiveRecommender, Ranked
@@ -108,9 +108,36 @@ def similar_to_items(body: SimilarRequest, caller: UserReadAccess, live: LiveDep
     return SimilarToItems(item_ids=body.items, items=_scored(ranked))
 
 
-_CATEGORY = Annotated[Id | None, Query(description="Only items of this category.")]
-_DAYS = Annotated[float, Query(gt=0, le=3650, description="The window counted, in days "
-                                                         "back from now.")]
+class _Counted:
+    """The query of a popular or trending list (a FastAPI dependency: one declaration
+    for both routes)."""
+
+    def __init__(
+        self,
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")
+                     ] = 10,
+        category: Annotated[Id | None, Query(description="Only items of this category.")
+                            ] = None,
+        days: Annotated[float, Query(gt=0, le=3650, description="The window counted, in "
+                                                                "days back from now.")] = 7.0,
+        exclude: ExcludeQuery = [],  # noqa: B006 (FastAPI copies defaults per request)
+        filter: FilterQuery = None,
+        boost: BoostQuery = [],  # noqa: B006
+        context: ContextQuery = [],  # noqa: B006
+    ) -> None:
+        self.k, self.category, self.days = k, category, days
+        self.exclude, self.filter, self.boost, self.context = exclude, filter, boost, context
+
+    def answer(self, live: LiveRecommender, trending: bool) -> PopularItems:
+        overrides = parse_overrides(self.filter, self.boost, self.exclude, "query",
+                                    live=live)
+        try:
+            ranked = live.popular_items(self.k, overrides, category=self.category,
+                                        days=self.days, trending=trending,
+                                        context=parse_context(self.context))
+        except ExpressionError as error:
+            raise expression_error(error, self.filter, self.boost, "query") from None
+        return PopularItems(category=self.category, days=self.days, items=_scored(ranked))
 
 
 @router.get(
@@ -125,12 +152,9 @@ _DAYS = Annotated[float, Query(gt=0, le=3650, description="The window counted, i
     response_model=PopularItems,
     responses=_SIMILAR_RESPONSES,
 )
-def popular(caller: UserReadAccess, live: LiveDep,
-            k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, category: _CATEGORY = None,
-            days: _DAYS = 7.0, exclude: ExcludeQuery = [],  # noqa: B006
-            filter: FilterQuery = None, boost: BoostQuery = [],  # noqa: B006
-            context: ContextQuery = []) -> PopularItems:  # noqa: B006
-    return _popular(live, k, category, days, False, filter, boost, exclude, context)
+def popular(asked: Annotated[_Counted, Depends()], caller: UserReadAccess, live: LiveDep
+            ) -> PopularItems:
+    return asked.answer(live, trending=False)
 
 
 @router.get(
@@ -143,24 +167,9 @@ def popular(caller: UserReadAccess, live: LiveDep,
     response_model=PopularItems,
     responses=_SIMILAR_RESPONSES,
 )
-def trending(caller: UserReadAccess, live: LiveDep,
-             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, category: _CATEGORY = None,
-             days: _DAYS = 7.0, exclude: ExcludeQuery = [],  # noqa: B006
-             filter: FilterQuery = None, boost: BoostQuery = [],  # noqa: B006
-             context: ContextQuery = []) -> PopularItems:  # noqa: B006
-    return _popular(live, k, category, days, True, filter, boost, exclude, context)
-
-
-def _popular(live: LiveRecommender, k: int, category: str | None, days: float,
-             trending: bool, filter: str | None, boost: list[str], exclude: list[str],
-             context: list[str]) -> PopularItems:
-    overrides = parse_overrides(filter, boost, exclude, "query", live=live)
-    try:
-        ranked = live.popular_items(k, overrides, category=category, days=days,
-                                    trending=trending, context=parse_context(context))
-    except ExpressionError as error:
-        raise expression_error(error, filter, boost, "query") from None
-    return PopularItems(category=category, days=days, items=_scored(ranked))
+def trending(asked: Annotated[_Counted, Depends()], caller: UserReadAccess, live: LiveDep
+             ) -> PopularItems:
+    return asked.answer(live, trending=True)
 
 
 def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | None,
