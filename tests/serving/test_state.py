@@ -117,3 +117,24 @@ def test_a_failed_served_log_batch_is_retried_and_never_logs_its_records(
     assert (writer.written, writer.failed) == (1, 0) and store.served.count() == 1
     assert "database is locked" in caplog.text
     assert "secret-user" not in caplog.text and "secret-item" not in caplog.text
+
+
+def test_an_erasure_elsewhere_is_picked_up_and_a_failed_reload_is_retried(
+        store: Store, trained: TrainedModel, settings: Settings) -> None:
+    from tailored.jobs.erase import erase_users
+
+    state = ServiceState(store, settings, registry_poll_seconds=0)
+    state.load_active()
+    live = state.current()
+    assert live is not None and "alice0" in live.model.user_vocab_
+    path = Path(trained.version.path)  # the test's own copy (conftest)
+
+    erase_users(store, settings, ["alice0"], erased_by="another process")
+    hidden = path.with_name(path.name + ".away")
+    path.rename(hidden)  # as if caught mid-swap by a second erasure
+    assert state.current() is None and "cannot be loaded" in (state.load_error or "")
+    hidden.rename(path)
+
+    again = state.current()  # the next check loads it
+    assert again is not None and "alice0" not in again.model.user_vocab_
+    state.close()

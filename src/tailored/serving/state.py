@@ -204,6 +204,7 @@ class ServiceState:
             self._checked_at = self._clock()
             if self.store.privacy.last_erasure_id() > self._erasures_seen:
                 self._reload_erased()  # another process erased users
+                return  # a promotion meanwhile is taken at the next check
             active = self.store.models.active()
             if active is None or active.version in (self.serving_version,
                                                     self._failed_version):
@@ -259,10 +260,12 @@ class ServiceState:
             try:
                 self._install(load_version(self.store, live.version))
             except ModelLoadError as error:  # serving what it held would keep the users
+                # (An artifact mid-swap by another erasure, say: the next registry check
+                # loads the active version again.)
                 self._live = None
                 self._load_error = str(error)
-                self._failed_version = live.version.version
-                logger.error("%s after an erasure; recommendations answer 503", error)
+                logger.error("%s after an erasure; recommendations answer 503 until it "
+                             "loads", error)
         self.cache.clear()
 
     @property
