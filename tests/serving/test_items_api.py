@@ -260,3 +260,22 @@ def test_popular_and_trending_items_count_recent_events_by_category(
     everything = listed("/popular", days=3650)  # the synthetic history (2024) too
     assert set(everything) >= {"a0", "b1"} and len(everything) == 10
     assert client.get("/popular", params={"days": 0}).status_code == 422
+
+
+def test_an_item_put_after_training_is_similar_by_its_content_at_once(
+        client: TestClient, store: Store) -> None:
+    store.items.upsert(Item(item_id=item, title=f"{'alpine' if item[0] == 'a' else 'beach'}"
+                            f" gear {item}", categories=[f"group-{item[0]}"])
+                       for item in GROUP_A + GROUP_B)
+    created = client.put("/items/brand-new-item", json={
+        "title": "alpine gear, new season", "categories": ["group-a"]})
+    assert created.status_code == 201
+
+    response = client.get("/items/brand-new-item/similar", params={"k": 6})
+
+    assert response.status_code == 200, response.text
+    assert {i["item_id"] for i in response.json()["items"]} == set(GROUP_A)
+    cart = client.post("/items/similar", json={"items": ["brand-new-item"], "k": 3,
+                                               "filter": 'item_id != "a0"'})
+    assert cart.status_code == 200 and "a0" not in {
+        i["item_id"] for i in cart.json()["items"]}

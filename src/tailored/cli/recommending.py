@@ -98,9 +98,10 @@ def similar(
     settings = _settings(store)
     with _store(settings) as opened:
         live = LiveRecommender.active(opened)
-        if not any(item in live.model.item_vocab_ for item in items):
-            raise typer.BadParameter(f"the serving model knows none of {items}: an item "
-                                     "with no events when it was trained is unknown to it")
+        if not any(item in live.model.item_vocab_ or opened.items.get(item) is not None
+                   for item in items):
+            raise typer.BadParameter(f"neither the serving model nor the catalog knows any "
+                                     f"of {items}; import the items first")
         try:
             overrides = Overrides.parse(filter, boost or [], exclude or [])
             ranked = live.similar_items(items, k, overrides)

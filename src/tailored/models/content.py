@@ -11,6 +11,7 @@ their query brings, and an item needs no events of others to be understood.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Mapping, Sequence
@@ -372,6 +373,45 @@ def _item_table(data: Dataset) -> pd.DataFrame:
             f"(e.g. item table {data.items['item_id'].iloc[0]!r} vs events "
             f"{data.item_vocab.ids[0]!r}); the item_id columns must use the same ids")
     return data.items
+
+
+def catalog_similarity(items: pd.DataFrame, asked: Sequence[str],
+                       among: Sequence[str]) -> np.ndarray:
+    """Content similarity, without a trained model, of each ``asked`` item (rows) to each
+    of ``among`` (columns): cosine of TF-IDF over title and text plus the categories, each
+    half the weight, fitted on ``items`` (``item_id``, ``title``, ``text``,
+    ``categories``). What an item added after training is compared by; an item missing
+    from ``items`` gets a zero row or column.
+
+    Examples
+    --------
+    >>> items = pd.DataFrame({"item_id": ["a", "b", "c"],
+    ...                       "title": ["red wool scarf", "blue wool scarf", "garden hose"],
+    ...                       "categories": [["winter"], ["winter"], ["garden"]]})
+    >>> scores = catalog_similarity(items, ["a"], ["b", "c"])
+    >>> bool(scores[0, 0] > scores[0, 1] == 0)
+    True
+    """
+    table = items.drop_duplicates("item_id", keep="last").set_index("item_id")
+    vectorizer = TfidfVectorizer(sublinear_tf=True, dtype=np.float32)
+    blocks = []
+    with contextlib.suppress(ValueError):  # no text at all
+        blocks.append(_l2_rows(vectorizer.fit_transform(_texts(table))))
+    if "categories" in table.columns:
+        binarizer = MultiLabelBinarizer(sparse_output=True)
+        blocks.append(_l2_rows(binarizer.fit_transform(
+            [_labels(value) for value in table["categories"]])))
+    if not blocks:
+        return np.zeros((len(asked), len(among)), dtype=np.float32)
+    vectors = _l2_rows(sp.hstack(blocks, format="csr"))
+    index = pd.Index(table.index.astype(str))
+
+    def rows(ids: Sequence[str]) -> sp.csr_matrix:
+        found = index.get_indexer(pd.Index([str(i) for i in ids]))
+        picked = vectors[np.maximum(found, 0)]
+        return sp.csr_matrix(sp.diags((found >= 0).astype(np.float32)) @ picked)
+
+    return np.asarray((rows(asked) @ rows(among).T).toarray(), dtype=np.float32)
 
 
 def _texts(rows: pd.DataFrame) -> list[str]:

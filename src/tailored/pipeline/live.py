@@ -22,6 +22,7 @@ import pandas as pd
 from tailored.dataset import UserQuery, interest_mask, profile_table
 from tailored.errors import ModelNotFoundError
 from tailored.models import Recommender
+from tailored.models.content import catalog_similarity
 from tailored.ranking import ItemTable, RuleSet, UserFacts
 from tailored.ranking.catalog import aligned_attributes, catalog_attributes
 from tailored.schema import PERSONALIZATION
@@ -358,13 +359,20 @@ class LiveRecommender:
         """The ``k`` items most like ``item_ids`` (one item, or a cart: the mean of their
         similarities) by the serving model's own measure, through the pipeline's rules
         and the request's filters, boosts and exclusions, as a list for no one: the items
-        asked, unavailable and excluded items are left out. Unknown items add nothing."""
+        asked, unavailable and excluded items are left out. Items the model does not know
+        add nothing, unless it knows none of them: items added to the catalog after
+        training are compared by their content (title, text, categories)."""
         asked = [item_ids] if isinstance(item_ids, str) else list(item_ids)
         similarity = self.model.item_similarity(asked, self.model.item_ids.tolist())
         known = ~np.isnan(similarity).all(axis=1)
-        if not known.any():
-            return Ranked([], [], np.zeros(0, dtype=np.int64))
-        scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
+        if known.any():
+            scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
+        else:  # items added after training: compared by their content, in the catalog
+            scores = catalog_similarity(self.store.items.frame(), asked,
+                                        self.model.item_ids.tolist()).mean(axis=0)
+            if not (scores > 0).any():
+                return Ranked([], [], np.zeros(0, dtype=np.int64))
+            scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
         scores[catalog_columns(self.pipeline.items_, asked)] = -np.inf
         query = UserQuery(("",), _NO_EVENTS, dict(context or {}))
         ranked = self.pipeline.select(TopList.of(scores), k, query, overrides, self.catalog())

@@ -70,8 +70,9 @@ _SIMILAR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/items/{item_id}/similar",
     summary="Items similar to an item",
     description=(
-        "The `k` items most similar to `item_id`. " + _SIMILAR_HELP + " 404 for an item "
-        "the model does not know: it had no events when the model was trained."),
+        "The `k` items most similar to `item_id`. " + _SIMILAR_HELP + " An item put into "
+        "the catalog after the model was trained is compared by its content (title, text, "
+        "categories) at once; 404 for an item neither the model nor the catalog knows."),
     response_model=SimilarItems,
     responses=_SIMILAR_RESPONSES,
 )
@@ -96,8 +97,9 @@ def similar_items(
     description=(
         "The `k` items most similar to all of `items` at once (the mean of their "
         "similarities): complements for a cart, a wish list, a page of products. "
-        + _SIMILAR_HELP + " Items the model does not know add nothing; 404 when it knows "
-        "none of them."),
+        + _SIMILAR_HELP + " Items the model does not know add nothing, unless it knows none "
+        "of them (then those in the catalog are compared by content); 404 when neither "
+        "the model nor the catalog knows any."),
     response_model=SimilarToItems,
     responses=_SIMILAR_RESPONSES,
 )
@@ -176,15 +178,16 @@ def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | N
              boost: list[str], exclude: list[str], context: dict[str, Any], prefix: str
              ) -> Ranked:
     known = [item for item in item_ids if item in live.model.item_vocab_]
+    if not known:  # added to the catalog after training: compared by content
+        known = [item for item in item_ids if live.store.items.get(item) is not None]
     if not known:
         version = live.version
         which = (f"item {item_ids[0]!r} is" if len(item_ids) == 1
                  else f"the items {item_ids[:5]!r} are all")
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=(
             f"{which} unknown to the serving model {live.model.name} (version "
-            f"{None if version is None else version.version}): an item with no events when "
-            "the model was trained is unknown to it; a retrain after its first events "
-            "includes it"))
+            f"{None if version is None else version.version}) and not in the catalog: "
+            "put it with PUT /items/{item_id} (it is compared by its content at once)"))
     overrides = parse_overrides(filter, boost, exclude, prefix, live=live)
     try:
         return live.similar_items(known, k, overrides, context)
