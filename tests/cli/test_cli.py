@@ -145,6 +145,10 @@ def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None
     cart = listed(_ok(["similar", "A1", "A2", "--k", "4", "--exclude", "A3",
                        "--filter", 'item_id != "A0"']))
     assert cart == ["A4", "A7", "A5", "A6"]  # the cart's group first; A0..A3 left out
+    by_content = listed(_ok(["similar", "A1", "--kind", "content", "--k", "3"]))
+    assert set(by_content) == {"A3", "A5", "A7"}  # the same category, A1's
+    wrong = runner.invoke(app, ["similar", "A1", "--kind", "magic"])
+    assert wrong.exit_code != 0 and "co_views" in wrong.output
     like_u1 = re.findall(r"│\s*\d+\s*│\s*(u\d+)\s*│", _ok(["users", "similar", "u1"]))
     assert len(like_u1) == 10 and all(int(user[1:]) < 15 for user in like_u1)  # group A
     every_time = listed(_ok(["popular", "--days", "3650", "--k", "3"]))

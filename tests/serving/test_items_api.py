@@ -279,3 +279,22 @@ def test_an_item_put_after_training_is_similar_by_its_content_at_once(
                                                "filter": 'item_id != "a0"'})
     assert cart.status_code == 200 and "a0" not in {
         i["item_id"] for i in cart.json()["items"]}
+
+
+def test_similar_items_by_content_or_co_views_when_asked(client: TestClient,
+                                                         store: Store) -> None:
+    # Titles cross the taste groups: content pairs a0 with b0, co-views keep the groups.
+    colours = ("red", "blue", "green", "black", "white", "pink")
+    store.items.upsert(Item(item_id=item, title=f"{colours[int(item[1])]} shoe")
+                       for item in GROUP_A + GROUP_B)
+
+    def similar(kind: str) -> list[str]:
+        response = client.get("/items/a0/similar", params={"k": 5, "kind": kind})
+        assert response.status_code == 200, response.text
+        return [i["item_id"] for i in response.json()["items"]]
+
+    assert similar("content")[0] == "b0"  # both "red shoe"
+    assert set(similar("co_views")) == set(GROUP_A) - {"a0"}
+    cart = client.post("/items/similar", json={"items": ["a1"], "kind": "content", "k": 1})
+    assert [i["item_id"] for i in cart.json()["items"]] == ["b1"]
+    assert client.get("/items/a0/similar", params={"kind": "magic"}).status_code == 422

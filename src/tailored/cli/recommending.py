@@ -4,7 +4,7 @@ same per-request overrides as the REST API (filter, boost, exclude, re-ranker kn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 from rich.table import Table
@@ -13,6 +13,7 @@ from tailored.cli.common import StoreOption, _recommendations_table, _settings, 
 
 if TYPE_CHECKING:
     from tailored.pipeline import Ranked
+    from tailored.pipeline.live import SimilarityKind
 
 
 def recommend(
@@ -88,6 +89,9 @@ def similar(
         "--boost", help="EXPRESSION:FACTOR, repeatable (as the REST `boost`).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", help="An item id to leave out, repeatable.")] = None,
+    kind: Annotated[str, typer.Option(
+        help="model (the serving model's measure), content (title, text, categories) or "
+        "co_views (users who touched both).")] = "model",
 ) -> None:
     """Items like the given ones by the active version's model, through its rules and the
     filter, boosts and exclusions given (as GET /items/{id}/similar and POST
@@ -104,10 +108,19 @@ def similar(
                                      f"of {items}; import the items first")
         try:
             overrides = Overrides.parse(filter, boost or [], exclude or [])
-            ranked = live.similar_items(items, k, overrides)
+            ranked = live.similar_items(items, k, overrides, kind=_kind(kind))
         except ExpressionError as error:
             raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
     console.print(_ranked_table(ranked, f"like {', '.join(items)} ({live.name})"))
+
+
+def _kind(kind: str) -> SimilarityKind:
+    from tailored.pipeline.live import SimilarityKind
+
+    kinds = get_args(SimilarityKind)
+    if kind not in kinds:
+        raise typer.BadParameter(f"choose one of {', '.join(kinds)}", param_hint="--kind")
+    return cast("SimilarityKind", kind)
 
 
 def popular(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -483,6 +483,11 @@ class Recommender(ABC):
         co = (binary[:, columns].T @ binary).toarray()
         return co / norms[columns, None] / norms[None, :]
 
+    def co_view_similarity(self, items: Sequence[str], others: Sequence[str]) -> np.ndarray:
+        """How often the same training users touched each of ``items`` (rows) and each of
+        ``others`` (columns), as a cosine, whatever the family; unknown items are NaN."""
+        return self._similarity_by(Recommender._item_similarity, items, others)
+
     def item_similarity(self, items: Sequence[str], others: Sequence[str] | None = None
                         ) -> np.ndarray:
         """The model's similarity of each of ``items`` (rows) to each of ``others``
@@ -492,13 +497,17 @@ class Recommender(ABC):
         factors for ALS/BPR, the neighbour weights for item-kNN, co-occurrence cosine by
         default.
         """
+        return self._similarity_by(type(self)._item_similarity, items, others)
+
+    def _similarity_by(self, measure: Callable[[Recommender, np.ndarray], np.ndarray],
+                       items: Sequence[str], others: Sequence[str] | None) -> np.ndarray:
         self._check_fitted()
         rows = self.item_vocab_.indices(list(items))
         columns = rows if others is None else self.item_vocab_.indices(list(others))
         known = rows >= 0
         similarity = np.full((len(rows), len(columns)), np.nan, dtype=np.float32)
         if known.any():
-            block = np.asarray(self._item_similarity(rows[known]), dtype=np.float32)
+            block = np.asarray(measure(self, rows[known]), dtype=np.float32)
             picked = block[:, np.maximum(columns, 0)]
             picked[:, columns < 0] = np.nan
             similarity[known] = picked

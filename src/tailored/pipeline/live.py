@@ -14,7 +14,7 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList, catalo
 
 #: Up to this many users a query reads their profiles one by one, beyond it all at once.
 _PROFILES_ONE_BY_ONE = 100
+#: The measures similar items can be ranked by (:meth:`LiveRecommender.similar_items`).
+SimilarityKind = Literal["model", "content", "co_views"]
 #: The history of a list for no one (similar items).
 _NO_EVENTS = pd.DataFrame({"user_id": pd.Series(dtype=object),
                            "item_id": pd.Series(dtype=object)})
@@ -355,29 +357,39 @@ class LiveRecommender:
 
     def similar_items(self, item_ids: str | Sequence[str], k: int = 10,
                       overrides: Overrides = NO_OVERRIDES,
-                      context: Mapping[str, Any] | None = None) -> Ranked:
+                      context: Mapping[str, Any] | None = None,
+                      kind: SimilarityKind = "model") -> Ranked:
         """The ``k`` items most like ``item_ids`` (one item, or a cart: the mean of their
-        similarities) by the serving model's own measure, through the pipeline's rules
-        and the request's filters, boosts and exclusions, as a list for no one: the items
-        asked, unavailable and excluded items are left out. Items the model does not know
-        add nothing, unless it knows none of them: items added to the catalog after
-        training are compared by their content (title, text, categories)."""
+        similarities), through the pipeline's rules and the request's filters, boosts and
+        exclusions, as a list for no one: the items asked, unavailable and excluded items
+        are left out. ``kind``: ``model``, the serving model's own measure (items it does
+        not know add nothing, unless it knows none of them: then they are compared by
+        content); ``content``, title, text and categories in the catalog now (items added
+        after training too); ``co_views``, how often the same users touched both in the
+        training histories."""
         asked = [item_ids] if isinstance(item_ids, str) else list(item_ids)
-        similarity = self.model.item_similarity(asked, self.model.item_ids.tolist())
-        known = ~np.isnan(similarity).all(axis=1)
-        if known.any():
-            scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
-        else:  # items added after training: compared by their content, in the catalog
-            scores = catalog_similarity(self.store.items.frame(), asked,
-                                        self.model.item_ids.tolist()).mean(axis=0)
-            if not (scores > 0).any():
-                return Ranked([], [], np.zeros(0, dtype=np.int64))
-            scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
+        among = self.model.item_ids.tolist()
+        by_model = False  # whether the serving model's own measure ranks them
+        if kind == "model":
+            similarity = self.model.item_similarity(asked, among)
+            by_model = not np.isnan(similarity).all()
+            if not by_model:  # items added after training: compared by content
+                similarity = catalog_similarity(self.store.items.frame(), asked, among)
+        elif kind == "co_views":
+            similarity = self.model.co_view_similarity(asked, among)
+        else:
+            similarity = catalog_similarity(self.store.items.frame(), asked, among)
+        # A row with no similar item at all is an item the measure does not know.
+        known = np.nan_to_num(similarity, nan=0.0).any(axis=1)
+        if not known.any():
+            return Ranked([], [], np.zeros(0, dtype=np.int64))
+        scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
+        if not by_model:  # nothing in common is not similar (a model ranks everything)
+            scores[~(scores > 0)] = -np.inf
         scores[catalog_columns(self.pipeline.items_, asked)] = -np.inf
         query = UserQuery(("",), _NO_EVENTS, dict(context or {}))
         ranked = self.pipeline.select(TopList.of(scores), k, query, overrides, self.catalog())
         assert ranked is not None  # a complete list is always exact
         return ranked
 
-
-__all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender"]
+__all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender", "SimilarityKind"]

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from tailored.pipeline.live import SimilarityKind
 from tailored.schema import (
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
@@ -181,6 +182,9 @@ class SimilarRequest(_Selection):
 
     items: list[Id] = Field(min_length=1, max_length=100,
                             description="The items (a cart): each weighs the same.")
+    kind: SimilarityKind = Field(
+        "model", description="How similarity is measured: `model`, the serving model's own; "
+        "`content`, title, text and categories; `co_views`, users who touched both.")
 
 
 class PopularItems(_Response):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Respon
 
 from tailored.expressions import ExpressionError
 from tailored.pipeline import LiveRecommender, Ranked
+from tailored.pipeline.live import SimilarityKind
 from tailored.schema import Id, Item
 
 from ..auth import AUTH_RESPONSES, UserReadAccess, WriteAccess
@@ -59,6 +60,9 @@ _SIMILAR_HELP = (
     "`boost` and `exclude` (the expression language of `GET /recommendations`, over item "
     "attributes and `context`). The items asked, unavailable and excluded items are left "
     "out.")
+_KIND_HELP = ("How similarity is measured: `model`, the serving model's own; `content`, "
+              "title, text and categories in the catalog now; `co_views`, how often the "
+              "same users touched both items (training histories).")
 _SIMILAR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "The model knows none of the items."},
     422: {"description": "A malformed parameter; for `filter` and `boost` the error names "
@@ -85,9 +89,10 @@ def similar_items(
     filter: FilterQuery = None,
     boost: BoostQuery = [],  # noqa: B006
     context: ContextQuery = [],  # noqa: B006
+    kind: Annotated[SimilarityKind, Query(description=_KIND_HELP)] = "model",
 ) -> SimilarItems:
     ranked = _similar(live, [item_id], k, filter, boost, exclude, parse_context(context),
-                      "query")
+                      "query", kind)
     return SimilarItems(item_id=item_id, items=_scored(ranked))
 
 
@@ -106,7 +111,7 @@ def similar_items(
 def similar_to_items(body: SimilarRequest, caller: UserReadAccess, live: LiveDep
                      ) -> SimilarToItems:
     ranked = _similar(live, body.items, body.k, body.filter, body.boost, body.exclude,
-                      dict(body.context), "body")
+                      dict(body.context), "body", body.kind)
     return SimilarToItems(item_ids=body.items, items=_scored(ranked))
 
 
@@ -175,8 +180,8 @@ def trending(asked: Annotated[_Counted, Depends()], caller: UserReadAccess, live
 
 
 def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | None,
-             boost: list[str], exclude: list[str], context: dict[str, Any], prefix: str
-             ) -> Ranked:
+             boost: list[str], exclude: list[str], context: dict[str, Any], prefix: str,
+             kind: SimilarityKind) -> Ranked:
     known = [item for item in item_ids if item in live.model.item_vocab_]
     if not known:  # added to the catalog after training: compared by content
         known = [item for item in item_ids if live.store.items.get(item) is not None]
@@ -190,7 +195,7 @@ def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | N
             "put it with PUT /items/{item_id} (it is compared by its content at once)"))
     overrides = parse_overrides(filter, boost, exclude, prefix, live=live)
     try:
-        return live.similar_items(known, k, overrides, context)
+        return live.similar_items(known, k, overrides, context, kind)
     except ExpressionError as error:  # an attribute no item has: known once read
         raise expression_error(error, filter, boost, prefix) from None
 
