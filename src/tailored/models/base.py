@@ -334,6 +334,12 @@ class Recommender(ABC):
     def is_fitted(self) -> bool:
         return hasattr(self, "item_vocab_")
 
+    @property
+    def reads_profiles(self) -> bool:
+        """Whether scoring reads a query's ``profiles`` (serving then reads them from the
+        store for each request; a family that does not spares it the read)."""
+        return False
+
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(data)")

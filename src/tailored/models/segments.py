@@ -95,6 +95,10 @@ class Segments(Recommender):
 
     name = "segments"
     example_params: ClassVar[dict[str, Any]] = {"n_segments": 4, "prior": 5.0}
+
+    @property
+    def reads_profiles(self) -> bool:
+        return True  # a user's segment comes from their profile
     Config = SegmentsConfig
     config: SegmentsConfig
 

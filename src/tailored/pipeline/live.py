@@ -211,23 +211,22 @@ class LiveRecommender:
         if events is not None:
             return UserQuery(tuple(user_ids), events, dict(context or {}))
         stored = tuple(self.stored_id(user) for user in user_ids)
-        return UserQuery(stored, self.history(stored), dict(context or {}),
-                         self.profiles(stored))
+        profiles = self.profiles(stored) if self.pipeline.reads_profiles else None
+        return UserQuery(stored, self.history(stored), dict(context or {}), profiles)
 
     def profiles(self, user_ids: Sequence[str]) -> pd.DataFrame | None:
         """The users' profiles as stored now (one column per attribute), none of users
         who withhold consent: segments and rules read them, so a profile written after
         training counts from the next request."""
-        if len(user_ids) <= _PROFILES_ONE_BY_ONE:
-            found = [user for user in map(self.store.users.get, user_ids) if user is not None]
-            users = pd.DataFrame({"user_id": [u.user_id for u in found],
-                                  "attributes": [u.attributes for u in found],
-                                  "consent": [u.consent for u in found]})
-        else:  # a batch: one read of every profile
-            users = self.store.users.frame()
-            users = users[users["user_id"].isin(set(user_ids))]
+        if len(user_ids) <= _PROFILES_ONE_BY_ONE:  # the request path: no pandas parsing
+            found = [user for user in map(self.store.users.get, user_ids)
+                     if user is not None and user.allows(PERSONALIZATION)]
+            return (pd.DataFrame([{"user_id": u.user_id, **u.attributes} for u in found])
+                    if found else None)
+        users = self.store.users.frame()  # a batch: one read of every profile
+        users = users[users["user_id"].isin(set(user_ids))]
         allowed = [consent.get(PERSONALIZATION, True) for consent in users["consent"]]
-        users = users[allowed]
+        users = users[np.array(allowed, dtype=bool)]
         return profile_table(users) if len(users) else None
 
     def catalog(self, version: int | None = None) -> CatalogView:

@@ -252,6 +252,11 @@ class Pipeline:
         scores[seen] = -np.inf
         return scores, seen
 
+    @property
+    def reads_profiles(self) -> bool:
+        """Whether the scorer or the recipe's rules read users' profiles."""
+        return self.scorer.reads_profiles or bool(self.rules.user_attributes)
+
     def reads_history(self, overrides: Overrides = NO_OVERRIDES) -> bool:
         """Whether the rules need the user's events: ``recent(...)`` counts them, and a
         pin must not bring back an item the user has."""

@@ -515,6 +515,11 @@ class FeatureBuilder:
         active = np.maximum((last - first) / _SECONDS_PER_DAY, 1.0)
         return np.stack([counts, days, counts / active], axis=1)
 
+    @property
+    def reads_profiles(self) -> bool:
+        """Whether the features hold profile attributes (read from a query's profiles)."""
+        return bool(self.user_numeric_names_ or self.user_categorical_names_)
+
     def _profile_attributes(self, batch: ScoringBatch, table_rows: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
         n = len(batch)

@@ -60,6 +60,10 @@ class _Composite(Recommender):
     def _resolve(self, users: Users) -> ScoringBatch:
         return self.parts_.resolve(self, users)
 
+    @property
+    def reads_profiles(self) -> bool:
+        return self.is_fitted and self.parts_.read_profiles
+
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return self.parts_[self._all_parts()[0]]._item_similarity(columns)
 

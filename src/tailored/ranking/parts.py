@@ -84,6 +84,11 @@ class Parts:
     def __getitem__(self, part: Part) -> Recommender:
         return self.models[part.key]
 
+    @property
+    def read_profiles(self) -> bool:
+        """Whether any fitted part reads a query's profiles."""
+        return any(model.reads_profiles for model in self.models.values())
+
     def fit(self, data: Dataset) -> Parts:
         reuse = _fitted.get()
         if reuse is None:

@@ -138,6 +138,11 @@ class _CandidateRanker(Recommender):
     features_: FeatureBuilder
     preprocessor_: Preprocessor
 
+    @property
+    def reads_profiles(self) -> bool:
+        return self.is_fitted and (self.generator_.parts.read_profiles
+                                   or self.features_.reads_profiles)
+
     # ---- learning --------------------------------------------------------------------
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
