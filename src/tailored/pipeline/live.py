@@ -329,19 +329,20 @@ class LiveRecommender:
         window = timedelta(days=days)
         types = [t for t in self.model.weights_.event_types()
                  if self.model.weights_.for_type(t) != 0]
-        recent = self.store.events.item_counts(end - window, end, event_types=types)
-        counts = np.zeros(len(self.model.item_ids), dtype=np.float32)
-        columns = self.model.item_vocab_.indices(list(recent))
-        counts[columns[columns >= 0]] = np.array(list(recent.values()),
-                                                 dtype=np.float32)[columns >= 0]
+
+        def counted(since: datetime, until: datetime) -> np.ndarray:
+            """Events per model item in ``[since, until)``."""
+            found = self.store.events.item_counts(since, until, event_types=types)
+            counts = np.zeros(len(self.model.item_ids), dtype=np.float32)
+            columns = self.model.item_vocab_.indices(list(found))
+            known = columns >= 0
+            counts[columns[known]] = np.array(list(found.values()), np.float32)[known]
+            return counts
+
+        counts = counted(end - window, end)
         scores = np.where(counts > 0, counts, -np.inf).astype(np.float32)
         if trending:
-            earlier = self.store.events.item_counts(end - 2 * window, end - window,
-                                                    event_types=types)
-            before = np.zeros_like(counts)
-            columns = self.model.item_vocab_.indices(list(earlier))
-            before[columns[columns >= 0]] = np.array(list(earlier.values()),
-                                                     dtype=np.float32)[columns >= 0]
+            before = counted(end - 2 * window, end - window)
             # The growth first; among equal growth, the busier item (a tiny tie-breaker).
             growth = (counts + 1) / (before + 1) + counts * 1e-6
             scores = np.where(counts > 0, growth, -np.inf).astype(np.float32)

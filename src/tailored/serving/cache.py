@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,15 +110,6 @@ class TopListCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-    def forget(self, user_ids: Sequence[str]) -> int:
-        """Drop every entry of these users (an erasure); return how many."""
-        users = set(user_ids)
-        with self._lock:
-            gone = [key for key in self._entries if key.user_id in users]
-            for key in gone:
-                del self._entries[key]
-        return len(gone)
 
 
 def rank_user(live: LiveRecommender, cache: TopListCache, user_id: str, k: int,

@@ -241,11 +241,10 @@ class ServiceState:
 
     def erase(self, user_ids: Sequence[str], erased_by: str) -> ErasureReport:
         """Erase users everywhere (:func:`~tailored.jobs.erase.erase_users`), then serve
-        from the rewritten artifacts and forget their cached lists."""
+        from the rewritten artifacts, with no cached list left."""
         with self._swap_lock:
             report = erase_users(self.store, self.settings, user_ids, erased_by=erased_by)
-            self._reload_erased()
-            self.cache.forget(user_ids)
+            self._reload_erased()  # drops every cached list, theirs included
             return report
 
     def _reload_erased(self) -> None:
