@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     exploration_share: float = Field(
         0.0, ge=0, le=1, description="Default share of recommendation slots the bandit fills "
         "(`explore=` per request overrides it); 0 is off.")
+    new_arrivals_share: float = Field(
+        0.0, ge=0, le=1, description="Default share of recommendation slots given to items "
+        "added after the serving model was trained, chosen by content (`new_arrivals=` per "
+        "request or placement overrides it); 0 is off.")
+    placements_file: Path | None = Field(
+        None, description="A placements TOML file that `tailored serve` stores at start "
+        "(each placement that changed gets a new version).")
     exploration_alpha: float = Field(
         1.0, ge=0, le=10, description="Width of the bandit's confidence bounds: more "
         "explores harder, 0 only exploits its click estimates.")

@@ -159,6 +159,41 @@ def test_recommend_with_diversity_novelty_cap_and_reasons(workdir: Path) -> None
     assert unknown.exit_code != 0 and "nor the catalog" in unknown.output
 
 
+def test_similar_bought_together_reads_purchases_imported_after_training(
+        workdir: Path) -> None:
+    pd.DataFrame({"user_id": [f"u{u}" for u in range(20) for _ in range(3)],
+                  "item_id": [f"A{(u + j) % 6}" for u in range(20) for j in range(3)],
+                  "event_type": "click",
+                  "timestamp": pd.date_range("2026-01-01", periods=60, freq="h", tz="UTC")},
+                 ).to_csv(workdir / "clicks.csv", index=False)
+    _ok(["init"])
+    _ok(["import", "events", "clicks.csv"])
+    _ok(["train", "--model", "item_knn"])
+    # After training: A0 bought with A2 in two sessions; without a session, with A1 on
+    # the same day and with A3 three days later (another basket).
+    pd.DataFrame({
+        "user_id": ["b1", "b1", "b2", "b2", "b3", "b3", "b3"],
+        "item_id": ["A0", "A2", "A0", "A2", "A0", "A1", "A3"],
+        "event_type": "purchase",
+        "timestamp": ["2026-02-01T10:00:00Z", "2026-02-01T10:05:00Z", "2026-02-02T10:00:00Z",
+                      "2026-02-02T10:01:00Z", "2026-02-03T10:00:00Z", "2026-02-03T18:00:00Z",
+                      "2026-02-06T10:00:00Z"],
+        "session_id": ["s1", "s1", "s2", "s2", None, None, None]},
+    ).to_csv(workdir / "purchases.csv", index=False)
+    _ok(["import", "events", "purchases.csv"])
+
+    output = _ok(["similar", "A0", "--kind", "bought_together"])
+
+    rows = re.findall(r"│\s*\d+\s*│\s*(A\d)\s*│\s*([\d.]+)\s*│", output)
+    assert rows == [("A2", "0.6667"), ("A1", "0.3333")]  # of A0's 3 baskets
+    filtered = _ok(["similar", "A0", "--kind", "bought_together", "--exclude", "A2"])
+    assert re.findall(r"│\s*\d+\s*│\s*(A\d)\s*│", filtered) == ["A1"]
+    nobody = _ok(["similar", "A5", "--kind", "bought_together"])  # bought by no one
+    assert "like A5" in nobody and re.findall(r"│\s*\d+\s*│", nobody) == []
+    wrong = runner.invoke(app, ["similar", "A0", "--kind", "magic"])
+    assert wrong.exit_code != 0 and "bought_together" in wrong.output
+
+
 def test_import_takes_the_event_types_the_settings_name(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (workdir / "events.csv").write_text("user_id,item_id,event_type,timestamp\n"

@@ -1,4 +1,5 @@
-"""MMR, the category cap and the novelty knob, on lists small enough to check by hand."""
+"""MMR, the category cap, the novelty and revenue knobs, on lists small enough to check
+by hand."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tailored.ranking import (
     diversify,
     item_popularity,
 )
-from tailored.ranking.diversity import greedy_rerank
+from tailored.ranking.diversity import expected_revenue, greedy_rerank
 
 GENRES = {"a1": ["Action"], "a2": ["Action"], "a3": ["Action", "War"], "d1": ["Drama"],
           "d2": ["Drama"], "c1": ["Comedy"], "x": []}
@@ -84,6 +85,68 @@ def test_novelty_by_hand() -> None:
         "hit", "niche", "mid"]
 
 
+# Relevance min-max scales to exactly 1, .8, .5, 0; prices make the expected revenue
+# (price x relevance) 10, 40, 15, 0, which scaled by its largest (40) is .25, 1, .375, 0.
+POOL = _recs({"u": [("cheap", 1.0), ("pricey", 0.8), ("mid", 0.5), ("last", 0.0)]})
+PRICES = {"cheap": 10.0, "pricey": 50.0, "mid": 30.0, "last": 100.0}
+
+
+def test_revenue_by_hand() -> None:
+    def order(revenue: float, prices: dict[str, float] = PRICES) -> list[str]:
+        return diversify(POOL, k=4, revenue=revenue, prices=prices)["item_id"].tolist()
+
+    # revenue 1: by expected revenue alone, .25 .. 1 .. .375 .. 0.
+    assert order(1.0) == ["pricey", "mid", "cheap", "last"]
+    # revenue .5: cheap .5*1 + .5*.25 = .625, pricey .4 + .5 = .9, mid .25 + .1875 = .4375.
+    assert order(0.5) == ["pricey", "cheap", "mid", "last"]
+    # revenue .1: cheap .9 + .025 = .925 still beats pricey .72 + .1 = .82.
+    assert order(0.1) == ["cheap", "pricey", "mid", "last"]
+    assert order(0.0) == ["cheap", "pricey", "mid", "last"]
+    # The weakest candidate is worth nothing however expensive: relevance 0 is no click.
+    assert order(1.0, {"last": 1e6, "cheap": 1.0})[-1] == "last"
+    result = diversify(POOL, k=2, revenue=1.0, prices=PRICES)
+    assert result["score"].tolist() == [0.8, 0.5] and result["rank"].tolist() == [1, 2]
+
+
+def test_expected_revenue_by_hand() -> None:
+    relevance = np.array([[1.0, 0.8, 0.5, 0.0]])
+    price = np.array([[10.0, 50.0, 30.0, 100.0]])
+    assert expected_revenue(relevance, price, np.ones((1, 4), bool)).tolist() == [
+        [0.25, 1.0, 0.375, 0.0]]
+    # Slots past a list's end and prices that are not positive numbers bring nothing.
+    valid = np.array([[True, True, True, False]])
+    bad = np.array([[np.nan, -5.0, 30.0, 1e9]])
+    assert expected_revenue(relevance, bad, valid).tolist() == [[0.0, 0.0, 1.0, 0.0]]
+
+
+@pytest.mark.parametrize("prices", [{}, {"other": 5.0}, {"cheap": 0.0, "mid": -1.0},
+                                    dict.fromkeys(PRICES, 25.0)],
+                         ids=["none", "unrelated", "not-positive", "equal"])
+def test_a_pool_without_prices_or_with_equal_prices_keeps_its_order(
+        prices: dict[str, float]) -> None:
+    for revenue in (0.3, 1.0):
+        result = diversify(POOL, k=4, revenue=revenue, prices=prices)
+        assert result["item_id"].tolist() == ["cheap", "pricey", "mid", "last"]
+    # ... also mixed with the other knobs: revenue changes nothing they decide.
+    popularity = {"cheap": 90.0, "pricey": 1.0, "mid": 40.0}
+    genres = {"cheap": ["x"], "pricey": ["x"], "mid": ["y"], "last": ["y"]}
+    alone = diversify(POOL, k=4, novelty=0.4, popularity=popularity, diversity=0.3,
+                      categories=genres)
+    mixed = diversify(POOL, k=4, novelty=0.4, popularity=popularity, diversity=0.3,
+                      categories=genres, revenue=0.8, prices=prices)
+    assert mixed["item_id"].tolist() == alone["item_id"].tolist()
+
+
+def test_revenue_mixes_before_novelty_and_mmr() -> None:
+    # revenue .5 gives cheap .625, pricey .9, mid .4375, last 0; novelty .5 with
+    # popularity scores cheap 0, pricey 1 (the most popular), mid 0, last 0 (unknown):
+    # cheap .8125, pricey .45, mid .71875, last .5.
+    popularity = {"pricey": 99.0, "cheap": 0.0, "mid": 0.0}
+    result = diversify(POOL, k=4, revenue=0.5, prices=PRICES, novelty=0.5,
+                       popularity=popularity)
+    assert result["item_id"].tolist() == ["cheap", "mid", "last", "pricey"]
+
+
 def test_pinned_infinite_scores_stay_first() -> None:
     recs = _recs({"u": [("pin", np.inf), ("a", 2.0), ("b", 1.0), ("gone", -np.inf)]})
     assert diversify(recs, k=4)["item_id"].tolist() == ["pin", "a", "b", "gone"]
@@ -111,6 +174,8 @@ def test_empty_input() -> None:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"diversity": 1.5}, "diversity must be between 0 and 1"),
     ({"novelty": -0.1}, "novelty must be between 0 and 1"),
+    ({"revenue": 1.5, "prices": {}}, "revenue must be between 0 and 1"),
+    ({"revenue": 0.3}, "needs prices="),
     ({"diversity": 0.3}, "needs similarity="),
     ({"novelty": 0.3}, "needs popularity="),
     ({"max_per_category": 2}, "needs categories="),
@@ -207,6 +272,39 @@ def test_zero_diversity_is_the_original_order(case: tuple, k: int) -> None:
     expected = recs.groupby("user_id", sort=False).head(k)
     assert result[["user_id", "item_id"]].values.tolist() == \
         expected[["user_id", "item_id"]].values.tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(candidate_lists(), st.integers(1, 8), st.floats(0, 1), st.floats(0, 1))
+def test_zero_revenue_is_the_order_the_other_knobs_give(case: tuple, k: int,
+                                                        diversity: float,
+                                                        novelty: float) -> None:
+    recs, categories = case
+    popularity = {item: float(len(item)) for item in recs["item_id"]}
+    prices = {item: float(sum(map(ord, item)) % 97) for item in recs["item_id"]}
+    knobs = {"diversity": diversity, "categories": categories, "novelty": novelty,
+             "popularity": popularity}
+    pd.testing.assert_frame_equal(diversify(recs, k=k, revenue=0.0, prices=prices, **knobs),
+                                  diversify(recs, k=k, **knobs))
+
+
+@settings(max_examples=30, deadline=None)
+@given(candidate_lists(), st.integers(1, 8))
+def test_full_revenue_orders_by_price_times_relevance(case: tuple, k: int) -> None:
+    recs, _ = case
+    prices = {item: float(int(item[1:]) % 7) for item in recs["item_id"]}
+    result = diversify(recs, k=k, revenue=1.0, prices=prices)
+    for user, group in result.groupby("user_id", sort=False):
+        pool = recs[recs["user_id"] == user]
+        low, high = pool["score"].min(), pool["score"].max()
+        relevance = ((pool["score"] - low) / (high - low) if high > low
+                     else pool["score"] * 0 + 1.0)
+        money = dict(zip(pool["item_id"], pool["item_id"].map(prices) * relevance,
+                         strict=True))
+        values = [money[item] for item in group["item_id"]]
+        if max(money.values()) > 0:  # best first (else the pool keeps its order)
+            assert values == sorted(values, reverse=True)
+            assert values[0] == max(money.values())
 
 
 @settings(max_examples=30, deadline=None)

@@ -298,3 +298,51 @@ def test_similar_items_by_content_or_co_views_when_asked(client: TestClient,
     cart = client.post("/items/similar", json={"items": ["a1"], "kind": "content", "k": 1})
     assert [i["item_id"] for i in cart.json()["items"]] == ["b1"]
     assert client.get("/items/a0/similar", params={"kind": "magic"}).status_code == 422
+
+
+def test_items_bought_together_come_from_the_purchases_stored_now(client: TestClient,
+                                                                  store: Store) -> None:
+    # a0 is bought with b2 in two sessions and with a3 in one: across the taste groups,
+    # so neither the model nor co-views would put b2 first.
+    purchases = [("shopper1", "s1", "a0"), ("shopper1", "s1", "b2"),
+                 ("shopper2", "s2", "a0"), ("shopper2", "s2", "b2"),
+                 ("shopper2", "s2", "a3"), ("shopper3", "s3", "a4")]
+    store.items.upsert([Item(item_id="a3", attributes={"price": 10}),
+                        Item(item_id="b2", attributes={"price": 100})])
+    assert client.post("/events", json=[
+        {"user_id": user, "item_id": item, "event_type": "purchase", "session_id": session}
+        for user, session, item in purchases]).status_code == 201
+
+    def bought_with(item: str, **params: Any) -> list[dict[str, Any]]:
+        response = client.get(f"/items/{item}/similar",
+                              params={"kind": "bought_together", **params})
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    together = bought_with("a0")
+    assert [i["item_id"] for i in together] == ["b2", "a3"]  # 2 of a0's 2 baskets, 1 of 2
+    assert [i["score"] for i in together] == pytest.approx([1.0, 0.5])
+    assert [i["item_id"] for i in bought_with("a0", filter="price < 50")] == ["a3"]
+    assert bought_with("a5") == []  # bought by no one: nothing, not an error
+    assert bought_with("a4") == []  # bought alone
+    cart = client.post("/items/similar", json={"items": ["a0", "a3"],
+                                               "kind": "bought_together"})
+    assert [i["item_id"] for i in cart.json()["items"]] == ["b2"]  # the cart left out
+
+
+def test_an_item_put_after_training_can_be_asked_what_was_bought_with_it(
+        client: TestClient) -> None:
+    assert client.put("/items/new-gift", json={"title": "gift box"}).status_code == 201
+    assert client.post("/events", json=[
+        {"user_id": "shopper", "item_id": item, "event_type": "purchase"}
+        for item in ("new-gift", "a1")]).status_code == 201  # no session: the same day
+
+    response = client.post("/items/similar", json={"items": ["a5", "new-gift"],
+                                                   "kind": "bought_together"})
+
+    assert response.status_code == 200, response.text
+    assert [i["item_id"] for i in response.json()["items"]] == ["a1"]
+    # The model does not know new-gift: it is never listed.
+    assert client.get("/items/a1/similar", params={"kind": "bought_together"}
+                      ).json()["items"] == []

@@ -74,6 +74,8 @@ def test_a_store_made_before_consent_per_purpose_is_brought_up_to_date(tmp_path:
         with sqlite3.connect(database) as conn:  # retention deletes by time: indexed
             indexes = {row[1] for row in conn.execute("PRAGMA index_list('events')")}
         assert "ix_events_ts_us" in indexes
+        # bought_together reads by item and by session: indexed too
+        assert {"ix_events_item_type_ts", "ix_events_session_id"} <= indexes
         old = store.users.get("old")
         assert old is not None and old.consent == {} and old.allows("personalization")
         store.users.update("old", {"consent": {"analytics": False}})

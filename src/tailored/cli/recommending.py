@@ -90,8 +90,9 @@ def similar(
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", help="An item id to leave out, repeatable.")] = None,
     kind: Annotated[str, typer.Option(
-        help="model (the serving model's measure), content (title, text, categories) or "
-        "co_views (users who touched both).")] = "model",
+        help="model (the serving model's measure), content (title, text, categories), "
+        "co_views (users who touched both) or bought_together (purchases in the same "
+        "session, or by the same user within a day, as stored now).")] = "model",
 ) -> None:
     """Items like the given ones by the active version's model, through its rules and the
     filter, boosts and exclusions given (as GET /items/{id}/similar and POST

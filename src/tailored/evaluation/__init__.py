@@ -30,6 +30,8 @@ from tailored.evaluation.metrics import (
     Precision,
     RankingMetric,
     Recall,
+    Revenue,
+    mean_price,
 )
 from tailored.evaluation.offline import ModelResult, compare, evaluate_model
 from tailored.evaluation.report import write_report
@@ -42,6 +44,7 @@ from tailored.evaluation.statistics import (
 )
 from tailored.evaluation.tuning import (
     EarlyStopping,
+    Objective,
     TuningResult,
     ValidationMetric,
     early_stopping_iterations,
@@ -70,12 +73,14 @@ __all__ = [
     "ListMetric",
     "ModelResult",
     "Novelty",
+    "Objective",
     "PairedTest",
     "PerUserMetric",
     "Personalization",
     "Precision",
     "RankingMetric",
     "Recall",
+    "Revenue",
     "TuningResult",
     "ValidationMetric",
     "beyond_accuracy_metrics",
@@ -86,6 +91,7 @@ __all__ = [
     "exposure_by_group",
     "fairness_report",
     "gini_coefficient",
+    "mean_price",
     "metric_by_group",
     "paired_test",
     "popularity_tiers",

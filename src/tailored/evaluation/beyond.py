@@ -18,7 +18,7 @@ from abc import abstractmethod
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -283,6 +283,16 @@ class IntraListDiversity(ListMetric):
         super().__init__(k)
         self.distance = distance
 
+    @classmethod
+    def for_data(cls, k: int, data: Dataset) -> Self:
+        """By the genre-like categories of ``data.items`` (:class:`JaccardDistance`)."""
+        if data.items is None or "categories" not in data.items.columns:
+            raise InvalidDataError(
+                "diversity@K measures lists by item categories, and the items table has "
+                "none; give items categories (or use IntraListDiversity with a "
+                "CosineDistance of item vectors)")
+        return cls(JaccardDistance.from_items(data.items), k)
+
     def _one(self, top: list[str]) -> float:
         if len(top) < 2:
             return float("nan")
@@ -296,6 +306,11 @@ class _PopularityMetric(ListMetric):
     def __init__(self, popularity: ItemPopularity, k: int = 10) -> None:
         super().__init__(k)
         self.popularity = popularity
+
+    @classmethod
+    def for_data(cls, k: int, data: Dataset) -> Self:
+        """By the popularity of items in ``data``."""
+        return cls(ItemPopularity.from_dataset(data), k)
 
 
 class Novelty(_PopularityMetric):

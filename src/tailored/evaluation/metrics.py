@@ -2,15 +2,23 @@
 
 Per-user values are kept (``values``) so intervals and paired tests can be computed
 (``tailored.evaluation.statistics``). Figures of the lists alone (diversity, novelty,
-popularity, fairness) are in ``tailored.evaluation.beyond``.
+popularity, fairness) are in ``tailored.evaluation.beyond``. A metric that needs more
+than ``k`` (``Revenue``: the catalog's prices) is built from the training data with
+:meth:`PerUserMetric.for_data`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
+
+from tailored.ranking.rerankers import item_prices
+
+if TYPE_CHECKING:
+    from tailored.dataset import Dataset
 
 
 class PerUserMetric(ABC):
@@ -27,6 +35,12 @@ class PerUserMetric(ABC):
     @property
     def name(self) -> str:
         return f"{self.label}@{self.k}"
+
+    @classmethod
+    def for_data(cls, k: int, data: Dataset) -> Self:
+        """The metric at ``k`` for lists recommended from ``data`` (the training data),
+        with what it needs from there (the catalog's prices, its categories...)."""
+        return cls(k)
 
     def value(self) -> float:
         """Mean over users so far, leaving out NaN (users without a value); NaN before any."""
@@ -211,3 +225,55 @@ class Coverage:
 
     def value(self) -> float:
         return len(self.seen) / self.n_items
+
+
+class Revenue(RankingMetric):
+    """Money the list would have made: the summed price of the user's relevant items in
+    the top ``k`` (a hit without a price counts 0), averaged over users.
+
+    Parameters
+    ----------
+    prices : mapping of item id to price
+        :func:`tailored.ranking.rerankers.item_prices` reads them from a catalog;
+        :meth:`for_data` from the training data's items table.
+    k : int, default 10
+
+    Examples
+    --------
+    >>> revenue = Revenue({"a": 20.0, "b": 5.0, "c": 100.0}, k=2)
+    >>> revenue.update(["a", "x", "c"], {"a", "c"})   # c is beyond k
+    20.0
+    >>> revenue.update(["b", "a"], {"a", "b", "z"})
+    25.0
+    >>> revenue.value()
+    22.5
+    """
+
+    label = "revenue"
+
+    def __init__(self, prices: Mapping[str, float], k: int = 10) -> None:
+        super().__init__(k)
+        self.prices = prices
+
+    @classmethod
+    def for_data(cls, k: int, data: Dataset) -> Self:
+        """Prices from ``data.items`` (its ``price`` column or attribute)."""
+        return cls(item_prices(data.items), k)
+
+    def _one(self, top: list[str], relevant: set[str]) -> float:
+        return float(sum(self.prices.get(item, 0.0) for item in dict.fromkeys(top)
+                         if item in relevant))
+
+
+def mean_price(prices: Mapping[str, float]) -> float:
+    """The mean positive price of a catalog (NaN when no item has one): the unit that
+    makes revenue comparable with the other metrics (``revenue / mean_price`` counts
+    hits of average-priced items).
+
+    Examples
+    --------
+    >>> mean_price({"a": 10.0, "b": 30.0, "c": 0.0})
+    20.0
+    """
+    values = np.asarray([v for v in prices.values() if v > 0], dtype=np.float64)
+    return float(values.mean()) if values.size else float("nan")

@@ -47,9 +47,11 @@ def evaluate_model(model: Recommender | Pipeline, split: Split, k: int = 10, *,
     """Fit ``model`` on ``split.train`` (unless ``fit`` is false) and score its top ``k``
     (a bare model runs as a one-stage pipeline).
 
-    Accuracy metrics compare each test user's list with their ground truth; with
-    ``beyond_accuracy``, novelty, popularity, exposure Gini, personalization and
-    intra-list diversity (by ``item_distance``, else by categories) describe the lists.
+    Accuracy metrics compare each test user's list with their ground truth (each is
+    built by :meth:`~tailored.evaluation.PerUserMetric.for_data`, so ``Revenue`` reads
+    the training catalog's prices); with ``beyond_accuracy``, novelty, popularity,
+    exposure Gini, personalization and intra-list diversity (by ``item_distance``, else
+    by categories) describe the lists.
     """
     pipeline = model if isinstance(model, Pipeline) else Pipeline.of(model)
     started = time.perf_counter()
@@ -63,7 +65,7 @@ def evaluate_model(model: Recommender | Pipeline, split: Split, k: int = 10, *,
         recs.groupby("user_id", sort=False)["item_id"].agg(list).items()}
     relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
     done = time.perf_counter()
-    accumulators = [metric(k) for metric in metrics]
+    accumulators = [metric.for_data(k, split.train) for metric in metrics]
     coverage = Coverage(split.train.n_items)
     beyond = (beyond_accuracy_metrics(split.train, k, item_distance=item_distance)
               if beyond_accuracy else [])

@@ -197,7 +197,8 @@ def write_report(directory: str | Path, evaluations: Sequence[Evaluation], *, k:
                            "failed trials have no value.", {"metric": tuning.metric,
                                                             "families": history}))
         tuning_record = {"metric": tuning.metric, "best_name": tuning.best_name,
-                         "best_params": tuning.best_params, "best_score": tuning.best_score}
+                         "best_params": tuning.best_params,
+                         "best_reranker": tuning.best_reranker, "best_score": tuning.best_score}
 
     record = {"k": k, "splits": splits_record, "tuning": tuning_record,
               "figures": [{"kind": p.kind, "file": p.file, "caption": p.caption,

@@ -28,6 +28,14 @@ other tables):
 - ``REQUIREMENTS``: the module a family needs beyond the main dependencies; without
   it the family is left out of the default search.
 
+Beside every family's space, :func:`reranker_space` samples the re-ranker's knobs
+when the objective asks for them (``RERANKER_KNOBS``: an objective that counts
+``revenue@K`` searches the ``revenue`` knob, one that counts ``diversity@K`` MMR's
+``diversity``); the trial then scores the family's model re-ranked by those knobs
+(a :class:`~tailored.pipeline.Pipeline` with one ``diversify`` stage), and its
+starting point adds every knob at 0 (:func:`reranker_starting_point`: the model's
+own order).
+
 Examples
 --------
 >>> import optuna
@@ -42,7 +50,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -211,3 +219,24 @@ ITERATIVE_FAMILIES: dict[str, int] = {"als": 4, "bpr": 25}
 EPOCH_FAMILIES: dict[str, int] = {"sasrec": 1}
 
 REQUIREMENTS: dict[str, str] = {"sasrec": "torch"}
+
+#: The re-ranker knob (:class:`~tailored.ranking.RerankerStage`) that an objective's
+#: metric asks :func:`tune` to search, by the metric's label.
+RERANKER_KNOBS: dict[str, str] = {"revenue": "revenue", "diversity": "diversity"}
+
+
+def reranker_space(trial: optuna.Trial, knobs: Sequence[str]) -> dict[str, float]:
+    """Each of the re-ranker's ``knobs`` in 0-1 (its whole range), as trial parameters
+    ``reranker.<knob>``; no knob, no parameter.
+
+    Examples
+    --------
+    >>> reranker_space(optuna.trial.FixedTrial({"reranker.revenue": 0.25}), ["revenue"])
+    {'revenue': 0.25}
+    """
+    return {knob: trial.suggest_float(f"reranker.{knob}", 0.0, 1.0) for knob in knobs}
+
+
+def reranker_starting_point(knobs: Sequence[str]) -> dict[str, float]:
+    """The trial values of ``knobs`` at 0: the scorer's own order (the stage's defaults)."""
+    return {f"reranker.{knob}": 0.0 for knob in knobs}

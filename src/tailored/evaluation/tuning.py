@@ -19,6 +19,13 @@ held-out test set the tuner never saw::
     split = tailored.dataset.temporal_split(data)
     result = tune(split.train, protocol="temporal")
     evaluate_model(result.best_model, split, fit=False)
+
+What is maximised is an :class:`Objective`: one metric (``"ndcg@10"``) or a weighted
+sum of metrics, spelt ``"ndcg@10 + 0.5*revenue@10"``. When it counts ``revenue@K`` or
+``diversity@K``, every trial also samples the re-ranker's ``revenue`` or
+``diversity`` knob (:func:`~tailored.evaluation.search_spaces.reranker_space`) and
+the winner is a :class:`~tailored.pipeline.Pipeline`: the tuned model with a
+``diversify`` stage at the tuned knobs.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import importlib.util
 import json
 import math
 import numbers
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,18 +48,36 @@ import pandas as pd
 from tailored.dataset import Dataset, Split, split_by_name, temporal_split
 from tailored.errors import InvalidDataError, TailoredError
 from tailored.models import MODELS, Recommender, create
+from tailored.pipeline import Pipeline
 from tailored.ranking import reusing_fitted_parts
+from tailored.ranking.rerankers import item_prices
 
+from .beyond import IntraListDiversity, ListMetric
 from .jsonable import plain
-from .metrics import F1, MAP, MRR, NDCG, HitRate, Precision, RankingMetric, Recall
+from .metrics import (
+    F1,
+    MAP,
+    MRR,
+    NDCG,
+    HitRate,
+    PerUserMetric,
+    Precision,
+    RankingMetric,
+    Recall,
+    Revenue,
+    mean_price,
+)
 from .offline import evaluate_model
 from .search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
     REQUIREMENTS,
+    RERANKER_KNOBS,
     SEARCH_SPACES,
     STACKED_STARTING_POINTS,
     STARTING_POINTS,
+    reranker_space,
+    reranker_starting_point,
 )
 
 Progress = Callable[[str], None]
@@ -59,6 +85,11 @@ Clock = Callable[[], float]  # seconds, e.g. time.perf_counter
 
 RANKING_METRICS: dict[str, type[RankingMetric]] = {
     metric.label: metric for metric in (NDCG, Recall, HitRate, MAP, Precision, F1, MRR)}
+#: Every metric a validation metric or an objective may name, by label: the ranking
+#: metrics, ``revenue`` (summed price of the hits) and ``diversity`` (intra-list, by
+#: item categories).
+VALIDATION_METRICS: dict[str, type[PerUserMetric]] = {
+    **RANKING_METRICS, Revenue.label: Revenue, IntraListDiversity.label: IntraListDiversity}
 
 # Share of the search time by a family's rank after the screen (best first; the rest
 # get the last share). Families search from the least to the most promising, and the
@@ -81,11 +112,14 @@ COMPOSITES = ("weighted", "ranked")  # families made of other families: never a 
 
 # ---- metric and folds ----------------------------------------------------------------
 
+Model = Recommender | Pipeline
+
+
 @dataclass(frozen=True)
 class ValidationMetric:
-    """A ranking metric named like ``ndcg@10``: its accumulator class and list length."""
+    """A metric named like ``ndcg@10``: its accumulator class and list length."""
 
-    metric: type[RankingMetric]
+    metric: type[PerUserMetric]
     k: int
 
     @property
@@ -94,7 +128,7 @@ class ValidationMetric:
 
     @classmethod
     def parse(cls, name: str) -> ValidationMetric:
-        """A ranking metric at a list length: ``ndcg@10``, ``recall@20``, ``map@5``...
+        """A metric at a list length: ``ndcg@10``, ``recall@20``, ``revenue@10``...
 
         Examples
         --------
@@ -103,26 +137,183 @@ class ValidationMetric:
         >>> ValidationMetric.parse("auc")
         Traceback (most recent call last):
         ...
-        ValueError: unknown metric 'auc'; use one of f1@K, hit_rate@K, map@K, mrr@K, ndcg@K, precision@K, recall@K with a list length K of at least 1, e.g. 'ndcg@10'
+        ValueError: unknown metric 'auc'; use one of diversity@K, f1@K, hit_rate@K, map@K, mrr@K, ndcg@K, precision@K, recall@K, revenue@K with a list length K of at least 1, e.g. 'ndcg@10'
         """  # noqa: E501
         label, _, k = name.strip().lower().partition("@")
-        if label in RANKING_METRICS and k.isdigit() and int(k) >= 1:
-            return cls(RANKING_METRICS[label], int(k))
-        choices = ", ".join(f"{label}@K" for label in sorted(RANKING_METRICS))
-        raise ValueError(f"unknown metric {name!r}; use one of {choices} with a list length K "
-                         "of at least 1, e.g. 'ndcg@10'")
+        if label in VALIDATION_METRICS and k.isdigit() and int(k) >= 1:
+            return cls(VALIDATION_METRICS[label], int(k))
+        raise ValueError(f"unknown metric {name!r}; use one of {_metric_choices()} with a list "
+                         "length K of at least 1, e.g. 'ndcg@10'")
 
-    def score(self, model: Recommender, split: Split) -> float:
+    def accumulator(self, train: Dataset) -> PerUserMetric:
+        """An empty accumulator for lists recommended from ``train`` (whose catalog gives
+        revenue its prices and diversity its categories)."""
+        return self.metric.for_data(self.k, train)
+
+    def score(self, model: Model, split: Split) -> float:
         """Fit ``model`` on ``split.train`` and return its metric over the split's test users."""
-        result = evaluate_model(model, split, self.k, metrics=(self.metric,),
-                                beyond_accuracy=False)
-        return result.metrics[self.name]
+        return measure([self], model, split)[self.name]
 
-    def evaluate(self, model: Recommender, split: Split) -> float:
+    def evaluate(self, model: Model, split: Split) -> float:
         """The metric of an already fitted ``model`` over the split's test users."""
-        result = evaluate_model(model, split, self.k, fit=False, metrics=(self.metric,),
-                                beyond_accuracy=False)
-        return result.metrics[self.name]
+        return measure([self], model, split, fit=False)[self.name]
+
+
+def _metric_choices() -> str:
+    return ", ".join(f"{label}@K" for label in sorted(VALIDATION_METRICS))
+
+
+def measure(metrics: Sequence[ValidationMetric], model: Model, split: Split, *,
+            fit: bool = True) -> dict[str, float]:
+    """Each of ``metrics`` over the split's test users, from one run of ``model`` (fitted
+    on ``split.train`` first unless ``fit`` is false) at the longest list they name.
+
+    Examples
+    --------
+    >>> from tailored.dataset import temporal_split
+    >>> from tailored.models import Popular
+    >>> from tailored.testing import checkerboard
+    >>> metrics = [ValidationMetric.parse(name) for name in ("ndcg@5", "revenue@5")]
+    >>> sorted(measure(metrics, Popular(), temporal_split(checkerboard())))
+    ['ndcg@5', 'revenue@5']
+    """
+    accumulators = [metric.accumulator(split.train) for metric in metrics]
+    result = evaluate_model(model, split, max(metric.k for metric in metrics), fit=fit,
+                            metrics=(), beyond_accuracy=False)
+    relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
+    for user in result.users:
+        items = result.recommended.get(user, [])
+        for accumulator in accumulators:
+            if isinstance(accumulator, RankingMetric):
+                accumulator.update(items, relevant.get(user, set()))
+            elif isinstance(accumulator, ListMetric):
+                accumulator.update(items)
+            else:
+                raise TypeError(f"{type(accumulator).__name__} is neither a RankingMetric nor "
+                                "a ListMetric")
+    return {metric.name: accumulator.value()
+            for metric, accumulator in zip(metrics, accumulators, strict=True)}
+
+
+_TERM = re.compile(r"\s*(?:(?P<weight>\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?P<metric>[^\s*+]+)\s*")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What :func:`tune` maximises: a weighted sum of metrics, each at a list length.
+
+    Spelt as text (the same in Python, the CLI and REST): metrics joined by ``+``, each
+    with an optional positive weight before ``*``, e.g. ``"ndcg@10"`` or
+    ``"ndcg@10 + 0.5*revenue@10"`` (no other operator; weights are plain decimals). A
+    metric is any of :data:`VALIDATION_METRICS` at a list length ``K``. Its value is
+    ``sum(weight * metric / unit)``, where the unit is 1 but for revenue, which counts
+    in the catalog's mean price (:func:`~tailored.evaluation.metrics.mean_price`; so
+    ``revenue@10 / unit`` is how many average-priced items each user's top 10 sold) and
+    lands on the scale of the ranking metrics.
+
+    An objective counting ``revenue@K`` or ``diversity@K`` makes :func:`tune` search the
+    re-ranker's knob of the same name (``RERANKER_KNOBS``) with every model.
+
+    Examples
+    --------
+    >>> objective = Objective.parse("NDCG@10 + 0.5 * revenue@10")
+    >>> objective.name, objective.knobs
+    ('ndcg@10 + 0.5*revenue@10', ('revenue',))
+    >>> objective.value({"ndcg@10": 0.2, "revenue@10": 30.0}, unit_price=20.0)
+    0.95
+    >>> Objective.parse("ndcg@10 - revenue@10")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot read 'ndcg@10 - revenue@10' in the objective 'ndcg@10 - revenue@10': write metrics joined by '+', each with an optional positive weight, e.g. 'ndcg@10 + 0.5*revenue@10'; metrics: diversity@K, f1@K, hit_rate@K, map@K, mrr@K, ndcg@K, precision@K, recall@K, revenue@K
+    """  # noqa: E501
+
+    terms: tuple[tuple[float, ValidationMetric], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """The objective spelt by ``text``; a ``ValueError`` names the part it cannot read
+        and the metrics allowed."""
+        if not isinstance(text, str):
+            raise TypeError(f"an objective is text like 'ndcg@10 + 0.5*revenue@10', got "
+                            f"{text!r}")
+        example = ("write metrics joined by '+', each with an optional positive weight, "
+                   "e.g. 'ndcg@10 + 0.5*revenue@10'")
+        terms: list[tuple[float, ValidationMetric]] = []
+        for part in text.split("+"):
+            match = _TERM.fullmatch(part)
+            if match is None:
+                raise ValueError(f"cannot read {part.strip()!r} in the objective {text!r}: "
+                                 f"{example}; metrics: {_metric_choices()}")
+            weight = float(match["weight"]) if match["weight"] is not None else 1.0
+            if not weight > 0:
+                raise ValueError(f"the weight of {match['metric']!r} in the objective {text!r} "
+                                 f"is {match['weight']}; weights must be above 0 (leave a "
+                                 "metric out rather than weigh it 0)")
+            try:
+                metric = ValidationMetric.parse(match["metric"])
+            except ValueError as error:
+                raise ValueError(f"{error} (in the objective {text!r}; {example})") from None
+            if any(metric == seen for _, seen in terms):
+                raise ValueError(f"the objective {text!r} names {metric.name} twice; give each "
+                                 "metric once, with one weight")
+            terms.append((weight, metric))
+        return cls(tuple(terms))
+
+    @property
+    def name(self) -> str:
+        """The canonical spelling (lower case, weights of 1 left out)."""
+        return " + ".join(metric.name if weight == 1 else f"{weight:g}*{metric.name}"
+                          for weight, metric in self.terms)
+
+    @property
+    def metrics(self) -> list[ValidationMetric]:
+        return [metric for _, metric in self.terms]
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """The re-ranker's knobs :func:`tune` searches for this objective (none for
+        relevance alone)."""
+        labels = {metric.metric.label for metric in self.metrics}
+        return tuple(knob for label, knob in RERANKER_KNOBS.items() if label in labels)
+
+    def check(self, data: Dataset) -> None:
+        """Refuse an objective ``data`` cannot measure: revenue without any item price,
+        diversity without item categories."""
+        for metric in self.metrics:
+            metric.accumulator(data)  # diversity@K: refused without categories
+            if metric.metric is Revenue and not math.isfinite(self._unit_price(data)):
+                raise InvalidDataError(
+                    f"the objective {self.name!r} counts {metric.name}, but no item of the "
+                    "catalog has a price (a positive number in a `price` attribute); give "
+                    "items prices or leave revenue out of the objective")
+
+    def value(self, figures: Mapping[str, float], unit_price: float = 1.0) -> float:
+        """The objective from each metric's figure (revenue divided by ``unit_price``)."""
+        return float(sum(weight * figures[metric.name]
+                         / (unit_price if metric.metric is Revenue else 1.0)
+                         for weight, metric in self.terms))
+
+    def score(self, model: Model, split: Split) -> float:
+        """Fit ``model`` on ``split.train``; the objective over the split's test users."""
+        return self._measured(model, split, fit=True)
+
+    def evaluate(self, model: Model, split: Split) -> float:
+        """The objective of an already fitted ``model`` over the split's test users."""
+        return self._measured(model, split, fit=False)
+
+    def _measured(self, model: Model, split: Split, *, fit: bool) -> float:
+        if len(self.terms) == 1:  # one metric: its own figure
+            metric = self.terms[0][1]
+            figures = {metric.name: metric.score(model, split) if fit
+                       else metric.evaluate(model, split)}
+        else:
+            figures = measure(self.metrics, model, split, fit=fit)
+        return self.value(figures, self._unit_price(split.train))
+
+    def _unit_price(self, data: Dataset) -> float:
+        if not any(metric.metric is Revenue for metric in self.metrics):
+            return 1.0
+        return mean_price(item_prices(data.items))
 
 
 def validation_folds(data: Dataset, protocol: str = "temporal") -> tuple[Split, Split]:
@@ -213,15 +404,16 @@ class EarlyStopping:
 
 
 def early_stopping_iterations(
-    model_factory: Callable[[int], Recommender], split: Split, metric: str = "ndcg@10",
+    model_factory: Callable[[int], Model], split: Split, metric: str = "ndcg@10",
     max_iterations: int = 100, patience: int = _PATIENCE, *, first: int | None = None,
     report: Callable[[int, float], None] | None = None,
     deadline: float | None = None, clock: Clock = time.perf_counter) -> EarlyStopping:
     """The iteration count (up to ``max_iterations``) where the validation metric peaks.
 
-    ``model_factory(n)`` builds an unfitted model that trains for ``n`` iterations; it
-    is fitted on ``split.train`` at each of :func:`iteration_checkpoints` (``first``,
-    doubling, then ``max_iterations``) and scored on the split. The checks stop once the
+    ``model_factory(n)`` builds an unfitted model (or pipeline) that trains for ``n``
+    iterations; it is fitted on ``split.train`` at each of :func:`iteration_checkpoints`
+    (``first``, doubling, then ``max_iterations``) and scored on the split by ``metric``
+    (an :class:`Objective`: one metric or a weighted sum). The checks stop once the
     metric has not improved for ``patience`` checkpoints in a row; the earliest
     checkpoint with the best value wins. ``report(iterations, value)`` is called after
     each check (the tuner reports to Optuna there and may raise ``TrialPruned``).
@@ -243,7 +435,7 @@ def early_stopping_iterations(
     if patience < 1:
         raise ValueError(f"patience must be at least 1, got {patience}")
     _check_clock(clock)
-    validation = ValidationMetric.parse(metric)
+    validation = Objective.parse(metric)
     curve: dict[int, float] = {}
     best_iterations, best_score, since_best = 0, -math.inf, 0
     for iterations in iteration_checkpoints(max_iterations, first):
@@ -263,15 +455,17 @@ def early_stopping_iterations(
 
 
 def early_stopping_epochs(
-    model: Recommender, split: Split, metric: str = "ndcg@10",
+    model: Model, split: Split, metric: str = "ndcg@10",
     patience: int = _EPOCH_PATIENCE, *, first: int = 1,
     report: Callable[[int, float], None] | None = None,
     deadline: float | None = None, clock: Clock = time.perf_counter) -> EarlyStopping:
     """Fit ``model`` once on ``split.train``, checking the metric after every epoch.
 
     ``model.fit`` must take an ``after_epoch`` callback (see ``EPOCH_FAMILIES``), and
-    ``model.config.epochs`` is the most epochs it may train. From epoch ``first`` on
-    (and at the last epoch), the fitted-so-far model is scored on the split; training
+    ``model.config.epochs`` is the most epochs it may train; a pipeline's scorer is
+    fitted so, its other stages learnt before the first check. From epoch ``first`` on
+    (and at the last epoch), the fitted-so-far model is scored on the split by
+    ``metric`` (an :class:`Objective`); training
     stops once the metric has not improved for ``patience`` epochs in a row, or at the
     first check past ``deadline`` (a ``clock()`` value, as in
     :func:`early_stopping_iterations`). The earliest epoch with the best value wins;
@@ -294,18 +488,24 @@ def early_stopping_epochs(
     if first < 1:
         raise ValueError(f"first must be at least 1, got {first}")
     _check_clock(clock)
-    validation = ValidationMetric.parse(metric)
-    max_epochs = int(getattr(model.config, "epochs", 0))
+    validation = Objective.parse(metric)
+    scorer = model.scorer if isinstance(model, Pipeline) else model
+    max_epochs = int(getattr(scorer.config, "epochs", 0))
     if max_epochs < 1:
-        raise TypeError(f"{type(model).__name__} has no 'epochs' in its config; early "
+        raise TypeError(f"{type(scorer).__name__} has no 'epochs' in its config; early "
                         "stopping by epoch needs a model whose fit takes after_epoch")
     curve: dict[int, float] = {}
     best = {"epochs": 0, "score": -math.inf, "since": 0}
 
+    def evaluate() -> float:
+        if isinstance(model, Pipeline) and not model.is_fitted:
+            model.fit_stages(split.train)  # the scorer's items are known from its 1st epoch
+        return validation.evaluate(model, split)
+
     def after_epoch(epoch: int) -> bool:
         if epoch < first and epoch < max_epochs:
             return False
-        value = validation.evaluate(model, split)
+        value = evaluate()
         curve[epoch] = value
         if report is not None:
             report(epoch, value)
@@ -316,9 +516,9 @@ def early_stopping_epochs(
         return bool(best["since"] >= patience
                     or (deadline is not None and clock() >= deadline))
 
-    model.fit(split.train, after_epoch=after_epoch)  # type: ignore[call-arg]
+    scorer.fit(split.train, after_epoch=after_epoch)  # type: ignore[call-arg]
     if not curve:  # nothing to train on, so no epoch ran: score what the fit gave
-        curve[max_epochs] = best["score"] = validation.evaluate(model, split)
+        curve[max_epochs] = best["score"] = evaluate()
         best["epochs"] = max_epochs
     return EarlyStopping(int(best["epochs"]), float(best["score"]), curve)
 
@@ -330,17 +530,20 @@ class TuningResult:
     """The tuned model and the record of how it was chosen.
 
     ``best_model`` is fitted on all the data given to :func:`tune` with
-    ``best_params``; ``best_score`` is the mean of its validation metric on the two
-    folds. ``trials`` has one row per Optuna trial (``family``, ``number``, the sampled
-    model ``params``, ``iterations`` where early stopping picked a count, the first
-    fold's ``value`` (NaN unless complete), ``state``, ``duration`` (seconds the
-    trial's objective took, by the ``clock`` given to :func:`tune`) and any ``error``);
-    ``second_fold`` one row per re-checked candidate with its ``first_fold``,
-    ``second_fold`` and ``mean`` scores. ``elapsed`` is the whole call's time by that
-    clock.
+    ``best_params``; when the objective searched re-ranker knobs, it is a
+    :class:`~tailored.pipeline.Pipeline` of that model and one ``diversify`` stage at
+    ``best_reranker`` (e.g. ``{"revenue": 0.4}``; empty otherwise). ``best_score`` is
+    the mean of its objective (``metric``, canonically spelt) on the two folds.
+    ``trials`` has one row per Optuna trial (``family``, ``number``, the sampled model
+    ``params``, the sampled ``reranker`` knobs, ``iterations`` where early stopping
+    picked a count, the first fold's ``value`` (NaN unless complete), ``state``,
+    ``duration`` (seconds the trial's objective took, by the ``clock`` given to
+    :func:`tune`) and any ``error``); ``second_fold`` one row per re-checked candidate
+    with its ``first_fold``, ``second_fold`` and ``mean`` scores. ``elapsed`` is the
+    whole call's time by that clock.
     """
 
-    best_model: Recommender
+    best_model: Recommender | Pipeline
     best_name: str
     best_params: dict[str, Any]
     best_score: float
@@ -353,12 +556,14 @@ class TuningResult:
     n_trials: int | None
     seed: int
     elapsed: float
+    best_reranker: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, indent: int | None = 2) -> str:
         """Everything but the model, as JSON (missing values as ``null``)."""
         record = {
             "best_name": self.best_name, "best_params": self.best_params,
-            "best_score": self.best_score, "metric": self.metric, "protocol": self.protocol,
+            "best_reranker": self.best_reranker, "best_score": self.best_score,
+            "metric": self.metric, "protocol": self.protocol,
             "seed": self.seed, "budget_seconds": self.budget_seconds,
             "n_trials": self.n_trials, "elapsed": self.elapsed,
             "validation": self.validation,
@@ -399,18 +604,31 @@ def _stopped_parameter(family: str) -> str | None:
     return None
 
 
-def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int,
+def _candidate(family: str, params: dict[str, Any], reranker: Mapping[str, float]
+               ) -> Model:
+    """The family's model with ``params``, re-ranked by ``reranker``'s knobs when the
+    objective searches any (then always a pipeline, even with every knob at 0)."""
+    model = create(family, **params)
+    if not reranker:
+        return model
+    return Pipeline(model, name=family, rerankers=[dict(reranker)])
+
+
+def _objective(family: str, fold: Split, validation: Objective, seed: int,
                deadline: Callable[[], float | None], clock: Clock,
                fixed: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
-    """Score a sampled configuration (plus the ``fixed`` params) on ``fold``; iterative
-    families stop early, and no later than ``deadline()`` (the end of the phase under
-    way, a ``clock()`` value). The trial's ``duration`` user attribute is its time by
-    ``clock``, whether it completes, is pruned or fails."""
+    """Score a sampled configuration (plus the ``fixed`` params, and the re-ranker's
+    knobs the objective asks for) on ``fold``; iterative families stop early, and no
+    later than ``deadline()`` (the end of the phase under way, a ``clock()`` value). The
+    trial's ``duration`` user attribute is its time by ``clock``, whether it completes,
+    is pruned or fails."""
     space = SEARCH_SPACES[family]
 
     def scored(trial: optuna.Trial) -> float:
         params = _with_seed(family, {**space(trial), **(fixed or {})}, seed)
+        reranker = reranker_space(trial, validation.knobs)
         trial.set_user_attr("params", params)
+        trial.set_user_attr("reranker", reranker)
 
         def report(iterations: int, value: float) -> None:
             trial.report(value, iterations)
@@ -421,16 +639,16 @@ def _objective(family: str, fold: Split, validation: ValidationMetric, seed: int
         try:
             if family in EPOCH_FAMILIES:
                 stop = early_stopping_epochs(
-                    create(family, **params), fold, validation.name,
+                    _candidate(family, params, reranker), fold, validation.name,
                     first=EPOCH_FAMILIES[family], report=report, deadline=deadline(),
                     clock=clock)
             elif family in ITERATIVE_FAMILIES:
                 stop = early_stopping_iterations(
-                    lambda n: create(family, **{**params, "iterations": n}), fold,
+                    lambda n: _candidate(family, {**params, "iterations": n}, reranker), fold,
                     validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
                     report=report, deadline=deadline(), clock=clock)
             else:
-                return validation.score(create(family, **params), fold)
+                return validation.score(_candidate(family, params, reranker), fold)
             trial.set_user_attr("iterations", stop.iterations)
             return stop.score
         except optuna.TrialPruned:
@@ -490,6 +708,7 @@ def _trial_rows(family: str, study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({
             "family": family, "number": trial.number,
             "params": trial.user_attrs.get("params", {}),
+            "reranker": trial.user_attrs.get("reranker", {}),
             "iterations": trial.user_attrs.get("iterations"),
             "value": trial.value if complete and trial.value is not None else math.nan,
             "state": trial.state.name,
@@ -513,11 +732,12 @@ def _candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[d
         stopped = _stopped_parameter(row.family)
         if stopped is not None and row.iterations is not None and not pd.isna(row.iterations):
             params[stopped] = int(row.iterations)
-        key = (row.family, json.dumps(params, sort_keys=True, default=str))
+        reranker = dict(getattr(row, "reranker", None) or {})
+        key = (row.family, json.dumps([params, reranker], sort_keys=True, default=str))
         if key not in seen:
             seen.add(key)
             ranked.append({"family": row.family, "number": row.number, "params": params,
-                           "first_fold": row.value})
+                           "reranker": reranker, "first_fold": row.value})
     leaders: dict[str, dict[str, Any]] = {}
     for candidate in ranked:
         leaders.setdefault(candidate["family"], candidate)
@@ -589,6 +809,13 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
          progress: Progress | None = None, clock: Clock = time.perf_counter) -> TuningResult:
     """Search hyperparameters of several model families and return the best model.
 
+    ``metric`` is what is maximised: one metric (``"ndcg@10"``) or a weighted sum of
+    metrics at list lengths (``"ndcg@10 + 0.5*revenue@10"``, see :class:`Objective`;
+    revenue counts in units of the catalog's mean price). When it counts
+    ``revenue@K`` or ``diversity@K``, each trial also samples the re-ranker's knob of
+    that name (0-1, first at 0) and is scored re-ranked by it, and the winner is a
+    :class:`~tailored.pipeline.Pipeline` (see :class:`TuningResult`).
+
     ``data`` is the training data only: both validation folds are carved from it
     (:func:`validation_folds` with ``protocol``), so any test split held out before
     calling ``tune`` is never seen. Each family in ``models`` (default:
@@ -644,10 +871,15 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     >>> result.best_name, result.best_model.is_fitted, len(result.trials)
     ('item_knn', True, 6)
     >>> list(result.second_fold.columns)
-    ['family', 'number', 'params', 'first_fold', 'second_fold', 'mean']
+    ['family', 'number', 'params', 'reranker', 'first_fold', 'second_fold', 'mean']
+    >>> mixed = tune(checkerboard(), models=["item_knn"], n_trials=3,
+    ...              metric="ndcg@10 + 0.5*revenue@10")
+    >>> mixed.metric, sorted(mixed.best_reranker), type(mixed.best_model).__name__
+    ('ndcg@10 + 0.5*revenue@10', ['revenue'], 'Pipeline')
     """
     started = _read_clock(clock)
-    validation = ValidationMetric.parse(metric)
+    validation = Objective.parse(metric)
+    validation.check(data)
     families = _families(models)
     if n_trials is not None and n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
@@ -675,7 +907,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
             start = (STACKED_STARTING_POINTS.get(protocol, STARTING_POINTS[family])
                      if family not in singles else STARTING_POINTS.get(family))
             if start is not None:
-                studies[family].enqueue_trial(start)
+                studies[family].enqueue_trial(
+                    {**start, **reranker_starting_point(validation.knobs)})
         objectives = {family: _objective(family, first, validation, seed,
                                          lambda: phase_end[0], clock)
                       for family in singles}
@@ -732,8 +965,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 stack(until=phase_end[0])
         phase_end[0] = None
     rows = [row for family in families for row in _trial_rows(family, studies[family])]
-    trials = pd.DataFrame(rows, columns=["family", "number", "params", "iterations", "value",
-                                         "state", "duration", "error"])
+    trials = pd.DataFrame(rows, columns=["family", "number", "params", "reranker",
+                                         "iterations", "value", "state", "duration", "error"])
     trials["iterations"] = trials["iterations"].astype("Int64")
 
     candidates = _candidates(trials, families, recheck)
@@ -748,18 +981,20 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         progress(f"re-checking the best {len(candidates)} on the second fold")
     for candidate in candidates:
         candidate["second_fold"] = validation.score(
-            create(candidate["family"], **candidate["params"]), second)
+            _candidate(candidate["family"], candidate["params"], candidate["reranker"]),
+            second)
         candidate["mean"] = (candidate["first_fold"] + candidate["second_fold"]) / 2
     best = max(candidates, key=lambda c: c["mean"])  # the first (best first fold) on ties
 
     if progress is not None:
         progress(f"fitting {best['family']} on all {len(data)} events")
-    best_model = create(best["family"], **best["params"]).fit(data)
+    best_model = _candidate(best["family"], best["params"], best["reranker"]).fit(data)
     return TuningResult(
         best_model=best_model, best_name=best["family"], best_params=dict(best["params"]),
+        best_reranker=dict(best["reranker"]),
         best_score=float(best["mean"]), metric=validation.name, protocol=protocol,
         trials=trials, second_fold=pd.DataFrame(candidates, columns=[
-            "family", "number", "params", "first_fold", "second_fold", "mean"]),
+            "family", "number", "params", "reranker", "first_fold", "second_fold", "mean"]),
         validation={name: _describe(fold) for name, fold in (("first", first),
                                                               ("second", second))},
         budget_seconds=None if n_trials is not None else budget_seconds, n_trials=n_trials,

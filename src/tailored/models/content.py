@@ -11,7 +11,6 @@ their query brings, and an item needs no events of others to be understood.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from collections.abc import Mapping, Sequence
@@ -375,13 +374,64 @@ def _item_table(data: Dataset) -> pd.DataFrame:
     return data.items
 
 
+class ContentVectors:
+    """Items as vectors of their content, without a trained model: TF-IDF over title and
+    text plus the categories, each half the weight, fitted on ``items`` (``item_id``,
+    ``title``, ``text``, ``categories``). Other items (:meth:`similarity`) are described
+    with the same vocabulary: terms and categories none of ``items`` has add nothing,
+    which is exact for comparing them to ``items``.
+
+    Examples
+    --------
+    >>> items = pd.DataFrame({"item_id": ["b", "c"],
+    ...                       "title": ["blue wool scarf", "garden hose"],
+    ...                       "categories": [["winter"], ["garden"]]})
+    >>> liked = pd.DataFrame({"item_id": ["a"], "title": ["red wool scarf"],
+    ...                       "categories": [["winter"]]})
+    >>> scores = ContentVectors(items).similarity(liked)
+    >>> bool(scores[0, 0] > scores[0, 1] == 0)
+    True
+    """
+
+    def __init__(self, items: pd.DataFrame) -> None:
+        table = items.drop_duplicates("item_id", keep="last")
+        self.item_ids = table["item_id"].astype(str).to_numpy()
+        self._text: TfidfVectorizer | None = TfidfVectorizer(sublinear_tf=True,
+                                                             dtype=np.float32)
+        try:
+            self._text.fit(_texts(table))
+        except ValueError:  # no text at all
+            self._text = None
+        self._categories: MultiLabelBinarizer | None = None
+        if "categories" in table.columns:
+            self._categories = MultiLabelBinarizer(sparse_output=True).fit(
+                [_labels(value) for value in table["categories"]])
+        self.vectors = self._vectors(table)
+
+    def _vectors(self, rows: pd.DataFrame) -> sp.csr_matrix:
+        blocks = []
+        if self._text is not None:
+            blocks.append(_l2_rows(self._text.transform(_texts(rows))))
+        if self._categories is not None:
+            labels = (rows["categories"].tolist() if "categories" in rows.columns
+                      else [[]] * len(rows))
+            known = set(self._categories.classes_)
+            blocks.append(_l2_rows(self._categories.transform(
+                [[label for label in _labels(value) if label in known] for value in labels])))
+        if not blocks:
+            return sp.csr_matrix((len(rows), 0), dtype=np.float32)
+        return _l2_rows(sp.hstack(blocks, format="csr"))
+
+    def similarity(self, rows: pd.DataFrame) -> np.ndarray:
+        """Cosine of each of ``rows`` (items, with the same columns) to each fitted item."""
+        return np.asarray((self._vectors(rows) @ self.vectors.T).toarray(), dtype=np.float32)
+
+
 def catalog_similarity(items: pd.DataFrame, asked: Sequence[str],
                        among: Sequence[str]) -> np.ndarray:
-    """Content similarity, without a trained model, of each ``asked`` item (rows) to each
-    of ``among`` (columns): cosine of TF-IDF over title and text plus the categories, each
-    half the weight, fitted on ``items`` (``item_id``, ``title``, ``text``,
-    ``categories``). What an item added after training is compared by; an item missing
-    from ``items`` gets a zero row or column.
+    """Content similarity (:class:`ContentVectors` fitted on ``items``) of each ``asked``
+    item (rows) to each of ``among`` (columns). What an item added after training is
+    compared by; an item missing from ``items`` gets a zero row or column.
 
     Examples
     --------
@@ -392,23 +442,12 @@ def catalog_similarity(items: pd.DataFrame, asked: Sequence[str],
     >>> bool(scores[0, 0] > scores[0, 1] == 0)
     True
     """
-    table = items.drop_duplicates("item_id", keep="last").set_index("item_id")
-    vectorizer = TfidfVectorizer(sublinear_tf=True, dtype=np.float32)
-    blocks = []
-    with contextlib.suppress(ValueError):  # no text at all
-        blocks.append(_l2_rows(vectorizer.fit_transform(_texts(table))))
-    if "categories" in table.columns:
-        binarizer = MultiLabelBinarizer(sparse_output=True)
-        blocks.append(_l2_rows(binarizer.fit_transform(
-            [_labels(value) for value in table["categories"]])))
-    if not blocks:
-        return np.zeros((len(asked), len(among)), dtype=np.float32)
-    vectors = _l2_rows(sp.hstack(blocks, format="csr"))
-    index = pd.Index(table.index.astype(str))
+    content = ContentVectors(items)
+    index = pd.Index(content.item_ids)
 
     def rows(ids: Sequence[str]) -> sp.csr_matrix:
         found = index.get_indexer(pd.Index([str(i) for i in ids]))
-        picked = vectors[np.maximum(found, 0)]
+        picked = content.vectors[np.maximum(found, 0)]
         return sp.csr_matrix(sp.diags((found >= 0).astype(np.float32)) @ picked)
 
     return np.asarray((rows(asked) @ rows(among).T).toarray(), dtype=np.float32)

@@ -22,7 +22,7 @@ import pandas as pd
 from tailored.dataset import UserQuery, interest_mask, profile_table
 from tailored.errors import ModelNotFoundError
 from tailored.models import Recommender
-from tailored.models.content import catalog_similarity
+from tailored.models.content import ContentVectors, catalog_similarity
 from tailored.ranking import ItemTable, RuleSet, UserFacts
 from tailored.ranking.catalog import aligned_attributes, catalog_attributes
 from tailored.schema import PERSONALIZATION
@@ -33,7 +33,7 @@ from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList, catalo
 #: Up to this many users a query reads their profiles one by one, beyond it all at once.
 _PROFILES_ONE_BY_ONE = 100
 #: The measures similar items can be ranked by (:meth:`LiveRecommender.similar_items`).
-SimilarityKind = Literal["model", "content", "co_views"]
+SimilarityKind = Literal["model", "content", "co_views", "bought_together"]
 #: The history of a list for no one (similar items).
 _NO_EVENTS = pd.DataFrame({"user_id": pd.Series(dtype=object),
                            "item_id": pd.Series(dtype=object)})
@@ -42,6 +42,8 @@ _NO_EVENTS = pd.DataFrame({"user_id": pd.Series(dtype=object),
 PATCH_LIMIT = 2_000
 #: At most this many new items (the newest) are offered to exploration per request.
 MAX_NEW_ITEMS = 500
+#: A user's newest this many history items are what new arrivals are compared to.
+RECENT_ITEMS = 20
 
 
 class CatalogView(ItemTable):
@@ -55,11 +57,13 @@ class CatalogView(ItemTable):
 
     def __init__(self, store: Store, item_ids: np.ndarray, version: int,
                  unavailable: np.ndarray, table: pd.DataFrame | None = None,
-                 new: pd.DataFrame | None = None) -> None:
+                 new: pd.DataFrame | None = None,
+                 arrivals: ContentVectors | None = None) -> None:
         super().__init__(item_ids, table, unavailable)
         self.store = store
         self.version = version
         self._new = new
+        self._arrivals = arrivals
 
     @classmethod
     def load(cls, store: Store, item_ids: np.ndarray) -> CatalogView:
@@ -84,8 +88,9 @@ class CatalogView(ItemTable):
             return CatalogView.load(self.store, self.item_ids)
         columns = pd.Index(self.item_ids).get_indexer(changed)
         known = columns >= 0
-        new = None if self._new is None else self._patched_new(
-            np.asarray(changed, dtype=object)[~known].tolist())
+        unknown = np.asarray(changed, dtype=object)[~known].tolist()
+        new = None if self._new is None else self._patched_new(unknown)
+        arrivals = None if unknown else self._arrivals  # the new items are the same
         unavailable = self.unavailable.copy()
         table = None if self._table is None else self._table.copy()
         for item_id, column in zip(np.asarray(changed, dtype=object)[known], columns[known],
@@ -103,7 +108,7 @@ class CatalogView(ItemTable):
                     value: Any = row.get(name, [] if name == "categories" else None)
                     table.at[column, name] = value
         return CatalogView(self.store, self.item_ids, max(latest, version), unavailable, table,
-                           new)
+                           new, arrivals)
 
     def new_items(self) -> pd.DataFrame:
         """Available catalog items the scorer does not know (it was trained before they
@@ -116,6 +121,19 @@ class CatalogView(ItemTable):
                         pd.Index(self.item_ids)).to_numpy()
                     self._new = _newest_first(frame[fresh])
         return self._new
+
+    def arrivals(self) -> ContentVectors | None:
+        """The content of the newest :data:`MAX_NEW_ITEMS` of :meth:`new_items`, what
+        users' histories are compared to (None without new items): fitted once per
+        catalog view, and kept by views whose changes touch no new item."""
+        if self._arrivals is None:
+            new = self.new_items()
+            if new.empty:
+                return None
+            with self._lock:
+                if self._arrivals is None:
+                    self._arrivals = ContentVectors(new.head(MAX_NEW_ITEMS))
+        return self._arrivals
 
     def _patched_new(self, changed: list[str]) -> pd.DataFrame:
         """:meth:`new_items` after the unknown items ``changed`` were written."""
@@ -284,6 +302,39 @@ class LiveRecommender:
         explained = self.pipeline.explain(query, shown, titles)
         return [str(reason) for reason in explained["reason"]]
 
+    def new_arrivals(self, query: UserQuery, n: int, overrides: Overrides = NO_OVERRIDES,
+                     catalog: CatalogView | None = None) -> Ranked:
+        """The ``n`` new items (available, unknown to the scorer: added after training)
+        most like the user's recent history by content (title, text and categories; the
+        mean cosine to the newest :data:`RECENT_ITEMS` items the user touched), through
+        the pipeline's rules and the request's selection; newest first for a user without
+        history. Scores are those similarities; columns are -1 (no scorer column)."""
+        catalog = catalog if catalog is not None else self.catalog()
+        arrivals = catalog.arrivals()
+        if arrivals is None or n <= 0:
+            return _EMPTY
+        if query.events is None:
+            query = self.query(query.user_ids, query.context)
+        assert query.events is not None
+        history = query.events["item_id"].astype(str)
+        facts = self.pipeline.facts_.facts(query, catalog)[0]
+        candidates = catalog.new_candidates(self.pipeline.rules + overrides.rules, facts,
+                                            query.context, overrides.exclude,
+                                            seen=set(history))
+        if not candidates:
+            return _EMPTY
+        scores = np.zeros(len(candidates), dtype=np.float32)
+        recent = list(dict.fromkeys(reversed(history.tolist())))[:RECENT_ITEMS]
+        liked = [item.model_dump() for item in map(self.store.items.get, recent)
+                 if item is not None]
+        if liked:
+            similarity = arrivals.similarity(pd.DataFrame(liked)).mean(axis=0)
+            column = pd.Index(arrivals.item_ids).get_indexer(pd.Index(candidates))
+            scores = np.where(column >= 0, similarity[np.maximum(column, 0)], 0.0)
+        order = np.argsort(-scores, kind="stable")[:n]  # ties: the newest first
+        return Ranked([candidates[i] for i in order], [float(scores[i]) for i in order],
+                      np.full(len(order), -1, dtype=np.int64))
+
     def recommend(self, user_ids: Sequence[str], k: int = 10,
                   overrides: Overrides = NO_OVERRIDES, *, explain: bool = False,
                   context: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -366,7 +417,13 @@ class LiveRecommender:
         not know add nothing, unless it knows none of them: then they are compared by
         content); ``content``, title, text and categories in the catalog now (items added
         after training too); ``co_views``, how often the same users touched both in the
-        training histories."""
+        training histories; ``bought_together``, the share of the baskets holding the
+        item asked (purchases of one session, or of one user within a day when without a
+        session) that hold the other too, from the events as stored now, so a purchase
+        acknowledged a moment ago counts and items added after training can be asked
+        about (:meth:`~tailored.store.EventLog.bought_together`). The answer is always
+        among the items the serving model knows: the pipeline ranks its columns, so an
+        item first bought after training is listed once a model trained since serves."""
         asked = [item_ids] if isinstance(item_ids, str) else list(item_ids)
         among = self.model.item_ids.tolist()
         by_model = False  # whether the serving model's own measure ranks them
@@ -377,6 +434,14 @@ class LiveRecommender:
                 similarity = catalog_similarity(self.store.items.frame(), asked, among)
         elif kind == "co_views":
             similarity = self.model.co_view_similarity(asked, among)
+        elif kind == "bought_together":  # one store call per item: a cart is their mean
+            similarity = np.zeros((len(asked), len(among)), dtype=np.float32)
+            for row, item in enumerate(asked):
+                shares = self.store.events.bought_together([item])
+                columns = self.model.item_vocab_.indices(list(shares))
+                listed = columns >= 0
+                similarity[row, columns[listed]] = np.fromiter(
+                    shares.values(), np.float32, len(shares))[listed]
         else:
             similarity = catalog_similarity(self.store.items.frame(), asked, among)
         # A row with no similar item at all is an item the measure does not know.
@@ -392,4 +457,37 @@ class LiveRecommender:
         assert ranked is not None  # a complete list is always exact
         return ranked
 
-__all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender", "SimilarityKind"]
+def with_new_arrivals(ranked: Ranked, arrivals: Ranked, k: int, share: float
+                      ) -> tuple[Ranked, list[bool]]:
+    """``k`` slots of ``ranked`` with a ``share`` of them (at least one, when ``share``
+    > 0 and there are any) given to ``arrivals``, spread evenly down the list in their
+    order; and which slots they took. The ranked items keep their order.
+
+    Examples
+    --------
+    >>> base = Ranked(["a", "b", "c", "d"], [4.0, 3.0, 2.0, 1.0], np.arange(4))
+    >>> new = Ranked(["n1", "n2"], [0.5, 0.4], np.full(2, -1))
+    >>> shown, placed = with_new_arrivals(base, new, k=4, share=0.25)
+    >>> shown.item_ids, placed
+    (['a', 'b', 'n1', 'c'], [False, False, True, False])
+    """
+    slots = min(len(arrivals.item_ids), max(1, round(k * share))) if share > 0 else 0
+    slots = min(slots, k)
+    if slots == 0:
+        return ranked.head(k), [False] * min(k, len(ranked.item_ids))
+    size = min(k, len(ranked.item_ids) + slots)
+    at = {int((n + 1) * size / (slots + 1)) for n in range(slots)}  # distinct: size > n
+    base, new = iter(range(len(ranked.item_ids))), iter(range(slots))
+    picks = [("new", next(new)) if position in at else ("base", next(base))
+             for position in range(size)]
+    take = {"base": ranked, "new": arrivals}
+    return (Ranked([take[s].item_ids[i] for s, i in picks],
+                   [take[s].scores[i] for s, i in picks],
+                   np.array([take[s].columns[i] for s, i in picks], dtype=np.int64)),
+            [source == "new" for source, _ in picks])
+
+
+_EMPTY = Ranked([], [], np.zeros(0, dtype=np.int64))
+
+__all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender", "SimilarityKind",
+           "with_new_arrivals"]

@@ -14,9 +14,10 @@ Every list tailored gives (``Pipeline.run`` in Python, ``tailored recommend``,
   pipeline runs against (an :class:`~tailored.ranking.ItemTable`: the training items
   offline, the live store's catalog in the service).
 - the request's ``exclude`` ids and the catalog's unavailable items never appear.
-- **re-rankers** (:mod:`tailored.ranking.rerankers`) reorder the best ``pool`` items:
-  MMR diversity, a cap per category, novelty; the request's ``diversity``, ``novelty``
-  and ``max_per_category`` override the recipe's.
+- **re-rankers** (:mod:`tailored.ranking.rerankers`) reorder the best ``pool`` items
+  by a weighted mix of relevance, expected revenue (the catalog's ``price``), novelty
+  and MMR diversity, with a cap per category; the request's ``diversity``,
+  ``novelty``, ``revenue`` and ``max_per_category`` override the recipe's.
 - **explanations**: a reason per item, from the scorer.
 
 A request's parameters are :class:`Overrides` of these stages; a bare model is a
@@ -77,8 +78,9 @@ class Overrides:
     """What one request changes in the stages (REST parameters, CLI flags).
 
     ``rules``: the request's filter and boosts (:meth:`RuleSet.from_request`);
-    ``exclude``: item ids to leave out; ``diversity``, ``novelty``, ``max_per_category``:
-    the re-ranker's knobs (None keeps the recipe's); ``pool``: candidates re-ranked.
+    ``exclude``: item ids to leave out; ``diversity``, ``novelty``, ``revenue`` (each
+    0-1) and ``max_per_category``: the re-ranker's knobs (None keeps the recipe's; see
+    :class:`~tailored.ranking.RerankerStage`); ``pool``: candidates re-ranked.
 
     Examples
     --------
@@ -86,7 +88,7 @@ class Overrides:
     ...                             diversity=0.3)
     >>> [rule.name for rule in overrides.rules], overrides.stages([])
     (['filter', 'boost 1'], [RerankerStage(kind='diversify', diversity=0.3, \
-similarity='categories', max_per_category=None, novelty=0.0)])
+similarity='categories', max_per_category=None, novelty=0.0, revenue=0.0)])
     """
 
     rules: RuleSet = field(default_factory=RuleSet)
@@ -95,6 +97,7 @@ similarity='categories', max_per_category=None, novelty=0.0)])
     novelty: float | None = None
     max_per_category: int | None = None
     pool: int | None = None
+    revenue: float | None = None
 
     @classmethod
     def parse(cls, filter: str | None = None, boosts: Sequence[str] = (),
@@ -108,7 +111,7 @@ similarity='categories', max_per_category=None, novelty=0.0)])
     def stages(self, recipe: Sequence[RerankerStage]) -> list[RerankerStage]:
         """The recipe's re-rankers with this request's knobs: they replace the first
         stage's, or make a stage when the recipe has none."""
-        knobs = {name: value for name in ("diversity", "novelty", "max_per_category")
+        knobs = {name: value for name in ("diversity", "novelty", "revenue", "max_per_category")
                  if (value := getattr(self, name)) is not None}
         if not knobs:
             return list(recipe)
@@ -230,6 +233,12 @@ class Pipeline:
     def fit(self, data: Dataset) -> Self:
         """Fit the scorer, then learn the catalog and the user facts the rules read."""
         self.scorer.fit(data)
+        return self.fit_stages(data)
+
+    def fit_stages(self, data: Dataset) -> Self:
+        """Learn the catalog and the user facts the rules read, around a scorer fitted on
+        ``data`` already (or being fitted on it: tuning checks one between epochs)."""
+        self.scorer._check_fitted()
         self.items_ = ItemTable.from_items(data.items, self.scorer.item_ids)
         self.facts_ = UserFactsTable(self.rules).fit(data, self.items_)
         return self

@@ -31,10 +31,20 @@ stages, candidates -> ranker, instead of ``[model]``::
 
     [[rerankers]]               # tailored.ranking.rerankers, in order
     kind = "diversify"
-    diversity = 0.2
+    revenue = 0.3               # 0-1: weight of expected revenue (price x relevance)
+    novelty = 0.1               # 0-1: weight of unpopular items
+    diversity = 0.2             # 0-1: MMR, weight of items unlike those above
     max_per_category = 4
 
     pool = 100                  # candidates the re-rankers choose from (top level)
+
+A ``diversify`` stage is one weighted mix: each of the best ``pool`` candidates is
+worth ``(1 - revenue) * relevance + revenue * expected_revenue`` (relevance: the
+scorer's score min-max scaled within the user's pool; expected revenue: the item's
+``price`` attribute times relevance, scaled by the pool's largest), then novelty
+mixes in unpopularity and MMR trades that value against similarity to the items
+already picked (:class:`~tailored.ranking.RerankerStage`). Every knob at 0 keeps the
+scorer's order; a request's knobs replace the first stage's.
 
 ``[model]`` may also be a hybrid (``weighted``, ``switching``, ``cascade``) with its
 parts as tables. The ranker stages compile to the ``ranked`` (or ``stacked``) scorer.

@@ -1,8 +1,16 @@
-"""Diversity and discovery: re-rank a candidate list so it is not all one kind of item.
+"""Diversity, discovery and revenue: re-rank a candidate list by a weighted mix of aims.
 
-Three knobs, applied together by :func:`diversify` to a recommendations frame
+Four knobs, applied together by :func:`diversify` to a recommendations frame
 (``user_id``, ``item_id``, ``score``, ``rank``; more candidates per user than ``k``)
 and returning ``k`` items per user:
+
+- ``revenue``: weighs expected revenue against relevance. Relevance becomes
+  ``(1 - revenue) * relevance + revenue * expected_revenue``, where relevance (below)
+  stands for the chance of a click and ``expected_revenue`` is ``price * relevance``
+  divided by its largest value among the user's candidates (so it is in [0, 1] too).
+  An item without a price (or with a price that is not a positive number) brings no
+  revenue; when no candidate of a list has any expected revenue, it ranks like
+  relevance, as it does when every price is equal, so such a list keeps its order.
 
 - ``diversity`` (MMR, Carbonell & Goldstein 1998): items are picked one at a time by
   ``(1 - diversity) * relevance - diversity * max similarity to the items already
@@ -11,13 +19,17 @@ and returning ``k`` items per user:
 - ``max_per_category``: no category appears on more than this many items of a list
   (items without categories are never held back). The cap is strict: when the
   candidates run out, the list is shorter than ``k``; ask for more candidates.
-- ``novelty``: penalises popular items. Relevance becomes
+- ``novelty``: penalises popular items. Relevance (after ``revenue``) becomes
   ``(1 - novelty) * relevance + novelty * (1 - popularity)``, where popularity is
   ``log(1 + users) / log(1 + users of the most popular item)`` (0 for an unknown item).
 
-Relevance is the candidate's ``score`` min-max scaled to [0, 1] within the user's
-list (``+inf``, as a pinned item may have, counts as 1; ``-inf``/NaN as 0), ties kept
-in ``rank`` order. Similarity is in [0, 1] and comes from one of:
+MMR then picks by that mix, so one call weighs relevance, revenue, novelty and
+diversity together. Relevance is the candidate's ``score`` min-max scaled to [0, 1]
+within the user's list (``+inf``, as a pinned item may have, counts as 1;
+``-inf``/NaN as 0), ties kept in ``rank`` order: the best candidate counts as 1 and
+the weakest as 0 whatever the scorer's scale, so scores of different scorers weigh
+alike against price, popularity and similarity. Similarity is in [0, 1] and comes
+from one of:
 
 - :class:`ModelSimilarity`: the model's own item similarity
   (:meth:`Recommender.item_similarity`: cosine of item factors for ALS/BPR/item2vec,
@@ -28,7 +40,8 @@ in ``rank`` order. Similarity is in [0, 1] and comes from one of:
   catalog), the same measure the evaluation's intra-list diversity uses.
 
 The service calls ``diversify(recommendations, k, diversity=..., similarity=...,
-categories=..., max_per_category=..., novelty=..., popularity=...)`` with candidates
+categories=..., max_per_category=..., novelty=..., popularity=..., revenue=...,
+prices=...)`` with candidates
 from ``model.recommend(query, k=candidates)``; one list of 200 candidates takes well
 under a millisecond of numpy (``benchmarks/tradeoffs.py`` measures it).
 """
@@ -217,8 +230,9 @@ def diversify(recommendations: pd.DataFrame, k: int = 10, *, diversity: float = 
               similarity: ItemSimilarity | None = None,
               categories: Mapping[str, Collection[str]] | None = None,
               max_per_category: int | None = None, novelty: float = 0.0,
-              popularity: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Re-rank each user's candidates for diversity and novelty; ``k`` per user.
+              popularity: Mapping[str, float] | None = None, revenue: float = 0.0,
+              prices: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Re-rank each user's candidates for diversity, novelty and revenue; ``k`` per user.
 
     Parameters
     ----------
@@ -239,6 +253,12 @@ def diversify(recommendations: pd.DataFrame, k: int = 10, *, diversity: float = 
         Weight of unpopularity against relevance. Needs ``popularity``.
     popularity : mapping item id -> users who touched it, optional
         :func:`item_popularity` gives it from a model.
+    revenue : float in [0, 1]
+        Weight of expected revenue (price times relevance, scaled by the list's
+        largest) against relevance. Needs ``prices``.
+    prices : mapping item id -> price, optional
+        Items absent, or priced at 0 or less, bring no revenue
+        (:func:`tailored.ranking.rerankers.item_prices` reads them from a catalog).
 
     Returns
     -------
@@ -259,9 +279,13 @@ def diversify(recommendations: pd.DataFrame, k: int = 10, *, diversity: float = 
     >>> diversify(recs, k=2, novelty=1.0, popularity={"a1": 90, "a2": 50, "a3": 5})[
     ...     "item_id"].tolist()     # b1 is unknown to the popularity table: novel
     ['b1', 'a3']
+    >>> prices = {"a1": 10.0, "a2": 10.0, "a3": 80.0, "b1": 100.0}
+    >>> diversify(recs, k=3, revenue=0.5, prices=prices)["item_id"].tolist()
+    ['a3', 'a1', 'a2']
     """
     _check_weight("diversity", diversity)
     _check_weight("novelty", novelty)
+    _check_weight("revenue", revenue)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if max_per_category is not None and max_per_category < 1:
@@ -278,6 +302,9 @@ def diversify(recommendations: pd.DataFrame, k: int = 10, *, diversity: float = 
         similarity = CategorySimilarity(categories)
     if novelty > 0 and popularity is None:
         raise ValueError("novelty > 0 needs popularity= (item_popularity(model))")
+    if revenue > 0 and prices is None:
+        raise ValueError("revenue > 0 needs prices= (item id -> price, e.g. item_prices("
+                         "catalog) from tailored.ranking.rerankers)")
     if max_per_category is not None and categories is None:
         raise ValueError("max_per_category needs categories= (item id -> categories)")
     if recommendations.empty:
@@ -300,6 +327,12 @@ def diversify(recommendations: pd.DataFrame, k: int = 10, *, diversity: float = 
     relevance = np.zeros((len(users), width))
     relevance[user_codes, slot] = frame["score"].to_numpy(dtype=np.float64)
     relevance = _scaled(relevance, valid)
+    if revenue > 0:
+        assert prices is not None
+        price = np.zeros((len(users), width))
+        price[user_codes, slot] = [float(prices.get(item, 0.0)) for item in item_ids]
+        relevance = (1 - revenue) * relevance + revenue * expected_revenue(
+            relevance, price, valid)
     if novelty > 0:
         assert popularity is not None
         relevance = (1 - novelty) * relevance + novelty * (1 - _popularity_scores(
@@ -374,6 +407,29 @@ def greedy_rerank(relevance: np.ndarray, valid: np.ndarray, k: int, *, diversity
     return chosen
 
 
+def expected_revenue(relevance: np.ndarray, price: np.ndarray,
+                     valid: np.ndarray) -> np.ndarray:
+    """``price * relevance`` per list, divided by the list's largest (so in [0, 1]).
+
+    ``relevance`` (lists x candidates, in [0, 1]) stands for the chance of a click;
+    prices that are not positive numbers bring nothing. A list where no candidate has
+    any expected revenue gets its relevance back (what equal prices would give), so
+    a catalog without prices leaves the order alone.
+
+    Examples
+    --------
+    >>> relevance = np.array([[1.0, 0.8, 0.5, 0.0], [1.0, 0.5, 0.0, 0.0]])
+    >>> price = np.array([[10.0, 50.0, 30.0, 100.0], [0.0, 0.0, 0.0, 0.0]])
+    >>> expected_revenue(relevance, price, np.ones((2, 4), bool)).tolist()
+    [[0.25, 1.0, 0.375, 0.0], [1.0, 0.5, 0.0, 0.0]]
+    """
+    price = np.where(np.isfinite(price) & (price > 0), price, 0.0)
+    money = np.where(valid, price * relevance, 0.0)
+    top = money.max(axis=1, keepdims=True, initial=0.0)
+    scaled = np.divide(money, top, out=np.zeros_like(money), where=top > 0)
+    return np.where(top > 0, scaled, np.where(valid, relevance, 0.0))
+
+
 def _check_weight(name: str, value: float) -> None:
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -427,4 +483,5 @@ def _labels(value: object) -> list[str]:
 
 
 __all__ = ["CategorySimilarity", "ItemSimilarity", "ModelSimilarity", "categories_of",
-           "category_flags", "diversify", "greedy_rerank", "item_popularity", "similarity_for"]
+           "category_flags", "diversify", "expected_revenue", "greedy_rerank",
+           "item_popularity", "similarity_for"]

@@ -35,6 +35,7 @@ import pandas as pd
 from tailored.dataset import UserQuery
 from tailored.monitoring.online import attribute
 from tailored.pipeline import LiveRecommender, Overrides, Ranked
+from tailored.pipeline.live import with_new_arrivals
 from tailored.ranking import LinUCB, explore
 from tailored.ranking.exploration import features
 from tailored.settings import Settings
@@ -51,25 +52,61 @@ logger = logging.getLogger("tailored.serving")
 @dataclass(frozen=True)
 class Shown:
     """What an answer shows: the list, each slot's propensity and, with exploration, which
-    slots the bandit placed and the base model's rank of each item (0: a new item)."""
+    slots the bandit placed and the base model's rank of each item (0: a new item); with
+    new arrivals, which slots they took."""
 
     ranked: Ranked
     propensities: list[float]
     share: float = 0.0
     explored: list[bool] | None = None
     base_ranks: list[int] | None = None
+    new_arrivals: list[bool] | None = None
 
     @classmethod
     def ranking(cls, ranked: Ranked) -> Shown:
         """A deterministic ranking: every propensity is 1."""
         return cls(ranked, [1.0] * len(ranked.item_ids))
 
+    def with_new_arrivals(self, arrivals: Ranked, k: int, share: float) -> Shown:
+        """``k`` slots of this answer with a ``share`` given to ``arrivals`` (those not
+        shown already), placed deterministically (propensity 1, base rank 0: new)."""
+        shown = set(self.ranked.item_ids)
+        keep = [n for n, item in enumerate(arrivals.item_ids) if item not in shown]
+        arrivals = Ranked([arrivals.item_ids[n] for n in keep],
+                          [arrivals.scores[n] for n in keep], arrivals.columns[keep])
+        ranked, placed = with_new_arrivals(self.ranked, arrivals, k, share)
+        slot = iter(range(len(self.ranked.item_ids)))
+        origin = [None if new else next(slot) for new in placed]
+
+        def merged(values: list[Any], new: Any) -> list[Any]:
+            return [new if n is None else values[n] for n in origin]
+        return Shown(ranked, merged(self.propensities, 1.0), self.share,
+                     None if self.explored is None else merged(self.explored, False),
+                     None if self.base_ranks is None else merged(self.base_ranks, 0), placed)
+
+    def with_fallback(self, filled: Ranked) -> Shown:
+        """This answer with ``filled`` (a fallback's items) after its own."""
+        ranked = Ranked([*self.ranked.item_ids, *filled.item_ids],
+                        [*self.ranked.scores, *filled.scores],
+                        np.concatenate([self.ranked.columns, filled.columns]))
+        more = len(filled.item_ids)
+
+        def extended(values: list[Any] | None, new: Any) -> list[Any] | None:
+            return None if values is None else [*values, *[new] * more]
+        return Shown(ranked, [*self.propensities, *[1.0] * more], self.share,
+                     extended(self.explored, False), extended(self.base_ranks, 0),
+                     extended(self.new_arrivals, False))
+
     def served_context(self) -> dict[str, Any]:
-        """What the served log's context keeps about the exploration (nothing without)."""
-        if self.explored is None:
-            return {}
-        return {"exploration": {"share": self.share, "explored": self.explored,
-                                "base_rank": self.base_ranks}}
+        """What the served log's context keeps about exploration and new arrivals
+        (nothing without either)."""
+        context: dict[str, Any] = {}
+        if self.explored is not None:
+            context["exploration"] = {"share": self.share, "explored": self.explored,
+                                      "base_rank": self.base_ranks}
+        if self.new_arrivals is not None:
+            context["new_arrivals"] = self.new_arrivals
+        return context
 
 
 def explore_slots(live: LiveRecommender, bandit: LinUCB, query: UserQuery, ranked: Ranked,
@@ -113,10 +150,16 @@ class _Tracked:
     clicks: int = 0
 
 
-class Bandits:
-    """One LinUCB per model version, learnt from the served log and its feedback.
+#: A bandit's key: the model version (-1: none) and the placement (None: no placement).
+BanditKey = tuple[int, str | None]
 
-    ``bandit(version)`` is what a request uses (a version is learnt from once asked for;
+
+class Bandits:
+    """One LinUCB per model version and placement, learnt from the served log and its
+    feedback (a placement's answers teach only its own bandit: what is clicked on a
+    homepage says little about a product page).
+
+    ``bandit(version, placement)`` is what a request uses (one is learnt once asked for;
     with a default ``exploration_share`` > 0 the active version always is). ``poll()``
     learns what is new; :meth:`start` runs it every ``poll_seconds`` in a thread, which
     the first ``bandit()`` starts unless ``background`` is False (then call ``poll()``).
@@ -133,7 +176,7 @@ class Bandits:
         self.track_active = track_active
         self.background = background
         self._now = now
-        self._tracked: dict[int, _Tracked] = {}
+        self._tracked: dict[BanditKey, _Tracked] = {}
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._wake = threading.Event()
@@ -151,10 +194,11 @@ class Bandits:
 
     # ---- what requests use ------------------------------------------------------------
 
-    def bandit(self, version: int | None) -> LinUCB:
-        """The bandit of ``version``; the first ask starts learning it (in the background,
-        from the version's first answer on), so it may know little at first."""
-        key = -1 if version is None else version
+    def bandit(self, version: int | None, placement: str | None = None) -> LinUCB:
+        """The bandit of ``version`` on ``placement``; the first ask starts learning it (in
+        the background, from the version's first answer on), so it may know little at
+        first."""
+        key = (-1 if version is None else version, placement)
         found = self._tracked.get(key)
         if found is not None:
             return found.bandit
@@ -168,9 +212,13 @@ class Bandits:
         return found.bandit
 
     def stats(self) -> dict[int, dict[str, int]]:
-        """Impressions and clicks learnt per version (what ``/health``-like views show)."""
-        return {version: {"impressions": t.impressions, "clicks": t.clicks}
-                for version, t in self._tracked.items()}
+        """Impressions and clicks learnt per version, over its placements."""
+        found: dict[int, dict[str, int]] = {}
+        for (version, _), t in list(self._tracked.items()):
+            counts = found.setdefault(version, {"impressions": 0, "clicks": 0})
+            counts["impressions"] += t.impressions
+            counts["clicks"] += t.clicks
+        return found
 
     # ---- learning ---------------------------------------------------------------------
 
@@ -182,14 +230,14 @@ class Bandits:
         try:
             if self.track_active:
                 active = self.store.models.active()
-                if active is not None and active.version not in self._tracked:
+                if active is not None and (active.version, None) not in self._tracked:
                     self.bandit(active.version)
             with self._lock:
-                tracked = {v: t for v, t in self._tracked.items() if v >= 0}
+                tracked = {key: t for key, t in self._tracked.items() if key[0] >= 0}
             if not tracked:
                 return 0
             until = self._now() - timedelta(seconds=self.feedback_seconds)
-            starts = {version: self._start(version, t) for version, t in tracked.items()}
+            starts = {key: self._start(key[0], t) for key, t in tracked.items()}
             since = min(starts.values())
             if since >= until:
                 return 0
@@ -208,19 +256,19 @@ class Bandits:
         return (registered.created_at if registered is not None
                 else datetime(1970, 1, 1, tzinfo=UTC))
 
-    def _learn(self, served: pd.DataFrame, tracked: Mapping[int, _Tracked],
-               starts: Mapping[int, datetime], until: datetime) -> int:
+    def _learn(self, served: pd.DataFrame, tracked: Mapping[BanditKey, _Tracked],
+               starts: Mapping[BanditKey, datetime], until: datetime) -> int:
         if served.empty:
             return 0
-        versions = served["model_version"].astype("Int64")
-        keep = served["user_id"].notna().to_numpy() & (served["served_at"] < until).to_numpy()
-        keep &= versions.isin(list(tracked)).fillna(False).to_numpy(bool)
-        served = served[keep]
-        if served.empty:
-            return 0
-        begin = served["model_version"].map(
-            {v: pd.Timestamp(s) for v, s in starts.items()})
-        served = served[(served["served_at"] >= begin).to_numpy()]
+        keys = [(-1 if pd.isna(version) else int(version),
+                 None if pd.isna(placement) else str(placement))
+                for version, placement in zip(served["model_version"], served["placement"],
+                                              strict=True)]
+        begin = [starts.get(key) for key in keys]
+        keep = [start is not None and user is not None and start <= at < until
+                for start, user, at in zip(begin, served["user_id"], served["served_at"],
+                                           strict=True)]
+        served = served[np.array(keep, dtype=bool)]
         if served.empty:
             return 0
         events = self.store.events.frame(user_ids=served["user_id"].unique().tolist())
@@ -228,9 +276,10 @@ class Bandits:
         if impressions.empty:
             return 0
         examples = _examples(served, impressions)
-        for version in examples["version"].unique().tolist():
-            group = examples[examples["version"] == version]
-            target = tracked[int(version)]
+        keys = examples["bandit"].tolist()
+        for key in dict.fromkeys(keys):
+            group = examples[np.array([k == key for k in keys], dtype=bool)]
+            target = tracked[key]
             x = features(group["base_rank"].to_numpy(), group["position"].to_numpy())
             for item, row, reward in zip(group["item_id"], x, group["clicked"], strict=True):
                 target.bandit.learn_one(item, row, float(reward))
@@ -271,29 +320,30 @@ class Bandits:
 
 
 def _examples(served: pd.DataFrame, impressions: pd.DataFrame) -> pd.DataFrame:
-    """One row per impression: ``version``, ``item_id``, ``base_rank``, ``position``,
-    ``clicked``. The base rank is the one the served context recorded (exploration), else
-    the slot (a deterministic ranking shows the base order)."""
-    answers: dict[str, tuple[int, Sequence[str], Sequence[int] | None]] = {}
-    for rid, version, items, context in zip(served["recommendation_id"],
-                                            served["model_version"], served["item_ids"],
-                                            served["context"], strict=True):
+    """One row per impression: ``bandit`` (its :data:`BanditKey`), ``item_id``,
+    ``base_rank``, ``position``, ``clicked``. The base rank is the one the served context recorded
+    (exploration), else the slot (a deterministic ranking shows the base order)."""
+    answers: dict[str, tuple[int, str | None, Sequence[str], Sequence[int] | None]] = {}
+    for rid, version, placement, items, context in zip(
+            served["recommendation_id"], served["model_version"], served["placement"],
+            served["item_ids"], served["context"], strict=True):
         recorded = (context or {}).get("exploration") if isinstance(context, dict) else None
         ranks = recorded.get("base_rank") if isinstance(recorded, dict) else None
-        answers[rid] = (int(version), list(items),
+        answers[rid] = (int(version), None if pd.isna(placement) else str(placement),
+                        list(items),
                         ranks if isinstance(ranks, list) and len(ranks) == len(items) else None)
     rows = []
     for rid, item, position, clicked in zip(impressions["recommendation_id"],
                                             impressions["item_id"], impressions["position"],
                                             impressions["clicked"], strict=True):
-        version, items, ranks = answers[rid]
+        version, placement, items, ranks = answers[rid]
         if item not in items:  # an impression of something the answer did not show
             continue
         slot = items.index(item)
         at = int(position) if pd.notna(position) and position >= 1 else slot + 1
         base_rank = int(ranks[slot]) if ranks is not None else slot + 1
-        rows.append((version, str(item), max(base_rank, 0), at, bool(clicked)))
-    return pd.DataFrame(rows, columns=["version", "item_id", "base_rank", "position",
+        rows.append(((version, placement), str(item), max(base_rank, 0), at, bool(clicked)))
+    return pd.DataFrame(rows, columns=["bandit", "item_id", "base_rank", "position",
                                        "clicked"])
 
 

@@ -113,6 +113,10 @@ class ServiceMetrics:
         self.events_ingested = Counter(
             "tailored_events_ingested", "Events posted, by outcome (stored or duplicate).",
             ["outcome"], registry=self.registry)
+        self.recommendations = Counter(
+            "tailored_recommendations", "Answers served, by placement (empty: none) and the "
+            "name of the version that served them.", ["placement", "model"],
+            registry=self.registry)
         self.registry.register(CACHE_LOOKUPS)
         self.registry.register(_ServingModel(serving))
         self.registry.register(_DataRights(deletions))
@@ -120,6 +124,10 @@ class ServiceMetrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.request_seconds.labels(method, route).observe(seconds)
         self.requests.labels(method, route, str(status)).inc()
+
+    def served(self, placement: str | None, model: str) -> None:
+        """Count one answer (placements are few: at most ``MAX_PLACEMENTS`` exist)."""
+        self.recommendations.labels(placement or "", model).inc()
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""

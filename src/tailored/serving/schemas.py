@@ -21,6 +21,11 @@ from pydantic import (
 )
 
 from tailored.pipeline.live import SimilarityKind
+from tailored.pipeline.placement import (
+    MAX_BOOSTS,
+    MAX_EXPRESSION_LENGTH,
+    PLACEMENT_NAME,
+)
 from tailored.schema import (
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
@@ -82,6 +87,16 @@ class RecommendedItem(ScoredItem):
     explored: bool | None = Field(
         None, description="True where the exploration bandit placed the item instead of "
                           "the model (only when exploring, `explore` > 0).")
+    new_arrival: bool | None = Field(
+        None, description="True where a new arrival took the slot (only with "
+                          "`new_arrivals` > 0).")
+
+
+class PlacementRef(_Response):
+    """The placement an answer was made for, and the version of its configuration."""
+
+    name: str
+    version: int
 
 
 class ExperimentRef(_Response):
@@ -107,6 +122,8 @@ class Recommendations(_Response):
                     "impression, click and purchase events it leads to, for attribution.")
     user_id: str | None = Field(description="The user; null for an anonymous session.")
     model: ModelRef
+    placement: PlacementRef | None = Field(
+        None, description="The placement asked for, when one was.")
     experiment: ExperimentRef | None = Field(
         None, description="The A/B test variant this user is in, when one is running.")
     items: list[RecommendedItem] = Field(
@@ -116,8 +133,6 @@ class Recommendations(_Response):
 
 #: Requests may describe the moment with a few scalar values (device, location, hour).
 MAX_CONTEXT_KEYS = 50
-MAX_EXPRESSION_LENGTH = 2_000
-MAX_BOOSTS = 20
 ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=64,
                                               pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ContextValue = Annotated[
@@ -170,7 +185,14 @@ class SessionRequest(_Selection):
                                          "recipe's.")
     explain: bool = Field(False, description="Add a `reason` to each item.")
     explore: float | None = Field(None, ge=0, le=1, description="Share of slots a bandit "
-                                  "fills to learn; default: the `exploration_share` setting.")
+                                  "fills to learn; default: the placement's, else the "
+                                  "`exploration_share` setting.")
+    new_arrivals: float | None = Field(
+        None, ge=0, le=1, description="Share of slots given to new arrivals; default: the "
+                                      "placement's, else the `new_arrivals_share` setting.")
+    placement: str | None = Field(None, pattern=PLACEMENT_NAME.pattern,
+                                  description="Where the list is shown (`GET /placements`); "
+                                              "`k` defaults to the placement's.")
 
 
 class SimilarRequest(_Selection):
@@ -184,7 +206,9 @@ class SimilarRequest(_Selection):
                             description="The items (a cart): each weighs the same.")
     kind: SimilarityKind = Field(
         "model", description="How similarity is measured: `model`, the serving model's own; "
-        "`content`, title, text and categories; `co_views`, users who touched both.")
+        "`content`, title, text and categories; `co_views`, users who touched both; "
+        "`bought_together`, purchases in the same session (or by the same user within a "
+        "day), as stored now.")
 
 
 class PopularItems(_Response):

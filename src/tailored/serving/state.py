@@ -19,9 +19,9 @@ from pathlib import Path
 from tailored.errors import ModelNotFoundError
 from tailored.jobs.erase import ErasureReport, erase_users
 from tailored.monitoring.experiments import Assignment, assign
-from tailored.pipeline import LiveRecommender, Pipeline
+from tailored.pipeline import LiveRecommender, Pipeline, Placement, stored_placement
 from tailored.settings import Settings
-from tailored.store import Experiment, ModelVersion, Store
+from tailored.store import Experiment, ModelVersion, PlacementVersion, Store
 
 from .cache import TopListCache
 from .exploration import Bandits
@@ -80,8 +80,10 @@ class ServiceState:
         self.cache = TopListCache(settings.cache_entries)
         self.served_log = ServedLogWriter(
             store, flush_seconds=settings.served_log_flush_seconds).start()
-        # The running experiment, re-read like the registry (A/B tests).
-        self._experiment: Experiment | None = None
+        # The running experiments (one per placement) and the placements, re-read like
+        # the registry.
+        self._experiments: dict[str | None, Experiment] = {}
+        self._placements: dict[str, tuple[PlacementVersion, Placement]] = {}
         self._experiment_checked_at = -float("inf")
         # Exploration bandits per version, learnt from the store in a background thread
         # (started now when exploring by default, else on the first `explore` request).
@@ -285,25 +287,42 @@ class ServiceState:
             logger.info("serving model %s version %s (was %s)", live.version.name,
                         live.version.version, previous)
 
-    # ---- experiments (A/B tests) ------------------------------------------------------
+    # ---- placements and experiments (A/B tests) ---------------------------------------
 
-    def running_experiment(self) -> Experiment | None:
-        """The experiment running now, re-read at most every ``registry_poll_seconds``.
+    def _refresh(self) -> None:
+        """Re-read the running experiments and the placements, at most every
+        ``registry_poll_seconds``.
 
-        Its variants' versions are loaded when it is first seen, so no request waits for
-        a load later; an experiment naming a version that cannot be loaded is not served
-        (logged), and every user gets the serving model instead.
+        An experiment's variants' versions are loaded when it is first seen, so no
+        request waits for a load later; an experiment naming a version that cannot be
+        loaded is not served (logged), and its users get the serving model instead.
         """
         now = self._clock()
-        if now - self._experiment_checked_at >= self.registry_poll_seconds:
-            self._experiment_checked_at = now  # first: concurrent requests do not all read
-            running = self.store.experiments.running()
-            current = self._experiment
-            if running is not None and (current is None
-                                        or current.experiment_id != running.experiment_id):
-                running = self._prepare_experiment(running)
-            self._experiment = running
-        return self._experiment
+        if now - self._experiment_checked_at < self.registry_poll_seconds:
+            return
+        self._experiment_checked_at = now  # first: concurrent requests do not all read
+        experiments: dict[str | None, Experiment] = {}
+        for running in self.store.experiments.list("running"):
+            current = self._experiments.get(running.placement)
+            if current is None or current.experiment_id != running.experiment_id:
+                prepared = self._prepare_experiment(running)
+                if prepared is None:
+                    continue
+            experiments[running.placement] = running
+        self._experiments = experiments
+        self._placements = {version.name: (version, stored_placement(version))
+                            for version in self.store.placements.list()}
+
+    def running_experiment(self, placement: str | None = None) -> Experiment | None:
+        """The experiment running now on ``placement`` (None: lists without one)."""
+        self._refresh()
+        return self._experiments.get(placement)
+
+    def placement(self, name: str) -> tuple[PlacementVersion, Placement] | None:
+        """The placement ``name`` as stored (within ``registry_poll_seconds``), None when
+        there is none."""
+        self._refresh()
+        return self._placements.get(name)
 
     def _prepare_experiment(self, experiment: Experiment) -> Experiment | None:
         versions = {v.version for v in experiment.variants}
@@ -320,13 +339,13 @@ class ServiceState:
                     ", ".join(f"{v.name}=v{v.version}" for v in experiment.variants))
         return experiment
 
-    def assign(self, user_id: str) -> Assignment | None:
-        """The running experiment's variant for ``user_id`` (a hash: the same in every
-        worker and after restarts), or None when no experiment runs."""
-        experiment = self.running_experiment()
+    def assign(self, user_id: str, placement: str | None = None) -> Assignment | None:
+        """The variant for ``user_id`` of the experiment running on ``placement`` (a hash:
+        the same in every worker and after restarts), or None when none runs there."""
+        experiment = self.running_experiment(placement)
         return None if experiment is None else assign(experiment, user_id)
 
     def forget_experiment(self) -> None:
-        """Re-read the running experiment on the next request (it was started or stopped
-        here)."""
+        """Re-read the running experiments and the placements on the next request (one
+        was changed here)."""
         self._experiment_checked_at = -float("inf")

@@ -21,6 +21,7 @@ from tailored.store.base import (
     ExperimentRegistry,
     ModelRegistry,
     ModelVersion,
+    PlacementRegistry,
     PrivacyRecords,
     ServedLog,
     Store,
@@ -29,6 +30,7 @@ from tailored.store.base import (
 )
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, Variant
+from tailored.store.placements import PlacementVersion
 from tailored.store.privacy import ConsentChange, Erasure, keyed_hash
 from tailored.store.pseudonymous import (
     Pseudonym,
@@ -97,6 +99,8 @@ __all__ = [
     "Freshness",
     "ModelRegistry",
     "ModelVersion",
+    "PlacementRegistry",
+    "PlacementVersion",
     "PrivacyRecords",
     "Pseudonym",
     "PseudonymousStore",

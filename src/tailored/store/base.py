@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, ExperimentStatus
 from tailored.store.keys import ApiKey
+from tailored.store.placements import PlacementVersion
 from tailored.store.privacy import ConsentChange, Erasure
 from tailored.store.served import Served
 
@@ -22,6 +24,9 @@ EVENT_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "times
 ITEM_COLUMNS = ("item_id", "title", "text", "categories", "attributes", "available",
                 "created_at")
 USER_COLUMNS = ("user_id", "attributes", "consent")
+#: :meth:`EventLog.bought_together` reads at most this many purchases of the items asked
+#: (the newest): a bound on its cost however often they sold.
+BASKET_LIMIT = 1_000
 
 
 class EventLog(Protocol):
@@ -56,6 +61,23 @@ class EventLog(Protocol):
                     event_types: Sequence[str] | None = None) -> dict[str, int]:
         """Events per item timestamped in ``[since, until)`` (of ``event_types`` only,
         when given): what popular and trending lists count."""
+        ...
+
+    def bought_together(self, item_ids: Sequence[str], *,
+                        event_types: Sequence[str] = ("purchase",),
+                        window: timedelta = timedelta(days=1),
+                        limit: int = BASKET_LIMIT) -> dict[str, float]:
+        """For each other item bought with one of ``item_ids``, the share of the baskets
+        holding one of ``item_ids`` that hold it too (in ``(0, 1]``), from the events as
+        stored now: what "bought together" lists rank by.
+
+        A basket is the purchases (events of ``event_types``) of one session (the same
+        ``session_id``); a purchase without a session id makes a basket of the purchases
+        without one of the same user at most ``window`` before or after it. Only the
+        newest ``limit`` purchases of ``item_ids`` are read, so the cost stays bounded
+        for an item sold a million times. ``item_ids`` are never in the answer; an item
+        no one bought gives ``{}``.
+        """
         ...
 
 
@@ -254,13 +276,31 @@ class AlertLog(Protocol):
     def count(self) -> int: ...
 
 
+class PlacementRegistry(Protocol):
+    """Named, versioned placement specs (:mod:`tailored.store.placements`)."""
+
+    def put(self, name: str, spec: dict[str, Any], *, by: str = "") -> PlacementVersion:
+        """A new current version of ``name`` (none written when ``spec`` is unchanged)."""
+        ...
+
+    def delete(self, name: str, *, by: str = "") -> bool: ...
+
+    def get(self, name: str) -> PlacementVersion | None: ...
+
+    def list(self) -> list[PlacementVersion]: ...
+
+    def history(self, name: str) -> builtins.list[PlacementVersion]: ...
+
+
 class ExperimentRegistry(Protocol):
-    """A/B tests: drafts, the one running now, and stopped ones kept for analysis."""
+    """A/B tests: drafts, the one running now per placement, and stopped ones kept for
+    analysis."""
 
     def create(self, name: str, variants: list[tuple[str, int, float]], *,
                holdout_share: float = 0.0, holdout_version: int | None = None,
                planned_sample_size: int | None = None, description: str = "",
-               experiment_id: str | None = None) -> Experiment:
+               experiment_id: str | None = None, placement: str | None = None
+               ) -> Experiment:
         """Store a draft with variants ``(name, model version, traffic share)``."""
         ...
 
@@ -268,7 +308,7 @@ class ExperimentRegistry(Protocol):
 
     def list(self, status: ExperimentStatus | None = None) -> list[Experiment]: ...
 
-    def running(self) -> Experiment | None: ...
+    def running(self, placement: str | None = None) -> Experiment | None: ...
 
     def start(self, experiment_id: str, at: datetime | None = None) -> Experiment: ...
 
@@ -307,9 +347,9 @@ class ServedLog(Protocol):
     def get(self, recommendation_id: str) -> Served | None: ...
 
     def frame(self, *, since: datetime | None = None, experiment_id: str | None = None,
-              user_id: str | None = None) -> pd.DataFrame:
+              user_id: str | None = None, placement: str | None = None) -> pd.DataFrame:
         """Answers as a frame with ``SERVED_COLUMNS``, oldest first (those since a time, of
-        one experiment, given to one user)."""
+        one experiment, given to one user, of one placement)."""
         ...
 
     def count(self) -> int: ...
@@ -374,6 +414,9 @@ class Store(Transaction, Protocol):
 
     @property
     def served(self) -> ServedLog: ...
+
+    @property
+    def placements(self) -> PlacementRegistry: ...
 
     @property
     def changes(self) -> Changes: ...

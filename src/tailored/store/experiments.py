@@ -2,7 +2,11 @@
 
 An experiment is created as a ``draft``, ``start``-ed (``running``: the service assigns
 users to its variants) and ``stop``-ped (``stopped``: served as before, kept for its
-analysis). At most one experiment runs at a time, so every user is in at most one.
+analysis). An experiment runs on one placement (``placement``; None: the lists asked
+without one), and at most one runs per placement at a time. Users are assigned by a hash
+of the experiment and the user, so experiments on different placements run at once with
+independent assignments (layers): a user may be in one test on the homepage and in
+another on the product page.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ experiments_table = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("started_us", sa.BigInteger, nullable=True),
     sa.Column("stopped_us", sa.BigInteger, nullable=True),
+    sa.Column("placement", sa.String(64), nullable=True),
 )
 
 
@@ -76,6 +81,7 @@ class Experiment:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_at: datetime | None = None
     stopped_at: datetime | None = None
+    placement: str | None = None
 
     @property
     def control(self) -> Variant:
@@ -131,8 +137,10 @@ class SqlExperiments(SqlTables):
     def create(self, name: str, variants: list[tuple[str, int, float]], *,
                holdout_share: float = 0.0, holdout_version: int | None = None,
                planned_sample_size: int | None = None, description: str = "",
-               experiment_id: str | None = None) -> Experiment:
-        """Store a new experiment as a draft; nothing is served differently until start."""
+               experiment_id: str | None = None, placement: str | None = None
+               ) -> Experiment:
+        """Store a new experiment as a draft; nothing is served differently until start.
+        ``placement``: the lists it runs on (None: those asked without a placement)."""
         checked = validated_variants(variants)
         if not name.strip():
             raise InvalidDataError("an experiment needs a name, e.g. 'als-vs-popular'")
@@ -146,7 +154,7 @@ class SqlExperiments(SqlTables):
             experiment_id=experiment_id or uuid.uuid4().hex[:12], name=name.strip(),
             variants=checked, holdout_share=float(holdout_share),
             holdout_version=holdout_version, planned_sample_size=planned_sample_size,
-            description=description)
+            description=description, placement=placement)
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(experiments_table.c.experiment_id).where(
                 experiments_table.c.experiment_id == experiment.experiment_id)).first()
@@ -158,7 +166,8 @@ class SqlExperiments(SqlTables):
                 variants=json.dumps([asdict(v) for v in checked]),
                 holdout_share=experiment.holdout_share, holdout_version=holdout_version,
                 status="draft", planned_sample_size=planned_sample_size,
-                description=description, created_us=micros(experiment.created_at)))
+                description=description, created_us=micros(experiment.created_at),
+                placement=placement))
         found = self.get(experiment.experiment_id)
         assert found is not None
         return found
@@ -179,9 +188,9 @@ class SqlExperiments(SqlTables):
             rows = conn.execute(query).all()
         return [self._experiment(row) for row in rows]
 
-    def running(self) -> Experiment | None:
-        """The experiment running now, if any."""
-        found = self.list("running")
+    def running(self, placement: str | None = None) -> Experiment | None:
+        """The experiment running now on ``placement`` (None: lists without one), if any."""
+        found = [e for e in self.list("running") if e.placement == placement]
         return found[0] if found else None
 
     def start(self, experiment_id: str, at: datetime | None = None) -> Experiment:
@@ -193,13 +202,18 @@ class SqlExperiments(SqlTables):
                 raise InvalidDataError(
                     f"experiment {experiment_id!r} is {experiment.status}; only a draft can "
                     "start (create a new experiment to run it again)")
+            same_placement = (experiments_table.c.placement.is_(None)
+                              if experiment.placement is None
+                              else experiments_table.c.placement == experiment.placement)
             other = conn.execute(sa.select(experiments_table.c.experiment_id).where(
-                experiments_table.c.status == "running")).first()
+                experiments_table.c.status == "running", same_placement)).first()
             if other is not None:
+                where = ("lists without a placement" if experiment.placement is None
+                         else f"placement {experiment.placement!r}")
                 raise InvalidDataError(
-                    f"experiment {other.experiment_id!r} is running; stop it first "
-                    f"(`tailored experiments stop {other.experiment_id}`): a user takes part "
-                    "in one experiment at a time")
+                    f"experiment {other.experiment_id!r} is running on {where}; stop it "
+                    f"first (`tailored experiments stop {other.experiment_id}`): one "
+                    "experiment runs per placement at a time")
             conn.execute(experiments_table.update().where(
                 experiments_table.c.experiment_id == experiment_id).values(
                     status="running", started_us=when))
@@ -243,4 +257,5 @@ class SqlExperiments(SqlTables):
             created_at=from_micros(row.created_us),
             started_at=None if row.started_us is None else from_micros(row.started_us),
             stopped_at=None if row.stopped_us is None else from_micros(row.stopped_us),
+            placement=row.placement,
         )

@@ -174,7 +174,8 @@ class _Role:
 
 
 class PseudonymousEvents(_Role):
-    passes = frozenset({"count", "delete_before", "count_before", "item_counts"})
+    passes = frozenset({"count", "delete_before", "count_before", "item_counts",
+                        "bought_together"})
 
     def add(self, events: Iterable[Event]) -> int:
         return int(self._inner.add(self._stored(event) for event in events))
@@ -253,12 +254,13 @@ class PseudonymousServedLog(_Role):
         return dataclasses.replace(answer, user_id=Pseudonym(answer.user_id))
 
     def frame(self, *, since: datetime | None = None, experiment_id: str | None = None,
-              user_id: str | None = None) -> pd.DataFrame:
+              user_id: str | None = None, placement: str | None = None) -> pd.DataFrame:
         if user_id is None:
-            frame = self._inner.frame(since=since, experiment_id=experiment_id)
+            frame = self._inner.frame(since=since, experiment_id=experiment_id,
+                                      placement=placement)
             return self._ids.column(frame, self._ids.tagged(frame["user_id"]))
         frame = self._inner.frame(since=since, experiment_id=experiment_id,
-                                  user_id=self._ids.stored(user_id))
+                                  user_id=self._ids.stored(user_id), placement=placement)
         return self._ids.column(frame, [user_id] * len(frame))
 
 
@@ -299,10 +301,11 @@ class PseudonymousStore(_Role):
 
     ``events``, ``users``, ``served``, ``changes``, ``privacy`` and ``transaction()``
     map ids; the roles without user ids (``items``, ``models``, ``keys``, ``alerts``,
-    ``experiments``), ``url`` and ``close`` are the inner store's.
+    ``experiments``, ``placements``), ``url`` and ``close`` are the inner store's.
     """
 
-    passes = frozenset({"url", "items", "models", "keys", "alerts", "experiments", "close"})
+    passes = frozenset({"url", "items", "models", "keys", "alerts", "experiments",
+                        "placements", "close"})
 
     def __init__(self, store: Store, secret: str) -> None:
         super().__init__(store, _Ids(secret))

@@ -44,7 +44,8 @@ from tailored.store.sqlbase import (
 )
 
 SERVED_COLUMNS = ("recommendation_id", "user_id", "served_at", "model_name", "model_version",
-                  "experiment_id", "variant", "item_ids", "scores", "propensities", "context")
+                  "experiment_id", "variant", "item_ids", "scores", "propensities", "context",
+                  "placement")
 
 served_table = sa.Table(
     "served", metadata,
@@ -59,6 +60,7 @@ served_table = sa.Table(
     sa.Column("scores", sa.Text, nullable=False),
     sa.Column("propensities", sa.Text, nullable=False),
     sa.Column("context", sa.Text, nullable=True),
+    sa.Column("placement", sa.String(64), nullable=True),
 )
 
 
@@ -81,6 +83,7 @@ class Served:
     scores: list[float] = field(default_factory=list)
     propensities: list[float] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
+    placement: str | None = None
 
 
 def _dumps(value: Any) -> str:
@@ -105,7 +108,7 @@ class SqlServedLog(SqlTables):
                          s.model_version, s.experiment_id, s.variant, _dumps(s.item_ids),
                          _dumps([float(x) for x in s.scores]),
                          _dumps([float(x) for x in s.propensities]),
-                         _dumps(s.context) if s.context else None)
+                         _dumps(s.context) if s.context else None, s.placement)
                         for s in chunk]
                 added += self._insert_counting(conn, sql, rows)
         return added
@@ -118,10 +121,10 @@ class SqlServedLog(SqlTables):
         return None if row is None else _served(row)
 
     def frame(self, *, since: datetime | None = None, experiment_id: str | None = None,
-              user_id: str | None = None) -> pd.DataFrame:
+              user_id: str | None = None, placement: str | None = None) -> pd.DataFrame:
         """Answers as a frame with :data:`SERVED_COLUMNS`, oldest first; ``since``
         keeps those served at or after a time, ``experiment_id`` those of one experiment,
-        ``user_id`` those given to one user."""
+        ``user_id`` those given to one user, ``placement`` those of one placement."""
         query = sa.select(served_table).order_by(served_table.c.served_us,
                                                  served_table.c.recommendation_id)
         if user_id is not None:
@@ -130,6 +133,8 @@ class SqlServedLog(SqlTables):
             query = query.where(served_table.c.served_us >= micros(since))
         if experiment_id is not None:
             query = query.where(served_table.c.experiment_id == experiment_id)
+        if placement is not None:
+            query = query.where(served_table.c.placement == placement)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(self._COLUMNS)
@@ -149,6 +154,7 @@ class SqlServedLog(SqlTables):
                                       dtype=object),
             "context": pd.Series([json.loads(v) if v else {} for v in raw["context"]],
                                  dtype=object),
+            "placement": pd.Series(raw["placement"], dtype=object),
         })[list(SERVED_COLUMNS)]
 
     def count(self) -> int:
@@ -177,4 +183,5 @@ def _served(row: Any) -> Served:
         item_ids=json.loads(row.item_ids), scores=json.loads(row.scores),
         propensities=json.loads(row.propensities),
         context=json.loads(row.context) if row.context else {},
+        placement=row.placement,
     )

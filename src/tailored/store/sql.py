@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -17,10 +19,11 @@ from sqlalchemy.engine import Engine
 
 from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.alerts import SqlAlerts
-from tailored.store.base import ITEM_COLUMNS, USER_COLUMNS, ModelVersion
+from tailored.store.base import BASKET_LIMIT, ITEM_COLUMNS, USER_COLUMNS, ModelVersion
 from tailored.store.changes import SqlChanges, install_change_tracking
 from tailored.store.experiments import SqlExperiments, experiments_table
 from tailored.store.keys import SqlKeyStore
+from tailored.store.placements import SqlPlacements
 from tailored.store.privacy import (
     ConsentChange,
     SqlPrivacy,
@@ -50,8 +53,11 @@ events_table = sa.Table(
     sa.Column("value", sa.Float, nullable=True),
     # Indexed for retention, which deletes by time.
     sa.Column("ts_us", sa.BigInteger, nullable=False, index=True),
-    sa.Column("session_id", sa.String(256), nullable=True),
+    # Indexed for the baskets of bought_together: the purchases of a session.
+    sa.Column("session_id", sa.String(256), nullable=True, index=True),
     sa.Column("context", sa.Text, nullable=True),
+    # The newest purchases of an item, for bought_together, without reading its views.
+    sa.Index("ix_events_item_type_ts", "item_id", "event_type", "ts_us"),
 )
 
 items_table = sa.Table(
@@ -85,8 +91,12 @@ users_table = sa.Table(
 
 #: Columns and indexes added after their table was first created: added to an older
 #: store when it is opened.
-_ADDED_COLUMNS = (("users", "consents", "TEXT NOT NULL DEFAULT '{}'"),)
-_ADDED_INDEXES = (("ix_events_ts_us", "events", "ts_us"),)
+_ADDED_COLUMNS = (("users", "consents", "TEXT NOT NULL DEFAULT '{}'"),
+                  ("served", "placement", "VARCHAR(64)"),
+                  ("experiments", "placement", "VARCHAR(64)"))
+_ADDED_INDEXES = (("ix_events_ts_us", "events", "ts_us"),
+                  ("ix_events_session_id", "events", "session_id"),
+                  ("ix_events_item_type_ts", "events", "item_id, event_type, ts_us"))
 
 models_table = sa.Table(
     "model_versions", metadata,
@@ -218,6 +228,64 @@ class SqlEventLog(SqlTables):
             query = query.where(events_table.c.event_type.in_(list(event_types)))
         with self._connect() as conn:
             return {row[0]: int(row[1]) for row in conn.execute(query).all()}
+
+    def bought_together(self, item_ids: Sequence[str], *,
+                        event_types: Sequence[str] = ("purchase",),
+                        window: timedelta = timedelta(days=1),
+                        limit: int = BASKET_LIMIT) -> dict[str, float]:
+        if window < timedelta(0) or limit < 1:
+            raise ValueError(f"bought_together needs a window of 0 or more and a limit of 1 "
+                             f"or more, got window={window} and limit={limit}")
+        asked, types = set(item_ids), list(event_types)
+        if not asked or not types:
+            return {}
+        events = events_table.c
+        purchase = events.event_type.in_(types)
+        reach = window // timedelta(microseconds=1)
+        # A basket's items by its key: ("session", session id, 0) or ("user", user id,
+        # the moment of a purchase of an asked item without a session).
+        baskets: dict[tuple[str, str, int], set[str]] = defaultdict(set)
+        # Three reads, each on an index: the newest purchases of the items asked
+        # (ix_events_item_type_ts), the purchases of their sessions (ix_events_session_id)
+        # and the purchases without a session of their buyers (ix_events_user_id).
+        with self._connect() as conn:
+            anchors = conn.execute(
+                sa.select(events.user_id, events.session_id, events.ts_us)
+                .where(events.item_id.in_(sorted(asked)), purchase)
+                .order_by(events.ts_us.desc(), events.seq.desc()).limit(limit)).all()
+            sessions = sorted({session for _, session, _ in anchors if session is not None})
+            for part in chunks(sessions, 500):
+                for session, item in conn.execute(
+                        sa.select(events.session_id, events.item_id).distinct()
+                        .where(events.session_id.in_(part), purchase)):
+                    baskets[("session", session, 0)].add(item)
+            moments: dict[str, set[int]] = defaultdict(set)  # user -> asked purchases
+            for user, session, at in anchors:
+                if session is None:
+                    moments[user].add(at)
+            for part in chunks(sorted(moments), 500):
+                times = [at for user in part for at in moments[user]]
+                bought: dict[str, list[tuple[int, str]]] = defaultdict(list)
+                # The session is tested here: "IS NULL" in the query can steer SQLite to
+                # the session index, through every purchase without a session.
+                for user, item, at, session in conn.execute(
+                        sa.select(events.user_id, events.item_id, events.ts_us,
+                                  events.session_id)
+                        .where(events.user_id.in_(part), purchase,
+                               events.ts_us >= min(times) - reach,
+                               events.ts_us <= max(times) + reach)):
+                    if session is None:
+                        bought[user].append((at, item))
+                for user in part:
+                    purchases = sorted(bought[user])
+                    stamps = [at for at, _ in purchases]
+                    for at in moments[user]:
+                        near = purchases[bisect.bisect_left(stamps, at - reach):
+                                         bisect.bisect_right(stamps, at + reach)]
+                        baskets[("user", user, at)].update(item for _, item in near)
+        together = Counter(item for basket in baskets.values() for item in basket
+                           if item not in asked)
+        return {item: count / len(baskets) for item, count in together.items()}
 
     def delete_users(self, user_ids: Sequence[str]) -> int:
         deleted = 0
@@ -595,8 +663,8 @@ def _migrate(engine: Engine) -> None:
         for table, column, definition in _ADDED_COLUMNS:
             if column not in {c["name"] for c in inspector.get_columns(table)}:
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        for index, table, column in _ADDED_INDEXES:
-            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})")
+        for index, table, columns in _ADDED_INDEXES:
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({columns})")
 
 
 @dataclass(frozen=True)
@@ -630,6 +698,7 @@ class SqlStore:
         self.keys = SqlKeyStore(self.engine)
         self.experiments = SqlExperiments(self.engine)
         self.alerts = SqlAlerts(self.engine)
+        self.placements = SqlPlacements(self.engine)
         install_change_tracking(self.engine)
         self.served = SqlServedLog(self.engine)
         self.changes = SqlChanges(self.engine)

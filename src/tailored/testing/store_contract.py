@@ -148,6 +148,42 @@ class StoreContract:
             "i1": 2, "i2": 1, "i3": 1}
         assert store.events.item_counts(T0.replace(hour=1)) == {}
 
+    def test_items_bought_together_share_a_session_or_a_buyers_window(
+            self, store: Store) -> None:
+        def bought(user: str, item: str, after: timedelta, session: str | None = None,
+                   event_type: str = "purchase") -> Event:
+            return Event(user_id=user, item_id=item, event_type=event_type,
+                         timestamp=T0 + after, session_id=session)
+
+        minute, hour, day = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+        store.events.add([
+            # Session s1: a (twice) and b bought, c only viewed.
+            bought("u1", "a", minute, "s1"), bought("u1", "b", 2 * minute, "s1"),
+            bought("u1", "c", 2 * minute, "s1", "view"), bought("u1", "a", 3 * minute, "s1"),
+            # Session s2: a and c; d in another session of the same buyer, an hour on.
+            bought("u2", "a", 2 * hour, "s2"), bought("u2", "c", 2 * hour, "s2"),
+            bought("u2", "d", 3 * hour, "s3"),
+            # Without a session: a, then b 12 hours on; e 3 days on; f in a session.
+            bought("u3", "a", timedelta(0)), bought("u3", "b", 12 * hour),
+            bought("u3", "e", 3 * day), bought("u3", "f", hour, "s4"),
+            # b bought alone; a viewed in a session with a purchase of g.
+            bought("u4", "b", 5 * day), bought("u5", "a", hour, "s5", "view"),
+            bought("u5", "g", hour, "s5")])
+
+        # Three baskets hold a: s1 {a, b}, s2 {a, c} and u3's day around 00:00 {a, b}.
+        assert store.events.bought_together(["a"]) == pytest.approx({"b": 2 / 3, "c": 1 / 3})
+        assert store.events.bought_together(["a"], window=4 * day) == pytest.approx(
+            {"b": 2 / 3, "c": 1 / 3, "e": 1 / 3})
+        # Five hold a or b: s1, s2, u3's days around a and around b, u4's around b.
+        assert store.events.bought_together(["a", "b"]) == pytest.approx({"c": 1 / 5})
+        assert store.events.bought_together(["a"], limit=1) == {"c": 1.0}  # s2's, newest
+        assert store.events.bought_together(["a"], event_types=["view"]) == {}
+        assert store.events.bought_together(["g"]) == {}
+        assert store.events.bought_together(["nobody-bought-this"]) == {}
+        assert store.events.bought_together([]) == {}
+        with pytest.raises(ValueError, match="window"):
+            store.events.bought_together(["a"], window=-day)
+
     def test_the_events_of_some_users_are_deleted(self, store: Store) -> None:
         store.events.add([_event(1), _event(2), _event(3, user="u2"), _event(4, user="u3")])
         assert store.events.delete_users(["u1", "u3", "nobody"]) == 3
@@ -456,7 +492,7 @@ class StoreContract:
         first = store.experiments.create("one", [("A", 1, 1.0), ("B", 2, 1.0)])
         second = store.experiments.create("two", [("A", 1, 1.0), ("B", 3, 1.0)])
         store.experiments.start(first.experiment_id)
-        with pytest.raises(InvalidDataError, match="is running; stop it first"):
+        with pytest.raises(InvalidDataError, match="is running on lists without a placement"):
             store.experiments.start(second.experiment_id)
         with pytest.raises(InvalidDataError, match="only a draft can start"):
             store.experiments.start(first.experiment_id)
@@ -464,6 +500,39 @@ class StoreContract:
             store.experiments.stop(second.experiment_id)
         with pytest.raises(NotFoundError, match="no experiment 'missing'"):
             store.experiments.stop("missing")
+
+    def test_one_experiment_runs_per_placement(self, store: Store) -> None:
+        everywhere = store.experiments.create("one", [("A", 1, 1.0), ("B", 2, 1.0)])
+        home = store.experiments.create("two", [("A", 1, 1.0), ("B", 3, 1.0)],
+                                        placement="home")
+        again = store.experiments.create("three", [("A", 1, 1.0), ("B", 3, 1.0)],
+                                         placement="home")
+        for experiment in (everywhere, home):
+            store.experiments.start(experiment.experiment_id)
+        assert store.experiments.running() == store.experiments.get(everywhere.experiment_id)
+        assert store.experiments.running("home") == store.experiments.get(home.experiment_id)
+        assert store.experiments.running("product") is None
+        with pytest.raises(InvalidDataError, match="running on placement 'home'"):
+            store.experiments.start(again.experiment_id)
+
+    def test_placements_are_versioned(self, store: Store) -> None:
+        assert store.placements.get("home") is None and store.placements.list() == []
+        first = store.placements.put("home", {"k": 12}, by="ops")
+        assert (first.name, first.version, first.spec, first.created_by) == (
+            "home", 1, {"k": 12}, "ops")
+        assert store.placements.put("home", {"k": 12}) == first  # unchanged: no version
+        second = store.placements.put("home", {"k": 8, "filter": "price < 10"})
+        store.placements.put("product", {})
+        assert second.version == 2 and store.placements.get("home") == second
+        assert [p.name for p in store.placements.list()] == ["home", "product"]
+        assert store.placements.delete("home", by="ops")
+        assert not store.placements.delete("home") and not store.placements.delete("nope")
+        assert store.placements.get("home") is None
+        assert [p.name for p in store.placements.list()] == ["product"]
+        history = store.placements.history("home")
+        assert [(p.version, p.spec) for p in history] == [
+            (1, {"k": 12}), (2, {"k": 8, "filter": "price < 10"}), (3, None)]
+        assert store.placements.put("home", {"k": 5}).version == 4  # back, as a new version
 
     def test_experiments_refuse_bad_variants(self, store: Store) -> None:
         with pytest.raises(InvalidDataError, match="at least two variants"):

@@ -62,7 +62,10 @@ _SIMILAR_HELP = (
     "out.")
 _KIND_HELP = ("How similarity is measured: `model`, the serving model's own; `content`, "
               "title, text and categories in the catalog now; `co_views`, how often the "
-              "same users touched both items (training histories).")
+              "same users touched both items (training histories); `bought_together`, the "
+              "share of the baskets with the item (purchases in one session, or by one "
+              "user within a day when without a session) that hold the other too, as "
+              "stored now (only items the serving model knows are listed).")
 _SIMILAR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "The model knows none of the items."},
     422: {"description": "A malformed parameter; for `filter` and `boost` the error names "
@@ -183,8 +186,11 @@ def _similar(live: LiveRecommender, item_ids: list[str], k: int, filter: str | N
              boost: list[str], exclude: list[str], context: dict[str, Any], prefix: str,
              kind: SimilarityKind) -> Ranked:
     known = [item for item in item_ids if item in live.model.item_vocab_]
-    if not known:  # added to the catalog after training: compared by content
-        known = [item for item in item_ids if live.store.items.get(item) is not None]
+    if not known or kind == "bought_together":
+        # Added to the catalog after training: compared by content, or by what was
+        # bought with them (the events as stored now know new items as well as old).
+        known = [item for item in item_ids if item in live.model.item_vocab_
+                 or live.store.items.get(item) is not None]
     if not known:
         version = live.version
         which = (f"item {item_ids[0]!r} is" if len(item_ids) == 1

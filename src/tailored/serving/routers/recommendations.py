@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,14 +26,16 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from tailored.dataset import UserQuery
 from tailored.expressions import ExpressionError
 from tailored.monitoring.experiments import Assignment
-from tailored.pipeline import LiveRecommender, Overrides, Ranked
+from tailored.pipeline import LiveRecommender, Overrides, Placement, Ranked
+from tailored.pipeline.placement import MAX_K, PLACEMENT_NAME
 from tailored.schema import Id
-from tailored.store import Served
+from tailored.store import PlacementVersion, Served
 
 from ..auth import AUTH_RESPONSES, Caller, UserReadAccess
 from ..cache import rank_user
 from ..deps import NO_MODEL, StateDep
 from ..exploration import Shown, explore_slots
+from ..metrics import MetricsDep, ServiceMetrics
 from ..schemas import (
     MAX_BOOSTS,
     MAX_CONTEXT_KEYS,
@@ -44,7 +47,6 @@ from ..state import ServiceState
 
 router = APIRouter(tags=["recommendations"], responses=AUTH_RESPONSES)
 
-MAX_K = 1000
 _CONTEXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63}):(.{0,256})$", re.DOTALL)
 _INTEGER = re.compile(r"^-?(0|[1-9][0-9]{0,14})$")
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]{0,14})\.[0-9]{1,15}$")
@@ -60,6 +62,16 @@ BoostQuery = Annotated[list[str], Query(
     description="`EXPRESSION:FACTOR`, repeatable, e.g. `in_stock == true:1.2`.")]
 ContextQuery = Annotated[list[str], Query(
     max_length=MAX_CONTEXT_KEYS, description="`KEY:VALUE`, repeatable, e.g. `device:mobile`.")]
+PlacementQuery = Annotated[str | None, Query(
+    pattern=PLACEMENT_NAME.pattern, description="Where the list is shown (a placement: "
+    "`GET /placements`): its version, filter, boosts, knobs, shares and fallback apply, "
+    "and this request's parameters narrow and override them.")]
+NewArrivalsQuery = Annotated[float | None, Query(
+    ge=0, le=1, description="Share of slots given to new arrivals (items added after "
+                            "training, chosen by content); default: the placement's, else "
+                            "the `new_arrivals_share` setting.")]
+#: A request without a placement is one of the default placement.
+NO_PLACEMENT = Placement()
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "`model` names no registered version."},
@@ -85,6 +97,12 @@ booleans. Models and rules that read the context see it; so do filters and boost
 
 An expression that does not parse, or names an attribute no item has, is refused with a
 422 whose `column` points at the problem.
+
+**new_arrivals** (0..1, default: the placement's, else the `new_arrivals_share` setting,
+0 = off): the share of slots given to items put into the catalog after the model was
+trained (it cannot score them), ranked for the user by content (title, text and
+categories like the items they touched recently; the newest first for a user without
+history) and spread evenly down the list; they are marked `new_arrival: true`.
 
 **explore** (0..1, default: the `exploration_share` setting, 0 = off): the share of slots
 a LinUCB bandit fills instead of the model, choosing among the model's candidates and
@@ -184,33 +202,89 @@ def _live(state: ServiceState, model: str | None) -> LiveRecommender:
 # ---- answering ---------------------------------------------------------------------------
 
 
-def _rank(state: ServiceState, live: LiveRecommender, query: UserQuery, k: int,
-          overrides: Overrides, share: float, filter: str | None, boosts: Sequence[str],
-          prefix: str, *, cached: bool) -> Shown:
-    """The version's pipeline for one user, then exploration's share of the slots."""
-    user_id = query.user_ids[0]
+@dataclass(frozen=True)
+class Asked:
+    """What a request asks of its list once its placement is applied: the length, the
+    shares of exploration and of new arrivals, the fallback, and the placement."""
+
+    k: int
+    explore: float
+    new_arrivals: float
+    placement: Placement = NO_PLACEMENT
+    stored: PlacementVersion | None = None
+
+    @classmethod
+    def of(cls, state: ServiceState, placement: str | None, k: int | None,
+           explore: float | None, new_arrivals: float | None) -> Asked:
+        """The request's values, else its placement's, else the service's; a 404 for a
+        placement there is none of."""
+        stored, spec = None, NO_PLACEMENT
+        if placement is not None:
+            found = state.placement(placement)
+            if found is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=(
+                    f"no placement named {placement!r}; `GET /placements` lists them"))
+            stored, spec = found
+        settings = state.settings
+
+        def first(*values: float | None) -> float:
+            return next(float(v) for v in values if v is not None)
+
+        return cls(k or spec.k, first(explore, spec.explore, settings.exploration_share),
+                   first(new_arrivals, spec.new_arrivals, settings.new_arrivals_share),
+                   spec, stored)
+
+    @property
+    def name(self) -> str | None:
+        return None if self.stored is None else self.stored.name
+
+    def context(self) -> dict[str, Any]:
+        """What the served log's context keeps of the placement."""
+        return {} if self.stored is None else {"placement_version": self.stored.version}
+
+
+def _rank(state: ServiceState, live: LiveRecommender, query: UserQuery, asked: Asked,
+          overrides: Overrides, filter: str | None, boosts: Sequence[str], prefix: str, *,
+          cached: bool) -> Shown:
+    """The version's pipeline for one user, then the service's stages: exploration's
+    share of the slots, new arrivals' share, and the placement's fallback."""
+    user_id, k, share = query.user_ids[0], asked.k, asked.explore
     try:
         if cached:
             ranked = rank_user(live, state.cache, user_id, k, overrides, query.context,
                                state.settings.cache_top_n, explore=share > 0)
         else:  # a session: its own history, nothing to cache
             ranked = live.rank(query, k, overrides, explore=share > 0)
+        shown = Shown.ranking(ranked)
+        if share > 0:
+            version = None if live.version is None else live.version.version
+            shown = explore_slots(live, state.bandits.bandit(version, asked.name), query,
+                                  ranked, k, share, overrides)
+        if asked.new_arrivals > 0:
+            arrivals = live.new_arrivals(query, k, overrides)
+            shown = shown.with_new_arrivals(arrivals, k, asked.new_arrivals)
+        missing = k - len(shown.ranked.item_ids)
+        if missing > 0 and asked.placement.fallback != "none":
+            filled = live.popular_items(k, _without(query, live, overrides, shown),
+                                        trending=asked.placement.fallback == "trending",
+                                        context=query.context)
+            shown = shown.with_fallback(filled.head(missing))
     except ExpressionError as error:  # an attribute no item has: known once read
         raise expression_error(error, filter, boosts, prefix) from None
-    if share <= 0:
-        return Shown.ranking(ranked)
-    version = None if live.version is None else live.version.version
-    return explore_slots(live, state.bandits.bandit(version), query, ranked, k, share,
-                         overrides)
+    return shown
 
 
-def exploration_share(state: ServiceState, explore: float | None) -> float:
-    """The request's ``explore``, else the service's default."""
-    return state.settings.exploration_share if explore is None else explore
+def _without(query: UserQuery, live: LiveRecommender, overrides: Overrides, shown: Shown
+             ) -> Overrides:
+    """``overrides`` that also leave out what is shown and what the user has."""
+    events = query.events if query.events is not None else live.history(
+        [live.stored_id(query.user_ids[0])])
+    had = events["item_id"].astype(str).tolist()
+    return replace(overrides, exclude=(*overrides.exclude, *shown.ranked.item_ids, *had))
 
 
-def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
-            shown: Shown, context: Mapping[str, Any],
+def _answer(state: ServiceState, metrics: ServiceMetrics, live: LiveRecommender,
+            user_id: str | None, shown: Shown, context: Mapping[str, Any], asked: Asked,
             assignment: Assignment | None = None,
             reasons: Sequence[str] | None = None) -> Response:
     """The JSON answer, and its record queued for the served log."""
@@ -222,14 +296,16 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
     state.served_log.submit(Served(
         recommendation_id, user_id, datetime.now(UTC), live.name, version,
         experiment_id, variant, ranked.item_ids, ranked.scores, shown.propensities,
-        {**context, **shown.served_context()}))
+        {**context, **shown.served_context(), **asked.context()}, asked.name))
+    metrics.served(asked.name, live.name)
     items: list[dict[str, Any]] = [
         {"item_id": item, "score": score, "rank": rank}
         for rank, (item, score) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True),
                                              start=1)]
-    if shown.explored is not None:
-        for item, explored in zip(items, shown.explored, strict=True):
-            item["explored"] = explored
+    for flag, marks in (("explored", shown.explored), ("new_arrival", shown.new_arrivals)):
+        if marks is not None:
+            for item, marked in zip(items, marks, strict=True):
+                item[flag] = marked
     if reasons is not None:
         for item, reason in zip(items, reasons, strict=True):
             item["reason"] = reason
@@ -237,6 +313,8 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
         "recommendation_id": recommendation_id,
         "user_id": user_id,
         "model": {"name": live.name, "version": version},
+        "placement": (None if asked.stored is None else
+                      {"name": asked.stored.name, "version": asked.stored.version}),
         "experiment": None if assignment is None else {"experiment_id": experiment_id,
                                                        "variant": variant},
         "items": items,
@@ -258,10 +336,10 @@ def _answer(state: ServiceState, live: LiveRecommender, user_id: str | None,
         "the most popular items (never an error). The version's pipeline runs whole: "
         "its business rules, then this request's filters and boosts, then its re-rankers "
         "(the request's `diversity`, `novelty`, `max_per_category` override the recipe's), "
-        "the same stages as `tailored recommend` and `tailored evaluate`. Each answer has "
-        "a `recommendation_id` "
-        "and is recorded in the served log. With `explore` a bandit fills a share of the "
-        "slots (see below).\n" + _SELECTION_HELP),
+        "the same stages as `tailored recommend` and `tailored evaluate`. With a "
+        "`placement`, its configuration applies first. Each answer has a "
+        "`recommendation_id` and is recorded in the served log. With `explore` a bandit "
+        "fills a share of the slots (see below).\n" + _SELECTION_HELP),
     response_model=Recommendations,
     responses=_RESPONSES,
 )
@@ -269,7 +347,10 @@ def recommend(
     user_id: Annotated[Id, Path(description="The user's id, as sent with their events.")],
     state: StateDep,
     caller: UserReadAccess,
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")] = 10,
+    metrics: MetricsDep,
+    k: Annotated[int | None, Query(ge=1, le=MAX_K, description="How many items to return; "
+                                   "default: the placement's, else 10.")] = None,
+    placement: PlacementQuery = None,
     exclude: ExcludeQuery = [],  # noqa: B006 (FastAPI copies defaults per request)
     filter: FilterQuery = None,
     boost: BoostQuery = [],  # noqa: B006
@@ -277,8 +358,8 @@ def recommend(
     model: Annotated[str | None, Query(
         min_length=1, max_length=256,
         description="A registered version number, or a model or recipe name (its active "
-                    "version, else its newest); default: the serving version. Needs an "
-                    "`admin` key.")] = None,
+                    "version, else its newest); default: the placement's, else the "
+                    "serving version. Needs an `admin` key.")] = None,
     diversity: Annotated[float | None, Query(
         ge=0, le=1, description="Trade relevance for variety (MMR over item categories, "
                                 "else the scorer's item similarity): 0 keeps the scorer's "
@@ -296,29 +377,35 @@ def recommend(
     ] = False,
     explore: Annotated[float | None, Query(
         ge=0, le=1, description="Share of slots a bandit fills to learn (new items "
-                                "included); default: the `exploration_share` setting.")
+                                "included); default: the placement's, else the "
+                                "`exploration_share` setting.")
     ] = None,
+    new_arrivals: NewArrivalsQuery = None,
 ) -> Response:
     check_privileges(caller, model, explain, user_id)
     request_context = parse_context(context)
-    share = exploration_share(state, explore)
-    # An A/B test picks the version for its users (unless the request names a model).
-    assignment = state.assign(user_id) if model is None else None
-    live = (_live(state, model) if assignment is None or assignment.version is None
+    asked = Asked.of(state, placement, k, explore, new_arrivals)
+    # An A/B test on the placement picks the version for its users (unless the request
+    # names a model).
+    assignment = state.assign(user_id, asked.name) if model is None else None
+    live = (_live(state, model or asked.placement.model)
+            if assignment is None or assignment.version is None
             else state.live_for_version(assignment.version))
-    overrides = parse_overrides(filter, boost, exclude, live=live, diversity=diversity,
-                                novelty=novelty, max_per_category=max_per_category)
+    overrides = asked.placement.overrides(parse_overrides(
+        filter, boost, exclude, live=live, diversity=diversity, novelty=novelty,
+        max_per_category=max_per_category))
     query = UserQuery((user_id,), None, request_context)
     if assignment is not None and assignment.version is None:  # held out: no list
         shown = Shown.ranking(Ranked([], [], np.empty(0, dtype=np.int64)))
     else:
-        shown = _rank(state, live, query, k, overrides, share, filter, boost, "query",
+        shown = _rank(state, live, query, asked, overrides, filter, boost, "query",
                       cached=True)
     reasons = None
     if explain:
         reasons = live.explain(live.query([user_id], request_context), shown.ranked,
                                shown.explored)
-    return _answer(state, live, user_id, shown, request_context, assignment, reasons)
+    return _answer(state, metrics, live, user_id, shown, request_context, asked, assignment,
+                   reasons)
 
 
 @router.post(
@@ -328,34 +415,35 @@ def recommend(
         "Items for a visitor the store does not know, from what they looked at so far "
         "in this session (`items`, each a view), scored by the model as a history of "
         "its own: no stored user is needed and nothing is cached. The same `filter`, "
-        "`boost`, `exclude`, `context`, `model` and `explore` as "
-        "`GET /recommendations/{user_id}` (here in the body; `context` is a JSON "
-        "object).\n" + _SELECTION_HELP),
+        "`boost`, `exclude`, `context`, `model`, `placement`, `explore` and "
+        "`new_arrivals` as `GET /recommendations/{user_id}` (here in the body; `context` "
+        "is a JSON object).\n" + _SELECTION_HELP),
     response_model=Recommendations,
     responses=_RESPONSES,
 )
-def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserReadAccess
-                          ) -> Response:
+def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserReadAccess,
+                          metrics: MetricsDep) -> Response:
     check_privileges(caller, body.model, explain=False, user_id=None)
-    live = _live(state, body.model)
-    overrides = parse_overrides(body.filter, body.boost, body.exclude, prefix="body",
-                                live=live, diversity=body.diversity, novelty=body.novelty,
-                                max_per_category=body.max_per_category)
+    asked = Asked.of(state, body.placement, body.k if "k" in body.model_fields_set else None,
+                     body.explore, body.new_arrivals)
+    live = _live(state, body.model or asked.placement.model)
+    overrides = asked.placement.overrides(parse_overrides(
+        body.filter, body.boost, body.exclude, prefix="body", live=live,
+        diversity=body.diversity, novelty=body.novelty,
+        max_per_category=body.max_per_category))
     anonymous = f"session:{body.session_id or uuid.uuid4().hex}"
     events = pd.DataFrame({"user_id": pd.Series([anonymous] * len(body.items), dtype=object),
                            "item_id": pd.Series(body.items, dtype=object),
                            "event_type": pd.Series(["view"] * len(body.items), dtype=object)})
     context = dict(body.context)
     query = live.query([anonymous], context, events)
-    share = exploration_share(state, body.explore)
-    shown = _rank(state, live, query, body.k, overrides, share, body.filter, body.boost,
-                  "body", cached=False)
+    shown = _rank(state, live, query, asked, overrides, body.filter, body.boost, "body",
+                  cached=False)
     reasons = live.explain(query, shown.ranked, shown.explored) if body.explain else None
     if body.session_id is not None:
         context.setdefault("session_id", body.session_id)
-    return _answer(state, live, None, shown, context, reasons=reasons)
+    return _answer(state, metrics, live, None, shown, context, asked, reasons=reasons)
 
 
 __all__ = ["MAX_CONTEXT_KEYS", "MAX_K", "BoostQuery", "ContextQuery", "ExcludeQuery",
-           "FilterQuery", "exploration_share", "expression_error", "parse_context",
-           "parse_overrides", "router"]
+           "FilterQuery", "expression_error", "parse_context", "parse_overrides", "router"]
