@@ -23,4 +23,5 @@ def test_every_command_is_registered_in_help_order() -> None:
         ("experiments", ["create", "list", "start", "stop", "show", "sample-size", "ope",
                          "feedback"]),
         ("users", ["export", "consent", "erase", "similar"]),
+        ("placements", ["load", "list", "show", "delete"]),
     ]

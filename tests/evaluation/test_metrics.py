@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tailored.dataset import temporal_split
-from tailored.evaluation import NDCG, Recall, evaluate_model
+from tailored.evaluation import NDCG, Recall, Revenue, evaluate_model, mean_price
 from tailored.evaluation.metrics import F1, MRR, Precision
 from tailored.models import ItemKNN, Popular
 from tailored.testing import checkerboard
@@ -86,3 +86,35 @@ def test_per_user_mean_leaves_out_users_without_a_value() -> None:
     assert math.isnan(metric.value())
     metric.values.extend([0.5, float("nan"), 0.25])
     assert metric.value() == pytest.approx(0.375)
+
+
+def test_revenue_by_hand() -> None:
+    metric = Revenue({"a": 20.0, "b": 5.5, "c": 100.0}, k=3)
+    assert metric.name == "revenue@3"
+    # Hits a (20) and b (5.5); c is relevant but beyond k, x has no price and no hit.
+    assert metric.update(["a", "x", "b", "c"], {"a", "b", "c"}) == 25.5
+    assert metric.update(["x", "c"], {"y"}) == 0.0  # no hit, no money
+    assert metric.update(["z", "c"], {"z", "c"}) == 100.0  # z hit, but has no price
+    assert metric.update(["a", "a"], {"a"}) == 20.0  # an item twice sells once
+    assert metric.value() == pytest.approx((25.5 + 0 + 100 + 20) / 4)
+    assert metric.values == [25.5, 0.0, 100.0, 20.0]
+
+
+def test_mean_price_counts_priced_items_only() -> None:
+    assert mean_price({"a": 10.0, "b": 30.0, "c": 0.0}) == 20.0
+    assert math.isnan(mean_price({})) and math.isnan(mean_price({"a": 0.0}))
+
+
+def test_revenue_reads_the_training_catalogs_prices_in_an_evaluation() -> None:
+    data = checkerboard(n_users=60, n_items=30, seed=1)
+    split = temporal_split(data, test_fraction=0.3)
+    assert Revenue.for_data(10, split.train).prices["A000"] == 10.0
+    result = evaluate_model(ItemKNN(), split, metrics=(NDCG, Revenue), beyond_accuracy=False)
+    prices = dict(zip(data.items["item_id"], data.items["price"], strict=True))
+    relevant = split.truth.groupby("user_id")["item_id"].agg(set)
+    by_hand = [sum(prices[item] for item in result.recommended.get(user, [])
+                   if item in relevant[user]) for user in split.test_users]
+    assert sum(by_hand) > 0
+    assert result.metrics["revenue@10"] == pytest.approx(sum(by_hand) / len(by_hand))
+    assert result.per_user["revenue@10"] == pytest.approx(by_hand)
+

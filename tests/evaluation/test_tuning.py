@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from tailored.dataset import SPLITS, Dataset, Split, leave_last_out_split, temporal_split
-from tailored.errors import TailoredError
-from tailored.evaluation import evaluate_model, tuning
+from tailored.errors import InvalidDataError, TailoredError
+from tailored.evaluation import NDCG, Revenue, evaluate_model, tuning
+from tailored.evaluation.beyond import IntraListDiversity
 from tailored.evaluation.search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
@@ -24,16 +25,20 @@ from tailored.evaluation.search_spaces import (
     STARTING_POINTS,
 )
 from tailored.evaluation.tuning import (
+    Objective,
     TuningResult,
     ValidationMetric,
     available_families,
     early_stopping_epochs,
     early_stopping_iterations,
     iteration_checkpoints,
+    measure,
     tune,
     validation_folds,
 )
-from tailored.models import MODELS, Popular, SASRec, create
+from tailored.models import MODELS, ItemKNN, Popular, SASRec, create
+from tailored.pipeline import Pipeline
+from tailored.ranking import RerankerStage
 from tailored.sample import shop
 from tailored.testing import checkerboard
 
@@ -166,6 +171,132 @@ def test_metric_names_parse_case_insensitively() -> None:
     assert ValidationMetric.parse("NDCG@5").name == "ndcg@5"
     assert ValidationMetric.parse("hit_rate@3").k == 3
     assert ValidationMetric.parse("mrr@20").metric.label == "mrr"
+    assert ValidationMetric.parse("Revenue@10") == ValidationMetric(Revenue, 10)
+    assert ValidationMetric.parse("diversity@5") == ValidationMetric(IntraListDiversity, 5)
+
+
+# ---- objectives: weighted sums of metrics ------------------------------------------------
+
+def test_an_objective_is_a_weighted_sum_in_one_spelling() -> None:
+    objective = Objective.parse("ndcg@10 + 0.5*revenue@10")
+    assert objective.terms == ((1.0, ValidationMetric(NDCG, 10)),
+                               (0.5, ValidationMetric(Revenue, 10)))
+    assert objective.name == "ndcg@10 + 0.5*revenue@10" and objective.knobs == ("revenue",)
+    assert Objective.parse(" NDCG@10+.5 * Revenue@10 ") == objective
+    assert Objective.parse("ndcg@10").name == "ndcg@10" and Objective.parse("ndcg@10").knobs == ()
+    both = Objective.parse("2*recall@20 + 0.1*diversity@20 + 1.0*revenue@20")
+    assert both.name == "2*recall@20 + 0.1*diversity@20 + revenue@20"
+    assert both.knobs == ("revenue", "diversity")
+
+
+CHOICES = r"diversity@K, f1@K, hit_rate@K, map@K, mrr@K, ndcg@K, precision@K, recall@K, revenue@K"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ndcg@10 - 0.5*revenue@10", rf"cannot read 'ndcg@10 - 0.5\*revenue@10'.*{CHOICES}"),
+    ("ndcg@10 +", rf"cannot read '' in the objective 'ndcg@10 \+'.*{CHOICES}"),
+    ("ndcg@10 * 0.5", rf"cannot read 'ndcg@10 \* 0.5'.*{CHOICES}"),
+    ("-1*ndcg@10", rf"cannot read '-1\*ndcg@10'.*{CHOICES}"),
+    ("1e3*ndcg@10", rf"cannot read '1e3\*ndcg@10'.*{CHOICES}"),
+    ("__import__('os').getcwd()", rf"unknown metric .*{CHOICES}"),
+    ("ndcg@10 + 0.5*auc@10", rf"unknown metric 'auc@10'; use one of {CHOICES}.*in the "
+                             r"objective 'ndcg@10 \+ 0.5\*auc@10'"),
+    ("ndcg@10 + 0.5*revenue", r"unknown metric 'revenue'.*revenue@K"),
+    ("ndcg@10 + 0*revenue@10", "weight of 'revenue@10' .* is 0; weights must be above 0"),
+    ("ndcg@10 + 0.5*NDCG@10", "names ndcg@10 twice"),
+])
+def test_a_bad_objective_says_what_and_names_the_metrics(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Objective.parse(text)
+
+
+def test_the_objective_counts_revenue_in_units_of_the_mean_price(outer: Split) -> None:
+    objective = Objective.parse("ndcg@10 + 0.5*revenue@10")
+    assert objective.value({"ndcg@10": 0.2, "revenue@10": 30.0}, unit_price=20.0) == \
+        pytest.approx(0.2 + 0.5 * 30.0 / 20.0)
+    # On the checkerboard, prices are 10, 11, ..., 29: a mean of 19.5.
+    figures = measure(objective.metrics, ItemKNN(), outer)
+    assert figures["revenue@10"] > 0
+    assert objective.score(ItemKNN(), outer) == pytest.approx(
+        figures["ndcg@10"] + 0.5 * figures["revenue@10"] / 19.5)
+    # A single metric is its own figure, as a ValidationMetric scores it.
+    assert Objective.parse("ndcg@10").score(ItemKNN(), outer) == pytest.approx(
+        evaluate_model(ItemKNN(), outer).metrics["ndcg@10"])
+
+
+def test_revenue_needs_prices_and_diversity_categories(outer: Split) -> None:
+    bare = Dataset.from_frame(outer.train.events)  # no items table
+    with pytest.raises(InvalidDataError, match=r"counts revenue@10, but no item .* has a price"):
+        tune(bare, metric="ndcg@10 + 0.5*revenue@10", models=["popular"], n_trials=1)
+    with pytest.raises(InvalidDataError, match=r"diversity@K .* item categories"):
+        tune(bare, metric="ndcg@10 + 0.5*diversity@10", models=["popular"], n_trials=1)
+    tuned = tune(bare, metric="ndcg@10", models=["popular"], n_trials=1)  # relevance: fine
+    assert tuned.best_reranker == {}
+
+
+# ---- tuning the re-ranker's knobs --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed(outer: Split) -> TuningResult:
+    """Two families (one iterative) tuned for relevance and revenue."""
+    return tune(outer.train, models=["item_knn", "als"], n_trials=4, seed=0,
+                metric="ndcg@10 + 0.5*revenue@10")
+
+
+def test_a_mixed_objective_tunes_the_revenue_knob_and_gives_a_pipeline(
+        outer: Split, mixed: TuningResult) -> None:
+    assert mixed.metric == "ndcg@10 + 0.5*revenue@10"
+    assert set(mixed.best_reranker) == {"revenue"} and 0 <= mixed.best_reranker["revenue"] <= 1
+    model = mixed.best_model
+    assert isinstance(model, Pipeline) and model.is_fitted
+    assert model.config.rerankers == [RerankerStage(revenue=mixed.best_reranker["revenue"])]
+    assert model.scorer.config == create(mixed.best_name, **mixed.best_params).config
+    assert model.scorer.data_digest_ == outer.train.digest  # refitted on all the given data
+    # Every trial sampled the knob; each family's first (its starting point) at 0.
+    trials = mixed.trials
+    assert all(set(knobs) == {"revenue"} and 0 <= knobs["revenue"] <= 1
+               for knobs in trials["reranker"])
+    assert all(rows.sort_values("number")["reranker"].iloc[0] == {"revenue": 0.0}
+               for _, rows in trials.groupby("family"))
+    assert len({knobs["revenue"] for knobs in trials["reranker"]}) > 2
+
+
+def test_the_reported_objective_is_the_winners_mix_on_both_folds(
+        outer: Split, mixed: TuningResult) -> None:
+    winner = mixed.second_fold.loc[mixed.second_fold["mean"].idxmax()]
+    assert mixed.best_score == winner["mean"] == (winner["first_fold"]
+                                                  + winner["second_fold"]) / 2
+    assert winner["reranker"] == mixed.best_reranker
+    # Re-scored by hand on the second fold: NDCG plus half the revenue in mean prices.
+    second = validation_folds(outer.train)[1]
+    candidate = Pipeline(create(winner["family"], **winner["params"]),
+                         rerankers=[winner["reranker"]])
+    metrics = Objective.parse(mixed.metric).metrics
+    figures = measure(metrics, candidate, second)
+    assert winner["second_fold"] == pytest.approx(
+        figures["ndcg@10"] + 0.5 * figures["revenue@10"] / 19.5)
+    record = json.loads(mixed.to_json())
+    assert record["metric"] == mixed.metric and record["best_reranker"] == mixed.best_reranker
+
+
+def test_a_diversity_objective_tunes_mmr_and_the_lists_get_more_varied(outer: Split) -> None:
+    # Item-kNN's top 3 are all of the user's own group (diversity 0): MMR mixes the groups.
+    diversity = [ValidationMetric.parse("diversity@3")]
+    assert measure(diversity, ItemKNN(), outer)["diversity@3"] == 0
+    tuned = tune(outer.train, models=["item_knn"], n_trials=6, seed=1,
+                 metric="ndcg@3 + diversity@3")
+    assert set(tuned.best_reranker) == {"diversity"} and tuned.best_reranker["diversity"] > 0
+    assert isinstance(tuned.best_model, Pipeline)
+    assert measure(diversity, tuned.best_model, outer, fit=False)["diversity@3"] > 0.3
+
+
+def test_epoch_early_stopping_checks_a_pipeline_around_the_model(outer: Split) -> None:
+    pipeline = Pipeline(_tiny_sasrec(4), rerankers=[{"revenue": 0.5}])
+    objective = "ndcg@10 + 0.5*revenue@10"
+    stop = early_stopping_epochs(pipeline, outer, objective, first=2)
+    assert sorted(stop.curve) == [2, 3, 4] and stop.score == max(stop.curve.values())
+    assert pipeline.is_fitted  # its catalog was learnt for the first check
+    assert stop.curve[4] == pytest.approx(Objective.parse(objective).evaluate(pipeline, outer))
 
 
 @pytest.mark.parametrize("protocol", sorted(SPLITS))
@@ -392,8 +523,9 @@ def test_the_tuned_model_beats_popular_on_the_held_out_test(
 def test_every_trial_is_recorded(result_clock: tuple[TuningResult, FakeClock]) -> None:
     result, clock = result_clock
     trials = result.trials
-    assert list(trials.columns) == ["family", "number", "params", "iterations", "value",
-                                    "state", "duration", "error"]
+    assert list(trials.columns) == ["family", "number", "params", "reranker", "iterations",
+                                    "value", "state", "duration", "error"]
+    assert trials["reranker"].tolist() == [{}] * len(trials)  # relevance alone: no knob
     assert trials.groupby("family")["number"].agg(list).to_dict() == {
         family: [0, 1] for family in FAMILIES}
     assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
@@ -436,7 +568,7 @@ def test_every_trial_is_recorded(result_clock: tuple[TuningResult, FakeClock]) -
 def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
         result: TuningResult) -> None:
     checked = result.second_fold
-    assert list(checked.columns) == ["family", "number", "params", "first_fold",
+    assert list(checked.columns) == ["family", "number", "params", "reranker", "first_fold",
                                      "second_fold", "mean"]
     assert len(checked) == 3
     top_first = result.trials["value"].dropna().sort_values(ascending=False)
@@ -451,6 +583,7 @@ def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
     winner = checked.loc[checked["mean"].idxmax()]
     assert result.best_score == winner["mean"] == checked["mean"].max()
     assert (result.best_name, result.best_params) == (winner["family"], winner["params"])
+    assert result.best_reranker == {} and not isinstance(result.best_model, Pipeline)
 
 
 def test_with_one_family_the_guard_rechecks_its_best_distinct_configurations(

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tailored.errors import InvalidDataError
-from tailored.models import ALS
+from tailored.models import ALS, ItemKNN
 from tailored.pipeline import Pipeline, load_recipe
+from tailored.ranking import RerankerStage
+from tailored.ranking.rerankers import item_prices
 from tailored.testing import checkerboard
 
 RECIPES = Path(__file__).parents[2] / "recipes"
@@ -111,6 +114,23 @@ exclude = { where = 'item_id == "A009"' }
     assert loaded.run(["a000", "b000"], k=5).equals(recs)
 
 
+def test_a_recipe_mixes_relevance_and_revenue_in_one_stage(tmp_path: Path) -> None:
+    path = tmp_path / "shop.toml"
+    path.write_text('name = "shop"\npool = 20\n[model]\nmodel = "item_knn"\n\n'
+                    '[[rerankers]]\nkind = "diversify"\nrevenue = 1.0\nnovelty = 0.0\n')
+    pipeline = load_recipe(path).build()
+    assert pipeline.config.rerankers == [RerankerStage(revenue=1.0)]
+    data = checkerboard()
+    plain = Pipeline(ItemKNN(), pool=20).fit(data)
+    pipeline.fit(data)
+    users = data.user_vocab.ids.tolist()
+    prices = item_prices(data.items)
+    rich, cheap = pipeline.run(users, k=3), plain.run(users, k=3)
+    assert rich["item_id"].map(prices).mean() > cheap["item_id"].map(prices).mean()
+    pipeline.save(tmp_path / "artifact")  # the knob and the prices survive a save
+    pd.testing.assert_frame_equal(Pipeline.load(tmp_path / "artifact").run(users, k=3), rich)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('[model]\nname = "als"\n[ranker]\nkind = "lambdarank"\n', "not both"),
     ('[ranker]\nkind = "forest"\n', "ranker.kind 'forest' is unknown"),
@@ -118,6 +138,7 @@ exclude = { where = 'item_id == "A009"' }
     ('[[candidates]]\nmodel = "als"\n[[candidates]]\nmodel = "als"\n', "distinct names"),
     ('[model]\nname = "als"\n[[rerankers]]\nkind = "explore"\n', "learns online"),
     ('[model]\nname = "als"\n[[rerankers]]\ndiversity = 2\n', "diversity"),
+    ('[model]\nname = "als"\n[[rerankers]]\nrevenue = 1.5\n', r"rerankers\.0\.revenue"),
 ])
 def test_bad_pipeline_stages_say_what(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"

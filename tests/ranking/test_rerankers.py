@@ -15,6 +15,7 @@ from tailored.models import ItemKNN, Popular
 from tailored.models.item2vec import Item2Vec
 from tailored.pipeline import Overrides, Pipeline, PipelineConfig, Recipe
 from tailored.ranking import ONLINE_RERANKERS, ItemTable, RerankerStage, item_popularity, rerank
+from tailored.ranking.rerankers import catalog_prices, item_prices
 from tailored.testing import checkerboard
 from tailored.testing.data import group_of
 
@@ -225,6 +226,105 @@ def test_the_catalog_given_is_the_one_re_rankers_read(knn: ItemKNN) -> None:
     recs = knn.recommend(["a000", "b001"], k=20)
     capped = rerank(recs, 5, [RerankerStage(max_per_category=1)], one_category, knn)
     assert capped.groupby("user_id").size().tolist() == [1, 1]
+
+
+# ---- revenue -------------------------------------------------------------------------------
+
+# One user's pool: relevance min-max scales to 1, .8, .5, 0. With these prices, expected
+# revenue (price x relevance, scaled by the largest, 40) is .25, 1, .375 and 0.
+POOL = pd.DataFrame({"user_id": "u", "item_id": ["cheap", "pricey", "mid", "last"],
+                     "score": np.array([1.0, 0.8, 0.5, 0.0], np.float32),
+                     "rank": [1, 2, 3, 4]})
+POOL_IDS = np.array(["cheap", "pricey", "mid", "last", "other"])
+
+
+def _catalog(prices: list[object] | None) -> ItemTable:
+    table = pd.DataFrame({"item_id": POOL_IDS, "categories": [[]] * len(POOL_IDS)})
+    if prices is not None:
+        table["price"] = prices
+    return ItemTable(POOL_IDS, table)
+
+
+def test_the_revenue_knob_at_0_is_the_identity(knn: ItemKNN, items: ItemTable,
+                                               data: Dataset) -> None:
+    assert RerankerStage(revenue=0.0).is_identity
+    assert not RerankerStage(revenue=0.01).is_identity
+    recs = knn.recommend(["a000", "b001"], k=10)
+    pd.testing.assert_frame_equal(rerank(recs, 4, [RerankerStage(revenue=0.0)], items, knn),
+                                  recs.groupby("user_id", sort=False).head(4)
+                                  .reset_index(drop=True))
+    users = ["a000", "b001", "nobody"]
+    identity = Pipeline(ItemKNN(), rerankers=[{"revenue": 0.0}]).fit(data)
+    assert identity.pool(4) == 4
+    pd.testing.assert_frame_equal(identity.run(users, k=4), knn.recommend(users, k=4))
+
+
+def test_full_revenue_moves_the_expensive_less_relevant_items_up_by_hand(
+        knn: ItemKNN) -> None:
+    catalog = _catalog([10.0, 50.0, 30.0, 100.0, 1.0])
+    stage = [RerankerStage(revenue=1.0)]
+    full = rerank(POOL, 4, stage, catalog, knn)
+    assert full["item_id"].tolist() == ["pricey", "mid", "cheap", "last"]
+    assert full["rank"].tolist() == [1, 2, 3, 4]
+    # The scores stay the scorer's: the re-ranker moves items, it does not rescore them.
+    assert full["score"].tolist() == pytest.approx([0.8, 0.5, 1.0, 0.0])
+    # Half and half: cheap .625, pricey .9, mid .4375, last 0.
+    half = rerank(POOL, 3, [RerankerStage(revenue=0.5)], catalog, knn)
+    assert half["item_id"].tolist() == ["pricey", "cheap", "mid"]
+
+
+@pytest.mark.parametrize("prices", [None, [None] * 5, ["n/a", "", None, True, -3.0]],
+                         ids=["no-price-attribute", "all-missing", "not-positive-numbers"])
+def test_a_pool_without_prices_keeps_its_order(knn: ItemKNN, prices: list[object] | None
+                                               ) -> None:
+    catalog = _catalog(prices)
+    assert catalog_prices(catalog) == {}
+    for revenue in (0.5, 1.0):
+        kept = rerank(POOL, 4, [RerankerStage(revenue=revenue)], catalog, knn)
+        pd.testing.assert_frame_equal(kept, POOL)
+
+
+def test_an_item_without_a_price_brings_no_revenue(knn: ItemKNN) -> None:
+    # mid has no price: cheap .25 (10 / 40), pricey 1, mid 0, last 0.
+    catalog = _catalog([10.0, 50.0, None, 100.0, None])
+    full = rerank(POOL, 4, [RerankerStage(revenue=1.0)], catalog, knn)
+    assert full["item_id"].tolist() == ["pricey", "cheap", "mid", "last"]
+
+
+def test_prices_come_from_a_price_column_or_the_stores_attributes() -> None:
+    frame = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e"],
+                          "price": [19.99, None, "7.5", False, 0.0]})
+    assert item_prices(frame) == {"a": 19.99, "c": 7.5}
+    stored = pd.DataFrame({"item_id": ["a", "b", "c"],
+                           "attributes": [{"price": 5}, {"colour": "red"}, {"price": 2.5}]})
+    assert item_prices(stored) == {"a": 5.0, "c": 2.5}
+    assert item_prices(None) == item_prices(pd.DataFrame({"item_id": ["a"]})) == {}
+    table = ItemTable.from_items(stored, np.array(["c", "a", "new"]))
+    assert catalog_prices(table) == {"c": 2.5, "a": 5.0}
+
+
+def test_a_request_sets_the_revenue_knob(data: Dataset) -> None:
+    assert Overrides(revenue=0.4).stages([]) == [RerankerStage(revenue=0.4)]
+    assert Overrides.parse(revenue=0.4) == Overrides(revenue=0.4)
+    recipe = [RerankerStage(revenue=0.2, novelty=0.1), RerankerStage(diversity=0.3)]
+    assert Overrides(revenue=0.0).stages(recipe) == [RerankerStage(novelty=0.1),
+                                                     RerankerStage(diversity=0.3)]
+    assert Overrides(diversity=0.5).stages(recipe)[0] == RerankerStage(
+        revenue=0.2, novelty=0.1, diversity=0.5)
+    with pytest.raises(ValueError, match="revenue"):
+        Overrides(revenue=1.5).stages([])
+    # Checkerboard prices rise with the item id (A000 10, ..., B009 29), so revenue lifts
+    # the later items of each group while the scores stay the scorer's.
+    pipeline = Pipeline(ItemKNN()).fit(data)
+    assert pipeline.pool(3, Overrides(revenue=0.5)) == 100
+    users = data.user_vocab.ids.tolist()
+    plain = pipeline.run(users, k=3)
+    rich = pipeline.run(users, k=3, overrides=Overrides(revenue=1.0))
+    prices = item_prices(data.items)
+    assert rich["item_id"].map(prices).mean() > plain["item_id"].map(prices).mean() + 1
+    scored = pipeline.scorer.recommend(users, k=pipeline.item_ids.size)
+    merged = rich.merge(scored, on=["user_id", "item_id"], suffixes=("", "_scorer"))
+    np.testing.assert_allclose(merged["score"], merged["score_scorer"])
 
 
 # ---- re-rankers in a pipeline ------------------------------------------------------------

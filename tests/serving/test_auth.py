@@ -59,6 +59,11 @@ SCOPE_OF: dict[tuple[str, str], str | None] = {
     ("GET", "/experiments/{experiment_id}"): "read",
     ("POST", "/experiments/{experiment_id}/start"): "admin",
     ("POST", "/experiments/{experiment_id}/stop"): "admin",
+    ("GET", "/placements"): "read",
+    ("GET", "/placements/{name}"): "read",
+    ("GET", "/placements/{name}/versions"): "read",
+    ("PUT", "/placements/{name}"): "admin",
+    ("DELETE", "/placements/{name}"): "admin",
 }
 WEAKER = {"read": None, "write": "read", "admin": "write"}
 

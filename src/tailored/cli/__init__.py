@@ -16,6 +16,7 @@ from tailored.cli.experiments import experiments_app, simulate
 from tailored.cli.keys import keys_app
 from tailored.cli.models import models_app
 from tailored.cli.monitoring import monitor
+from tailored.cli.placements import placements_app
 from tailored.cli.recommending import popular, recommend, similar
 from tailored.cli.retention import retain
 from tailored.cli.serving import demo, serve
@@ -54,6 +55,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(users_app, name="users")
+app.add_typer(placements_app, name="placements")
 
 
 def main() -> None:

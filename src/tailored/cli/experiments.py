@@ -52,6 +52,9 @@ def experiments_create(
     power: Annotated[float, typer.Option(help="Power for the sizing.")] = 0.8,
     description: Annotated[str, typer.Option(help="What the test is about.")] = "",
     start: Annotated[bool, typer.Option("--start", help="Start it at once.")] = False,
+    placement: Annotated[str | None, typer.Option(
+        help="The placement whose lists it tests (default: lists asked without one); one "
+        "experiment runs per placement at a time.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Create an A/B test between registered model (or recipe) versions."""
@@ -76,7 +79,8 @@ def experiments_create(
             name = "-vs-".join(names)
         experiment = create_experiment(
             opened, name, variants, holdout_share=holdout, holdout_version=holdout_version,
-            planned_sample_size=planned_sample_size, description=description)
+            planned_sample_size=planned_sample_size, description=description,
+            placement=placement)
         if start:
             experiment = opened.experiments.start(experiment.experiment_id)
     shares = ", ".join(f"{v.name}=v{v.version} ({v.share:.0%})" for v in experiment.variants)

@@ -18,8 +18,12 @@ if TYPE_CHECKING:
 
 def recommend(
     users: Annotated[list[str] | None, typer.Argument(help="User ids.")] = None,
-    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    k: Annotated[int | None, typer.Option(
+        min=1, max=1000, help="List length; default: the placement's, else 10.")] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Every user in the store.")] = False,
+    placement: Annotated[str | None, typer.Option(
+        help="A stored placement (e.g. email-weekly): its version, filter, boosts, knobs "
+        "and k apply, and these options narrow and override them.")] = None,
     output: Annotated[Path | None, typer.Option(
         help="Write to this .csv or .parquet file instead of printing.")] = None,
     store: StoreOption = None,
@@ -41,31 +45,48 @@ def recommend(
     max_per_category: Annotated[int | None, typer.Option(
         min=1, help="At most this many items of one category per list; default: the "
         "recipe's.")] = None,
+    revenue: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Mix expected revenue (price x relevance) into the order: 0 "
+        "relevance only, 1 expected revenue only; default: the recipe's.")] = None,
     pool: Annotated[int | None, typer.Option(
         min=1, max=5000, help="Candidates per user the re-rankers choose from; default: "
         "the recipe's (100).")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Add a reason per item (from the scorer's evidence).")] = False,
 ) -> None:
-    """Recommend with the active version's pipeline from each user's current history."""
+    """Recommend with the active version's pipeline (or the placement's) from each user's
+    current history."""
+    from tailored.errors import NotFoundError
     from tailored.expressions import ExpressionError
-    from tailored.pipeline import LiveRecommender, Overrides
+    from tailored.pipeline import LiveRecommender, Overrides, Pipeline, Placement
+    from tailored.pipeline.live import registered_version
+    from tailored.pipeline.placement import stored_placement
 
     settings = _settings(store)
     try:
         overrides = Overrides.parse(filter, boost or [], exclude or [], diversity=diversity,
                                     novelty=novelty, max_per_category=max_per_category,
-                                    pool=pool)
+                                    revenue=revenue, pool=pool)
     except ExpressionError as error:
         raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
     with _store(settings) as opened:
+        spec = Placement()
+        if placement is not None:
+            stored = opened.placements.get(placement)
+            if stored is None:
+                raise NotFoundError(f"no placement named {placement!r}; `tailored placements "
+                                    "list` shows them")
+            spec = stored_placement(stored)
         live = LiveRecommender.active(opened)
+        if spec.model is not None:
+            version = registered_version(opened, spec.model)
+            live = LiveRecommender(opened, Pipeline.load(Path(version.path)), version)
         ids = (opened.events.frame()["user_id"].unique().tolist() if all_users
                else list(users or []))
         if not ids:
             raise typer.BadParameter("name at least one user id, or pass --all")
         try:
-            recs = live.recommend(ids, k, overrides, explain=explain)
+            recs = live.recommend(ids, k or spec.k, spec.overrides(overrides), explain=explain)
         except ExpressionError as error:  # an attribute no item has
             raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
     if output is not None:

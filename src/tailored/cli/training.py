@@ -130,7 +130,8 @@ def tune(
         min=1, help="Seconds of search, spread over the families.")] = 600,
     metric: Annotated[str, typer.Option(
         help="What to maximise: ndcg@K, recall@K, hit_rate@K, map@K, precision@K, "
-        "f1@K or mrr@K.")] = "ndcg@10",
+        "f1@K or mrr@K, or a weighted sum with revenue@K and diversity@K, e.g. "
+        "'ndcg@10 + 0.5*revenue@10' (the re-ranker's knobs are tuned too).")] = "ndcg@10",
     models: Annotated[str | None, typer.Option(
         help="Comma-separated families to search (default: every family with a search "
         "space whose packages are installed: single models such as popular, item_knn, "
@@ -155,11 +156,12 @@ def tune(
     validates on two folds carved from it), and the winner is then scored on the
     held-out test part. Prints the command that trains the winner."""
     from tailored.dataset import SPLITS, Dataset, split_by_name
-    from tailored.evaluation import SEARCH_SPACES, ValidationMetric, evaluate_model
+    from tailored.evaluation import SEARCH_SPACES, evaluate_model
     from tailored.evaluation import tune as run_tuning
+    from tailored.evaluation.tuning import Objective
 
     try:
-        ValidationMetric.parse(metric)
+        Objective.parse(metric)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--metric") from None
     if protocol not in SPLITS:
@@ -194,7 +196,9 @@ def tune(
                       f"second fold {row.second_fold:.4f}, mean {row.mean:.4f}")
     settings_text = " ".join("--set " + shlex.quote(f"{key}={json.dumps(value)}")
                              for key, value in result.best_params.items())
-    console.print(f"best: [bold]{result.best_name}[/] {result.best_params} "
+    knobs = "".join(f", re-ranker {key} {value:.2f}"
+                    for key, value in (result.best_reranker or {}).items())
+    console.print(f"best: [bold]{result.best_name}[/] {result.best_params}{knobs} "
                   f"(validation {result.metric} {result.best_score:.4f}, "
                   f"{result.elapsed:.0f}s)")
     console.print("held-out test: " + ", ".join(f"{_label(name)} {value:.4f}"

@@ -81,11 +81,13 @@ def assign(experiment: Experiment, user_id: str) -> Assignment:
 def create_experiment(store: Store, name: str, variants: list[tuple[str, int, float]], *,
                       holdout_share: float = 0.0, holdout_version: int | None = None,
                       planned_sample_size: int | None = None,
-                      description: str = "") -> Experiment:
+                      description: str = "", placement: str | None = None) -> Experiment:
     """Create a draft experiment after checking every version is in the model registry.
 
     Each variant is ``(name, model version, traffic share)``; a registered recipe
-    (pipeline) is a model version too. The first variant is the control.
+    (pipeline) is a model version too. The first variant is the control. ``placement``:
+    the lists it runs on (None: lists asked without a placement); one experiment runs per
+    placement at a time, each assigning users by its own hash.
     """
     versions = [(f"variant {n!r}", v) for n, v, _ in variants]
     if holdout_version is not None:
@@ -98,7 +100,8 @@ def create_experiment(store: Store, name: str, variants: list[tuple[str, int, fl
                 "GET /models")
     return store.experiments.create(
         name, variants, holdout_share=holdout_share, holdout_version=holdout_version,
-        planned_sample_size=planned_sample_size, description=description)
+        planned_sample_size=planned_sample_size, description=description,
+        placement=placement)
 
 
 def parse_variant(text: str) -> tuple[str, int, float]:

@@ -457,6 +457,26 @@ class LiveRecommender:
         assert ranked is not None  # a complete list is always exact
         return ranked
 
+def registered_version(store: Store, model: str) -> ModelVersion:
+    """The version ``model`` names: a version number, or the active (else the newest)
+    version whose model or recipe name it is; a ``ModelNotFoundError`` says what there is."""
+    text = model.strip()
+    if text.isascii() and text.isdigit():  # "²" is a digit to Python, not a number
+        found = None if len(text) > 18 else store.models.get(int(text))  # 64-bit column
+        if found is None:
+            raise ModelNotFoundError(f"model version {text[:30]} is not in the registry; "
+                                     "GET /models lists the versions there are")
+        return found
+    named = [v for v in store.models.list()
+             if text in (v.name, (v.details.get("recipe") or {}).get("name"))]
+    if not named:
+        names = sorted({v.name for v in store.models.list()})
+        raise ModelNotFoundError(
+            f"no model version named {text!r} in the registry; give a version number or one "
+            f"of the names {names} (GET /models lists them)")
+    return next((v for v in named if v.active), named[-1])
+
+
 def with_new_arrivals(ranked: Ranked, arrivals: Ranked, k: int, share: float
                       ) -> tuple[Ranked, list[bool]]:
     """``k`` slots of ``ranked`` with a ``share`` of them (at least one, when ``share``
@@ -490,4 +510,4 @@ def with_new_arrivals(ranked: Ranked, arrivals: Ranked, k: int, share: float
 _EMPTY = Ranked([], [], np.zeros(0, dtype=np.int64))
 
 __all__ = ["MAX_NEW_ITEMS", "PATCH_LIMIT", "CatalogView", "LiveRecommender", "SimilarityKind",
-           "with_new_arrivals"]
+           "registered_version", "with_new_arrivals"]

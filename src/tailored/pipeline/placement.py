@@ -14,6 +14,7 @@ written over REST (``PUT /placements/{name}``, admin) or from a file
     new_arrivals = 0.1          # a tenth of the slots: new items, by content
     explore = 0.05
     diversity = 0.2
+    revenue = 0.3               # relevance mixed with expected revenue (price x relevance)
 
     [product-page]
     model = "item_knn"
@@ -33,7 +34,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tailored.errors import InvalidDataError
 from tailored.expressions import ExpressionError
@@ -53,6 +61,7 @@ PLACEMENT_NAME_HELP = ("a placement name is 1-64 letters, digits, '_', '.' or '-
                        "with a letter or digit, e.g. home or product-page")
 
 Fallback = Literal["popular", "trending", "none"]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Placement(BaseModel):
@@ -74,6 +83,9 @@ class Placement(BaseModel):
     diversity: float | None = Field(default=None, ge=0, le=1)
     novelty: float | None = Field(default=None, ge=0, le=1)
     max_per_category: int | None = Field(default=None, ge=1, le=MAX_K)
+    revenue: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Weight of expected revenue (price x relevance) against relevance.")
     explore: float | None = Field(default=None, ge=0, le=1,
                                   description="Share of slots the bandit fills.")
     new_arrivals: float | None = Field(
@@ -85,6 +97,15 @@ class Placement(BaseModel):
         description="What fills the slots the pipeline leaves empty (a strict filter, a "
                     "scorer that knows few items for the user): the most popular or "
                     "trending items of the last week that pass the filter, or nothing.")
+
+    @field_validator("description", "model", "filter", "boosts", mode="before")
+    @classmethod
+    def _whole_characters(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and _SURROGATE.search(text) for text in texts):
+            raise ValueError("holds a lone surrogate, which is not a character; send UTF-8 "
+                             "text")
+        return value
 
     @model_validator(mode="after")
     def _expressions_parse(self) -> Placement:
@@ -110,7 +131,8 @@ class Placement(BaseModel):
 
         return Overrides(self.rules() + request.rules, request.exclude,
                          diversity=knob("diversity"), novelty=knob("novelty"),
-                         max_per_category=knob("max_per_category"), pool=request.pool)
+                         max_per_category=knob("max_per_category"), revenue=knob("revenue"),
+                         pool=request.pool)
 
     def spec(self) -> dict[str, Any]:
         """What is stored: the fields that differ from the defaults."""

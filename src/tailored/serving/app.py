@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from tailored.models.artifact import package_version
+from tailored.pipeline import load_placements, save_placement
 from tailored.settings import Settings, load_settings
 from tailored.store import Store, open_store_from
 
@@ -19,7 +20,7 @@ from .errors import add_error_handlers
 from .guard import AccessGuard
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routers import dashboard as dashboard_router
-from .routers import events, health, items, keys, models, recommendations, users
+from .routers import events, health, items, keys, models, placements, recommendations, users
 from .routers import experiments as experiments_router
 from .security import BodyLimitMiddleware, mask_password, redact_access_log
 from .state import REGISTRY_POLL_SECONDS, ServiceState
@@ -114,6 +115,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             if warning is not None:
                 logger.warning(warning)
             app.state.keys = verifier
+            if settings.placements_file is not None:  # each worker: unchanged ones are kept
+                for name, placement in load_placements(settings.placements_file).items():
+                    save_placement(opened, name, placement, by="placements file")
             state = ServiceState(opened, settings, registry_poll_seconds=registry_poll_seconds)
             state.load_active()
             app.state.service = state
@@ -141,7 +145,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     # Each router names the scope of its routes (a router-wide dependency, or per route
     # with ReadAccess/WriteAccess/AdminAccess); tests/serving/test_auth.py lists them all.
     for router in (recommendations.router, events.router, items.router, users.router,
-                   models.router, keys.router, health.router):
+                   models.router, keys.router, health.router, placements.router):
         app.include_router(router)
     app.include_router(dashboard_router.router)  # the page is open; its data needs read
     app.include_router(experiments_router.router)  # scopes per route: admin changes, read

@@ -183,6 +183,9 @@ class SessionRequest(_Selection):
     max_per_category: int | None = Field(None, ge=1, le=1_000, description="At most this "
                                          "many items of one category; default: the "
                                          "recipe's.")
+    revenue: float | None = Field(None, ge=0, le=1, description="Mix expected revenue "
+                                  "(price x relevance) into the order; default: the "
+                                  "placement's, else the recipe's.")
     explain: bool = Field(False, description="Add a `reason` to each item.")
     explore: float | None = Field(None, ge=0, le=1, description="Share of slots a bandit "
                                   "fills to learn; default: the placement's, else the "

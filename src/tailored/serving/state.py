@@ -20,6 +20,7 @@ from tailored.errors import ModelNotFoundError
 from tailored.jobs.erase import ErasureReport, erase_users
 from tailored.monitoring.experiments import Assignment, assign
 from tailored.pipeline import LiveRecommender, Pipeline, Placement, stored_placement
+from tailored.pipeline.live import registered_version
 from tailored.settings import Settings
 from tailored.store import Experiment, ModelVersion, PlacementVersion, Store
 
@@ -77,6 +78,7 @@ class ServiceState:
         # recently used first; the active one is always `_live`.
         self._loaded: OrderedDict[int, LiveRecommender] = OrderedDict()
         self._load_lock = threading.Lock()
+        self._named: dict[str, tuple[float, int]] = {}  # model= text -> (read at, version)
         self.cache = TopListCache(settings.cache_entries)
         self.served_log = ServedLogWriter(
             store, flush_seconds=settings.served_log_flush_seconds).start()
@@ -152,21 +154,14 @@ class ServiceState:
         model or recipe name is ``model``; the serving one when None."""
         if model is None:
             return self.current()
-        text = model.strip()
-        if text.isascii() and text.isdigit():  # "²" is a digit to Python, not a number
-            if len(text) > 18:  # past what the registry's integer column holds
-                raise ModelNotFoundError(f"model version {text[:30]}... is not in the "
-                                         "registry; GET /models lists the versions there are")
-            return self.live_for_version(int(text))
-        named = [v for v in self.store.models.list()
-                 if text in (v.name, (v.details.get("recipe") or {}).get("name"))]
-        if not named:
-            names = sorted({v.name for v in self.store.models.list()})
-            raise ModelNotFoundError(
-                f"no model version named {text!r} in the registry; give a version number "
-                f"or one of the names {names} (GET /models lists them)")
-        active = next((v for v in named if v.active), None)
-        return self.live_for_version((active or named[-1]).version)
+        now = self._clock()
+        known = self._named.get(model)
+        if known is None or now - known[0] >= self.registry_poll_seconds:
+            # A name's version is re-read like the registry: placements name one per request.
+            if len(self._named) > 1_000:  # texts of admins' requests: keep it bounded
+                self._named.clear()
+            known = self._named[model] = (now, registered_version(self.store, model).version)
+        return self.live_for_version(known[1])
 
     # ---- changing ---------------------------------------------------------------------
 
@@ -345,7 +340,7 @@ class ServiceState:
         experiment = self.running_experiment(placement)
         return None if experiment is None else assign(experiment, user_id)
 
-    def forget_experiment(self) -> None:
+    def reread_soon(self) -> None:
         """Re-read the running experiments and the placements on the next request (one
         was changed here)."""
         self._experiment_checked_at = -float("inf")

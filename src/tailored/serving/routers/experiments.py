@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tailored.errors import InvalidDataError, NotFoundError
 from tailored.monitoring.abtest import analyze, sample_size
 from tailored.monitoring.experiments import create_experiment
+from tailored.pipeline.placement import PLACEMENT_NAME
 from tailored.store import Experiment
 
 from ..auth import AUTH_RESPONSES, require_scope
@@ -65,6 +66,11 @@ class ExperimentSpec(BaseModel):
     power: float = Field(0.8, gt=0, lt=1)
     description: str = Field("", max_length=2000, pattern=r"^[^\x00]*$")
     start: bool = Field(False, description="Start it at once.")
+    placement: str | None = Field(None, pattern=PLACEMENT_NAME.pattern, description=(
+        "The placement whose lists it tests (`?placement=NAME`); default: lists asked "
+        "without one. One experiment runs per placement at a time; users are assigned "
+        "by a hash of the experiment and the user, so tests on different placements "
+        "are independent."))
 
     @model_validator(mode="after")
     def _one_way_to_size(self) -> ExperimentSpec:
@@ -97,6 +103,7 @@ class ExperimentInfo(BaseModel):
     created_at: datetime
     started_at: datetime | None
     stopped_at: datetime | None
+    placement: str | None
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentInfo:
@@ -138,7 +145,7 @@ def create(spec: ExperimentSpec, store: StoreDep, state: StateDep) -> Experiment
     experiment = create_experiment(
         store, spec.name, [(v.name, v.version, v.share) for v in spec.variants],
         holdout_share=spec.holdout_share, holdout_version=spec.holdout_version,
-        planned_sample_size=planned, description=spec.description)
+        planned_sample_size=planned, description=spec.description, placement=spec.placement)
     if spec.start:
         experiment = _change(store, state, experiment.experiment_id, "start")
     return ExperimentInfo.of(experiment)
@@ -190,5 +197,5 @@ def _change(store: Any, state: Any, experiment_id: str, action: str) -> Experime
         raise _not_found(error) from None
     except InvalidDataError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
-    state.forget_experiment()  # this process serves the change at once
+    state.reread_soon()  # this process serves the change at once
     return changed

@@ -371,6 +371,10 @@ def recommend(
     max_per_category: Annotated[int | None, Query(
         ge=1, le=MAX_K, description="At most this many items of one category; default: "
                                     "the recipe's.")] = None,
+    revenue: Annotated[float | None, Query(
+        ge=0, le=1, description="Mix expected revenue (price x relevance) into the order: 0 "
+                                "relevance only, 1 expected revenue only; default: the "
+                                "placement's, else the recipe's.")] = None,
     explain: Annotated[bool, Query(
         description="Add a `reason` to each item. The reasons tell the user's history: "
                     "a `write` key, or a user token of this user.")
@@ -393,7 +397,7 @@ def recommend(
             else state.live_for_version(assignment.version))
     overrides = asked.placement.overrides(parse_overrides(
         filter, boost, exclude, live=live, diversity=diversity, novelty=novelty,
-        max_per_category=max_per_category))
+        max_per_category=max_per_category, revenue=revenue))
     query = UserQuery((user_id,), None, request_context)
     if assignment is not None and assignment.version is None:  # held out: no list
         shown = Shown.ranking(Ranked([], [], np.empty(0, dtype=np.int64)))
@@ -430,7 +434,7 @@ def recommend_for_session(body: SessionRequest, state: StateDep, caller: UserRea
     overrides = asked.placement.overrides(parse_overrides(
         body.filter, body.boost, body.exclude, prefix="body", live=live,
         diversity=body.diversity, novelty=body.novelty,
-        max_per_category=body.max_per_category))
+        max_per_category=body.max_per_category, revenue=body.revenue))
     anonymous = f"session:{body.session_id or uuid.uuid4().hex}"
     events = pd.DataFrame({"user_id": pd.Series([anonymous] * len(body.items), dtype=object),
                            "item_id": pd.Series(body.items, dtype=object),
