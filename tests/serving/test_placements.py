@@ -76,9 +76,13 @@ def test_placements_are_created_versioned_and_deleted_over_rest(client: TestClie
     assert [v["version"] for v in versions] == [1, 2]
     assert client.delete("/placements/home").status_code == 200
     assert client.get("/placements/home").status_code == 404
-    assert [v["placement"] for v in client.get("/placements/home/versions").json()][-1] is None
+    assert client.get("/placements/home/versions").status_code == 404
     missing = client.get("/recommendations/u00001", params={"placement": "home"})
     assert missing.status_code == 404 and "GET /placements" in missing.json()["detail"]
+    client.put("/placements/home", json={"k": 3})  # back, as a new version
+    assert [v["placement"] is None for v in client.get("/placements/home/versions").json()
+            ] == [False, False, True, False]
+    assert len(_recommend(client, "u00001", placement="home")["items"]) == 3
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -283,6 +283,11 @@ def simulate(
     explore: Annotated[float | None, typer.Option(
         min=0, max=1, help="Share of slots the service's exploration bandit fills "
         "(new items get shown; default: the service's exploration_share).")] = None,
+    new_arrivals: Annotated[float | None, typer.Option(
+        min=0, max=1, help="Share of slots given to items added after training, chosen by "
+        "content (default: the service's new_arrivals_share).")] = None,
+    placement: Annotated[str | None, typer.Option(
+        help="The placement every request names.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Simulated traffic: sample shop users ask for recommendations, see them, click and buy
@@ -306,7 +311,8 @@ def simulate(
         if url is not None:
             with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
                 report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
-                                        seed=seed, progress=step, explore=explore)
+                                        seed=seed, progress=step, explore=explore,
+                                        new_arrivals=new_arrivals, placement=placement)
         else:
             import warnings
 
@@ -319,7 +325,8 @@ def simulate(
 
             with TestClient(create_app(settings), headers=headers, base_url=LOCAL) as client:
                 report = run_simulation(client, sample, users=users, sessions=sessions, k=k,
-                                        seed=seed, progress=step, explore=explore)
+                                        seed=seed, progress=step, explore=explore,
+                                        new_arrivals=new_arrivals, placement=placement)
     console.print(f"{report.sessions:,} sessions of {report.users:,} users: "
                   f"{report.impressions:,} impressions, {report.clicks:,} clicks "
                   f"(CTR {report.ctr:.2%}), {report.purchases:,} purchases "

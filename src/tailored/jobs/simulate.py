@@ -86,7 +86,8 @@ class SimulationReport:
 def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: int = 1,
              k: int = 10, seed: int = 0, progress: Progress | None = None,
              now: Callable[[], datetime] | None = None,
-             explore: float | None = None) -> SimulationReport:
+             explore: float | None = None, new_arrivals: float | None = None,
+             placement: str | None = None) -> SimulationReport:
     """Run ``users`` simulated shop users for ``sessions`` sessions each against a service.
 
     Parameters
@@ -110,12 +111,18 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
     explore
         The share of slots the service's bandit fills (``explore`` of the request);
         default: the service's own setting.
+    new_arrivals
+        The share of slots given to items added after training (``new_arrivals`` of the
+        request); default: the service's own setting.
+    placement
+        The placement every request names (``placement`` of the request).
     """
     if users < 1 or sessions < 1 or k < 1:
         raise InvalidDataError(f"users, sessions and k must be >= 1, got {users}, "
                                f"{sessions}, {k}")
-    if explore is not None and not 0 <= explore <= 1:
-        raise InvalidDataError(f"explore is a share of slots between 0 and 1, got {explore}")
+    for name, share in (("explore", explore), ("new_arrivals", new_arrivals)):
+        if share is not None and not 0 <= share <= 1:
+            raise InvalidDataError(f"{name} is a share of slots between 0 and 1, got {share}")
     if users > len(sample.users):
         raise InvalidDataError(f"the sample shop has {len(sample.users):,} users, cannot "
                                f"simulate {users:,}; pass --users {len(sample.users)} or less")
@@ -135,7 +142,9 @@ def simulate(client: Client, sample: SampleShop, *, users: int = 500, sessions: 
     for number, user in enumerate(order, start=1):
         user_id = str(user_ids[user])
         device = str(DEVICES[int(rng.choice(len(DEVICES), p=(0.55, 0.35, 0.10)))])
-        answer = _recommend(client, user_id, k, explore)
+        answer = _recommend(client, user_id, {"k": k, "explore": explore,
+                                              "new_arrivals": new_arrivals,
+                                              "placement": placement})
         rid = answer.get("recommendation_id")
         if not rid:
             raise InvalidDataError(
@@ -208,11 +217,8 @@ def _event(rid: str, user_id: str, item_id: str, kind: str, at: datetime, device
     return event
 
 
-def _recommend(client: Client, user_id: str, k: int, explore: float | None
-               ) -> Mapping[str, Any]:
-    params: dict[str, Any] = {"k": k}
-    if explore is not None:
-        params["explore"] = explore
+def _recommend(client: Client, user_id: str, asked: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = {name: value for name, value in asked.items() if value is not None}
     response = client.get(f"/recommendations/{user_id}", params=params)
     if response.status_code != 200:
         raise InvalidDataError(

@@ -67,14 +67,14 @@ def show_placement(name: NameParam, store: StoreDep, caller: ReadAccess) -> Stor
 
 @router.get("/{name}/versions", summary="A placement's versions",
             response_model=list[StoredPlacement], responses=_NOT_FOUND,
-            description="Every version, oldest first; a deletion is a version without a "
-                        "placement.")
+            description="Every version of a placement there is, oldest first (a deletion "
+                        "in between is a version without a placement). A deleted "
+                        "placement is a 404 like its other routes; its versions stay in the "
+                        "store for the served log (`tailored placements show NAME`).")
 def placement_versions(name: NameParam, store: StoreDep, caller: ReadAccess
                        ) -> list[StoredPlacement]:
-    history = store.placements.history(name)
-    if not history:
-        _found(None, name)
-    return [StoredPlacement.of(version) for version in history]
+    _found(store.placements.get(name), name)
+    return [StoredPlacement.of(version) for version in store.placements.history(name)]
 
 
 @router.put("/{name}", summary="Create or change a placement", response_model=StoredPlacement,
