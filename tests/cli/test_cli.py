@@ -205,3 +205,26 @@ def test_import_takes_the_event_types_the_settings_name(
 
     assert refused.exit_code != 0 and "wishlist" in str(refused.exception)
     assert open_store("sqlite:///tailored.db").events.count() == 1
+
+
+def test_placements_are_loaded_listed_shown_used_and_deleted(workdir: Path) -> None:
+    _write_rounds(workdir / "events.csv", rounds=4, items=15)
+    _ok(["init"])
+    _ok(["import", "events", "events.csv"])
+    _ok(["train", "--model", "popular"])
+    Path("placements.toml").write_text('[email-weekly]\nk = 3\n\n[home]\nk = 5\n')
+    assert "email-weekly: version 1 (new)" in _ok(["placements", "load", "placements.toml"])
+    Path("placements.toml").write_text('[email-weekly]\nk = 2\n\n[home]\nk = 5\n')
+    loaded = _ok(["placements", "load", "placements.toml"])
+    assert "email-weekly: version 2 (changed)" in loaded and "home: version 1 (unchanged)" \
+        in loaded
+    assert "email-weekly" in _ok(["placements", "list"])
+    shown = [json.loads(line) for line in _ok(["placements", "show", "email-weekly"])
+             .splitlines() if line.startswith("{")]
+    assert [(v["version"], v["placement"]) for v in shown] == [(1, {"k": 3}), (2, {"k": 2})]
+    _ok(["recommend", "--all", "--placement", "email-weekly", "--output", "weekly.csv"])
+    weekly = pd.read_csv("weekly.csv")
+    assert weekly.groupby("user_id").size().max() == 2  # the placement's k
+    assert "deleted placement home" in _ok(["placements", "delete", "home"])
+    missing = runner.invoke(app, ["recommend", "--all", "--placement", "home"])
+    assert missing.exit_code != 0

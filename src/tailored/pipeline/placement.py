@@ -30,7 +30,6 @@ per placement.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +48,7 @@ from tailored.ranking import RuleSet
 from tailored.store import PlacementVersion, Store
 
 from .pipeline import Overrides
+from .recipe import problems, read_toml
 
 #: The most items a list may have, and the bounds of a list's expressions.
 MAX_K = 1_000
@@ -165,12 +165,7 @@ def load_placements(path: str | Path) -> dict[str, Placement]:
     """The placements of a TOML file, one table each; errors name the file, the
     placement and the field."""
     file = Path(path)
-    try:
-        document = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidDataError(f"placements file {file} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InvalidDataError(f"placements file {file} is not valid TOML: {error}") from None
+    document = read_toml(file, "placements file")
     if len(document) > MAX_PLACEMENTS:
         raise InvalidDataError(f"placements file {file}: {len(document)} placements, at most "
                                f"{MAX_PLACEMENTS}")
@@ -184,9 +179,8 @@ def load_placements(path: str | Path) -> dict[str, Placement]:
         except InvalidDataError as error:
             raise InvalidDataError(f"placements file {file}: {error}") from None
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}"
-                                 for e in error.errors())
-            raise InvalidDataError(f"placements file {file}, [{name}]: {problems}") from None
+            raise InvalidDataError(f"placements file {file}, [{name}]: "
+                                   f"{problems(error, name)}") from None
     return placements
 
 

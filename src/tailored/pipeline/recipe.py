@@ -154,19 +154,27 @@ def load_recipe(path: str | Path) -> Recipe:
 min_support=1, binary=False, bm25_k1=1.2, bm25_b=0.75)
     """
     file = Path(path)
-    try:
-        document = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidDataError(f"recipe {file} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InvalidDataError(f"recipe {file} is not valid TOML: {error}") from None
+    document = read_toml(file, "recipe")
     try:
         return Recipe(**document)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}"
-            for e in error.errors())
-        raise InvalidDataError(f"recipe {file}: {problems}") from None
+        raise InvalidDataError(f"recipe {file}: {problems(error, 'recipe')}") from None
+
+
+def read_toml(file: Path, what: str) -> dict[str, Any]:
+    """A TOML file's document; an ``InvalidDataError`` says when it is missing or bad."""
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidDataError(f"{what} {file} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidDataError(f"{what} {file} is not valid TOML: {error}") from None
+
+
+def problems(error: ValidationError, whole: str) -> str:
+    """A validation error's problems on one line, each at its field (``whole``: none)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or whole}: {e['msg']}"
+                     for e in error.errors())
 
 
 def shipped_recipes() -> dict[str, Path]:
