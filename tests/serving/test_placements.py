@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tailored.ingest import import_file
 from tailored.jobs import train_model
-from tailored.pipeline import Recipe
+from tailored.pipeline import Ranked, Recipe
 from tailored.sample import shop
 from tailored.serving import create_app
+from tailored.serving.exploration import Shown
 from tailored.settings import Settings
 from tailored.store import open_store
 from tailored.testing import LOCAL
@@ -205,3 +207,24 @@ def test_a_session_list_has_new_arrivals_too(client: TestClient) -> None:
     assert answer.status_code == 200, answer.text
     new = [i["item_id"] for i in answer.json()["items"] if i.get("new_arrival")]
     assert len(new) == 2 and "fresh" in new  # no history: the newest first
+
+
+def test_a_fallback_fills_only_what_the_pipeline_leaves_empty(client: TestClient) -> None:
+    """The model lists every item it knows for this user: the fallback adds nothing, and
+    never an item twice nor one the user has."""
+    events = [{"user_id": "newbie", "item_id": "i00013", "event_type": "view"}]
+    assert client.post("/events", json=events).status_code in (200, 201)
+    alone = [item["item_id"] for item in _recommend(client, "newbie", k=200)["items"]]
+    client.put("/placements/wide", json={"k": 200, "fallback": "trending"})
+    filled = [item["item_id"] for item in _recommend(client, "newbie",
+                                                     placement="wide")["items"]]
+    assert filled == alone and "i00013" not in filled
+
+
+def test_a_fallback_appends_deterministic_slots() -> None:
+    shown = Shown(Ranked(["a", "b"], [2.0, 1.0], np.arange(2)), [0.9, 1.0], 0.5,
+                  [True, False], [3, 1])
+    filled = shown.with_fallback(Ranked(["c"], [5.0], np.array([7])))
+    assert filled.ranked.item_ids == ["a", "b", "c"] and filled.propensities == [0.9, 1.0, 1.0]
+    assert (filled.explored, filled.base_ranks, filled.new_arrivals) == (
+        [True, False, False], [3, 1, 0], None)
