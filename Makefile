@@ -14,7 +14,7 @@ $(BIN)/tailored: pyproject.toml
 demo: $(BIN)/tailored  ## generate a sample shop, import, train, evaluate, serve on :8000
 	$(BIN)/tailored demo
 
-test: lint unit  ## linters, type checks, import contracts and the test suite
+test: lint unit js  ## linters, type checks, import contracts, the test suite, the JS client's
 
 lint: $(BIN)/tailored
 	$(BIN)/ruff check src tests benchmarks
@@ -23,6 +23,11 @@ lint: $(BIN)/tailored
 
 unit: $(BIN)/tailored
 	$(BIN)/python -m pytest -q
+
+.PHONY: js
+js: $(BIN)/tailored  ## the JavaScript client (clients/js) against a real server; needs Node 20+
+	@command -v node >/dev/null || { echo "the JS client's tests need Node.js 20 or later" >&2; exit 1; }
+	TAILORED_CLI=$(abspath $(BIN))/tailored node --test clients/js/test/
 
 slow: $(BIN)/tailored  ## the long tests too
 	$(BIN)/python -m pytest -q -m "slow or not slow"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
         None, min_length=32, description="Signs user tokens (tailored.serving.user_tokens): "
         "a page's credential bound to one user. Unset: user tokens are off. Changing it "
         "revokes every token.")
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list, max_length=100, description="Origins whose pages may call the "
+        "API from a browser (CORS), exactly as a browser sends them: `https://shop.example`, "
+        "`http://localhost:3000` (scheme, host, a port other than the default; no path, no "
+        "wildcard). They may send GET and POST with `Authorization` and `Content-Type`, "
+        "and are trusted while the service is open as this machine's pages are. Empty: no "
+        "CORS headers at all.")
     rate_limit_per_second: float = Field(
         2000.0, ge=0, description="Requests per second each API key may make on average "
         "(429 beyond), so no one backend takes a host whole; also each address while the "
@@ -82,6 +90,9 @@ class Settings(BaseSettings):
         0.0, ge=0, le=1, description="Default share of recommendation slots given to items "
         "added after the serving model was trained, chosen by content (`new_arrivals=` per "
         "request or placement overrides it); 0 is off.")
+    demo_storefront: bool = Field(
+        False, description="Serve the demo storefront at /demo/shop (`tailored demo` turns "
+        "it on) and store its placements at start.")
     placements_file: Path | None = Field(
         None, description="A placements TOML file that `tailored serve` stores at start "
         "(each placement that changed gets a new version).")
@@ -128,6 +139,51 @@ class Settings(BaseSettings):
         24.0, gt=0, le=24 * 30, description="Within how many hours of an erasure a "
         "retraining replaces the models whose item-level state the erased users shaped "
         "(the retraining worker honours it; `tailored retrain` does it at once).")
+
+    # Webhooks (tailored.jobs.webhooks): signed POSTs to subscribed URLs, retried.
+    webhook_delivery: bool = Field(
+        True, description="Send due webhooks from a background thread of each API worker; "
+        "turn off where `tailored webhooks send --follow` runs instead.")
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often a dispatcher looks for due webhook "
+        "deliveries: the delay before a new event is sent, at most.")
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="How long a webhook receiver has to connect and to "
+        "answer; slower is a failed attempt.")
+    webhook_max_attempts: int = Field(
+        15, ge=1, le=100, description="Attempts per webhook delivery before it is marked "
+        "failed (with the default backoff, 15 attempts span about three hours).")
+    webhook_backoff_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Wait after a webhook's first failed attempt; it "
+        "doubles after each further one, up to webhook_max_backoff_seconds.")
+    webhook_max_backoff_seconds: float = Field(
+        3600.0, gt=0, le=86_400, description="Longest wait between two attempts of a "
+        "webhook delivery.")
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        """Each origin as a browser serializes it, since CORS compares them as text."""
+        for origin in origins:
+            try:
+                parts = urlsplit(origin)
+                port = parts.port
+            except ValueError:
+                parts, port = None, None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+                    or "*" in origin or "@" in parts.netloc:
+                raise ValueError(
+                    f"cors_allowed_origins: {origin!r} is not an origin; list each page's "
+                    "scheme, host and port, e.g. https://shop.example or "
+                    "http://localhost:3000 (no wildcards)")
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            default = 443 if parts.scheme == "https" else 80
+            exact = f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+            if origin != exact:
+                raise ValueError(
+                    f"cors_allowed_origins: write {origin!r} as {exact!r}, the way a browser "
+                    "sends it (lower case, no path or trailing slash, no default port)")
+        return origins
 
     @model_validator(mode="after")
     def _pseudonyms_need_a_secret(self) -> Settings:

@@ -15,8 +15,8 @@ def test_every_command_is_registered_in_help_order() -> None:
 
     assert commands == [
         ("init", []), ("train", []), ("evaluate", []), ("tune", []), ("recommend", []),
-        ("similar", []), ("popular", []), ("serve", []), ("demo", []), ("simulate", []),
-        ("monitor", []), ("retain", []), ("version", []),
+        ("deliver", []), ("similar", []), ("popular", []), ("serve", []), ("demo", []),
+        ("simulate", []), ("monitor", []), ("retain", []), ("version", []),
         ("import", ["events", "items", "users", "movielens"]),
         ("keys", ["create", "list", "revoke", "user-token"]),
         ("models", ["list", "promote", "rollback"]),
@@ -24,4 +24,5 @@ def test_every_command_is_registered_in_help_order() -> None:
                          "feedback"]),
         ("users", ["export", "consent", "erase", "similar"]),
         ("placements", ["load", "list", "show", "delete"]),
+        ("webhooks", ["add", "list", "remove", "deliveries", "send"]),
     ]

@@ -111,6 +111,21 @@ def test_put_creates_then_replaces_and_get_reads(client: TestClient, store: Stor
     assert store.items.get("shoe-1") == Item(item_id="shoe-1", title="Trail shoe v2")
 
 
+def test_several_items_are_read_at_once_in_the_order_asked(client: TestClient) -> None:
+    for item_id, price in (("x1", 10), ("x2", 20)):
+        client.put(f"/items/{item_id}", json={"title": item_id, "attributes": {"price": price}})
+
+    found = client.get("/items", params=[("ids", "x2"), ("ids", "nope"), ("ids", "x1"),
+                                         ("ids", "x2")])
+
+    assert found.status_code == 200
+    assert [(i["item_id"], i["attributes"]["price"]) for i in found.json()] == [
+        ("x2", 20), ("x1", 10)]
+    assert client.get("/items").status_code == 422  # ids are required
+    assert client.get("/items", params=[("ids", f"i{n}") for n in range(101)]
+                      ).status_code == 422
+
+
 def test_patch_merges_attributes(client: TestClient, store: Store) -> None:
     client.put("/items/shoe-2", json={"title": "Shoe", "attributes": {"price": 50,
                                                                       "promo": "summer"}})

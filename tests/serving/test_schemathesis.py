@@ -339,7 +339,8 @@ KEY, VALUE = "<key>", "<value>"  # steps into a free-form object (attributes, co
 
 #: Valid values for path parameters, so that only the hostile part of a request is wrong.
 PATH_VALUES = {"user_id": USER, "item_id": ITEM, "experiment_id": "no-such-experiment",
-               "key_id": "no-such-key", "version": "1", "name": "home"}
+               "key_id": "no-such-key", "version": "1", "name": "home",
+               "subscription_id": "no-such-webhook"}
 
 
 def _resolve(node: Any) -> Any:

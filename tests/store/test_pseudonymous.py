@@ -255,7 +255,7 @@ def test_a_transaction_maps_ids_too(store: Store) -> None:
 def test_roles_without_user_ids_are_the_inner_stores(tmp_path: Path) -> None:
     inner = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     store = PseudonymousStore(inner, SECRET)
-    for role in ("items", "models", "keys", "alerts", "experiments"):
+    for role in ("items", "models", "keys", "alerts", "experiments", "webhooks"):
         assert getattr(store, role) is getattr(inner, role)
     assert store.url == inner.url
     store.close()

@@ -17,11 +17,12 @@ from tailored.cli.keys import keys_app
 from tailored.cli.models import models_app
 from tailored.cli.monitoring import monitor
 from tailored.cli.placements import placements_app
-from tailored.cli.recommending import popular, recommend, similar
+from tailored.cli.recommending import deliver, popular, recommend, similar
 from tailored.cli.retention import retain
 from tailored.cli.serving import demo, serve
 from tailored.cli.training import train, tune
 from tailored.cli.users import users_app
+from tailored.cli.webhooks import webhooks_app
 from tailored.errors import TailoredError
 
 __all__ = ["app", "main"]
@@ -42,6 +43,7 @@ app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("tune")(tune)
 app.command("recommend")(recommend)
+app.command("deliver")(deliver)
 app.command("similar")(similar)
 app.command("popular")(popular)
 app.command("serve")(serve)
@@ -56,6 +58,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(users_app, name="users")
 app.add_typer(placements_app, name="placements")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:

@@ -126,9 +126,12 @@ def experiments_start(experiment_id: ExperimentArg, store: StoreOption = None) -
 @experiments_app.command("stop")
 def experiments_stop(experiment_id: ExperimentArg, store: StoreOption = None) -> None:
     """Stop an experiment (its data stays for the analysis)."""
+    from tailored.jobs.webhooks import experiment_stopped
+
     settings = _settings(store)
     with _store(settings) as opened:
         experiment = opened.experiments.stop(experiment_id)
+        experiment_stopped(opened, experiment)  # subscribers hear of it (webhooks)
     console.print(f"experiment {experiment.experiment_id} is stopped")
 
 

@@ -54,7 +54,12 @@ def _promote_loadable(opened: Store, version: int) -> Any:
     except Exception as error:
         raise TailoredError(f"model version {version} cannot be loaded from {found.path} "
                             f"({type(error).__name__}: {error}); nothing changed") from None
-    return opened.models.promote(version)
+    from tailored.jobs.webhooks import model_promoted
+
+    previous = opened.models.active()
+    promoted = opened.models.promote(version)
+    model_promoted(opened, promoted, None if previous is None else previous.version)
+    return promoted
 
 
 @models_app.command("promote")

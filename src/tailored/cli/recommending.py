@@ -16,6 +16,44 @@ if TYPE_CHECKING:
     from tailored.pipeline.live import SimilarityKind
 
 
+def deliver(
+    output: Annotated[Path, typer.Option(
+        help="The file to write: .csv, .parquet or .jsonl (one user per line); with "
+        "--every, each run's time is added to its name.")],
+    placement: Annotated[str | None, typer.Option(
+        help="The placement whose lists are written (e.g. email-weekly).")] = None,
+    every: Annotated[str | None, typer.Option(
+        help="Repeat on this interval (e.g. 7d, 12h) until stopped.")] = None,
+    runs: Annotated[int | None, typer.Option(
+        min=1, help="With --every: stop after this many runs.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write every user's list for a placement to a file for another channel (email,
+    push), and tell the `recommendations.ready` webhooks where it is."""
+    from tailored.jobs.deliver import Delivery, deliver, deliver_every
+    from tailored.jobs.retrain import parse_interval
+
+    def said(delivery: Delivery) -> None:
+        console.print(f"wrote {delivery.rows:,} recommendations for {delivery.users:,} users "
+                      f"to {delivery.path}")
+
+    settings = _settings(store)
+    with _store(settings) as opened:
+        if every is None:
+            said(deliver(opened, placement, output))
+            return
+        try:
+            interval = parse_interval(every)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--every") from None
+        console.print(f"writing {placement or 'the serving version'}'s lists every {every}; "
+                      "Ctrl-C stops")
+        try:
+            deliver_every(opened, placement, output, interval, runs=runs, done=said)
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
 def recommend(
     users: Annotated[list[str] | None, typer.Argument(help="User ids.")] = None,
     k: Annotated[int | None, typer.Option(
@@ -25,7 +63,8 @@ def recommend(
         help="A stored placement (e.g. email-weekly): its version, filter, boosts, knobs "
         "and k apply, and these options narrow and override them.")] = None,
     output: Annotated[Path | None, typer.Option(
-        help="Write to this .csv or .parquet file instead of printing.")] = None,
+        help="Write to this .csv, .parquet or .jsonl file instead of printing (JSON lines: "
+        "one user per line with their items).")] = None,
     store: StoreOption = None,
     filter: Annotated[str | None, typer.Option(
         "--filter", help='Keep items where this holds, e.g. \'price < 100 and "shoes" in '
@@ -56,11 +95,9 @@ def recommend(
 ) -> None:
     """Recommend with the active version's pipeline (or the placement's) from each user's
     current history."""
-    from tailored.errors import NotFoundError
     from tailored.expressions import ExpressionError
-    from tailored.pipeline import LiveRecommender, Overrides, Pipeline, Placement
-    from tailored.pipeline.live import registered_version
-    from tailored.pipeline.placement import stored_placement
+    from tailored.jobs.deliver import placed, write_recommendations
+    from tailored.pipeline import Overrides
 
     settings = _settings(store)
     try:
@@ -70,17 +107,7 @@ def recommend(
     except ExpressionError as error:
         raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
     with _store(settings) as opened:
-        spec = Placement()
-        if placement is not None:
-            stored = opened.placements.get(placement)
-            if stored is None:
-                raise NotFoundError(f"no placement named {placement!r}; `tailored placements "
-                                    "list` shows them")
-            spec = stored_placement(stored)
-        live = LiveRecommender.active(opened)
-        if spec.model is not None:
-            version = registered_version(opened, spec.model)
-            live = LiveRecommender(opened, Pipeline.load(Path(version.path)), version)
+        live, spec = placed(opened, placement)
         ids = (opened.events.frame()["user_id"].unique().tolist() if all_users
                else list(users or []))
         if not ids:
@@ -90,10 +117,7 @@ def recommend(
         except ExpressionError as error:  # an attribute no item has
             raise typer.BadParameter(str(error), param_hint="--filter/--boost") from None
     if output is not None:
-        if output.suffix == ".parquet":
-            recs.to_parquet(output, index=False)
-        else:
-            recs.to_csv(output, index=False)
+        write_recommendations(recs, output)
         console.print(f"wrote {len(recs):,} recommendations for {len(ids):,} users to {output}")
         return
     console.print(_recommendations_table(recs, live.name))

@@ -32,6 +32,8 @@ def _serve(settings: Settings) -> None:
     console.print(f"  try: curl 'http://{settings.host}:{settings.port}/recommendations/"
                   "u00001?k=5'")
     console.print(f"  dashboard: http://{settings.host}:{settings.port}/dashboard")
+    if settings.demo_storefront:
+        console.print(f"  demo shop: http://{settings.host}:{settings.port}/demo/shop")
     run(settings)
 
 
@@ -88,5 +90,5 @@ def demo(
     titles = sample.items.set_index("item_id")["title"]
     examples["item_id"] = examples["item_id"] + " " + examples["item_id"].map(titles)
     console.print(_recommendations_table(examples, f"example recommendations ({settings.model})"))
-    if serve_api:
-        _serve(settings)
+    if serve_api:  # with the storefront, on the sample shop it was made for
+        _serve(settings.model_copy(update={"demo_storefront": True}))

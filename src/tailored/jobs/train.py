@@ -12,6 +12,7 @@ import pandas as pd
 from tailored.dataset import Dataset, temporal_split
 from tailored.evaluation import evaluate_model
 from tailored.jobs.erase import audit_key
+from tailored.jobs.webhooks import model_promoted
 from tailored.models import Forgetting
 from tailored.pipeline import Pipeline, Recipe, forget_in_artifact
 from tailored.settings import Settings
@@ -92,7 +93,12 @@ def register_model(store: Store, settings: Settings, recipe: Recipe, pipeline: P
     if erasures_seen is not None:
         _forget_erased(store, settings, pipeline, checked,
                        lambda users: forget_in_artifact(path, users))
-    return store.models.promote(version.version) if promote else version
+    if not promote:
+        return version
+    previous = store.models.active()
+    promoted = store.models.promote(version.version)
+    model_promoted(store, promoted, None if previous is None else previous.version)
+    return promoted
 
 
 def _forget_erased(store: Store, settings: Settings, pipeline: Pipeline, seen: int,

@@ -41,6 +41,7 @@ from river.drift import ADWIN
 from scipy.spatial.distance import jensenshannon
 
 from tailored.store import Alert, Store
+from tailored.store.webhooks import notify
 
 IMPRESSION = "impression"
 OTHER_ITEMS = "(other items)"
@@ -387,6 +388,11 @@ def check_drift(store: Store, config: DriftConfig | None = None, *, record: bool
                      "direction": point.direction, "observations": state.observations})
                 if alert is not None:
                     new_alerts.append(alert)
+                    notify(store, "drift.alert", {  # subscribers hear of it (webhooks)
+                        "alert_id": alert.alert_id, "detector": alert.detector,
+                        "message": alert.message,
+                        "detected_at": alert.detected_at.isoformat(),
+                        "details": alert.details})
         unhandled = store.alerts.list(detector=state.name, unhandled=True, limit=1)
         if state.status == "ok" and unhandled:
             state = DetectorState(state.name, state.description, state.observations,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from tailored.models.artifact import package_version
 from tailored.pipeline import load_placements, save_placement
@@ -20,8 +21,19 @@ from .errors import add_error_handlers
 from .guard import AccessGuard
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routers import dashboard as dashboard_router
-from .routers import events, health, items, keys, models, placements, recommendations, users
+from .routers import (
+    events,
+    health,
+    items,
+    keys,
+    models,
+    placements,
+    recommendations,
+    storefront,
+    users,
+)
 from .routers import experiments as experiments_router
+from .routers import webhooks as webhooks_router
 from .security import BodyLimitMiddleware, mask_password, redact_access_log
 from .state import REGISTRY_POLL_SECONDS, ServiceState
 
@@ -39,7 +51,7 @@ shown once and stored hashed. Scopes are ordered, each granting the ones before 
   metrics;
 - `write`: also `explain`, events, catalog and profile changes, profile reads, user
   tokens (a backend's key);
-- `admin`: also `model`, model promotion and rollback, experiments and keys.
+- `admin`: also `model`, model promotion and rollback, experiments, keys and webhooks.
 
 **User tokens** (`POST /users/{user_id}/token`) are what a web page sends instead of a
 key: bound to one user, they read that user's recommendations (with reasons), similar
@@ -50,6 +62,10 @@ Until the store holds its first key the service is open (every route answers wit
 one) and says so loudly at startup; it then answers only requests made on this machine
 (loopback address and host, no foreign `Origin`, changes as JSON), unless
 `allow_open_access` is set (behind a proxy that authenticates).
+
+**Browsers.** A page on another origin may call the API only when that origin is listed
+in `cors_allowed_origins` (CORS for GET and POST with `Authorization` and
+`Content-Type`; preflights are answered without a credential). None is by default.
 
 **Limits.** Bodies up to `max_body_bytes` (413 beyond), batches up to
 `max_batch_events` (10,000), ids up to 256 characters, `k` up to 1,000, filters and
@@ -66,6 +82,9 @@ _TAGS = [
     {"name": "models", "description": "Trained versions, promotion and rollback."},
     {"name": "users", "description": "User profiles (attributes, consent)."},
     {"name": "keys", "description": "API keys (admin)."},
+    {"name": "webhooks", "description": "Signed POSTs to your URLs when a model is promoted, "
+     "a drift alert is raised, an experiment stops or batch recommendations are ready "
+     "(admin)."},
     {"name": "experiments", "description": "A/B tests between model versions, with "
      "their analysis."},
     {"name": "health", "description": "Liveness and what is serving."},
@@ -118,6 +137,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
             if settings.placements_file is not None:  # each worker: unchanged ones are kept
                 for name, placement in load_placements(settings.placements_file).items():
                     save_placement(opened, name, placement, by="placements file")
+            if settings.demo_storefront:
+                storefront.store_demo_placements(opened)
             state = ServiceState(opened, settings, registry_poll_seconds=registry_poll_seconds)
             state.load_active()
             app.state.service = state
@@ -141,6 +162,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     # covers every answer.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AccessGuard, settings=settings)
+    if settings.cors_allowed_origins:
+        # Outside the guard: a preflight carries no credential, so it is answered here
+        # (listed origins only), and the guard's refusals carry CORS headers a page reads.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=600)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     # Each router names the scope of its routes (a router-wide dependency, or per route
     # with ReadAccess/WriteAccess/AdminAccess); tests/serving/test_auth.py lists them all.
@@ -148,7 +176,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                    models.router, keys.router, health.router, placements.router):
         app.include_router(router)
     app.include_router(dashboard_router.router)  # the page is open; its data needs read
+    app.include_router(storefront.router)  # a demo page, off unless demo_storefront
     app.include_router(experiments_router.router)  # scopes per route: admin changes, read
+    app.include_router(webhooks_router.router)  # admin
     return app
 
 

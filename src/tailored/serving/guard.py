@@ -11,7 +11,9 @@
    name), from no other origin than a loopback one (a page elsewhere cannot drive the
    service from a visitor's browser), and with a body only as JSON (a form cannot post
    without a CORS preflight). ``allow_open_access`` (behind a proxy that
-   authenticates) lifts the loopback rules, not the origin and JSON ones.
+   authenticates) lifts the loopback rules, not the origin and JSON ones. An origin
+   listed in ``cors_allowed_origins`` is trusted as a loopback one is (the operator
+   named it); every other foreign origin stays refused.
 4. **Rate limits** (:mod:`tailored.serving.rate_limit`): per API key at a backend's rate,
    per user token or address of a caller without a valid credential at a page's rate;
    429 with ``Retry-After`` beyond them.
@@ -87,6 +89,8 @@ class AccessGuard:
         self.user_buckets = make_buckets(settings, settings.rate_limit_per_user_per_second)
         secret = settings.user_token_secret
         self.token_secret = None if secret is None else secret.get_secret_value()
+        # The operator listed these pages for CORS: trusted like this machine's own.
+        self.trusted_origins = frozenset(settings.cors_allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,7 +180,8 @@ class AccessGuard:
                     "localhost or 127.0.0.1 (the Host header names another host: a page "
                     "elsewhere may be trying to reach it); create a key to serve others")
         origin = headers.get("origin")
-        if origin is not None and not self._same_machine(origin, headers):
+        if origin is not None and origin not in self.trusted_origins \
+                and not self._same_machine(origin, headers):
             return forbidden, (
                 f"requests from pages on other origins ({origin[:100]}) are refused while "
                 "the service has no API key; create a key, and send it from your backend")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tailored.errors import ModelNotFoundError
 from tailored.jobs.erase import ErasureReport, erase_users
+from tailored.jobs.webhooks import WebhookDispatcher, model_promoted
 from tailored.monitoring.experiments import Assignment, assign
 from tailored.pipeline import LiveRecommender, Pipeline, Placement, stored_placement
 from tailored.pipeline.live import registered_version
@@ -82,6 +83,10 @@ class ServiceState:
         self.cache = TopListCache(settings.cache_entries)
         self.served_log = ServedLogWriter(
             store, flush_seconds=settings.served_log_flush_seconds).start()
+        # Sends due webhooks (tailored.jobs.webhooks); workers never send one attempt twice.
+        self.webhooks = WebhookDispatcher.from_settings(store, settings)
+        if settings.webhook_delivery:
+            self.webhooks.start()
         # The running experiments (one per placement) and the placements, re-read like
         # the registry.
         self._experiments: dict[str | None, Experiment] = {}
@@ -96,9 +101,11 @@ class ServiceState:
         self._erasures_seen = store.privacy.last_erasure_id()
 
     def close(self) -> None:
-        """Stop learning and write the rest of the served log (at shutdown)."""
+        """Stop learning and sending webhooks, and write the rest of the served log (at
+        shutdown)."""
         self.bandits.close()
         self.served_log.close()
+        self.webhooks.close()
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -231,9 +238,11 @@ class ServiceState:
                     "the versions there are")
             previous = self.serving_version
             live = load_version(self.store, found)  # raises ModelLoadError, nothing changed
+            before = self.store.models.active()
             promoted = self.store.models.promote(version)
             self._install(LiveRecommender(self.store, live.pipeline, promoted))
             self._checked_at = self._clock()
+            model_promoted(self.store, promoted, None if before is None else before.version)
             return promoted, previous
 
     def erase(self, user_ids: Sequence[str], erased_by: str) -> ErasureReport:

@@ -27,6 +27,7 @@ from tailored.store.base import (
     Store,
     Transaction,
     UserDirectory,
+    WebhookRegistry,
 )
 from tailored.store.changes import Freshness
 from tailored.store.experiments import Experiment, Variant
@@ -40,6 +41,7 @@ from tailored.store.pseudonymous import (
 )
 from tailored.store.served import SERVED_COLUMNS, Served
 from tailored.store.sql import SqlStore
+from tailored.store.webhooks import EVENT_KINDS, WebhookDelivery, WebhookSubscription
 
 if TYPE_CHECKING:
     from tailored.settings import Settings
@@ -84,6 +86,7 @@ def open_store_from(settings: Settings) -> Store:
 
 __all__ = [
     "EVENT_COLUMNS",
+    "EVENT_KINDS",
     "ITEM_COLUMNS",
     "SERVED_COLUMNS",
     "USER_COLUMNS",
@@ -110,6 +113,9 @@ __all__ = [
     "Transaction",
     "UserDirectory",
     "Variant",
+    "WebhookDelivery",
+    "WebhookRegistry",
+    "WebhookSubscription",
     "keyed_hash",
     "open_store",
     "open_store_from",

@@ -18,6 +18,12 @@ from tailored.store.keys import ApiKey
 from tailored.store.placements import PlacementVersion
 from tailored.store.privacy import ConsentChange, Erasure
 from tailored.store.served import Served
+from tailored.store.webhooks import (
+    ClaimedDelivery,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 EVENT_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp",
                  "session_id", "context")
@@ -292,6 +298,45 @@ class PlacementRegistry(Protocol):
     def history(self, name: str) -> builtins.list[PlacementVersion]: ...
 
 
+class WebhookRegistry(Protocol):
+    """Webhook subscriptions and their delivery log (:mod:`tailored.store.webhooks`)."""
+
+    def subscribe(self, url: str, events: Sequence[str]) -> tuple[WebhookSubscription, str]:
+        """A new subscription and its signing secret, which is shown this once."""
+        ...
+
+    def get(self, subscription_id: str) -> WebhookSubscription | None: ...
+
+    def list(self) -> list[WebhookSubscription]:
+        """Every subscription, removed ones included, oldest first."""
+        ...
+
+    def remove(self, subscription_id: str) -> WebhookSubscription:
+        """Stop a subscription (its pending deliveries fail; its log stays)."""
+        ...
+
+    def enqueue(self, kind: str, data: Mapping[str, Any]) -> builtins.list[WebhookDelivery]:
+        """One pending delivery of a new event per active subscription to ``kind``."""
+        ...
+
+    def claim(self, *, lease: timedelta, max_attempts: int, limit: int = 10,
+              now: datetime | None = None) -> builtins.list[ClaimedDelivery]:
+        """Due deliveries taken for one attempt each, in a write transaction: no other
+        dispatcher gets the same attempt."""
+        ...
+
+    def finish(self, delivery_id: str, claim: str, status: DeliveryStatus, *,
+               next_attempt_at: datetime | None = None, http_status: int | None = None,
+               error: str | None = None) -> bool:
+        """Record a claimed attempt's outcome; False when the claim is no longer held."""
+        ...
+
+    def deliveries(self, subscription_id: str, *,
+                   limit: int = 100) -> builtins.list[WebhookDelivery]:
+        """A subscription's delivery log, newest first, bounded by ``limit``."""
+        ...
+
+
 class ExperimentRegistry(Protocol):
     """A/B tests: drafts, the one running now per placement, and stopped ones kept for
     analysis."""
@@ -417,6 +462,9 @@ class Store(Transaction, Protocol):
 
     @property
     def placements(self) -> PlacementRegistry: ...
+
+    @property
+    def webhooks(self) -> WebhookRegistry: ...
 
     @property
     def changes(self) -> Changes: ...

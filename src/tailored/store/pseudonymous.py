@@ -301,11 +301,12 @@ class PseudonymousStore(_Role):
 
     ``events``, ``users``, ``served``, ``changes``, ``privacy`` and ``transaction()``
     map ids; the roles without user ids (``items``, ``models``, ``keys``, ``alerts``,
-    ``experiments``, ``placements``), ``url`` and ``close`` are the inner store's.
+    ``experiments``, ``placements``, ``webhooks``), ``url`` and ``close`` are the inner
+    store's.
     """
 
     passes = frozenset({"url", "items", "models", "keys", "alerts", "experiments",
-                        "placements", "close"})
+                        "placements", "webhooks", "close"})
 
     def __init__(self, store: Store, secret: str) -> None:
         super().__init__(store, _Ids(secret))

@@ -42,6 +42,7 @@ from tailored.store.sqlbase import (
     timestamps,
     write_transaction,
 )
+from tailored.store.webhooks import SqlWebhooks
 
 events_table = sa.Table(
     "events", metadata,
@@ -699,6 +700,7 @@ class SqlStore:
         self.experiments = SqlExperiments(self.engine)
         self.alerts = SqlAlerts(self.engine)
         self.placements = SqlPlacements(self.engine)
+        self.webhooks = SqlWebhooks(self.engine)
         install_change_tracking(self.engine)
         self.served = SqlServedLog(self.engine)
         self.changes = SqlChanges(self.engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -534,6 +535,130 @@ class StoreContract:
             (1, {"k": 12}), (2, {"k": 8, "filter": "price < 10"}), (3, None)]
         assert store.placements.put("home", {"k": 5}).version == 4  # back, as a new version
 
+    # ---- webhooks: subscriptions and the delivery log ------------------------------------
+
+    def test_webhooks_are_subscribed_listed_and_removed(self, store: Store) -> None:
+        hook, secret = store.webhooks.subscribe(
+            " https://shop.example/hooks ", ["drift.alert", "model.promoted", "drift.alert"])
+        assert (hook.url, hook.events, hook.active) == (
+            "https://shop.example/hooks", ("model.promoted", "drift.alert"), True)
+        assert secret.startswith("whsec_") and len(secret) > 40
+        other, other_secret = store.webhooks.subscribe("http://127.0.0.1:9/x",
+                                                       ["experiment.verdict"])
+        assert other_secret != secret
+        assert store.webhooks.get(hook.subscription_id) == hook
+        assert store.webhooks.get("nope") is None
+        assert [w.subscription_id for w in store.webhooks.list()] == [
+            hook.subscription_id, other.subscription_id]
+        removed = store.webhooks.remove(hook.subscription_id)
+        assert not removed.active and removed.removed_at is not None
+        assert store.webhooks.remove(hook.subscription_id) == removed  # the first time kept
+        assert [w.active for w in store.webhooks.list()] == [False, True]
+        with pytest.raises(NotFoundError, match="no webhook 'nope'"):
+            store.webhooks.remove("nope")
+
+    @pytest.mark.parametrize(("url", "events", "message"), [
+        ("ftp://shop.example/x", ["drift.alert"], "http:// or https://"),
+        ("https://shop.example/a b", ["drift.alert"], "printable ASCII"),
+        ("https://bücher.example/", ["drift.alert"], "punycode"),
+        ("https://:80/x", ["drift.alert"], "names no host"),
+        ("https://shop.example:99999/x", ["drift.alert"], "cannot be parsed"),
+        ("https://shop.example/" + "x" * 2048, ["drift.alert"], "at most 2048"),
+        ("https://shop.example/x", [], "at least one event kind"),
+        ("https://shop.example/x", ["model.trained"], "unknown event kind"),
+    ])
+    def test_webhooks_refuse_bad_urls_and_kinds(self, store: Store, url: str,
+                                                events: list[str], message: str) -> None:
+        with pytest.raises(InvalidDataError, match=message):
+            store.webhooks.subscribe(url, events)
+        assert store.webhooks.list() == []
+
+    def test_webhook_deliveries_are_claimed_retried_and_finished(self, store: Store) -> None:
+        hook, _ = store.webhooks.subscribe("https://a.example/", ["model.promoted"])
+        other, _ = store.webhooks.subscribe("https://b.example/", ["model.promoted",
+                                                                    "drift.alert"])
+        gone, _ = store.webhooks.subscribe("https://c.example/", ["model.promoted"])
+        store.webhooks.remove(gone.subscription_id)
+        [first, second] = store.webhooks.enqueue("model.promoted",
+                                                 {"version": 3, "auc": float("nan")})
+        assert {first.subscription_id, second.subscription_id} == {
+            hook.subscription_id, other.subscription_id}
+        assert first.event_id == second.event_id and first.delivery_id != second.delivery_id
+        assert first.payload["kind"] == "model.promoted" and first.payload["id"] == \
+            first.event_id
+        assert first.payload["data"] == {"version": 3, "auc": None}  # NaN is not JSON
+        assert (first.status, first.attempts) == ("pending", 0)
+        with pytest.raises(InvalidDataError, match="unknown event kind"):
+            store.webhooks.enqueue("model.trained", {})
+        with pytest.raises(InvalidDataError, match="must be JSON"):
+            store.webhooks.enqueue("drift.alert", {"at": object()})
+
+        lease, later = timedelta(minutes=1), datetime.now(UTC) + timedelta(seconds=1)
+        claimed = store.webhooks.claim(lease=lease, max_attempts=3, limit=10, now=later)
+        assert sorted(c.delivery.delivery_id for c in claimed) == sorted(
+            [first.delivery_id, second.delivery_id])
+        assert all(c.delivery.attempts == 1 and c.secret.startswith("whsec_")
+                   for c in claimed)
+        assert json.loads(claimed[0].body) == claimed[0].delivery.payload
+        # Claimed: no one else gets them until the lease runs out.
+        assert store.webhooks.claim(lease=lease, max_attempts=3, now=later) == []
+        mine = {c.delivery.subscription_id: c for c in claimed}
+        done, retried = mine[hook.subscription_id], mine[other.subscription_id]
+        assert not store.webhooks.finish(done.delivery.delivery_id, "not-my-claim",
+                                         "delivered", http_status=200)
+        assert store.webhooks.finish(done.delivery.delivery_id, done.claim, "delivered",
+                                     http_status=204)
+        again = later + timedelta(seconds=5)
+        assert store.webhooks.finish(retried.delivery.delivery_id, retried.claim, "pending",
+                                     next_attempt_at=again, error="ConnectError")
+        assert store.webhooks.claim(lease=lease, max_attempts=3, now=later) == []
+        [retry] = store.webhooks.claim(lease=lease, max_attempts=3, now=again)
+        assert (retry.delivery.delivery_id, retry.delivery.attempts) == (
+            retried.delivery.delivery_id, 2)
+        assert not store.webhooks.finish(retried.delivery.delivery_id, retried.claim,
+                                         "delivered")  # an old claim records nothing
+        assert store.webhooks.finish(retry.delivery.delivery_id, retry.claim, "failed",
+                                     http_status=500)
+
+        [delivered] = store.webhooks.deliveries(hook.subscription_id)
+        assert (delivered.status, delivered.attempts, delivered.last_status,
+                delivered.next_attempt_at) == ("delivered", 1, 204, None)
+        [failed] = store.webhooks.deliveries(other.subscription_id)
+        assert (failed.status, failed.attempts, failed.last_status, failed.last_error) == (
+            "failed", 2, 500, None)
+        assert store.webhooks.deliveries(gone.subscription_id) == []
+
+    def test_webhook_log_is_newest_first_and_bounded(self, store: Store) -> None:
+        hook, _ = store.webhooks.subscribe("https://a.example/", ["drift.alert"])
+        made = [store.webhooks.enqueue("drift.alert", {"n": n})[0] for n in range(5)]
+        log = store.webhooks.deliveries(hook.subscription_id, limit=3)
+        assert [d.payload["data"]["n"] for d in log] == [4, 3, 2]
+        assert {d.delivery_id for d in store.webhooks.deliveries(hook.subscription_id)} == {
+            d.delivery_id for d in made}
+
+    def test_removing_a_webhook_fails_its_pending_deliveries(self, store: Store) -> None:
+        hook, _ = store.webhooks.subscribe("https://a.example/", ["drift.alert"])
+        store.webhooks.enqueue("drift.alert", {})
+        store.webhooks.remove(hook.subscription_id)
+        [delivery] = store.webhooks.deliveries(hook.subscription_id)
+        assert (delivery.status, delivery.last_error) == ("failed", "SubscriptionRemoved")
+        assert store.webhooks.claim(lease=timedelta(minutes=1), max_attempts=3,
+                                    now=datetime.now(UTC) + timedelta(seconds=1)) == []
+
+    def test_a_last_attempt_whose_outcome_was_lost_fails(self, store: Store) -> None:
+        hook, _ = store.webhooks.subscribe("https://a.example/", ["drift.alert"])
+        store.webhooks.enqueue("drift.alert", {})
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        [claimed] = store.webhooks.claim(lease=timedelta(seconds=10), max_attempts=1, now=now)
+        # Its sender died: once the lease runs out, no attempt is left to make.
+        assert store.webhooks.claim(lease=timedelta(seconds=10), max_attempts=1,
+                                    now=now + timedelta(seconds=11)) == []
+        [delivery] = store.webhooks.deliveries(hook.subscription_id)
+        assert (delivery.status, delivery.attempts, delivery.last_error) == (
+            "failed", 1, "AttemptOutcomeLost")
+        assert not store.webhooks.finish(claimed.delivery.delivery_id, claimed.claim,
+                                         "delivered")
+
     def test_experiments_refuse_bad_variants(self, store: Store) -> None:
         with pytest.raises(InvalidDataError, match="at least two variants"):
             store.experiments.create("x", [("A", 1, 1.0)])
@@ -580,6 +705,28 @@ class ConcurrentUpdateContract:
         user = store.users.get("u1")
         assert user is not None
         assert user.attributes == {f"a{n}": n for n in range(self.WRITERS)}
+
+
+    def test_concurrent_dispatchers_claim_each_delivery_once(self, store: Store) -> None:
+        for n in range(self.WRITERS):
+            store.webhooks.subscribe(f"https://hook{n}.example/", ["drift.alert"])
+        store.webhooks.enqueue("drift.alert", {"n": 1})
+        store.webhooks.enqueue("drift.alert", {"n": 2})
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        start = threading.Barrier(self.WRITERS)
+
+        def dispatcher(_: int) -> list[str]:
+            start.wait()
+            taken: list[str] = []
+            while claimed := store.webhooks.claim(lease=timedelta(minutes=1),
+                                                  max_attempts=3, limit=3, now=later):
+                taken += [c.delivery.delivery_id for c in claimed]
+            return taken
+
+        with ThreadPoolExecutor(self.WRITERS) as pool:
+            taken = [d for found in pool.map(dispatcher, range(self.WRITERS)) for d in found]
+
+        assert len(taken) == len(set(taken)) == 2 * self.WRITERS
 
 
 class TransactionContract:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailored.errors import InvalidDataError, NotFoundError
+from tailored.jobs.webhooks import experiment_stopped
 from tailored.monitoring.abtest import analyze, sample_size
 from tailored.monitoring.experiments import create_experiment
 from tailored.pipeline.placement import PLACEMENT_NAME
@@ -187,7 +188,9 @@ def start(experiment_id: ExperimentId, store: StoreDep, state: StateDep) -> Expe
              response_model=ExperimentInfo, dependencies=[Depends(require_scope("admin"))],
              responses=_CONFLICT)
 def stop(experiment_id: ExperimentId, store: StoreDep, state: StateDep) -> ExperimentInfo:
-    return ExperimentInfo.of(_change(store, state, experiment_id, "stop"))
+    stopped = _change(store, state, experiment_id, "stop")
+    experiment_stopped(store, stopped)  # subscribers hear of it (webhooks)
+    return ExperimentInfo.of(stopped)
 
 
 def _change(store: Any, state: Any, experiment_id: str, action: str) -> Experiment:

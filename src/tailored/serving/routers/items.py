@@ -212,6 +212,17 @@ def _scored(ranked: Ranked) -> list[ScoredItem]:
                                                      strict=True), start=1)]
 
 
+@router.get("/items", summary="Read several items", response_model=list[ItemOut],
+            description="The items asked that are in the catalog, in the order asked "
+                        "(each once; unknown ids are left out): what a page needs to show "
+                        "a list of recommendations in one request.")
+def get_items(ids: Annotated[list[Id], Query(min_length=1, max_length=100, description=(
+        "Item ids, repeatable (`ids=a&ids=b`), at most 100."))],
+              caller: UserReadAccess, store: StoreDep) -> list[ItemOut]:
+    found = (store.items.get(item_id) for item_id in dict.fromkeys(ids))
+    return [ItemOut.of(item) for item in found if item is not None]
+
+
 @router.get("/items/{item_id}", summary="Read an item", response_model=ItemOut,
             responses=_NOT_FOUND)
 def get_item(item_id: ItemId, caller: UserReadAccess, store: StoreDep) -> ItemOut:
