@@ -1,5 +1,5 @@
 """A webhook receiver for tests: an HTTP server on 127.0.0.1 in a thread that checks
-every request's signature with :func:`~tailored.jobs.webhooks.verify_signature`, keeps
+every request's signature with :func:`~tailored.signing.verify_signature`, keeps
 what it received and answers what the test says. It can be stopped and started again on
 the same port, as a receiver that goes down for a while and comes back."""
 
@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-from tailored.jobs.webhooks import verify_signature
+from tailored.signing import verify_signature
 
 
 @dataclass(frozen=True)
