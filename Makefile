@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 $(BIN)/tailored: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,torch]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,torch,streams,ann,spark]'
 	touch $@
 
 demo: $(BIN)/tailored  ## generate a sample shop, import, train, evaluate, serve on :8000
 	$(BIN)/tailored demo
 
-test: lint unit js  ## linters, type checks, import contracts, the test suite, the JS client's
+test: lint unit spark js  ## linters, type checks, import contracts, the test suite, the JS client's
 
 lint: $(BIN)/tailored
 	$(BIN)/ruff check src tests benchmarks
@@ -28,6 +28,10 @@ unit: $(BIN)/tailored
 js: $(BIN)/tailored  ## the JavaScript client (clients/js) against a real server; needs Node 20+
 	@command -v node >/dev/null || { echo "the JS client's tests need Node.js 20 or later" >&2; exit 1; }
 	TAILORED_CLI=$(abspath $(BIN))/tailored node --test clients/js/test/
+
+.PHONY: spark
+spark: $(BIN)/tailored  ## the tests that start Spark (local[2]; need Java 17+)
+	$(BIN)/python -m pytest -q -m "spark and not slow"
 
 slow: $(BIN)/tailored  ## the long tests too
 	$(BIN)/python -m pytest -q -m "slow or not slow"

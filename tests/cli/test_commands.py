@@ -15,9 +15,11 @@ def test_every_command_is_registered_in_help_order() -> None:
 
     assert commands == [
         ("init", []), ("train", []), ("evaluate", []), ("tune", []), ("recommend", []),
-        ("deliver", []), ("similar", []), ("popular", []), ("serve", []), ("demo", []),
+        ("deliver", []), ("similar", []), ("popular", []), ("serve", []), ("consume", []),
+        ("demo", []),
         ("simulate", []), ("monitor", []), ("retain", []), ("version", []),
         ("import", ["events", "items", "users", "movielens"]),
+        ("export", ["events"]),
         ("keys", ["create", "list", "revoke", "user-token"]),
         ("models", ["list", "promote", "rollback"]),
         ("experiments", ["create", "list", "start", "stop", "show", "sample-size", "ope",

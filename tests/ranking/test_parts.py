@@ -45,3 +45,12 @@ def test_outside_the_block_every_fit_is_new(fits: list[str]) -> None:
     Parts([Part(model="popular")]).fit(data)
     assert len(fits) == 3
 
+
+
+def test_parts_of_a_composite_build_no_item_index() -> None:
+    """A composite scores every item of its parts, so a part never builds an index."""
+    part = Part(model="als", params={"factors": 2, "iterations": 2, "ann_min_items": 1})
+    model = part.build().fit(checkerboard())
+
+    assert model.config.ann_min_items is None and model.item_index_ is None
+    assert Part(model="popular").build().item_index_ is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from tailored.jobs import TrainedModel
 from tailored.pipeline.live import TopList
@@ -72,3 +75,54 @@ def test_the_context_and_the_version_are_part_of_the_key() -> None:
 
     assert cache.get(CacheKey(1, "a", ()), (1, 1)) is None
     assert cache.get(CacheKey(2, "a", (("device", "mobile"),)), (1, 1)) is None
+
+
+def test_lists_from_an_item_index_leave_out_seen_filtered_and_excluded_items(
+        settings: Settings, make_client: ClientFactory, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALS with its approximate item index serves through the cache: the index's
+    candidates go through the user's history, the filter and the exclusions exactly, and
+    an event posted now leaves the next answer."""
+    pytest.importorskip("faiss")
+    from tailored.ingest import import_file
+    from tailored.jobs import train_model
+    from tailored.models.ann import ItemIndex
+    from tailored.sample import shop
+    from tailored.store import open_store
+
+    searches = []
+    search = ItemIndex.search
+    monkeypatch.setattr(ItemIndex, "search", lambda self, queries, n: (
+        searches.append(n), search(self, queries, n))[1])
+
+    sample = shop(n_users=600, n_items=1_500, n_events=24_000, seed=3)
+    store = open_store(settings.store_url)
+    for path in sample.write(tmp_path / "files", format="parquet"):
+        import_file(store, path, path.stem)
+    trained = train_model(store, settings, "als", {"factors": 8, "ann_min_items": 300},
+                          validate=False)
+    assert trained.pipeline.scorer.item_index_ is not None
+    client = make_client()
+    live = client.app.state.service.live  # type: ignore[attr-defined]
+    assert live is not None and live.model.item_index_ is not None
+    price = dict(zip(sample.items["item_id"], sample.items["price"], strict=True))
+    events = sample.events
+    for user in events["user_id"].drop_duplicates().head(8):
+        seen = set(events.loc[events["user_id"] == user, "item_id"])
+        first = _items(client.get(f"/recommendations/{user}", params={"k": 10}))
+        assert len(first) == 10 and not set(first) & seen
+        excluded = first[:3]
+        second = _items(client.get(f"/recommendations/{user}", params={
+            "k": 10, "exclude": excluded, "filter": "price < 50"}))
+        assert second and not set(second) & (seen | set(excluded))
+        assert all(price[item] < 50 for item in second)
+    posted = client.post("/events", json={"user_id": user, "item_id": second[0],
+                                          "event_type": "purchase"})
+    assert posted.status_code == 201
+    after = _items(client.get(f"/recommendations/{user}", params={"k": 10,
+                                                                   "filter": "price < 50"}))
+    assert second[0] not in after
+    # Each user's first answer and the one after the event searched the index (for
+    # cache_top_n plus the history); the filtered answers came from the cached list.
+    assert len(searches) == 9 and min(searches) > 200
+    store.close()

@@ -13,6 +13,7 @@ from tailored.cli.common import console
 from tailored.cli.data import import_app, init
 from tailored.cli.evaluation import evaluate
 from tailored.cli.experiments import experiments_app, simulate
+from tailored.cli.export import export_app
 from tailored.cli.keys import keys_app
 from tailored.cli.models import models_app
 from tailored.cli.monitoring import monitor
@@ -20,6 +21,7 @@ from tailored.cli.placements import placements_app
 from tailored.cli.recommending import deliver, popular, recommend, similar
 from tailored.cli.retention import retain
 from tailored.cli.serving import demo, serve
+from tailored.cli.streams import consume
 from tailored.cli.training import train, tune
 from tailored.cli.users import users_app
 from tailored.cli.webhooks import webhooks_app
@@ -47,12 +49,14 @@ app.command("deliver")(deliver)
 app.command("similar")(similar)
 app.command("popular")(popular)
 app.command("serve")(serve)
+app.command("consume")(consume)
 app.command("demo")(demo)
 app.command("simulate")(simulate)
 app.command("monitor")(monitor)
 app.command("retain")(retain)
 app.command("version")(version)
 app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(experiments_app, name="experiments")

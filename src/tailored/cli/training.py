@@ -67,6 +67,13 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
               "the interval).")] = "1m",
           runs: Annotated[int | None, typer.Option(
               min=1, hidden=True, help="Stop after this many checks (for tests).")] = None,
+          engine: Annotated[str, typer.Option(
+              help="Where the model is fitted: memory (this process) or spark (ALS only, "
+              "with pyspark.ml; the same artifact; needs the spark extra and Java).")
+          ] = "memory",
+          master: Annotated[str, typer.Option(
+              help="With --engine spark: the Spark master (local[2], spark://host:7077, "
+              "yarn, ...).")] = "local[2]",
           ) -> None:
     """Train a pipeline on everything in the store, validate it, register it under its
     recipe's name and promote it.
@@ -75,6 +82,16 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
     from tailored.jobs import train_model
 
     settings = _settings(store)
+    if engine not in ("memory", "spark"):
+        raise typer.BadParameter(f"{engine!r} is not an engine; choose memory or spark",
+                                 param_hint="--engine")
+    if engine == "spark":
+        if schedule is not None or on_drift:
+            raise typer.BadParameter("the retraining worker trains in memory; drop "
+                                     "--engine spark or --schedule/--on-drift",
+                                     param_hint="--engine")
+        _train_on_spark(_recipe(model, set_, recipe, settings), settings, master, promote)
+        return
     if schedule is not None or on_drift:
         _retrain_worker(settings, None if not (model or set_ or recipe) else
                         _recipe(model, set_, recipe, settings), schedule=schedule,
@@ -90,6 +107,25 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
     console.print(f"model {chosen.name} version {trained.version.version} at "
                   f"{trained.version.path}"
                   f"{' (active)' if trained.version.active else ''}; temporal split: {metrics}")
+
+
+def _train_on_spark(chosen: Any, settings: Settings, master: str, promote: bool) -> None:
+    from tailored.jobs.spark import SPARK_FAMILIES, train_model_on_spark
+
+    if chosen.model.model not in SPARK_FAMILIES:
+        raise typer.BadParameter(
+            f"Spark trains {', '.join(SPARK_FAMILIES)} only, not {chosen.model.model!r} "
+            f"(recipe {chosen.name!r}); use --model als, or the default --engine memory",
+            param_hint="--engine")
+    with _store(settings) as opened, _progress() as progress:
+        task = _step(progress, f"training {chosen.name} on Spark ({master})")
+        trained = train_model_on_spark(opened, settings, chosen, master=master,
+                                       promote=promote,
+                                       progress=lambda m: progress.update(task, description=m))
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
+    console.print(f"model {chosen.name} version {trained.version.version} at "
+                  f"{trained.version.path}{' (active)' if trained.version.active else ''}, "
+                  f"trained on Spark ({master}); temporal split: {metrics}")
 
 
 def _retrain_worker(settings: Settings, recipe: Any, *, schedule: str | None, on_drift: bool,

@@ -8,6 +8,8 @@
   into records and :class:`Reject` reasons.
 - :func:`parse_events`, :func:`parse_items` and :func:`parse_users` validate JSON-like
   objects, such as the body of an HTTP request.
+- :func:`validate_json_events` validates events exactly as ``POST /events`` does;
+  :mod:`tailored.ingest.streams` consumes them from Redis Streams or NATS JetStream.
 """
 
 from tailored.ingest.importer import ImportReport, RejectedRowsError, import_file
@@ -19,11 +21,12 @@ from tailored.ingest.validate import (
     parse_events,
     parse_items,
     parse_users,
+    validate_json_events,
     validate_records,
 )
 
 __all__ = [
     "FORMATS", "KINDS", "REQUIRED_COLUMNS", "ImportReport", "RecordChunk", "Reject",
     "RejectedRowsError", "detect_format", "import_file", "import_movielens", "parse_events",
-    "parse_items", "parse_users", "read_records", "validate_records",
+    "parse_items", "parse_users", "read_records", "validate_json_events", "validate_records",
 ]

@@ -37,6 +37,8 @@ _PATTERN_REASONS = {
 }
 _SCALAR_ONLY = ("must be text, a number, true/false or null "
                 "(nested objects and lists are not allowed)")
+_EXTRA_FIELD = ("is not a field of an event (" + ", ".join(Event.model_fields)
+                + "); put other data in 'context'")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def _describe(error: ValidationError) -> Problems:
             reason = detail["msg"]
             if detail["type"] == "string_pattern_mismatch":  # a regex says little to a person
                 reason = _PATTERN_REASONS.get(field, _PATTERN_REASONS["id"])
+            elif detail["type"] == "extra_forbidden":  # JSON events only: rows keep extras
+                reason = _EXTRA_FIELD
             elif field in _TIME_FIELDS and detail["type"] not in _TIME_BOUNDS:
                 reason = f"{reason}; {TIME_HINT}"
         found.setdefault(field, reason)
@@ -236,6 +240,48 @@ def parse_events(rows: Iterable[Any], *, event_weights: EventWeights | None = No
     row 2: field 'value': 'abc' is not a number; write the value as a number such as 4.5, ...
     """
     return _validate(enumerate(rows, 1), Event, "events", None, False, False, event_weights)
+
+
+def validate_json_events(objects: Iterable[Any], *, event_weights: EventWeights | None = None,
+                         ) -> tuple[list[Event], list[Reject]]:
+    """Validate events parsed from JSON exactly as ``POST /events`` does.
+
+    Stricter than :func:`parse_events`, which reads rows of a file: an event holds the
+    fields of :class:`~tailored.schema.Event` only (any other field is refused, not moved
+    into ``context``), ``value`` is a JSON number, and ``event_type`` is one that
+    ``event_weights`` names (default: the six known ones). Rows are numbered from 1.
+
+    Examples
+    --------
+    >>> events, rejects = validate_json_events([
+    ...     {"event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "click"},
+    ...     {"user_id": "u2", "item_id": "i2", "value": "4.5", "device": "mobile"},
+    ... ])
+    >>> [e.event_id for e in events], [(r.row, r.field) for r in rejects]
+    (['e1'], [(2, 'value, device')])
+    """
+    weights = event_weights or EventWeights()
+    event_types = frozenset(weights.event_types())
+    events: list[Event] = []
+    rejects: list[Reject] = []
+    for row, raw in enumerate(objects, 1):
+        if not isinstance(raw, dict):
+            rejects.append(Reject(None, row, "(row)", "should be a JSON object of fields, got "
+                                  f"{type(raw).__name__}", raw))
+            continue
+        try:
+            event = Event.model_validate(raw)
+        except ValidationError as error:
+            rejects.append(_reject(None, row, _describe(error), raw))
+            continue
+        if event.event_type not in event_types:
+            try:
+                weights.check_event_type(event.event_type)
+            except ValueError as error:
+                rejects.append(Reject(None, row, "event_type", str(error), raw))
+                continue
+        events.append(event)
+    return events, rejects
 
 
 def parse_items(rows: Iterable[Any]) -> tuple[list[Item], list[Reject]]:

@@ -11,14 +11,15 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ItemIndexConfig, Reason, Recommender, ScoringBatch
 from .threads import blas_threads
 
 
-class ALSConfig(ModelConfig):
+class ALSConfig(ItemIndexConfig):
     """``factors``: latent dimensions. ``regularization``: L2 penalty. ``alpha``:
     confidence per unit of (scaled) weight. ``confidence``: how event weights become
-    confidence: ``linear`` (as is), ``log1p`` (dampens heavy repeaters), ``binary``."""
+    confidence: ``linear`` (as is), ``log1p`` (dampens heavy repeaters), ``binary``.
+    ``ann_*``: the approximate item index on large catalogs (:class:`ItemIndexConfig`)."""
 
     factors: int = Field(32, ge=1, le=1024)
     regularization: float = Field(0.1, ge=0)
@@ -45,6 +46,8 @@ class ALS(Recommender):
     example_params: ClassVar[dict[str, Any]] = {"factors": 2, "iterations": 15, "alpha": 5.0}
     Config = ALSConfig
     config: ALSConfig
+    #: Factors ``from_factors`` hands to ``fit`` (None: ``fit`` solves them).
+    _given_factors: dict[str, np.ndarray] | None = None
 
     def _confidence(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
         scaled = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
@@ -60,7 +63,47 @@ class ALS(Recommender):
             alpha=self.config.alpha, iterations=self.config.iterations,
             random_state=self.config.seed, calculate_training_loss=False)
 
+    @classmethod
+    def from_factors(cls, data: Dataset, user_factors: np.ndarray, item_factors: np.ndarray,
+                     config: ALSConfig | None = None) -> ALS:
+        """A fitted ALS from factors solved elsewhere (on Spark, say), as ``fit`` on
+        ``data`` would leave it: rows of ``user_factors`` and ``item_factors`` follow
+        ``data``'s user and item vocabularies; everything else (history, popularity,
+        fold-in, item index) is built from ``data`` as usual.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import tailored
+        >>> data = tailored.Dataset.from_frame(
+        ...     pd.DataFrame({"user_id": list("aab"), "item_id": list("xyx")}))
+        >>> model = ALS.from_factors(data, np.eye(2), np.eye(2), ALSConfig(factors=2))
+        >>> model.recommend("b", k=1)["item_id"].tolist()
+        ['y']
+        """
+        model = cls(config)
+        expected = {"user_factors": (data.n_users, model.config.factors),
+                    "item_factors": (data.n_items, model.config.factors)}
+        given = {"user_factors": np.asarray(user_factors, dtype=np.float32),
+                 "item_factors": np.asarray(item_factors, dtype=np.float32)}
+        for name, array in given.items():
+            if array.shape != expected[name]:
+                raise ValueError(f"{name} has shape {array.shape}; the data and config need "
+                                 f"{expected[name]} (one row per vocabulary entry, "
+                                 "config.factors columns)")
+        model._given_factors = given
+        try:
+            return model.fit(data)
+        finally:
+            model._given_factors = None
+
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
+        given = self._given_factors
+        if given is not None:  # from_factors: solved elsewhere
+            self.user_factors_ = given["user_factors"]
+            self.item_factors_ = given["item_factors"]
+            self._prepare_fold_in()
+            return
         # implicit parallelises over users itself; a threaded BLAS underneath only contends.
         with blas_threads(1):
             solver = self._solver()
@@ -99,13 +142,23 @@ class ALS(Recommender):
                 factors[row] = np.linalg.solve(system, touched.T @ c)
         return factors
 
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
+    def _user_factors(self, batch: ScoringBatch) -> np.ndarray:
+        """Trained factors for training users, folded-in ones for histories."""
         factors = np.empty((len(batch), self.config.factors), dtype=np.float32)
         known = batch.users >= 0
         factors[known] = self.user_factors_[batch.users[known]]
         if (~known).any():
             factors[~known] = self._fold_in(sp.csr_matrix(batch.history[~known]))
-        return factors @ self.item_factors_.T
+        return factors
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return self._user_factors(batch) @ self.item_factors_.T
+
+    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.item_factors_, np.arange(len(self.item_factors_))
+
+    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self._user_factors(batch), np.diff(batch.history.indptr) > 0
 
     def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
                  ) -> list[Reason]:

@@ -11,26 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tailored.dataset import Dataset, UserQuery, Vocabulary, interaction_matrix
 from tailored.errors import NotFittedError
+from tailored.models.ann import INDEX_FILE, ItemIndex, faiss_available
 from tailored.models.artifact import read_artifact, write_artifact
 from tailored.schema import EventWeights
 
 ARTIFACT_FORMAT = 1
 Users = str | Sequence[str] | UserQuery
 _SCORE_BUDGET = 2**24  # floats per scoring batch (64 MB), whatever the catalog size
+_SEARCH_BATCH = 256  # users per search of the item index
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,24 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ItemIndexConfig(ModelConfig):
+    """Base of the configs of models whose scores are inner products of a user's vector
+    and items' vectors (ALS, BPR, Item2Vec): they can build an approximate
+    nearest-neighbour index of their items (:mod:`tailored.models.ann`, the ``ann``
+    extra) that their top lists come from on large catalogs.
+
+    ``ann_min_items``: the catalog size (items the model scores) from which ``fit``
+    builds the index; ``None`` never builds one. ``ann_cells``: how many cells the
+    items are split into (``None``: 4·√items). ``ann_probes``: how many cells, nearest
+    to the user's vector, a search scans (``None``: a fifth of them; more when they hold
+    too few items): more finds more of the exact top list, and takes longer.
+    """
+
+    ann_min_items: int | None = Field(50_000, ge=1)
+    ann_cells: int | None = Field(None, ge=1, le=1_000_000)
+    ann_probes: int | None = Field(None, ge=1, le=1_000_000)
+
+
 class Recommender(ABC):
     """Learns from a :class:`Dataset`, then scores and recommends items for users.
 
@@ -201,6 +223,9 @@ class Recommender(ABC):
     example_params: ClassVar[dict[str, Any]] = {}
     #: False for families that rank every user alike (popularity).
     personalised: ClassVar[bool] = True
+    #: The approximate index of the items that top lists come from, when ``fit`` built
+    #: one (:class:`ItemIndexConfig`); None: top lists score every item.
+    item_index_: ItemIndex | None = None
     _registry: ClassVar[dict[str, type[Recommender]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -235,6 +260,7 @@ class Recommender(ABC):
         if self.needs_sequences:
             self.sequences_ = _sequences(data.events, data.user_vocab, data.item_vocab)
         self._fit(matrix, data)
+        self.item_index_ = self._build_item_index()
         return self
 
     @abstractmethod
@@ -435,6 +461,141 @@ class Recommender(ABC):
             return top_k(np.zeros((0, 0), np.float32), k, (), self.item_vocab_.ids)
         return pd.concat(parts, ignore_index=True)
 
+    # ---- top lists, from the item index on large catalogs ------------------------------
+
+    def top_items(self, users: Users, n: int = 100) -> pd.DataFrame:
+        """The ``n`` best items per user that the user does not have, best first, as
+        :meth:`recommend` lists them (``user_id``, ``item_id``, ``score``, ``rank``).
+
+        When ``fit`` built an approximate item index (``item_index_``: factor and
+        embedding models on catalogs of ``ann_min_items`` or more), the list comes from
+        the index's candidates, rescored exactly with the model's own vectors: an item
+        the index misses is left out and the next one found moves up. Otherwise, and for
+        users the index cannot answer (no history: the fallback; a history longer than
+        the index's reach), it is exactly ``recommend(users, n)``.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import tailored
+        >>> events = pd.DataFrame({"user_id": list("aabbcc"), "item_id": list("xyxyzw")})
+        >>> model = tailored.models.Popular().fit(tailored.Dataset.from_frame(events))
+        >>> model.top_items("c", n=2)["item_id"].tolist()
+        ['x', 'y']
+        """
+        self._check_fitted()
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        batch = self._resolve(users)
+        found = self._approximate_top(batch, n)
+        exact = np.array([row for row, top in enumerate(found) if top is None], dtype=np.int64)
+        step = max(1, _SCORE_BUDGET // max(1, len(self.item_vocab_)))
+        for start in range(0, len(exact), step):
+            rows = exact[start:start + step]
+            part = batch.take(rows)
+            scores = self._scores(part)
+            seen = part.history.tocoo()
+            scores[seen.row, seen.col] = -np.inf
+            scores = np.where(np.isnan(scores), -np.inf, scores)
+            top = top_columns(scores, n)
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.lexsort((top, -top_scores), axis=1)
+            for row, columns, values in zip(rows, np.take_along_axis(top, order, axis=1),
+                                            np.take_along_axis(top_scores, order, axis=1),
+                                            strict=True):
+                found[row] = (columns, values)
+        tops = [top for top in found if top is not None]
+        columns = np.concatenate([np.zeros(0, np.int64), *(c for c, _ in tops)])
+        scores = np.concatenate([np.zeros(0, np.float32), *(s for _, s in tops)])
+        keep = np.isfinite(scores)
+        sizes = [len(c) for c, _ in tops]
+        return pd.DataFrame({
+            "user_id": np.repeat(np.asarray(batch.user_ids, dtype=object), sizes)[keep],
+            "item_id": self.item_vocab_.ids[columns[keep]].astype(object),
+            "score": scores[keep].astype(np.float32),
+            "rank": np.concatenate([np.zeros(0, np.int64),
+                                    *(np.arange(1, size + 1) for size in sizes)])[keep],
+        })
+
+    def _approximate_top(self, batch: ScoringBatch, n: int
+                         ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per user of ``batch``, the columns and scores of the ``n`` best items not in
+        the user's history, best first, from the item index; None for a user it does
+        not answer: there is no index, the family scores the user otherwise (no
+        history), ``n`` plus the history exceeds the indexed items, or the search found
+        fewer than ``n`` (then every item must be scored)."""
+        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(batch)
+        index = self.item_index_
+        if index is None or len(batch) == 0:
+            return found
+        vectors, answerable = self._query_vectors(batch)
+        history = batch.history
+        lengths = np.diff(history.indptr)
+        rows = np.flatnonzero(answerable & (lengths + n <= len(index)))
+        if not len(rows):
+            return found
+        # By the longest history first, so each search asks for about as many as it needs.
+        rows = rows[np.argsort(-lengths[rows], kind="stable")]
+        for start in range(0, len(rows), _SEARCH_BATCH):
+            chunk = rows[start:start + _SEARCH_BATCH]
+            columns, scores = index.search(vectors[chunk], n + int(lengths[chunk[0]]))
+            for row, row_columns, row_scores in zip(chunk, columns, scores, strict=True):
+                seen = history.indices[history.indptr[row]:history.indptr[row + 1]]
+                keep = (row_columns >= 0) & ~np.isin(row_columns, seen)
+                if keep.sum() >= n:
+                    found[row] = (row_columns[keep][:n], row_scores[keep][:n])
+        return found
+
+    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Item vectors for an approximate index, for families that score item column
+        ``columns[j]`` as the inner product of the user's vector (``_query_vectors``)
+        and ``vectors[j]``, and rank the items left out below every one listed; None
+        (the default) for families that score otherwise."""
+        return None
+
+    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's vector for the item index, and which users those vectors score
+        (the others, users without history, go to the exact path). Families that
+        define ``_index_vectors`` define this too."""
+        raise NotImplementedError(f"{type(self).__name__} scores without an item index")
+
+    def _build_item_index(self) -> ItemIndex | None:
+        """The item index for this fit, when the config asks for one at this size."""
+        config = self.config
+        if not isinstance(config, ItemIndexConfig) or config.ann_min_items is None \
+                or len(self.item_vocab_) < config.ann_min_items:
+            return None
+        indexed = self._index_vectors()
+        if indexed is None:
+            return None
+        if not faiss_available():
+            warnings.warn(
+                f"{type(self).__name__} has {len(self.item_vocab_):,} items, at least "
+                f"ann_min_items={config.ann_min_items:,}, but faiss is not installed, so "
+                "its top lists score every item; install the approximate index with "
+                "`pip install 'tailored[ann]'` (or set ann_min_items=None)", stacklevel=3)
+            return None
+        vectors, columns = indexed
+        if not len(columns):  # no item has a vector: nothing to search
+            return None
+        seed = int(getattr(config, "seed", 0)) % 2**31
+        return ItemIndex.build(vectors, columns, cells=config.ann_cells,
+                               probes=config.ann_probes, seed=seed)
+
+    def _load_item_index(self, directory: Path) -> ItemIndex | None:
+        """The item index saved beside the artifact in ``directory``."""
+        indexed = self._index_vectors()
+        config = self.config
+        if indexed is None or not isinstance(config, ItemIndexConfig):
+            return None
+        if not faiss_available():
+            warnings.warn(
+                f"{directory} holds an approximate item index, but faiss is not installed, "
+                "so top lists score every item; `pip install 'tailored[ann]'` to use it",
+                stacklevel=3)
+            return None
+        return ItemIndex.load(directory, *indexed, probes=config.ann_probes)
+
     def similar_users(self, users: Users, k: int = 10) -> pd.DataFrame:
         """The ``k`` training users whose histories are most like each given user's:
         cosine of who touched what, from the user's current history when ``users``
@@ -632,7 +793,16 @@ class Recommender(ABC):
             arrays["sequences.items"] = np.concatenate([np.zeros(0, np.int64),
                                                         *self.sequences_])
             arrays["sequences.lengths"] = np.array([len(s) for s in self.sequences_])
-        return write_artifact(path, meta, arrays)
+        index = self.item_index_
+        if index is not None:  # faiss's own binary file beside the arrays, never pickle
+            meta["item_index"] = {"file": INDEX_FILE, "items": len(index),
+                                  "faiss": _version_of("faiss-cpu")}
+        directory = write_artifact(path, meta, arrays)
+        if index is not None:
+            index.save(directory)
+        else:  # an index left from an earlier save into the same directory
+            (directory / INDEX_FILE).unlink(missing_ok=True)
+        return directory
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
@@ -664,6 +834,8 @@ class Recommender(ABC):
             model.sequences_ = np.split(arrays["sequences.items"], ends[:-1]) if len(ends) else []
         model._restore({key[6:]: value for key, value in arrays.items()
                         if key.startswith("model.")})
+        if "item_index" in meta:
+            model.item_index_ = model._load_item_index(directory)
         return model
 
 
@@ -683,6 +855,13 @@ def model_class(name: str) -> type[Recommender]:
         raise ValueError(f"unknown model {name!r}; choose one of "
                          f"{sorted(Recommender._registry)}")
     return Recommender._registry[name]
+
+
+def _version_of(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _popularity(matrix: sp.csr_matrix) -> np.ndarray:

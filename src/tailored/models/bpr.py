@@ -12,7 +12,7 @@ from scipy.special import expit, log_expit
 
 from tailored.dataset import Dataset
 
-from .base import DroppedUsers, ModelConfig, Reason, Recommender, ScoringBatch
+from .base import DroppedUsers, ItemIndexConfig, Reason, Recommender, ScoringBatch
 from .threads import blas_threads
 
 _PAIR_BUDGET = 2**15  # (positive, negative) pairs per fold-in Newton step, per user
@@ -20,7 +20,7 @@ _NEWTON_STEPS = 50
 _TOLERANCE = 1e-6
 
 
-class BPRConfig(ModelConfig):
+class BPRConfig(ItemIndexConfig):
     """``factors``: latent dimensions (each item also learns a bias). ``learning_rate``:
     the SGD step. ``regularization``: L2 penalty on the factors touched by each update.
     ``iterations``: epochs; one epoch draws as many (user, liked, not liked) triples
@@ -29,7 +29,8 @@ class BPRConfig(ModelConfig):
     BPR learns from presence only: a user-item pair is a positive when its summed
     event weight is above zero, however large, and the order between positives is not
     learned (implicit's sampler ignores weights). Use ALS when the weights should
-    count."""
+    count. ``ann_*``: the approximate item index on large catalogs
+    (:class:`ItemIndexConfig`)."""
 
     factors: int = Field(64, ge=1, le=1024)
     learning_rate: float = Field(0.01, gt=0, le=1)
@@ -90,13 +91,24 @@ class BPR(Recommender):
         self.user_factors_ = np.asarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(solver.item_factors, dtype=np.float32)
 
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
+    def _user_factors(self, batch: ScoringBatch) -> np.ndarray:
+        """Trained vectors for training users, folded-in ones for histories (the bias
+        column included)."""
         factors = np.empty((len(batch), self.item_factors_.shape[1]), dtype=np.float32)
         known = batch.users >= 0
         factors[known] = self.user_factors_[batch.users[known]]
         if (~known).any():
             factors[~known] = self._fold_in(sp.csr_matrix(batch.history[~known]))
-        return factors @ self.item_factors_.T
+        return factors
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return self._user_factors(batch) @ self.item_factors_.T
+
+    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.item_factors_, np.arange(len(self.item_factors_))
+
+    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self._user_factors(batch), np.diff(batch.history.indptr) > 0
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """User vectors (bias column included) from their histories alone."""

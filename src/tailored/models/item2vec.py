@@ -13,12 +13,12 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender, ScoringBatch
+from .base import ItemIndexConfig, Recommender, ScoringBatch
 
 _MAX_SENTENCE = 10_000  # gensim silently drops tokens past this in one sentence
 
 
-class Item2VecConfig(ModelConfig):
+class Item2VecConfig(ItemIndexConfig):
     """``factors``: length of each item vector. ``window``: how many items before and
     after an item (in the user's time order) count as its context; gensim draws the
     effective window uniformly up to this, so near neighbours weigh more. ``negative``:
@@ -41,7 +41,8 @@ class Item2VecConfig(ModelConfig):
     vector, the skip-gram model's own logit that the item appears next to the user's
     items; ``"cosine"`` takes the cosine between the mean of the query items' unit
     vectors and each item vector, which ranks by similarity alone and favours rare
-    items with little-trained vectors."""
+    items with little-trained vectors. ``ann_*``: the approximate item index on large
+    catalogs (:class:`ItemIndexConfig`; it holds the items with a vector)."""
 
     factors: int = Field(64, ge=1, le=1024)
     window: int = Field(5, ge=1, le=10_000)
@@ -148,26 +149,40 @@ class Item2Vec(Recommender):
         weights = self.config.recency_decay ** np.arange(len(items), dtype=np.float64)
         return items, weights
 
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
+    def _user_vectors(self, batch: ScoringBatch) -> np.ndarray:
+        """Each user's vector (zeros for users none of whose items has one): the
+        weighted mean of the query items' vectors, of unit length with ``cosine``."""
         if batch.sequences is None:  # pragma: no cover - the base class always sets them
             raise RuntimeError("Item2Vec scores from sequences; the batch has none")
         cosine = self.config.scoring == "cosine"
         source = self.unit_vectors_ if cosine else self.item_vectors_
-        users = np.zeros((len(batch), self.config.factors), dtype=np.float32)
+        users: np.ndarray = np.zeros((len(batch), self.config.factors), dtype=np.float32)
         for row, sequence in enumerate(batch.sequences):
             items, weights = self._query_items(np.asarray(sequence, dtype=np.int64))
             if len(items):
                 users[row] = weights @ source[items] / weights.sum()
-        cold = ~users.any(axis=1)
-        scores: np.ndarray
         if cosine:
             norms = np.linalg.norm(users, axis=1)
-            scores = (users / np.where(cold, 1, norms)[:, None]) @ self.unit_vectors_.T
-        else:
-            scores = users @ self.context_vectors_.T
-        scores = _last_without_vector(scores, self.has_vector_)
+            users = (users / np.where(norms > 0, norms, 1)[:, None]).astype(np.float32)
+        return users
+
+    def _item_side(self) -> np.ndarray:
+        """The item vectors a user vector is scored against."""
+        return self.unit_vectors_ if self.config.scoring == "cosine" else self.context_vectors_
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        users = self._user_vectors(batch)
+        cold = ~users.any(axis=1)
+        scores = _last_without_vector(users @ self._item_side().T, self.has_vector_)
         scores[cold] = self._fallback()
         return scores
+
+    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._item_side()[self.has_vector_], np.flatnonzero(self.has_vector_)
+
+    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
+        users = self._user_vectors(batch)
+        return users, np.asarray(users.any(axis=1))
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
         return _last_without_vector(self.unit_vectors_[columns] @ self.unit_vectors_.T,

@@ -44,6 +44,9 @@ PATCH_LIMIT = 2_000
 MAX_NEW_ITEMS = 500
 #: A user's newest this many history items are what new arrivals are compared to.
 RECENT_ITEMS = 20
+#: Candidates taken from a scorer's item index for a list not served from the cache
+#: (at least twice the pool), as many as the cache's default ``cache_top_n``.
+INDEX_CANDIDATES = 200
 
 
 class CatalogView(ItemTable):
@@ -264,18 +267,26 @@ class LiveRecommender:
     # ---- running the pipeline --------------------------------------------------------
 
     def top_list(self, query: UserQuery, n: int | None = None) -> TopList:
-        """The scorer's best ``n`` items for one user (all when None), before the rules."""
-        return TopList.of(self.pipeline.scores(query)[0], n)
+        """The scorer's best ``n`` items for one user (all when None), before the rules:
+        from the scorer's approximate item index when it has one and ``n`` is given
+        (:meth:`Pipeline.top_list`)."""
+        return self.pipeline.top_list(query, n)
 
     def rank(self, query: UserQuery, k: int, overrides: Overrides = NO_OVERRIDES, *,
              top: TopList | None = None, catalog: CatalogView | None = None,
              explore: bool = False) -> Ranked:
         """One user's list through the pipeline's stages: from ``top`` (a cached top
-        list) when it answers exactly, else scored completely. With ``explore`` the list
-        is the pool exploration chooses from."""
+        list) when it answers exactly, else scored completely. Without ``top``, a scorer
+        with an approximate item index first offers the index's best candidates
+        (:data:`INDEX_CANDIDATES`, or twice the pool), and every item is scored only when
+        too few of them pass. With ``explore`` the list is the pool exploration chooses
+        from."""
         catalog = catalog if catalog is not None else self.catalog()
         pipeline = self.pipeline
         pool = pipeline.pool(k, overrides, explore)
+        if top is None and pipeline.scorer.item_index_ is not None and query.events is not None:
+            # The item index's candidates; when too few pass, every item is scored below.
+            top = self.top_list(query, max(2 * pool, INDEX_CANDIDATES))
         ranked = None if top is None else pipeline.select(top, pool, query, overrides, catalog)
         if ranked is None:
             if query.events is None:  # a cached list came without the history

@@ -8,7 +8,8 @@ Every list tailored gives (``Pipeline.run`` in Python, ``tailored recommend``,
 
 - **scorer**: a :class:`~tailored.models.Recommender` (a family, a hybrid, or the learned
   ranker over its candidate sources) scores every item from the user's history; items
-  the user has are left out.
+  the user has are left out. On large catalogs a factor or embedding model's item index
+  gives the service its best candidates instead (:meth:`Pipeline.top_list`).
 - **rules**: the recipe's business rules (:mod:`tailored.ranking.rules`), then the
   request's ``filter`` and ``boost``, which are rules too; they read the catalog the
   pipeline runs against (an :class:`~tailored.ranking.ItemTable`: the training items
@@ -41,7 +42,7 @@ from tailored.dataset import Dataset, UserQuery
 from tailored.errors import InvalidDataError, NotFittedError
 from tailored.models import Recommender
 from tailored.models.artifact import read_artifact, read_meta, write_artifact
-from tailored.models.base import Forgetting, Users, distinct_ids, top_k
+from tailored.models.base import Forgetting, ScoringBatch, Users, distinct_ids, top_k
 from tailored.ranking import ItemTable, RerankerStage, RuleSet, UserFactsTable, rerank
 from tailored.ranking.explain import explain_recommendations
 
@@ -133,7 +134,9 @@ NO_OVERRIDES = Overrides()
 class TopList:
     """A scorer's best items for one user before the other stages: columns of the
     scorer's items and their scores, best first. ``complete`` when no scorable item was
-    cut off (every item below ``scores[-1]`` is absent only if it cannot be shown)."""
+    cut off (every item below ``scores[-1]`` is absent only if it cannot be shown). A
+    list from an approximate item index (:meth:`Pipeline.top_list`) is never complete,
+    and "below ``scores[-1]``" holds for it only as far as the index found the best."""
 
     columns: np.ndarray
     scores: np.ndarray
@@ -250,11 +253,32 @@ class Pipeline:
         events, else the training history) and unscorable ones are ``-inf``."""
         return self._scores_and_history(query)[0]
 
+    def top_list(self, query: UserQuery, n: int | None = None) -> TopList:
+        """The scorer's best ``n`` items for one user (all when None) that the user does
+        not have, before the rules: what :meth:`select` picks from.
+
+        With ``n`` given and a scorer that built an approximate item index (factor and
+        embedding models on catalogs of ``ann_min_items`` or more), the list is the
+        index's ``n`` best candidates, rescored exactly, and never ``complete``: when
+        too few of them pass the rules and filters, :meth:`select` says so and the
+        caller scores every item (``top_list(query)``). Otherwise every item is scored.
+        """
+        self._check_fitted()
+        batch = self.scorer._resolve(query)
+        if n is not None:
+            found = self.scorer._approximate_top(batch, n)[0]
+            if found is not None:
+                return TopList(found[0].astype(np.int32), found[1].astype(np.float32),
+                               complete=False)
+        return TopList.of(self._masked_scores(batch)[0][0], n)
+
     def _scores_and_history(self, query: UserQuery) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`scores` and the mask of each user's history items (never shown, not
         even when a rule pins them)."""
         self._check_fitted()
-        batch = self.scorer._resolve(query)
+        return self._masked_scores(self.scorer._resolve(query))
+
+    def _masked_scores(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
         scores = self.scorer._scores(batch)
         scores = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
         seen = batch.history.toarray() != 0
@@ -287,7 +311,10 @@ class Pipeline:
 
         From a cut-off top list the answer is None when it cannot be proven exact (too
         few items survive, or a boost could lift an item from below the list): score the
-        user completely (:meth:`TopList.of` of :meth:`scores`) then.
+        user completely (:meth:`TopList.of` of :meth:`scores`) then. Rules, filters,
+        exclusions and the catalog apply exactly to the listed items whatever the list
+        came from; from an approximate index's list, the answer is exact with respect
+        to the candidates the index found.
         """
         catalog = catalog if catalog is not None else self.items_
         overrides.check(catalog)

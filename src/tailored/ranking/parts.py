@@ -69,7 +69,11 @@ class Part(BaseModel):
 
     def build(self) -> Recommender:
         family = model_class(self.model)
-        return family(family.Config(**self.params))
+        params = dict(self.params)
+        if "ann_min_items" in family.Config.model_fields:
+            # A composite scores every item of its parts: an item index would go unused.
+            params["ann_min_items"] = None
+        return family(family.Config(**params))
 
 
 class Parts:

@@ -16,7 +16,11 @@ filters and re-rankers run on every request. No Redis is needed for correctness;
 worker warms its own cache.
 
 A cut-off list is used only when the answer from it is provably the exact one (see
-:meth:`~tailored.pipeline.Pipeline.select`); otherwise the user is scored afresh.
+:meth:`~tailored.pipeline.Pipeline.select`); otherwise the user is scored afresh. A
+scorer with an approximate item index (large catalogs, :mod:`tailored.models.ann`)
+fills an entry from the index's candidates; the user's items, the filters, exclusions
+and unavailable items are still applied exactly to them, and a request that leaves
+too few scores every item.
 
 Examples
 --------

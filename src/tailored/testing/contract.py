@@ -137,6 +137,13 @@ class RecommenderContract:
         single = pd.concat([fitted.recommend(u, k=4) for u in users], ignore_index=True)
         pd.testing.assert_frame_equal(batch, single)
 
+    def test_top_items_without_an_index_are_the_recommendations(self, fitted: Recommender
+                                                                ) -> None:
+        """A small catalog builds no item index: top lists score every item."""
+        users = ["a000", "b003", "nobody"]
+        assert fitted.item_index_ is None
+        pd.testing.assert_frame_equal(fitted.top_items(users, 6), fitted.recommend(users, 6))
+
     def test_a_one_stage_pipeline_gives_the_models_own_lists(self, fitted: Recommender,
                                                              data: Dataset) -> None:
         from tailored.pipeline import Pipeline

@@ -100,10 +100,15 @@ class DeliveryInfo(BaseModel):
 
 
 def _found(store: Store, subscription_id: str) -> WebhookSubscription:
+    """The subscription, while it is active: a removed one is a 404 like an unknown one
+    (its log stays in the store: `tailored webhooks deliveries ID`)."""
     found = store.webhooks.get(subscription_id)
-    if found is None:
+    if found is None or not found.active:
+        removed = "" if found is None else (
+            " any more: it was removed (its log is kept: `tailored webhooks deliveries "
+            f"{subscription_id}`)")
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=(
-            f"no webhook {subscription_id!r}; GET /webhooks lists them"))
+            f"no webhook {subscription_id!r}{removed}; GET /webhooks lists them"))
     return found
 
 
@@ -123,8 +128,10 @@ def create_webhook(request: WebhookRequest, store: StoreDep) -> CreatedWebhook:
 
 
 @router.delete("/{subscription_id}", summary="Remove a webhook", response_model=WebhookInfo,
-               description="Nothing more is sent to it; its pending deliveries fail. Its "
-                           "delivery log stays readable.", responses=_NOT_FOUND)
+               description="Nothing more is sent to it; its pending deliveries fail. From "
+                           "then on its routes are a 404; its delivery log stays in the "
+                           "store (`tailored webhooks deliveries ID`).",
+               responses=_NOT_FOUND)
 def remove_webhook(subscription_id: SubscriptionId, store: StoreDep) -> WebhookInfo:
     _found(store, subscription_id)
     return WebhookInfo.of(store.webhooks.remove(subscription_id))
