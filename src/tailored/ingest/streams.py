@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -40,34 +39,15 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
-import sqlalchemy.exc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tailored.errors import TailoredError
 from tailored.ingest.validate import Reject, validate_json_events
 from tailored.schema import Event, EventWeights
-from tailored.store import Store
+from tailored.store import STORE_UNAVAILABLE, Store
 
 logger = logging.getLogger("tailored.ingest.streams")
 
-
-def _driver_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = [sqlite3.OperationalError]
-    try:
-        import psycopg
-    except ImportError:  # PostgreSQL support is an extra
-        pass
-    else:
-        errors += [psycopg.OperationalError, psycopg.InterfaceError]
-    return tuple(errors)
-
-
-#: What the store raises when it cannot answer now (locked, restarting, unreachable)
-#: rather than because the events are wrong: :func:`consume` waits and reads again.
-#: The same list as the REST API's 503s.
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError, *_driver_errors())
 
 #: The reasons of at most this many bad events are named in a dead letter.
 MAX_REASONS = 10

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -18,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from tailored.errors import InvalidDataError, ModelNotFoundError, NotFittedError, TailoredError
+from tailored.store import STORE_UNAVAILABLE
 
 from .security import describe_failure
 from .state import ModelLoadError
@@ -32,26 +31,6 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     ModelLoadError: status.HTTP_409_CONFLICT,
     TailoredError: status.HTTP_400_BAD_REQUEST,
 }
-
-
-def _driver_errors() -> tuple[type[Exception], ...]:
-    """The drivers' own errors for a store that cannot answer: the change feed reads
-    with raw driver connections, whose errors SQLAlchemy does not wrap."""
-    errors: list[type[Exception]] = [sqlite3.OperationalError]
-    try:
-        import psycopg
-    except ImportError:  # PostgreSQL support is an extra
-        pass
-    else:
-        errors += [psycopg.OperationalError, psycopg.InterfaceError]
-    return tuple(errors)
-
-
-#: What the store raises when it cannot answer now (locked, restarting, unreachable,
-#: no connection free in the pool) rather than because the request is wrong.
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError, *_driver_errors())
 
 
 def check_batch_size(size: int, limit: int, what: str) -> None:

@@ -41,6 +41,7 @@ from tailored.store.pseudonymous import (
 )
 from tailored.store.served import SERVED_COLUMNS, Served
 from tailored.store.sql import SqlStore
+from tailored.store.sqlbase import STORE_UNAVAILABLE
 from tailored.store.webhooks import EVENT_KINDS, WebhookDelivery, WebhookSubscription
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ __all__ = [
     "EVENT_KINDS",
     "ITEM_COLUMNS",
     "SERVED_COLUMNS",
+    "STORE_UNAVAILABLE",
     "USER_COLUMNS",
     "Alert",
     "AlertLog",

@@ -4,6 +4,7 @@ dialect-specific upsert. A role of the store is a :class:`SqlTables` over one en
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 CHUNK = 5_000
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """The drivers' own errors for a store that cannot answer: the change feed reads
+    with raw driver connections, whose errors SQLAlchemy does not wrap."""
+    errors: list[type[Exception]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is an extra
+        pass
+    else:
+        errors += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(errors)
+
+
+#: What the store raises when it cannot answer now (locked, restarting, unreachable, no
+#: connection free in the pool) rather than because what was asked is wrong: the REST
+#: API answers 503 to these, the stream consumer waits and reads again.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+    sa.exc.TimeoutError, *_driver_errors())
 Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
 
 #: Every table of the store, created together by :class:`~tailored.store.sql.SqlStore`.
