@@ -75,11 +75,13 @@ def test_the_for_you_row_follows_what_a_visitor_clicks(browser: Any,  # noqa: F8
 
     for position in range(3):  # three items of that category, clicked in the page
         page.click(f"#categories a:text-is('{chosen}')")
-        _ready(page)
-        cards = page.locator("section[data-row=category] .card")
-        assert cards.count() > position
-        cards.nth(position).click()
-        page.wait_for_selector("section.product")
+        # The page renders on the hash change: wait for this category's cards, not for a
+        # state the previous page may still show.
+        card = page.wait_for_selector(
+            f"section[data-row=category] .card >> nth={position}", timeout=30_000)
+        assert card is not None
+        card.click()
+        page.wait_for_selector("section.product", timeout=30_000)
         _ready(page)
 
     page.goto(f"{server}/demo/shop#/")
