@@ -298,7 +298,7 @@ def run_stateful(client: TestClient, admin: dict[str, str]) -> Walked:
 #: ones a walk takes changes with the state earlier scenarios left (a restarted walk is
 #: not derandomized), so requiring every one would make the test flaky, not stricter.
 RESOURCES = ("/items/{item_id}", "/users/{user_id}", "/experiments/{experiment_id}",
-             "/keys/{key_id}")
+             "/keys/{key_id}", "/placements/{name}", "/webhooks/{subscription_id}")
 MIN_RESOURCES_REACHED = 2
 MIN_DISTINCT_LINKS = 10
 
