@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -25,7 +26,9 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[object, object, str, list[str]]]
     with ExitStack() as stack:
         try:
             url = stack.enter_context(faults.postgres_database("tailored_hosts"))
-        except Exception as error:  # the server is not there: say so
+        except Exception as error:  # the server is not there: say so, loudly
+            warnings.warn(f"TWO-HOST TEST SKIPPED: PostgreSQL unreachable at "
+                          f"{faults.POSTGRES_ADMIN_URL}: {error}", stacklevel=1)
             pytest.skip(f"PostgreSQL unreachable at {faults.POSTGRES_ADMIN_URL}: {error}")
         shared = tmp_path / "shared-models"  # a shared directory every host mounts
         users, _ = faults.sample_store(url, shared)  # ALS, version 1, active

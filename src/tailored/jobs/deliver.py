@@ -79,9 +79,7 @@ def recommend_placed(store: Store, user_ids: Sequence[str], placement: str | Non
 def write_recommendations(lists: pd.DataFrame, path: Path) -> None:
     """``lists`` (``user_id``, ``item_id``, ``score``, ``rank``...) as CSV, Parquet or
     JSON lines, by ``path``'s suffix."""
-    if path.suffix not in FORMATS:
-        raise InvalidDataError(f"cannot write {path.name}: give a file ending in "
-                               f"{', '.join(FORMATS)}")
+    _check_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         lists.to_parquet(path, index=False)
@@ -94,14 +92,18 @@ def write_recommendations(lists: pd.DataFrame, path: Path) -> None:
                 out.write(json.dumps({"user_id": user_id, "items": items}, default=str) + "\n")
 
 
+def _check_format(path: Path) -> None:
+    if path.suffix not in FORMATS:
+        raise InvalidDataError(f"cannot write {path.name}: give a file ending in "
+                               f"{', '.join(FORMATS)}")
+
+
 def deliver(store: Store, placement: str | None, output: Path, *,
             users: Sequence[str] | None = None, notify: bool = True,
             now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Delivery:
     """Write the lists of ``users`` (default: every user with events) for ``placement``
     to ``output`` and, with ``notify``, tell the ``recommendations.ready`` webhooks."""
-    if output.suffix not in FORMATS:
-        raise InvalidDataError(f"cannot write {output.name}: give a file ending in "
-                               f"{', '.join(FORMATS)}")
+    _check_format(output)  # before the lists are made
     ids = (list(users) if users is not None
            else store.events.frame()["user_id"].astype(str).unique().tolist())
     lists = recommend_placed(store, ids, placement)

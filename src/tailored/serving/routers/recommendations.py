@@ -256,6 +256,10 @@ def _rank(state: ServiceState, live: LiveRecommender, query: UserQuery, asked: A
         else:  # a session: its own history, nothing to cache
             ranked = live.rank(query, k, overrides, explore=share > 0)
         shown = Shown.ranking(ranked)
+        if query.events is None and (share > 0 or asked.new_arrivals > 0) \
+                and not live.catalog().new_items().empty:
+            # Both stages offer new items the user has not met: read the history once.
+            query = live.query(query.user_ids, query.context)
         if share > 0:
             version = None if live.version is None else live.version.version
             shown = explore_slots(live, state.bandits.bandit(version, asked.name), query,
