@@ -295,11 +295,17 @@ class Event(BaseModel):
 
     def content_id(self) -> str:
         """A stable id from what happened, who did it, to what and when."""
-        key = "\x1f".join(
-            (self.user_id, self.item_id, self.event_type, repr(self.value),
-             self.timestamp.isoformat(), self.session_id or "")
-        )
-        return "h" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+        return content_id(self.user_id, self.item_id, self.event_type, self.value,
+                          self.timestamp, self.session_id)
+
+
+def content_id(user_id: str, item_id: str, event_type: str, value: float | None,
+               timestamp: datetime, session_id: str | None) -> str:
+    """The id of an event that came without one (:meth:`Event.content_id`): the same
+    event sent twice gets the same id, so it is kept once."""
+    key = "\x1f".join((user_id, item_id, event_type, repr(value), timestamp.isoformat(),
+                       session_id or ""))
+    return "h" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
 def _check_finite(mapping: dict[str, Scalar]) -> None:

@@ -63,6 +63,9 @@ class PseudonymousContract(StoreContract, ConcurrentUpdateContract, TransactionC
     def stored_id(self, user_id: str) -> str:
         return P(user_id)
 
+    def stored_event_id(self, event: Event) -> str:
+        return event.model_copy(update={"user_id": P(event.user_id)}).content_id()
+
     def test_a_read_naming_users_answers_the_ids_asked(self, store: Store) -> None:
         store.events.add([_event(1)])
         store.users.upsert([User(user_id="yes"), User(user_id="no", consent=by_purpose(False)),

@@ -26,14 +26,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeAlias, cast
+
+import numpy as np
+import pyarrow as pa
 
 from tailored.errors import InvalidDataError
+from tailored.ingest.columnar import split_events
 from tailored.ingest.readers import RecordChunk, read_records
 from tailored.ingest.records import check_kind
 from tailored.ingest.validate import Record, Reject, validate_records
-from tailored.schema import Event, EventWeights, Item, User
+from tailored.schema import EventWeights, Item, User
 from tailored.store import Store, Transaction
+from tailored.store.rows import event_rows
+
+#: What a chunk of a file validates to: items or users, or events as columns.
+Records: TypeAlias = list[Record] | pa.Table
 
 #: How many rejects an error message lists before "... and N more".
 SHOWN_REJECTS = 10
@@ -127,14 +135,26 @@ class _Checked:
     seconds: float = 0.0
     # The first chunk's records, kept so the write pass need not validate them again
     # (memory stays bounded: one chunk, and a small file is validated only once).
-    first_records: list[Record] | None = None
+    first_records: Records | None = None
 
 
-def _validate(source: Source, chunk: RecordChunk) -> tuple[list[Record], list[Reject]]:
-    records, rejects = validate_records(
-        chunk, source.kind, file=str(source.path), text=chunk.text,
+def _validate(source: Source, chunk: RecordChunk) -> tuple[Records, list[Reject]]:
+    if source.kind != "events":
+        records, rejects = validate_records(chunk, source.kind, file=str(source.path),
+                                            text=chunk.text)
+        return cast(list[Record], records), rejects
+    # Events: the plainly valid rows a column at a time, the rest one by one, then
+    # back in the file's order.
+    plain, numbers, rest = split_events(chunk, source.event_weights)
+    events, rejects = validate_records(
+        rest, "events", file=str(source.path), text=chunk.text,
         require_timestamp=source.require_timestamp, event_weights=source.event_weights)
-    return cast(list[Record], records), rejects
+    if not events:
+        return plain, rejects
+    checked = {number for number, _ in rest} - {r.row for r in rejects}
+    order = np.argsort(np.concatenate([numbers, np.fromiter(sorted(checked), np.int64)]),
+                       kind="stable")
+    return pa.concat_tables([plain, event_rows(events, rederive=True)]).take(order), rejects
 
 
 def _check(source: Source, *, validate: bool) -> _Checked:
@@ -198,7 +218,7 @@ def _store_count(transaction: Transaction, kind: str) -> int:
 
 
 def _write(transaction: Transaction, source: Source, rejects_file: _RejectsFile | None,
-           first_records: list[Record] | None) -> tuple[int, int]:
+           first_records: Records | None) -> tuple[int, int]:
     """Validate and store each chunk in one transaction; return (rows written, rows new to
     the store)."""
     written = new = 0
@@ -216,10 +236,10 @@ def _write(transaction: Transaction, source: Source, rejects_file: _RejectsFile 
                     f"{source.path} changed while it was imported ({rejects[0]}); nothing "
                     "of it was stored; import the finished file again")
             rejects_file.write(rejects)
-        if not records:
+        if len(records) == 0:
             continue
-        if source.kind == "events":
-            new += transaction.events.add(cast(list[Event], records))
+        if isinstance(records, pa.Table):
+            new += transaction.events.add_rows(records)
         elif source.kind == "items":
             transaction.items.upsert(cast(list[Item], records))
         else:

@@ -17,9 +17,11 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,18 +51,30 @@ class RecordChunk:
 
     ``text`` says every value was read as text (CSV, TSV), so numeric-looking extra
     columns may be turned into numbers; JSON and Parquet values keep their own types.
+    A chunk read as columns (CSV, TSV, Parquet) also has them as ``table``, its rows
+    numbered by ``row_numbers``, for checks that take whole columns at a time; its
+    ``(row, raw)`` pairs are made only when asked for.
     """
 
     path: Path
     format: str
-    rows: list[tuple[int, dict[str, Any]]] = field(repr=False)
+    given_rows: list[tuple[int, dict[str, Any]]] | None = field(default=None, repr=False)
     text: bool = False
+    table: pa.Table | None = field(default=None, repr=False)
+    row_numbers: np.ndarray | None = field(default=None, repr=False)
+
+    @cached_property
+    def rows(self) -> list[tuple[int, dict[str, Any]]]:
+        if self.given_rows is not None:
+            return self.given_rows
+        assert self.table is not None and self.row_numbers is not None
+        return list(zip(self.row_numbers.tolist(), self.table.to_pylist(), strict=True))
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
         return iter(self.rows)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) if self.table is None else self.table.num_rows
 
 
 def detect_format(path: str | Path) -> str:
@@ -223,7 +237,6 @@ def _read_header(path: Path, file_format: str, kind: str) -> list[str]:
 def _read_delimited(path: Path, file_format: str, kind: str, columns: list[str],
                     chunk_rows: int) -> Iterator[RecordChunk]:
     line = 1
-    width = len(columns)
     read_any = False
     try:
         with pd.read_csv(
@@ -233,16 +246,16 @@ def _read_delimited(path: Path, file_format: str, kind: str, columns: list[str],
             encoding="utf-8-sig", chunksize=chunk_rows, compression="infer",
         ) as reader:
             for frame in reader:
-                values = [frame[name].where(frame[name].notna(), None).tolist()
-                          for name in columns]
-                rows = []
-                for cells in zip(*values, strict=True):
-                    line += 1
-                    if cells.count(None) != width:  # a blank line is not a row
-                        rows.append((line, dict(zip(columns, cells, strict=True))))
-                if rows:
+                numbers = np.arange(line + 1, line + 1 + len(frame))
+                line += len(frame)
+                filled = frame.notna().any(axis=1).to_numpy()  # a blank line is not a row
+                if filled.any():
                     read_any = True
-                    yield RecordChunk(path, file_format, rows, text=True)
+                    table = pa.Table.from_pandas(frame[filled], preserve_index=False,
+                                                 schema=pa.schema([(c, pa.string())
+                                                                   for c in columns]))
+                    yield RecordChunk(path, file_format, text=True, table=table,
+                                      row_numbers=numbers[filled])
     except UnicodeDecodeError as error:
         raise (_locate_bad_utf8(path) or InvalidDataError(f"{path}: {error}")) from None
     except pd.errors.ParserError as error:
@@ -319,8 +332,6 @@ def _parquet_chunks(path: Path, parquet: pq.ParquetFile, chunk_rows: int,
     row = 0
     with parquet:
         for batch in parquet.iter_batches(batch_size=chunk_rows):
-            records = batch.to_pylist()
-            yield RecordChunk(path, "parquet",
-                              list(zip(range(row + 1, row + 1 + len(records)), records,
-                                       strict=True)))
-            row += len(records)
+            yield RecordChunk(path, "parquet", table=pa.Table.from_batches([batch]),
+                              row_numbers=np.arange(row + 1, row + 1 + batch.num_rows))
+            row += batch.num_rows

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.changes import Freshness
@@ -40,6 +41,11 @@ class EventLog(Protocol):
 
     def add(self, events: Iterable[Event]) -> int:
         """Store events durably; return how many were new (known event ids are skipped)."""
+        ...
+
+    def add_rows(self, rows: pa.Table) -> int:
+        """:meth:`add` for events already validated as columns
+        (:data:`~tailored.store.rows.EVENT_ROWS`): a file import's bulk path."""
         ...
 
     def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -58,6 +58,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
 
 from tailored.schema import PERSONALIZATION, Event, User
 from tailored.store.base import (
@@ -179,6 +180,14 @@ class PseudonymousEvents(_Role):
 
     def add(self, events: Iterable[Event]) -> int:
         return int(self._inner.add(self._stored(event) for event in events))
+
+    def add_rows(self, rows: pa.Table) -> int:
+        # A null event id is derived when stored, so from the stored user id.
+        users = rows.column("user_id").to_pylist()
+        stored = {user: self._ids.stored(user) for user in set(users)}
+        mapped = pa.array([stored[user] for user in users], pa.string())
+        return int(self._inner.add_rows(
+            rows.set_column(rows.schema.get_field_index("user_id"), "user_id", mapped)))
 
     def _stored(self, event: Event) -> Event:
         stored = event.model_copy(update={"user_id": self._ids.stored(event.user_id)})

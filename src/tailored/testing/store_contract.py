@@ -12,11 +12,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from tailored.errors import InvalidDataError, ModelNotFoundError, NotFoundError
 from tailored.schema import Event, Item, User, by_purpose
 from tailored.store import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, Served, Store, keyed_hash
+from tailored.store.rows import event_rows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,6 +58,30 @@ class StoreContract:
         assert store.events.add([_event(1), _event(2)]) == 2
         assert store.events.add([_event(2), _event(3)]) == 1
         assert store.events.count() == 3
+
+    def test_events_added_as_rows_are_stored_as_one_by_one(self, store: Store) -> None:
+        # More than a bulk write's threshold (PostgreSQL's COPY), with every kind of cell:
+        # derived ids, values, sessions, context, and an id seen twice.
+        events = [Event(user_id=f"u{n % 7}", item_id=f"i{n % 11}", event_type="rating",
+                        value=n % 5, timestamp=T0 + timedelta(seconds=n),
+                        session_id=f"s{n}" if n % 3 else None,
+                        context={"device": "mobile"} if n % 4 == 0 else {})
+                  for n in range(2_500)]
+        rows = event_rows(events, rederive=True)
+        assert rows.column("event_id").null_count == len(events)
+        assert store.events.add_rows(pa.concat_tables([rows, rows.slice(0, 10)])) == 2_500
+        assert store.events.add(events[:10]) == 0  # the ids derived are the events' own
+        frame = store.events.frame()
+        assert frame["event_id"].tolist() == [
+            self.stored_event_id(event) for event in events]
+        assert frame["value"].tolist() == [float(n % 5) for n in range(2_500)]
+        assert frame["context"].tolist()[:2] == [{"device": "mobile"}, {}]
+        assert frame["session_id"].tolist()[:2] == [None, "s1"]
+        assert frame["timestamp"].tolist()[-1] == events[-1].timestamp
+
+    def stored_event_id(self, event: Event) -> str:
+        """The id the store keeps for an event sent without one."""
+        return event.content_id()
 
     def test_events_with_and_without_context_or_session(self, store: Store) -> None:
         store.events.add([_event(1, context={"device": "mobile"}), _event(2),
