@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,15 +209,19 @@ def stored_counts(url: str) -> tuple[int, int]:
 
 
 def run_one(bench: RedisBench | NatsBench, store_kind: str, n: int, batch: int,
-            ) -> dict[str, Any]:
-    with store_url(store_kind) as url:
+            into: str | None = None) -> dict[str, Any]:
+    """One consumer group's pass over the stream, into a new store of ``store_kind`` or
+    into the store at ``into`` (which may hold events already)."""
+    with nullcontext(into) if into else store_url(store_kind) as url:
+        before = stored_counts(url) if into else (0, 0)
         store = open_store(url)
         try:
             timed = Timed(open_source(bench.url(f"bench-{store_kind}")))
             with closing(timed):
                 report = consume(store, timed, batch=batch, block_ms=500, until_idle=True)
                 unacknowledged = timed.lag()
-            total, distinct = stored_counts(url)
+            total, distinct = (now - then for now, then in
+                               zip(stored_counts(url), before, strict=True))
         finally:
             store.close()
     seconds = timed.last_ack - (timed.first_read or timed.last_ack)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     model: str = Field("als", description="Model family trained and served by default.")
     event_weights: EventWeights = Field(default_factory=EventWeights)
     max_batch_events: int = Field(10_000, ge=1)
+    spark_driver_memory: str = Field(
+        "2g", pattern=r"^[1-9][0-9]*[kmgt]$", description="The Spark driver's heap for "
+        "`tailored train --engine spark` (`8g`); in local mode the work runs in it too.")
     # API keys and request limits (tailored.serving.auth, tailored.serving.security).
     allow_open_access: bool = Field(
         False, description="Serve without API keys on a host other than 127.0.0.1 (only "

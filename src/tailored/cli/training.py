@@ -50,6 +50,9 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
           store: StoreOption = None,
           promote: Annotated[bool, typer.Option(help="Make the new version the one that "
                                                      "serves.")] = True,
+          validate: Annotated[bool, typer.Option(
+              help="Score a fit on a temporal split first (the version's offline metrics); "
+              "--no-validate fits once, for data too large to fit twice.")] = True,
           schedule: Annotated[str | None, typer.Option(
               help="Keep running and retrain every INTERVAL (30m, 1h, 1d), counted from the "
               "newest registered version; a new version is promoted only if it is not worse "
@@ -90,7 +93,8 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
             raise typer.BadParameter("the retraining worker trains in memory; drop "
                                      "--engine spark or --schedule/--on-drift",
                                      param_hint="--engine")
-        _train_on_spark(_recipe(model, set_, recipe, settings), settings, master, promote)
+        _train_on_spark(_recipe(model, set_, recipe, settings), settings, master, promote,
+                        validate)
         return
     if schedule is not None or on_drift:
         _retrain_worker(settings, None if not (model or set_ or recipe) else
@@ -101,15 +105,16 @@ def train(model: ModelOption = None, set_: SetOption = None, recipe: RecipeOptio
     chosen = _recipe(model, set_, recipe, settings)
     with _store(settings) as opened, _progress() as progress:
         task = _step(progress, f"training {chosen.name}")
-        trained = train_model(opened, settings, chosen, promote=promote,
+        trained = train_model(opened, settings, chosen, promote=promote, validate=validate,
                               progress=lambda m: progress.update(task, description=m))
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items()) or "not run"
     console.print(f"model {chosen.name} version {trained.version.version} at "
                   f"{trained.version.path}"
                   f"{' (active)' if trained.version.active else ''}; temporal split: {metrics}")
 
 
-def _train_on_spark(chosen: Any, settings: Settings, master: str, promote: bool) -> None:
+def _train_on_spark(chosen: Any, settings: Settings, master: str, promote: bool,
+                    validate: bool) -> None:
     from tailored.jobs.spark import SPARK_FAMILIES, train_model_on_spark
 
     if chosen.model.model not in SPARK_FAMILIES:
@@ -120,9 +125,9 @@ def _train_on_spark(chosen: Any, settings: Settings, master: str, promote: bool)
     with _store(settings) as opened, _progress() as progress:
         task = _step(progress, f"training {chosen.name} on Spark ({master})")
         trained = train_model_on_spark(opened, settings, chosen, master=master,
-                                       promote=promote,
+                                       promote=promote, validate=validate,
                                        progress=lambda m: progress.update(task, description=m))
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items()) or "not run"
     console.print(f"model {chosen.name} version {trained.version.version} at "
                   f"{trained.version.path}{' (active)' if trained.version.active else ''}, "
                   f"trained on Spark ({master}); temporal split: {metrics}")

@@ -262,7 +262,8 @@ def train_model_on_spark(store: Store, settings: Settings, recipe: str | Recipe,
     with contextlib.ExitStack() as stack:
         if spark is None:
             step(f"starting Spark on {master}")
-            spark = stack.enter_context(spark_session(master))
+            spark = stack.enter_context(
+                spark_session(master, driver_memory=settings.spark_driver_memory))
         used = spark.sparkContext.master
         if validate and data.events["timestamp"].notna().all():
             step("validating on a temporal split (on Spark)")
