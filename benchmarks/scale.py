@@ -22,7 +22,7 @@ waited for: the Spark JVM, the server's workers) is its own:
    seconds; requests/s and latency percentiles.
 6. ``consume``: ``--consume-events`` events published to a Redis stream, read by
    ``tailored.ingest.streams.consume`` (as ``tailored consume`` does) into the same
-   PostgreSQL store, now holding the 10M events.
+   PostgreSQL store, now holding the 10M events, ``--consume-batch`` events a read.
 
 Run: ``.venv/bin/python benchmarks/scale.py [--events 10000000 --users 1000000 --items
 1000000] [--phases generate,import,...]``; needs PostgreSQL (``TAILORED_TEST_POSTGRES``,
@@ -195,16 +195,16 @@ def http(work: Path, env: dict[str, str], duration: int) -> dict[str, Any]:
             "errors": load["errors"], "non_2xx": load["non_2xx"]}
 
 
-def consume_into(env: dict[str, str], n: int) -> dict[str, Any]:
+def consume_into(env: dict[str, str], n: int, batch: int) -> dict[str, Any]:
     from consume import RedisBench, payloads, run_one
 
     bench = RedisBench()
     try:
         bench.publish(payloads(n))
-        figures = run_one(bench, "postgres", n, 500, into=env["TAILORED_STORE_URL"])
+        figures = run_one(bench, "postgres", n, batch, into=env["TAILORED_STORE_URL"])
     finally:
         bench.cleanup()
-    return {"consume_events_per_second": figures["events_per_s"],
+    return {"consume_events_per_second": figures["events_per_s"], "consume_batch": batch,
             "consume_exactly_once": all(figures["checks"].values())}
 
 
@@ -257,7 +257,7 @@ def _run_child(phase: str, args: argparse.Namespace, env: dict[str, str]) -> dic
     if phase == "http":
         return http(work, env, args.duration)
     if phase == "consume":
-        return consume_into(env, args.consume_events)
+        return consume_into(env, args.consume_events, args.consume_batch)
     raise ValueError(phase)
 
 
@@ -282,8 +282,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['date']}, {result['machine']}; load average before {result['load_before']}"
         f", after {result['load_after']}. Command: `{result['command']}`.",
         "",
-        "| phase | seconds | figure | target | peak memory |",
-        "|---|---:|---|---|---:|",
+        "| phase | seconds | figure | target | peak memory | load average after |",
+        "|---|---:|---|---|---:|---|",
     ]
     rows = {
         "generate": lambda p: f"{p.get('csv_mb', '?')} MB of CSV",
@@ -300,7 +300,8 @@ def markdown(result: dict[str, Any]) -> str:
                            f"({p['hot_share']:.0%} cached users; {p['errors']} errors, "
                            f"{p['non_2xx']} non-2xx)"),
         "consume": lambda p: (f"{p['consume_events_per_second']:,} events/s Redis -> "
-                              f"PostgreSQL (exactly once: {p['consume_exactly_once']})"),
+                              f"PostgreSQL in batches of {p['consume_batch']:,} (exactly "
+                              f"once: {p['consume_exactly_once']})"),
     }
     targets = {"import": ">= 100,000 events/s", "recall": "recall >= 0.95",
                "http": ">= 1,000 requests/s, p99 < 25 ms", "consume": ">= 20,000 events/s"}
@@ -308,7 +309,8 @@ def markdown(result: dict[str, Any]) -> str:
         if phase in phases:
             p = phases[phase]
             lines.append(f"| {phase} | {p['wall_seconds']} | {rows[phase](p)} | "
-                         f"{targets.get(phase, '')} | {p['peak_rss_mb']:,} MB |")
+                         f"{targets.get(phase, '')} | {p['peak_rss_mb']:,} MB | "
+                         f"{p.get('load_average', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -322,6 +324,8 @@ def main() -> None:
     parser.add_argument("--probe-users", type=int, default=1_000)
     parser.add_argument("--duration", type=int, default=30, help="seconds of HTTP load")
     parser.add_argument("--consume-events", type=int, default=200_000)
+    parser.add_argument("--consume-batch", type=int, default=2_000,
+                        help="events per read (tailored consume --batch)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an ALS parameter for both trainings (e.g. ann_min_items=1000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -349,11 +353,18 @@ def main() -> None:
                    f"Python {platform.python_version()}",
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]), "phases": {}}
+    previous = RESULTS / "scale.json"
+    if previous.exists():  # a run of some phases keeps the others' figures at this size
+        kept = json.loads(previous.read_text())
+        if all(kept.get(key) == result[key] for key in ("events", "users", "items")):
+            result["phases"] = {phase: {"command": kept["command"], **figures}
+                                for phase, figures in kept["phases"].items()}
     for phase in phases:
         _log(f"{phase} ...")
         started = time.perf_counter()
         figures = _child(phase, env)
         figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+        figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
         result["phases"][phase] = figures
         _log(f"{phase}: {figures}")
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
