@@ -18,11 +18,14 @@ from tailored.evaluation.beyond import IntraListDiversity
 from tailored.evaluation.search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
+    REFERENCE_SHAPE,
     REQUIREMENTS,
     SEARCH_SPACES,
     STACKED_STARTING_POINTS,
     STARTING_DEVIATIONS,
     STARTING_POINTS,
+    DataShape,
+    starting_point,
 )
 from tailored.evaluation.tuning import (
     Objective,
@@ -39,6 +42,7 @@ from tailored.evaluation.tuning import (
 from tailored.models import MODELS, ItemKNN, Popular, SASRec, create
 from tailored.pipeline import Pipeline
 from tailored.ranking import RerankerStage
+from tailored.ranking.parts import Part
 from tailored.sample import shop
 from tailored.testing import checkerboard
 
@@ -56,7 +60,8 @@ def outer() -> Split:
 FAMILIES = [family for family in SEARCH_SPACES if family not in EPOCH_FAMILIES]
 
 
-def tiny_sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
+def tiny_sasrec_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
+                      ) -> dict[str, Any]:
     return {"factors": 8, "blocks": 1, "max_length": 5, "threads": 1,
             "learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
             "epochs": 12}
@@ -67,18 +72,20 @@ class FakeClock:
 
     Every fit of a model ``tune`` creates (trials, early-stopping checkpoints, re-checks
     and the final fit) advances it by ``seconds[family]`` (else ``default``), so a
-    budgeted search takes the same course whatever the machine's speed. ``fits`` records
-    each fit's family, number of events fitted on and start time.
+    budgeted search takes the same course whatever the machine's speed. With ``parts``,
+    so does every fit of a composite's parts (a hybrid's, the ranker's sources), as on a
+    real clock. ``fits`` records each fit's family, number of events fitted on and start
+    time.
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch,
-                 seconds: dict[str, float] | None = None, default: float = 1.0) -> None:
+                 seconds: dict[str, float] | None = None, default: float = 1.0,
+                 parts: bool = False) -> None:
         self.now = 0.0
         self.fits: list[tuple[str, int, float]] = []
-        real_create = tuning.create
+        real_create, real_build = tuning.create, Part.build
 
-        def create(family: str, **params: Any) -> Any:
-            model = real_create(family, **params)
+        def charged(model: Any, family: str) -> Any:
             real_fit = model.fit
 
             def fit(data: Dataset, **kwargs: Any) -> Any:
@@ -87,10 +94,14 @@ class FakeClock:
                 self.now += (seconds or {}).get(family, default)
                 return fitted
 
-            model.fit = fit  # type: ignore[method-assign]
+            model.fit = fit
             return model
 
-        monkeypatch.setattr(tuning, "create", create)
+        monkeypatch.setattr(tuning, "create", lambda family, **params: charged(
+            real_create(family, **params), family))
+        if parts:
+            monkeypatch.setattr(Part, "build", lambda part: charged(real_build(part),
+                                                                    part.model))
 
     def __call__(self) -> float:
         return self.now
@@ -157,6 +168,74 @@ def test_families_that_need_a_missing_module_are_left_out_by_default(
                         lambda name: None if name == "torch" else real(name))
     assert "sasrec" not in available_families()
     assert "ease" in available_families()
+
+
+# Shapes far from MovieLens 100K's: a tiny log, and a large sparse catalog of play counts.
+TINY = DataShape(users=30, items=12, events=90, pairs=80)
+LARGE = DataShape(users=2_000, items=17_000, events=400_000, pairs=90_000,
+                  mean_square_weight=5e4)
+
+
+def _range(family: str, name: str, shape: DataShape) -> Any:
+    """The distribution a family's space samples ``name`` from, at ``shape``."""
+    study = optuna.create_study()
+    trial = study.ask()
+    SEARCH_SPACES[family](trial, shape)
+    return trial.distributions[name]
+
+
+def test_at_movielens_100ks_shape_the_spaces_and_starts_are_the_constants_they_replace(
+        ) -> None:
+    assert (_range("als", "factors", REFERENCE_SHAPE).high,
+            _range("bpr", "factors", REFERENCE_SHAPE).high) == (256, 256)
+    assert (_range("item_knn", "neighbors", REFERENCE_SHAPE).high,
+            _range("user_knn", "neighbors", REFERENCE_SHAPE).high) == (500, 300)
+    ease = _range("ease", "regularization", REFERENCE_SHAPE)
+    assert (ease.low, ease.high) == pytest.approx((1.0, 10_000.0))
+    assert list(_range("sasrec", "max_length", REFERENCE_SHAPE).choices) == [20, 50, 100, 200]
+    assert list(_range("sasrec", "batch_size", REFERENCE_SHAPE).choices) == [32, 64, 128, 256]
+    for family in STARTING_POINTS:
+        assert starting_point(family, REFERENCE_SHAPE) == STARTING_POINTS[family]
+    # ... and about there on the data tune sees from it (the training part of a split).
+    near = DataShape(users=943, items=1_680, events=99_057, pairs=99_057,
+                     mean_square_weight=13.7)
+    assert starting_point("sasrec", near) == STARTING_POINTS["sasrec"]
+    assert starting_point("ease", near)["regularization"] == pytest.approx(2000, rel=0.02)
+
+
+def test_the_search_ranges_scale_with_the_data() -> None:
+    # Factors and item neighbours grow with the catalog, user neighbours with the users.
+    assert (_range("als", "factors", TINY).high < 256
+            < _range("als", "factors", LARGE).high == _range("bpr", "factors", LARGE).high)
+    assert _range("item_knn", "neighbors", LARGE).high > 500
+    assert _range("user_knn", "neighbors", LARGE).high > 300
+    # EASE's penalty follows the Gram diagonal: few users per item (a long tail) lower the
+    # binary end, heavy play counts raise the weighted end and the starting point.
+    ease = _range("ease", "regularization", LARGE)
+    assert ease.low < 1.0 and ease.high > 10_000.0
+    assert starting_point("ease", LARGE)["regularization"] > 2000
+    assert starting_point("ease", TINY)["regularization"] < 2000
+    # SASRec reads windows about its users' histories and takes larger batches of more data.
+    assert max(_range("sasrec", "max_length", TINY).choices) <= 20
+    large_batches = _range("sasrec", "batch_size", LARGE).choices
+    assert min(large_batches) == 64 and starting_point("sasrec", LARGE)["batch_size"] == 64
+
+
+@pytest.mark.parametrize("shape", [TINY, LARGE], ids=["tiny", "large"])
+@pytest.mark.parametrize("family", sorted(SEARCH_SPACES))
+def test_every_point_sampled_at_any_shape_is_a_valid_config(family: str,
+                                                           shape: DataShape) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    start = starting_point(family, shape)
+    if start is not None:
+        study.enqueue_trial(start)
+    for _ in range(20):
+        trial = study.ask()
+        params = SEARCH_SPACES[family](trial, shape)
+        assert create(family, **params).config.model_dump(include=set(params)) == params
+        if start is not None and trial.number == 0:  # the start lies inside the ranges
+            assert trial.params == {k: start[k] for k in trial.params}
+        study.tell(trial, 0.0)
 
 
 # ---- metric, folds, checkpoints --------------------------------------------------------
@@ -408,9 +487,10 @@ def test_early_stopping_stops_at_the_deadline_by_the_given_clock(
     stop = early_stopping_iterations(lambda n: create("als", iterations=n), outer,
                                      max_iterations=32, first=2, deadline=10.0,
                                      clock=lambda: now[0], report=check_takes_its_iterations)
-    # The checks end at 2, 6 and 14 s: none starts past the 10 s deadline.
-    assert fitted == [2, 4, 8] == sorted(stop.curve)
-    assert (stop.iterations, stop.score) == (8, 0.3)
+    # The checks end at 2 and 6 s; the next, of 8 iterations at the last check's 1 s per
+    # iteration, would end at 14 s, past the 10 s deadline: it is not started.
+    assert fitted == [2, 4] == sorted(stop.curve)
+    assert (stop.iterations, stop.score) == (4, 0.2)
 
 
 def _scripted_epochs(monkeypatch: pytest.MonkeyPatch, curve: list[float]) -> list[int]:
@@ -489,8 +569,10 @@ def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) 
     data = Dataset.from_frame(sample.events[["user_id", "item_id", "event_type", "value",
                                              "timestamp"]])
     outer_split = temporal_split(data)
-    clock = FakeClock(monkeypatch)  # every fit takes 1 s
-    tuned = tune(outer_split.train, budget_seconds=20, seed=0, clock=clock)
+    # Every fit takes 1 s, the parts of the hybrid and the ranker's sources too: the cost
+    # model counts them, so a composite needs more time than a single family.
+    clock = FakeClock(monkeypatch, parts=True)
+    tuned = tune(outer_split.train, budget_seconds=45, seed=0, clock=clock)
     assert tuned.best_model.is_fitted
     assert tuned.best_model.data_digest_ == outer_split.train.digest
     # Every family is screened at its starting point, the single ones first, then the
@@ -500,7 +582,7 @@ def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) 
     fitted = list(dict.fromkeys(family for family, _, _ in clock.fits))
     assert fitted == [family for family in available_families() if family != "ranked"] + [
         "ranked"]
-    assert tuned.elapsed == clock.now <= 20
+    assert tuned.elapsed == clock.now <= 45
     assert 0 < tuned.best_score <= 1 and math.isfinite(tuned.best_score)
     winner = tuned.second_fold.loc[tuned.second_fold["mean"].idxmax()]
     assert winner["family"] == tuned.best_name and winner["mean"] == tuned.best_score
@@ -520,7 +602,8 @@ def test_the_tuned_model_beats_popular_on_the_held_out_test(
     assert tuned > popular + 0.1
 
 
-def test_every_trial_is_recorded(result_clock: tuple[TuningResult, FakeClock]) -> None:
+def test_every_trial_is_recorded(outer: Split,
+                                 result_clock: tuple[TuningResult, FakeClock]) -> None:
     result, clock = result_clock
     trials = result.trials
     assert list(trials.columns) == ["family", "number", "params", "reranker", "iterations",
@@ -555,14 +638,19 @@ def test_every_trial_is_recorded(result_clock: tuple[TuningResult, FakeClock]) -
     assert trials["duration"].sum() == sum(FIT_SECONDS.get(family, 1.0) for family, events, _
                                            in clock.fits if events == first_fold)
     assert result.elapsed == clock.now
-    # Each family's first trial is its starting point (the model's defaults); the stacked
-    # ranker's is the one for the protocol (temporal here).
+    # Each family's first trial is its starting point at the data's shape (the model's
+    # defaults, but what scales with the data: EASE's penalty here); the stacked ranker's
+    # is the one for the protocol (temporal here).
+    shape = DataShape.of(outer.train)
     for family, rows in trials.groupby("family"):
         first = rows.loc[rows["number"] == 0, "params"].iloc[0]
         start = (STACKED_STARTING_POINTS["temporal"] if family == "ranked"
-                 else STARTING_POINTS[str(family)])
-        expected = SEARCH_SPACES[str(family)](optuna.trial.FixedTrial(start))
+                 else starting_point(str(family), shape))
+        assert start is not None
+        expected = SEARCH_SPACES[str(family)](optuna.trial.FixedTrial(start), shape)
         assert {k: first[k] for k in expected} == expected
+    assert trials.loc[(trials["family"] == "ease") & (trials["number"] == 0), "params"].iloc[
+        0]["regularization"] < STARTING_POINTS["ease"]["regularization"]
 
 
 def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
@@ -637,22 +725,30 @@ def test_a_time_budget_screens_every_family_then_searches_the_leader_most(
     assert (trials["state"] == "COMPLETE").all() and (trials["duration"] == 1.0).all()
     # The screen: each family's starting point, one after the other, before any search.
     assert [family for family, _, _ in clock.fits[:2]] == ["popular", "ease"]
-    # Held back from the search: 5% of the budget (1.5 s), the three re-checks (3 s) and
-    # the final fit on 1.25 times the first fold's data (1.25 s). So the search runs
-    # until 30 - 5.75 = 24.25 s: its last trial ends at 25 s.
-    assert len(trials) == 25
-    # Then three re-checks and the final fit (1 s, under the 1.25 s held back for it).
-    assert [events for _, events, _ in clock.fits[25:]] == [112, 112, 112, 160]
-    assert tuned.elapsed == clock.now == 29 <= tuned.budget_seconds
+    # Held back from the search: 5% of the budget (1.5 s) and what the cost model predicts,
+    # from the 1 s checks scaled to each fold's size, for the three re-checks on the
+    # second fold (112 events: under 1 s each) and the final fit (160 events: under
+    # 1.25 s), with a 25% margin. So the search ends at about 24 s, and no trial starts
+    # that would end past that: the last one ends at 24 s.
+    assert len(trials) == 24
+    # Then three re-checks and the final fit.
+    assert [events for _, events, _ in clock.fits[24:]] == [112, 112, 112, 160]
+    assert tuned.elapsed == clock.now == 28 <= tuned.budget_seconds
     # The runner-up searches first, for a third of the search time left after the 2 s
-    # screen (its share 0.5 against the leader's 1.0): until 2 + (24.25 - 2) / 3 = 9.42 s,
-    # so 8 trials after its screen; the leader searches last, with the rest.
+    # screen (its share 0.5 against the leader's 1.0): until about 2 + (24 - 2) / 3 =
+    # 9.3 s, so 7 trials after its screen (an eighth would end at 10 s); the leader
+    # searches last, with the rest.
     best = trials.groupby("family")["value"].max()
     leader, runner_up = best.idxmax(), best.idxmin()
     counts = trials.groupby("family").size()
-    assert (counts[runner_up], counts[leader]) == (1 + 8, 25 - 9)
-    assert [family for family, _, _ in clock.fits[:25]] == (
-        ["popular", "ease"] + [runner_up] * 8 + [leader] * 15)
+    assert (counts[runner_up], counts[leader]) == (1 + 7, 24 - 8)
+    assert [family for family, _, _ in clock.fits[:24]] == (
+        ["popular", "ease"] + [runner_up] * 7 + [leader] * 15)
+    # The time split says so: no phase ran past the time it was given.
+    split = tuned.time_split.set_index(["phase", "family"])
+    assert split.loc[("search", runner_up), "trials"] == 7
+    assert (split.loc["search", "spent"] <= split.loc["search", "planned"]).all()
+    assert split["spent"].sum() == tuned.elapsed and tuned.notes == []
 
 
 def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first() -> None:
@@ -736,7 +832,7 @@ def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> Non
 
 def test_failed_trials_are_recorded_and_all_failing_is_an_error(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", lambda trial: {"neighbors": 0})
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", lambda trial, shape: {"neighbors": 0})
     with pytest.raises(TailoredError, match=r"no trial .* item_knn trial 0: ValidationError"):
         tune(outer.train, models=["item_knn"], n_trials=2)
     tuned = tune(outer.train, models=["item_knn", "ease"], n_trials=2)
@@ -748,7 +844,7 @@ def test_failed_trials_are_recorded_and_all_failing_is_an_error(
     # after the screen, about 4 s) would have taken six.
     clock = FakeClock(monkeypatch)
 
-    def failing(trial: optuna.Trial) -> dict[str, Any]:
+    def failing(trial: optuna.Trial, shape: DataShape) -> dict[str, Any]:
         clock.now += 1.0
         return {"neighbors": 0}
 
@@ -835,17 +931,142 @@ def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
                  clock=clock)
     counts = tuned.trials.groupby("family").size()
     assert counts["popular"] > 1 and counts["ease"] > 1
+    # Stacked on both families, it would need more than the time left for its trials,
+    # re-check and final fit (the cost model counts its sources' fits, which this clock
+    # does not charge): the leader's source stays, popular's is left out, and a note says so.
     sources = tuned.trials.loc[tuned.trials["family"] == "ranked", "params"].iloc[0]["sources"]
-    assert {source["model"] for source in sources} == {"popular", "ease"}
+    assert [source["model"] for source in sources] == ["ease"]
+    assert tuned.notes == ["ranked: stacked without the sources ['popular'] to fit the 4.7 s "
+                           "left"]
     # Every trial of the ranker comes after those of the families it stacks on.
     searched = [family for family, events, _ in clock.fits
                 if events == tuned.validation["first"]["train_events"]]
     assert searched == sorted(searched, key=lambda family: family == "ranked")
-    # Held back for the guard and the final fit: 5% of the budget (0.8 s), three re-checks
-    # and a fit on 1.25 times the data (4.25 s). So the search runs until 16 - 5.05 =
-    # 10.95 s: its last trial ends at 11 s. The ranker gets its turn: kept half of the
-    # 8.95 s left after the screen, less what the families' 1 s trials overran their
-    # shares by, it starts at 7 s: four trials.
-    assert len(searched) == 11 and counts["ranked"] == 4
+    # Held back for the guard and the final fit: 5% of the budget (0.8 s) and their
+    # predicted time (about 3.6 s). The ranker gets its turn: the search keeps half of the
+    # time left after the screen for it, as the cost model predicts its trials, re-check
+    # and final fit fit in that (it counts the sources' fits too, which this clock does
+    # not charge). So popular makes one trial after its screen and ease three, and the
+    # ranker three, until the time its own re-check and final fit need is held back.
+    assert len(searched) == 9 and counts["ranked"] == 3
     assert [events for _, events, _ in clock.fits[len(searched):]] == [112, 112, 112, 160]
+    stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
+    assert stack["trials"] == 3 and stack["spent"] <= stack["planned"]
     assert tuned.elapsed == clock.now <= 16
+
+
+
+# ---- the budget is a promise ------------------------------------------------------------
+
+@pytest.mark.parametrize(("fit_seconds", "models", "budget"), [
+    ({"als": 5.0, "ease": 3.0}, ["popular", "ease", "als"], 20),
+    ({"als": 8.0, "bpr": 8.0}, ["popular", "item_knn", "als", "bpr"], 30),
+    ({"popular": 3.0, "item_knn": 3.0, "als": 3.0}, ["popular", "item_knn", "als"], 20),
+], ids=["slow-als-and-ease", "slow-factorisations", "every-fit-slow"])
+def test_the_budget_is_kept_when_fits_are_slow(
+        monkeypatch: pytest.MonkeyPatch, outer: Split, fit_seconds: dict[str, float],
+        models: list[str], budget: float) -> None:
+    clock = FakeClock(monkeypatch, seconds=fit_seconds)
+    tuned = tune(outer.train, models=models, budget_seconds=budget, clock=clock)
+    assert tuned.elapsed == clock.now <= budget
+    assert tuned.best_model.is_fitted and tuned.best_model.data_digest_ == outer.train.digest
+    # An iterative family's screen stops between checkpoints: after its first 5-8 s fit,
+    # the next (twice the iterations, so predicted twice as long) would overrun it.
+    screens = tuned.time_split[tuned.time_split["phase"] == "screen"].set_index("family")
+    assert screens.loc["als", "spent"] == fit_seconds["als"]
+    # Where the time went adds up to all of it; no phase overran the time it was given.
+    assert tuned.time_split["spent"].sum() == tuned.elapsed
+    search = tuned.time_split[tuned.time_split["phase"] == "search"]
+    assert (search["spent"] <= search["planned"]).all()
+
+
+def test_a_candidate_whose_recheck_would_overrun_is_passed_over_with_a_note(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    clock = FakeClock(monkeypatch, seconds={"als": 5.0, "ease": 3.0})
+    progress: list[str] = []
+    tuned = tune(outer.train, models=["popular", "ease", "als"], budget_seconds=20,
+                 clock=clock, progress=progress.append)
+    assert "als" not in set(tuned.second_fold["family"])
+    assert any(note.startswith("als (trial 0) not re-checked") for note in tuned.notes)
+    assert [f"warning: {note}" for note in tuned.notes] == [
+        message for message in progress if message.startswith("warning: ")]
+    assert json.loads(tuned.to_json())["notes"] == tuned.notes
+
+
+def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Split) -> None:
+    costs = tuning.CostModel()
+    shape = DataShape.of(outer.train)
+    params = {"factors": 8, "iterations": 40, "seed": 0}
+    # Measured: a 40-iteration fit takes 10 s; 4 s are left.
+    costs.record("als", params, shape, seconds=10.0, scored=False)
+    budget = tuning._Budget(started=0.0, seconds=20.0, clock=lambda: 16.0,
+                            finishing=lambda: 0.0)
+    ledger = tuning._Ledger(progress=None)
+    candidate = {"family": "als", "number": 3, "params": params, "reranker": {},
+                 "first_fold": 0.3, "second_fold": 0.2, "mean": 0.25}
+    best, model = tuning._fit_winner([candidate], outer.train, shape, costs, budget, ledger,
+                                     fallback=None, progress=None)
+    assert best["family"] == "als" and 1 <= best["params"]["iterations"] < 16
+    assert model.config.iterations == best["params"]["iterations"] and model.is_fitted
+    assert ledger.notes == [f"als refitted on all data with {best['params']['iterations']} "
+                            "iterations instead of 40 to end within the budget"]
+    # A family without iterations that would overrun gives way to the next candidate.
+    costs.record("ease", {}, shape, seconds=30.0, scored=False)
+    slow = {**candidate, "family": "ease", "params": {}, "mean": 0.3}
+    best, model = tuning._fit_winner([slow, candidate], outer.train, shape, costs, budget,
+                                     ledger, fallback=None, progress=None)
+    assert best["family"] == "als" and any("ease not fitted on all data" in note
+                                           for note in ledger.notes)
+
+
+def test_the_stacked_ranker_gets_its_turn_when_time_allows(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    # Every fit takes 1 s, the ranker's sources too (once per label period).
+    clock = FakeClock(monkeypatch, parts=True)
+    tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=30,
+                 clock=clock)
+    stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
+    ranked = tuned.trials[tuned.trials["family"] == "ranked"]
+    assert stack["trials"] >= 1 and (ranked["state"] == "COMPLETE").sum() == stack["trials"]
+    assert stack["spent"] <= stack["planned"]
+    # Its sources are the families searched before it, each fitted once for its trials.
+    sources = ranked["params"].iloc[0]["sources"]
+    assert {source["model"] for source in sources} == {"popular", "item_knn"}
+    assert "ranked" in set(tuned.second_fold["family"])  # and it was re-checked
+    assert tuned.elapsed == clock.now <= 30
+    # With too little time for its sources, re-check and final fit, it is left out, and
+    # says so; the others use the time.
+    clock = FakeClock(monkeypatch, parts=True)
+    short = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=8,
+                 clock=clock)
+    assert (short.trials["family"] == "ranked").sum() == 1  # its starting point, unused
+    assert short.trials.loc[short.trials["family"] == "ranked", "state"].iloc[0] == "WAITING"
+    assert any(note.startswith("ranked left out") for note in short.notes)
+    assert short.elapsed == clock.now <= 8
+
+
+def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_size(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data = temporal_split(checkerboard(n_users=80, n_items=20, seed=4)).train
+    monkeypatch.setattr(tuning, "PROXY_SHARE", 0.0)  # any screen is too long
+    monkeypatch.setattr(tuning, "MIN_PROXY_USERS", 20)
+    clock = FakeClock(monkeypatch)
+    tuned = tune(data, models=["popular", "item_knn"], budget_seconds=30, clock=clock)
+    first, searched = tuned.validation["first"], tuned.validation["searched"]
+    assert searched["train_events"] < first["train_events"]
+    assert searched["name"].endswith(" users)")  # e.g. "temporal (20 of 80 users)"
+    assert any("the search runs on" in note for note in tuned.notes)
+    # Every trial fits the subsample; the re-checks fit the whole first fold, then the
+    # second, and the winner is fitted on all the data.
+    trial_fits = len(tuned.trials)
+    assert {events for _, events, _ in clock.fits[:trial_fits]} == {searched["train_events"]}
+    rechecks = [events for _, events, _ in clock.fits[trial_fits:-1]]
+    assert rechecks == [first["train_events"], tuned.validation["second"]["train_events"]] * (
+        len(tuned.second_fold))
+    assert clock.fits[-1][1] == len(data)
+    # The first fold's score of a candidate is its score on the whole fold.
+    winner = tuned.second_fold.iloc[0]
+    trial_value = tuned.trials.loc[(tuned.trials["family"] == winner["family"])
+                                   & (tuned.trials["number"] == winner["number"]), "value"]
+    assert winner["first_fold"] != trial_value.iloc[0]
+    assert tuned.elapsed == clock.now <= 30

@@ -1,10 +1,20 @@
 """Hyperparameter search spaces, one function per model family, for :func:`tune`.
 
-Each space takes an Optuna trial and returns keyword parameters for the family's
-model (``tailored.models.create(family, **params)``), so a sampled point is always a
-valid config: every range lies inside the bounds of the family's pydantic ``Config``.
-A trial may also record helper choices that are not model parameters (Popular's
-``decay`` switch); only the returned dictionary reaches the model.
+Each space takes an Optuna trial and the :class:`DataShape` of the data being tuned
+(default: MovieLens 100K's, ``REFERENCE_SHAPE``) and returns keyword parameters for the
+family's model (``tailored.models.create(family, **params)``), so a sampled point is
+always a valid config: every range lies inside the bounds of the family's pydantic
+``Config``. A trial may also record helper choices that are not model parameters
+(Popular's ``decay`` switch); only the returned dictionary reaches the model.
+
+Ranges that depend on the data scale with its shape instead of staying where they were
+chosen on MovieLens 100K (943 users, 1,682 items, 100,000 ratings); at that shape every
+formula gives the constant it replaces. Factors and item neighbours grow with the square
+root of the catalog, user neighbours with that of the user count, EASE's penalty with
+the mean diagonal of the item-item Gram matrix (how often, and how heavily, an item is
+touched), SASRec's window with the mean history and its batch with the square root of
+the events (in powers of two, so that nearby shapes keep the same choices).
+:func:`starting_point` gives each family's first trial at a shape.
 
 The registry, one entry per family in each table (a new family, e.g. a hybrid
 pipeline, adds a space to ``SEARCH_SPACES`` and, where they apply, a line to the
@@ -12,8 +22,9 @@ other tables):
 
 - ``SEARCH_SPACES``: every family that can be tuned, and its space.
 - ``STARTING_POINTS``: the trial values that give the model's own defaults (with
-  the deviations in ``STARTING_DEVIATIONS``); the tuner's screen tries this point
-  first for every family, so a family is judged on a sensible configuration before
+  the deviations in ``STARTING_DEVIATIONS``), at ``REFERENCE_SHAPE``
+  (:func:`starting_point` scales them to other data); the tuner's screen tries this
+  point first for every family, so a family is judged on a sensible configuration before
   any budget is spent searching it. A family without one is screened with a first
   random sample.
 - ``STACKED_STARTING_POINTS``: the first trial of the ranker when :func:`tune` stacks
@@ -50,15 +61,138 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
-SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
+from tailored.dataset import Dataset
 
 
-def popular_space(trial: optuna.Trial) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DataShape:
+    """How big a dataset is: what the search ranges scale with and what a fit costs.
+
+    ``pairs`` counts distinct (user, item) pairs (the interaction matrix's entries) and
+    ``mean_square_weight`` is the mean square of their summed event weights (1 for
+    presence alone; about 13.7 for 1-5 star ratings). ``scored_users`` is how many
+    users a validation check scores (0 for a fit alone).
+
+    Examples
+    --------
+    >>> from tailored.testing import checkerboard
+    >>> shape = DataShape.of(checkerboard(n_users=40, n_items=20))
+    >>> shape.users, shape.items, shape.events, shape.mean_history
+    (40, 20, 200, 5.0)
+    """
+
+    users: int
+    items: int
+    events: int
+    pairs: int
+    mean_square_weight: float = 1.0
+    scored_users: int = 0
+
+    @classmethod
+    def of(cls, data: Dataset, scored_users: int = 0) -> DataShape:
+        """The shape of ``data`` (checks scoring ``scored_users`` users)."""
+        matrix = data.matrix()
+        square = float(np.square(matrix.data, dtype=np.float64).sum()) / max(matrix.nnz, 1)
+        return cls(users=data.n_users, items=data.n_items, events=len(data),
+                   pairs=int(matrix.nnz), mean_square_weight=square or 1.0,
+                   scored_users=scored_users)
+
+    @property
+    def mean_history(self) -> float:
+        """Events per user."""
+        return self.events / max(self.users, 1)
+
+    @property
+    def item_popularity(self) -> float:
+        """Users per item: the mean diagonal of the binary item-item Gram matrix."""
+        return self.pairs / max(self.items, 1)
+
+
+#: MovieLens 100K, where every constant of the spaces was chosen: the shape at which
+#: each scaled range gives the constant it replaces.
+REFERENCE_SHAPE = DataShape(users=943, items=1682, events=100_000, pairs=100_000,
+                            mean_square_weight=1_372_704 / 100_000)
+
+SearchSpace = Callable[[optuna.Trial, DataShape], dict[str, Any]]
+
+
+def _grown(value: float, ratio: float, low: float, high: float) -> int:
+    """``value`` times the square root of ``ratio`` (a size over the reference size),
+    rounded and kept within ``low``-``high``."""
+    return int(min(high, max(low, round(value * math.sqrt(ratio)))))
+
+
+def max_factors(shape: DataShape) -> int:
+    """The largest factor count ALS and BPR sample: 256 at MovieLens 100K's catalog,
+    growing with the square root of the catalog (64 to 1,024)."""
+    return _grown(256, shape.items / REFERENCE_SHAPE.items, 64, 1024)
+
+
+def max_item_neighbors(shape: DataShape) -> int:
+    """500 item neighbours at MovieLens 100K's catalog, by the square root of the
+    catalog (at least 100, the default)."""
+    return _grown(500, shape.items / REFERENCE_SHAPE.items, 100, 10_000)
+
+
+def max_user_neighbors(shape: DataShape) -> int:
+    """300 user neighbours at MovieLens 100K's 943 users, by the square root of the
+    user count (at least 50, the default)."""
+    return _grown(300, shape.users / REFERENCE_SHAPE.users, 50, 10_000)
+
+
+def ease_regularization_range(shape: DataShape) -> tuple[float, float]:
+    """EASE's penalty range: 1-10,000 at MovieLens 100K, times the data's mean Gram
+    diagonal over the reference's. The penalty adds to that diagonal, so it is only
+    meaningful relative to it: the low end follows the binary diagonal (users per
+    item), the high end the weighted one (times the mean square weight)."""
+    binary = shape.item_popularity / REFERENCE_SHAPE.item_popularity
+    weighted = binary * shape.mean_square_weight / REFERENCE_SHAPE.mean_square_weight
+    return min(binary, weighted), 10_000.0 * max(binary, weighted)
+
+
+def ease_starting_regularization(shape: DataShape) -> float:
+    """The default penalty (2,000, best with summed ratings on MovieLens 100K) times the
+    data's mean weighted Gram diagonal over the reference's."""
+    weighted = (shape.item_popularity * shape.mean_square_weight
+                / (REFERENCE_SHAPE.item_popularity * REFERENCE_SHAPE.mean_square_weight))
+    return 2000.0 * weighted
+
+
+_WINDOW_LADDER = (10, 20, 50, 100, 200, 400)  # SASRec max_length values, about x2 apart
+
+
+def sasrec_max_lengths(shape: DataShape) -> list[int]:
+    """SASRec windows from an eighth to twice the mean history (20-200 at MovieLens
+    100K's 106 events per user), or the two nearest to half of it when fewer fit."""
+    low, high = shape.mean_history / 8, shape.mean_history * 2
+    inside = [length for length in _WINDOW_LADDER if low <= length <= high]
+    if len(inside) >= 2:
+        return inside
+    return sorted(sorted(_WINDOW_LADDER, key=lambda length: _log_distance(
+        length, shape.mean_history / 2))[:2])
+
+
+def _log_distance(value: float, target: float) -> float:
+    return abs(math.log(value) - math.log(max(target, 1.0)))
+
+
+def sasrec_batch_sizes(shape: DataShape) -> list[int]:
+    """32-256 windows a batch at MovieLens 100K, times the power of two nearest to the
+    square root of the events over 100,000 (never below 32): more data, more steps per
+    epoch, so larger batches keep an epoch's time in check."""
+    scale = 2 ** max(0, round(math.log2(math.sqrt(shape.events / REFERENCE_SHAPE.events))))
+    return [size * scale for size in (32, 64, 128, 256)]
+
+
+def popular_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
     """Count users or weight; no decay, or a half-life of 1 day to 10 years (log)."""
     params: dict[str, Any] = {"count": trial.suggest_categorical("count", ["users", "weight"])}
     if trial.suggest_categorical("decay", [False, True]):
@@ -78,21 +212,25 @@ def _knn_space(trial: optuna.Trial, max_neighbors: int) -> dict[str, Any]:
     }
 
 
-def item_knn_space(trial: optuna.Trial) -> dict[str, Any]:
-    """Neighbours 5-500 (log), cosine or Jaccard, none/TF-IDF/BM25, shrinkage 0-100."""
-    return _knn_space(trial, max_neighbors=500)
+def item_knn_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
+                   ) -> dict[str, Any]:
+    """Neighbours 5-500 (log; :func:`max_item_neighbors`), cosine or Jaccard,
+    none/TF-IDF/BM25, shrinkage 0-100."""
+    return _knn_space(trial, max_neighbors=max_item_neighbors(shape))
 
 
-def user_knn_space(trial: optuna.Trial) -> dict[str, Any]:
-    """Neighbours 5-300 (log), cosine or Jaccard, none/TF-IDF/BM25, shrinkage 0-100."""
-    return _knn_space(trial, max_neighbors=300)
+def user_knn_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
+                   ) -> dict[str, Any]:
+    """Neighbours 5-300 (log; :func:`max_user_neighbors`), cosine or Jaccard,
+    none/TF-IDF/BM25, shrinkage 0-100."""
+    return _knn_space(trial, max_neighbors=max_user_neighbors(shape))
 
 
-def als_space(trial: optuna.Trial) -> dict[str, Any]:
-    """Factors 8-256, regularization 1e-3-100, alpha 0.1-100 (all log), 4-50
-    iterations, linear/log1p/binary confidence."""
+def als_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
+    """Factors 8-256 (:func:`max_factors`), regularization 1e-3-100, alpha 0.1-100 (all
+    log), 4-50 iterations, linear/log1p/binary confidence."""
     return {
-        "factors": trial.suggest_int("factors", 8, 256, log=True),
+        "factors": trial.suggest_int("factors", 8, max_factors(shape), log=True),
         "regularization": trial.suggest_float("regularization", 1e-3, 100.0, log=True),
         "alpha": trial.suggest_float("alpha", 0.1, 100.0, log=True),
         "iterations": trial.suggest_int("iterations", 4, 50),
@@ -100,41 +238,44 @@ def als_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def bpr_space(trial: optuna.Trial) -> dict[str, Any]:
-    """Factors 8-256, learning rate 1e-3-0.3, regularization 1e-5-0.1 (all log), 20-300
-    iterations (log)."""
+def bpr_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
+    """Factors 8-256 (:func:`max_factors`), learning rate 1e-3-0.3, regularization
+    1e-5-0.1 (all log), 20-300 iterations (log)."""
     return {
-        "factors": trial.suggest_int("factors", 8, 256, log=True),
+        "factors": trial.suggest_int("factors", 8, max_factors(shape), log=True),
         "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.3, log=True),
         "regularization": trial.suggest_float("regularization", 1e-5, 0.1, log=True),
         "iterations": trial.suggest_int("iterations", 20, 300, log=True),
     }
 
 
-def ease_space(trial: optuna.Trial) -> dict[str, Any]:
-    """Regularization 1-10,000 (log; summed weights need ~10x the binary value), binary."""
+def ease_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
+    """Regularization 1-10,000 (log; summed weights need ~10x the binary value;
+    :func:`ease_regularization_range`), binary."""
+    low, high = ease_regularization_range(shape)
     return {
-        "regularization": trial.suggest_float("regularization", 1.0, 10_000.0, log=True),
+        "regularization": trial.suggest_float("regularization", low, high, log=True),
         "binary": trial.suggest_categorical("binary", [False, True]),
     }
 
 
-def sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
-    """The last 20-200 items, 32-128 factors, 1-2 blocks, dropout 0-0.5, learning rate
-    3e-4-1e-2 (log), 32-256 windows a batch; up to 100 epochs, which early stopping
-    cuts short. One head, full softmax (the model's defaults)."""
+def sasrec_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
+    """The last 20-200 items (:func:`sasrec_max_lengths`), 32-128 factors, 1-2 blocks,
+    dropout 0-0.5, learning rate 3e-4-1e-2 (log), 32-256 windows a batch
+    (:func:`sasrec_batch_sizes`); up to 100 epochs, which early stopping cuts short.
+    One head, full softmax (the model's defaults)."""
     return {
-        "max_length": trial.suggest_categorical("max_length", [20, 50, 100, 200]),
+        "max_length": trial.suggest_categorical("max_length", sasrec_max_lengths(shape)),
         "factors": trial.suggest_categorical("factors", [32, 64, 128]),
         "blocks": trial.suggest_int("blocks", 1, 2),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        "batch_size": trial.suggest_categorical("batch_size", sasrec_batch_sizes(shape)),
         "epochs": 100,
     }
 
 
-def weighted_space(trial: optuna.Trial) -> dict[str, Any]:
+def weighted_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
     """A weighted hybrid of ALS (weight 0.1-1, so some part always counts), item-kNN
     (0-1), popularity (0-0.5) and EASE (0-1; left out at 0): z-score, min-max or rank
     normalisation."""
@@ -150,7 +291,7 @@ def weighted_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def ranked_space(trial: optuna.Trial) -> dict[str, Any]:
+def ranked_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
     """The learned ranker's own parameters (its sources are given: :func:`tune` stacks it
     on the families it tuned first): a per-user or global label period of 1, 5, 10, 20
     or 30% of the events (few values, so trials share fitted sources; per user, 1% is
@@ -198,6 +339,36 @@ STARTING_POINTS: dict[str, dict[str, Any]] = {
                "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
                "negatives": 100},
 }
+
+
+
+def starting_point(family: str, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any] | None:
+    """The family's first trial on data of ``shape`` (None: it has no starting point):
+    ``STARTING_POINTS``, with the values chosen on MovieLens 100K scaled like the ranges
+    (EASE's penalty; SASRec's window, the one nearest half the mean history, and batch,
+    the smallest choice). At ``REFERENCE_SHAPE`` it is ``STARTING_POINTS[family]``.
+
+    Examples
+    --------
+    >>> starting_point("ease") == STARTING_POINTS["ease"]
+    True
+    >>> shop_like = DataShape(users=5_000, items=20_000, events=400_000, pairs=200_000)
+    >>> starting_point("sasrec", shop_like)["max_length"], starting_point(
+    ...     "sasrec", shop_like)["batch_size"]
+    (50, 64)
+    """
+    start = STARTING_POINTS.get(family)
+    if start is None:
+        return None
+    if family == "ease":
+        return {**start, "regularization": ease_starting_regularization(shape)}
+    if family == "sasrec":
+        lengths = sasrec_max_lengths(shape)
+        return {**start, "batch_size": sasrec_batch_sizes(shape)[0],
+                "max_length": min(lengths, key=lambda length: _log_distance(
+                    length, shape.mean_history / 2))}
+    return dict(start)
+
 
 # The stacked ranker's first trial, by validation protocol: labels that mirror what the
 # protocol asks (each user's next event; a short period after one time cut) and small

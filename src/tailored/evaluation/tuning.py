@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -53,6 +53,7 @@ from tailored.ranking import reusing_fitted_parts
 from tailored.ranking.rerankers import item_prices
 
 from .beyond import IntraListDiversity, ListMetric
+from .costs import CostModel
 from .jsonable import plain
 from .metrics import (
     F1,
@@ -71,13 +72,16 @@ from .offline import evaluate_model
 from .search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
+    REFERENCE_SHAPE,
     REQUIREMENTS,
     RERANKER_KNOBS,
     SEARCH_SPACES,
     STACKED_STARTING_POINTS,
     STARTING_POINTS,
+    DataShape,
     reranker_space,
     reranker_starting_point,
+    starting_point,
 )
 
 Progress = Callable[[str], None]
@@ -100,13 +104,29 @@ RANK_SHARES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)
 SCREEN_SHARE = 1 / 3
 RESERVED_SHARE = 0.05  # of the budget, kept free on top of the estimated re-check and final fit
 STALE_TRIALS = 20  # with a budget, a family stops after this many trials without a new best
-FAILURES_TO_GIVE_UP = 3  # with a budget, a family whose first trials all fail stops there
+FAILURES_TO_GIVE_UP = 3  # with a budget, a family whose last trials all fail stops there
 _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
 _PATIENCE = 2  # checkpoints without improvement before an iterative fit stops
 _EPOCH_PATIENCE = 5  # epochs without improvement before an epoch-checked fit stops
 STACK_SHARE = 0.5  # of the search time, kept for the stacked ranker when it is searched
 STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sources
+# A screen predicted to take more than this share of the budget runs on a subsample of
+# the users (a proxy fold), sized to take about that share.
+PROXY_SHARE = 0.25
+MIN_PROXY_USERS = 200  # the fewest users a proxy keeps: fewer validate too noisily
+SCREEN_EPOCHS = 10  # epochs an epoch family's screen is predicted to take (to plan a proxy)
+# A family whose starting point would take more than this share of the budget to re-check
+# and fit on all the data is not screened: it could not win within the budget.
+FINISHING_SHARE = 0.5
+# The stacked ranker is tried when this many of its first trial (which fits its sources
+# for later trials on the same labels), its re-check and its final fit fit the time left.
+STACK_ROUNDS = 2
+UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time left: stop
+# The guard and the final fit, the budget's last steps, are held to their predicted time
+# times this (a composite's prediction adds the errors of its parts').
+PREDICTION_MARGIN = 1.25
+TIME_SPLIT_COLUMNS = ["phase", "family", "planned", "spent", "trials"]
 COMPOSITES = ("weighted", "ranked")  # families made of other families: never a source
 
 
@@ -418,8 +438,10 @@ def early_stopping_iterations(
     checkpoint with the best value wins. ``report(iterations, value)`` is called after
     each check (the tuner reports to Optuna there and may raise ``TrialPruned``).
     Each fit starts from scratch, so the total cost is under three fits at the maximum.
-    Past ``deadline`` (a ``clock()`` value; ``clock`` defaults to ``time.perf_counter``)
-    no further checkpoint is fitted.
+    With a ``deadline`` (a ``clock()`` value; ``clock`` defaults to
+    ``time.perf_counter``), a checkpoint is not fitted when it would end past it: as
+    predicted from the last check's time, in proportion to the iterations (the first
+    check is the caller's to afford).
 
     Examples
     --------
@@ -438,11 +460,17 @@ def early_stopping_iterations(
     validation = Objective.parse(metric)
     curve: dict[int, float] = {}
     best_iterations, best_score, since_best = 0, -math.inf, 0
+    seconds_per_iteration = 0.0  # of the last check, which predicts the next
     for iterations in iteration_checkpoints(max_iterations, first):
+        if deadline is not None and curve and (
+                clock() + seconds_per_iteration * iterations > deadline):
+            break
+        began = clock()
         value = validation.score(model_factory(iterations), split)
         curve[iterations] = value
         if report is not None:
             report(iterations, value)
+        seconds_per_iteration = (clock() - began) / iterations
         if value > best_score:
             best_iterations, best_score, since_best = iterations, value, 0
         else:
@@ -466,11 +494,12 @@ def early_stopping_epochs(
     fitted so, its other stages learnt before the first check. From epoch ``first`` on
     (and at the last epoch), the fitted-so-far model is scored on the split by
     ``metric`` (an :class:`Objective`); training
-    stops once the metric has not improved for ``patience`` epochs in a row, or at the
-    first check past ``deadline`` (a ``clock()`` value, as in
-    :func:`early_stopping_iterations`). The earliest epoch with the best value wins;
-    refit with that many epochs to get its model. ``report`` is called after each check,
-    as in :func:`early_stopping_iterations`.
+    stops once the metric has not improved for ``patience`` epochs in a row, or when the
+    next epoch and its check would end past ``deadline`` (a ``clock()`` value, as in
+    :func:`early_stopping_iterations`; predicted from the last check's time per epoch).
+    The earliest epoch with the best value wins; refit with that many epochs to get its
+    model. ``report`` is called after each check, as in
+    :func:`early_stopping_iterations`.
 
     Examples
     --------
@@ -496,6 +525,7 @@ def early_stopping_epochs(
                         "stopping by epoch needs a model whose fit takes after_epoch")
     curve: dict[int, float] = {}
     best = {"epochs": 0, "score": -math.inf, "since": 0}
+    last_check = {"epoch": 0, "at": clock()}  # the last check's epoch and end
 
     def evaluate() -> float:
         if isinstance(model, Pipeline) and not model.is_fitted:
@@ -513,8 +543,11 @@ def early_stopping_epochs(
             best.update(epochs=epoch, score=value, since=0)
         else:
             best["since"] += 1
+        now = clock()
+        per_epoch = (now - last_check["at"]) / (epoch - last_check["epoch"])
+        last_check.update(epoch=epoch, at=now)
         return bool(best["since"] >= patience
-                    or (deadline is not None and clock() >= deadline))
+                    or (deadline is not None and now + per_epoch > deadline))
 
     scorer.fit(split.train, after_epoch=after_epoch)  # type: ignore[call-arg]
     if not curve:  # nothing to train on, so no epoch ran: score what the fit gave
@@ -539,8 +572,16 @@ class TuningResult:
     picked a count, the first fold's ``value`` (NaN unless complete), ``state``,
     ``duration`` (seconds the trial's objective took, by the ``clock`` given to
     :func:`tune`) and any ``error``); ``second_fold`` one row per re-checked candidate
-    with its ``first_fold``, ``second_fold`` and ``mean`` scores. ``elapsed`` is the
-    whole call's time by that clock.
+    with its ``first_fold``, ``second_fold`` and ``mean`` scores (when the search ran on
+    a subsample of the users, ``first_fold`` is the re-check on the whole first fold).
+    ``elapsed`` is the whole call's time by that clock.
+
+    With a time budget, ``time_split`` says where the time went: one row per phase
+    (``screen``, ``search``, ``stack``, ``recheck``, ``final fit``) and family, with the
+    seconds the cost model ``planned`` for it, the seconds ``spent`` and the ``trials``
+    (or fits) made. ``notes`` says what the budget changed: a family left out, a
+    subsample searched, a candidate not re-checked, a final fit with fewer iterations;
+    each was also sent to the progress callback as a warning.
     """
 
     best_model: Recommender | Pipeline
@@ -557,6 +598,9 @@ class TuningResult:
     seed: int
     elapsed: float
     best_reranker: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    time_split: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=TIME_SPLIT_COLUMNS), repr=False)
 
     def to_json(self, indent: int | None = 2) -> str:
         """Everything but the model, as JSON (missing values as ``null``)."""
@@ -566,7 +610,8 @@ class TuningResult:
             "metric": self.metric, "protocol": self.protocol,
             "seed": self.seed, "budget_seconds": self.budget_seconds,
             "n_trials": self.n_trials, "elapsed": self.elapsed,
-            "validation": self.validation,
+            "notes": self.notes, "validation": self.validation,
+            "time_split": self.time_split.to_dict(orient="records"),
             "second_fold": self.second_fold.to_dict(orient="records"),
             "trials": self.trials.to_dict(orient="records"),
         }
@@ -614,23 +659,89 @@ def _candidate(family: str, params: dict[str, Any], reranker: Mapping[str, float
     return Pipeline(model, name=family, rerankers=[dict(reranker)])
 
 
+def _first_check_steps(family: str, params: Mapping[str, Any]) -> int | None:
+    """Iterations or epochs of a trial's first check (None: it has one check, whole)."""
+    if family in EPOCH_FAMILIES:
+        return min(EPOCH_FAMILIES[family], int(params.get("epochs", EPOCH_FAMILIES[family])))
+    if family in ITERATIVE_FAMILIES:
+        return iteration_checkpoints(int(params["iterations"]), ITERATIVE_FAMILIES[family])[0]
+    return None
+
+
+def _label_period(params: Mapping[str, Any]) -> str:
+    """What a stacked ranker's sources are fitted on: the events before its labels."""
+    return json.dumps([params.get("label_split"), params.get("label_fraction")])
+
+
 def _objective(family: str, fold: Split, validation: Objective, seed: int,
                deadline: Callable[[], float | None], clock: Clock,
-               fixed: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
+               fixed: dict[str, Any] | None = None, *, shape: DataShape = REFERENCE_SHAPE,
+               costs: CostModel | None = None, shared_parts: bool = False
+               ) -> Callable[[optuna.Trial], float]:
     """Score a sampled configuration (plus the ``fixed`` params, and the re-ranker's
     knobs the objective asks for) on ``fold``; iterative families stop early, and no
     later than ``deadline()`` (the end of the phase under way, a ``clock()`` value). The
     trial's ``duration`` user attribute is its time by ``clock``, whether it completes,
-    is pruned or fails."""
+    is pruned or fails.
+
+    The space's ranges scale with ``shape`` (the data being tuned). With ``costs``,
+    every check (a fit and its scoring) is timed into the cost model, and a trial whose
+    first check it predicts to end past ``deadline()`` is pruned before it starts (user
+    attribute ``unaffordable``). ``shared_parts``: a composite's parts are fitted once
+    per label period (inside :func:`~tailored.ranking.reusing_fitted_parts`), so only
+    a trial on a new one pays for them."""
     space = SEARCH_SPACES[family]
+    fold_shape = _shape(fold)
+    fitted_periods: dict[str, dict[str, Any]] = {}  # label period: its params
 
     def scored(trial: optuna.Trial) -> float:
-        params = _with_seed(family, {**space(trial), **(fixed or {})}, seed)
+        params = _with_seed(family, {**space(trial, shape), **(fixed or {})}, seed)
         reranker = reranker_space(trial, validation.knobs)
+        with_parts = not shared_parts or _label_period(params) not in fitted_periods
+        if costs is not None:
+            def predicted_seconds() -> float:
+                return costs.seconds(family, params, fold_shape, with_parts=with_parts,
+                                     steps=_first_check_steps(family, params))
+
+            predicted, end = predicted_seconds(), deadline()
+            if shared_parts and with_parts and fitted_periods and end is not None and (
+                    clock() + predicted > end):
+                # No time to fit the parts on a new label period: keep a fitted one.
+                params.update(next(iter(fitted_periods.values())))
+                with_parts, predicted = False, predicted_seconds()
+            trial.set_user_attr("predicted", predicted)
+            if end is not None and clock() + predicted > end:
+                trial.set_user_attr("params", params)
+                trial.set_user_attr("unaffordable", True)
+                raise optuna.TrialPruned(
+                    f"its first check would take about {predicted:.1f} s, "
+                    f"{max(0.0, end - clock()):.1f} s are left")
         trial.set_user_attr("params", params)
         trial.set_user_attr("reranker", reranker)
+        if shared_parts:
+            fitted_periods.setdefault(_label_period(params), {
+                "label_split": params.get("label_split"),
+                "label_fraction": params.get("label_fraction")})
+        check = {"began": clock(), "epochs": 0, "with_parts": with_parts}
+
+        def timed(steps: int | None) -> None:
+            """Teach the cost model the check that just ended (the first one's time is
+            the trial's ``first_check``: what the next trial must at least afford)."""
+            now = clock()
+            if "first_check" not in trial.user_attrs and not (
+                    shared_parts and check["with_parts"]):  # once only: not typical
+                trial.set_user_attr("first_check", now - check["began"])
+            if costs is not None:
+                costs.record(family, params, fold_shape, now - check["began"], steps=steps,
+                             with_parts=bool(check["with_parts"]))
+            check.update(began=now, with_parts=False)
 
         def report(iterations: int, value: float) -> None:
+            if family in EPOCH_FAMILIES:  # the epochs since the last check
+                timed(iterations - int(check["epochs"]))
+                check["epochs"] = iterations
+            else:  # each checkpoint is a fit from scratch
+                timed(iterations)
             trial.report(value, iterations)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{validation.name} {value:.4f} at "
@@ -648,7 +759,9 @@ def _objective(family: str, fold: Split, validation: Objective, seed: int,
                     validation.name, params["iterations"], first=ITERATIVE_FAMILIES[family],
                     report=report, deadline=deadline(), clock=clock)
             else:
-                return validation.score(_candidate(family, params, reranker), fold)
+                value = validation.score(_candidate(family, params, reranker), fold)
+                timed(None)
+                return value
             trial.set_user_attr("iterations", stop.iterations)
             return stop.score
         except optuna.TrialPruned:
@@ -667,12 +780,39 @@ def _objective(family: str, fold: Split, validation: Objective, seed: int,
     return objective
 
 
-def _stop_at(deadline: float, clock: Clock) -> Callable[
+def _stop_at(deadline: Callable[[], float | None], clock: Clock) -> Callable[
         [optuna.Study, optuna.trial.FrozenTrial], None]:
-    """Stop the study after the first trial that ends at or past ``deadline`` (by
+    """Stop the study after the first trial that ends at or past ``deadline()`` (by
     ``clock``): Optuna's own ``timeout`` would read the wall clock instead."""
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if clock() >= deadline:
+        end = deadline()
+        if end is not None and clock() >= end:
+            study.stop()
+
+    return callback
+
+
+def _stop_before_overrun(deadline: Callable[[], float | None], clock: Clock) -> Callable[
+        [optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Stop the study when even the quickest first check of its trials so far would end
+    past ``deadline()`` (a slower sample is the objective's to turn down)."""
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        end = deadline()
+        checks = [t.user_attrs["first_check"] for t in study.trials
+                  if "first_check" in t.user_attrs]
+        if end is not None and checks and clock() + min(checks) > end:
+            study.stop()
+
+    return callback
+
+
+def _stop_when_unaffordable(patience: int) -> Callable[
+        [optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Stop the study after ``patience`` trials in a row that were not started because
+    they would not have fitted the time left (each costs only a sample)."""
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        recent = study.trials[-patience:]
+        if len(recent) == patience and all(t.user_attrs.get("unaffordable") for t in recent):
             study.stop()
 
     return callback
@@ -689,6 +829,11 @@ def _stop_when_stale(patience: int) -> Callable[[optuna.Study, optuna.trial.Froz
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
                     and t.value is not None]
+        failed = study.trials[-FAILURES_TO_GIVE_UP:]
+        if len(failed) == FAILURES_TO_GIVE_UP and all(
+                t.state == optuna.trial.TrialState.FAIL for t in failed):
+            study.stop()  # it fails on this data (or in this part of its space): give up
+            return
         if not complete:
             if len(study.trials) >= FAILURES_TO_GIVE_UP:  # it fails on this data: give up
                 study.stop()
@@ -803,6 +948,122 @@ def _families(models: Sequence[str] | None) -> list[str]:
     return families
 
 
+class _Ledger:
+    """Where a budgeted search's time went (the rows of ``TuningResult.time_split``) and
+    what the budget changed (``notes``, each also sent to ``progress`` as a warning)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.notes: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        self._progress = progress
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if self._progress is not None:
+            self._progress(f"warning: {text}")
+
+    def spent(self, phase: str, family: str, planned: float, spent: float,
+              trials: int) -> None:
+        self.rows.append({"phase": phase, "family": family, "planned": planned,
+                          "spent": spent, "trials": trials})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=TIME_SPLIT_COLUMNS)
+
+
+class _Search:
+    """The Optuna studies of one :func:`tune` call, one per family, with their objectives
+    on the fold searched, and the rules that end a family's search under a budget."""
+
+    def __init__(self, families: list[str], singles: list[str], fold: Split,
+                 validation: Objective, *, shape: DataShape, costs: CostModel, seed: int,
+                 protocol: str, n_jobs: int, clock: Clock, progress: Progress | None) -> None:
+        self.families, self.singles, self.fold = families, singles, fold
+        self.validation, self.shape, self.costs, self.seed = validation, shape, costs, seed
+        self.n_jobs, self.clock, self.progress = n_jobs, clock, progress
+        self.protocol = protocol
+        self.fold_shape = _shape(fold)
+        #: When the trial under way must end (a ``clock()`` value; None: no limit).
+        self.deadline: Callable[[], float | None] = lambda: None
+        self.studies: dict[str, optuna.Study] = {}
+        for family in families:
+            self.studies[family] = optuna.create_study(
+                direction="maximize", study_name=family,
+                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
+            start = (STACKED_STARTING_POINTS.get(protocol, starting_point(family))
+                     if family not in singles else starting_point(family, shape))
+            if start is not None:
+                self.studies[family].enqueue_trial(
+                    {**start, **reranker_starting_point(validation.knobs)})
+        self.objectives = {family: self._objective(family) for family in singles}
+
+    def _objective(self, family: str, fixed: dict[str, Any] | None = None,
+                   shared_parts: bool = False) -> Callable[[optuna.Trial], float]:
+        return _objective(family, self.fold, self.validation, self.seed,
+                          lambda: self.deadline(), self.clock, fixed, shape=self.shape,
+                          costs=self.costs, shared_parts=shared_parts)
+
+    def run(self, family: str, *, n_trials: int | None = None, budgeted: bool = False
+            ) -> int:
+        """``n_trials`` trials of ``family``, or (``budgeted``) trials until the deadline
+        passes, the family stops improving or its trials stop fitting the time left.
+        Returns how many trials ran (not counting those not started for lack of time)."""
+        callbacks = [] if self.progress is None else [_progress_callback(family,
+                                                                         self.progress)]
+        if budgeted:
+            callbacks += [_stop_when_stale(STALE_TRIALS),
+                          _stop_when_unaffordable(UNAFFORDABLE_TO_GIVE_UP),
+                          _stop_at(lambda: self.deadline(), self.clock),
+                          _stop_before_overrun(lambda: self.deadline(), self.clock)]
+        before = _trials_run(self.studies[family])
+        self.studies[family].optimize(self.objectives[family], n_trials=n_trials,
+                                      n_jobs=self.n_jobs, catch=(Exception,),
+                                      callbacks=callbacks)
+        return _trials_run(self.studies[family]) - before
+
+    def stack(self, sources: list[dict[str, Any]], *, n_trials: int | None = None,
+              budgeted: bool = False) -> int:
+        """Trials of the ranker stacked on ``sources``, which fit once per label period."""
+        if self.progress is not None:
+            self.progress(f"ranked: stacked on {[source['model'] for source in sources]}")
+        self.objectives["ranked"] = self._objective("ranked", {"sources": sources},
+                                                    shared_parts=True)
+        with reusing_fitted_parts():  # every trial refits the same sources
+            return self.run("ranked", n_trials=n_trials, budgeted=budgeted)
+
+    def trials(self, families: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per trial of ``families`` (default: all), as ``TuningResult.trials``."""
+        rows = [row for family in (families or self.families)
+                for row in _trial_rows(family, self.studies[family])]
+        trials = pd.DataFrame(rows, columns=["family", "number", "params", "reranker",
+                                             "iterations", "value", "state", "duration",
+                                             "error"])
+        trials["iterations"] = trials["iterations"].astype("Int64")
+        return trials
+
+
+class _Budget:
+    """A budget's clockwork: the search ends early enough to leave the guard and the
+    final fit their predicted time (``finishing()``, times ``PREDICTION_MARGIN``) plus
+    ``RESERVED_SHARE`` of the budget."""
+
+    def __init__(self, started: float, seconds: float, clock: Clock,
+                 finishing: Callable[[], float]) -> None:
+        self.seconds, self.end, self.clock = seconds, started + seconds, clock
+        self._finishing = finishing
+
+    def search_end(self) -> float:
+        return (self.end - RESERVED_SHARE * self.seconds
+                - PREDICTION_MARGIN * self._finishing())
+
+    def search_left(self) -> float:
+        return max(0.0, self.search_end() - self.clock())
+
+    def left(self) -> float:
+        return self.end - self.clock()
+
+
 def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
          models: Sequence[str] | None = None, protocol: str = "temporal", seed: int = 0,
          n_jobs: int = 1, n_trials: int | None = None, recheck: int = 3,
@@ -821,8 +1082,11 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     calling ``tune`` is never seen. Each family in ``models`` (default:
     :func:`available_families`, every family with a search space whose requirements
     are installed) gets an Optuna study on the first fold, with a TPE sampler seeded by
-    ``seed`` and a median pruner; its first trial is the family's starting point
-    (``STARTING_POINTS``, the model's defaults). ALS and BPR are checked at doubling
+    ``seed`` and a median pruner; its search ranges scale with the shape of ``data``
+    (:class:`~tailored.evaluation.search_spaces.DataShape`) and its first trial is the
+    family's starting point at that shape
+    (:func:`~tailored.evaluation.search_spaces.starting_point`: the model's defaults on
+    data shaped like MovieLens 100K). ALS and BPR are checked at doubling
     iteration counts up to the sampled ``iterations`` (:func:`early_stopping_iterations`),
     SASRec after every epoch of one fit (:func:`early_stopping_epochs`): the pruner
     stops a trial whose metric falls below the other trials' median at the same count,
@@ -830,39 +1094,54 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
 
     With ``n_trials``, every family runs exactly that many trials (``budget_seconds`` is
     then unused) and, with ``n_jobs=1``, the result depends only on the data and
-    ``seed``. Otherwise the whole call, final fit included, aims to take
-    ``budget_seconds``, spent in phases:
+    ``seed``. Otherwise the whole call, final fit included, ends within
+    ``budget_seconds``. What each fit costs is predicted by a
+    :class:`~tailored.evaluation.costs.CostModel` that times every check (fit and
+    scoring) and scales it to other parameters and data sizes; no trial, checkpoint or
+    epoch starts that it predicts to end past the deadline of its phase. The phases:
 
-    1. *Screen*: every family's starting point, one family after another (an iterative
-       one stops early by then, and at the latest once it has used ``SCREEN_SHARE`` of
-       the search time left).
+    1. *Screen*: every family's starting point, one family after another, each allowed
+       at most ``SCREEN_SHARE`` of the search time left (an iterative family stops
+       early by then). A family whose first check alone would take longer is left out,
+       and so is one whose re-check and final fit would take more than
+       ``FINISHING_SHARE`` of the budget.
+       When the screen would take more than ``PROXY_SHARE`` of the budget on the first
+       fold, every trial runs on a subsample of its users (the validation users first,
+       at least ``MIN_PROXY_USERS``), sized to take about that share.
     2. *Search*: TPE per family, ranked by their best score so far; the time is shared
        by ``RANK_SHARES`` (the leader gets most), the least promising family searches
        first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
-       leaves its time to the next ones, so the leader also gets what others left.
-       With the ranker stacked (below), the search keeps ``STACK_SHARE`` of its time
-       for it.
+       or whose share is shorter than its typical trial leaves its time to the next
+       ones, so the leader also gets what others left. With the ranker stacked (below),
+       the search keeps ``STACK_SHARE`` of its time for it when the cost model says
+       ``STACK_ROUNDS`` of its first trial and its re-check and final fit fit in that.
     3. *Stack*: when ``ranked`` is searched with other families, it comes last, its
        candidate sources fixed to the best configurations found so far
-       (:func:`stacked_sources`), its first trial matched to the protocol
+       (:func:`stacked_sources`; the costliest left out while the stack would not fit
+       the time left), its first trial matched to the protocol
        (``STACKED_STARTING_POINTS``); its trials share the fitted sources
        (:func:`~tailored.ranking.reusing_fitted_parts`), so a trial mostly costs the
        LightGBM fit. With ``n_trials`` it also runs after the other families.
-    4. *Guard and final fit*: held back from the start of each phase, the estimated
-       time (from the measured trial durations) to re-check the candidates and fit the
-       winner on all of ``data``, plus ``RESERVED_SHARE`` of the budget. The best
-       configuration of each of the ``recheck`` best families on the first fold (or,
-       with fewer families, the next best configurations) is scored on the second fold,
-       and the best mean of both folds wins.
+    4. *Guard and final fit*: held back from the start of each phase, the predicted
+       time to re-check the candidates and fit the winner on all of ``data``, plus
+       ``RESERVED_SHARE`` of the budget. The best configuration of each of the
+       ``recheck`` best families on the first fold (or, with fewer families, the next
+       best configurations) is scored on the second fold (and on the whole first fold
+       after a subsample), and the best mean of both folds wins. A candidate whose
+       re-check and final fit would not end within the budget is not re-checked; a
+       winner whose final fit would not is refitted with fewer iterations or epochs, or
+       the next candidate is, or, as a last resort, the winner fitted on the second
+       fold is returned.
 
-    A trial under way finishes, so the budget can be overrun by about one fit.
-    ``n_jobs`` above 1 runs trials in threads (faster, not reproducible).
+    What the budget changed is in ``notes`` of the result (and sent to ``progress`` as
+    warnings), where the time went in its ``time_split``. ``n_jobs`` above 1 runs trials
+    in threads (faster, not reproducible).
 
     ``clock`` (default ``time.perf_counter``; any callable returning seconds) times
-    everything the budget decides on: the phases' ends, each trial's ``duration`` (and so
-    the estimate of the guard and final fit), early stopping's deadlines and
-    ``elapsed``. Only tests need another one: a fake clock that advances a fixed amount
-    per fit makes a budgeted search independent of the machine's speed.
+    everything the budget decides on: the phases' ends, each trial's ``duration`` and
+    each check the cost model learns from, early stopping's deadlines and ``elapsed``.
+    Only tests need another one: a fake clock that advances a fixed amount per fit makes
+    a budgeted search independent of the machine's speed.
 
     Examples
     --------
@@ -894,82 +1173,56 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     # tuned configurations as its sources. Alone, it keeps its default sources.
     stacks = "ranked" in families and len(families) > 1
     singles = [family for family in families if not (stacks and family == "ranked")]
+    shape = DataShape.of(data)  # the ranges scale with the data the winner learns from
+    costs = CostModel()
+    ledger = _Ledger(progress)
+    fold, screened = first, singles
+    if n_trials is None:
+        fold, screened = _plan_screen(first, second, singles, shape, costs, budget_seconds,
+                                      seed, ledger)
+    # Candidates are re-checked on the second fold, and on the whole first one when the
+    # search ran on a subsample of its users.
+    recheck_folds = [second] if fold is first else [first, second]
+    recheck_shapes = [_shape(f) for f in recheck_folds]
 
-    budget_end = started + budget_seconds
-    phase_end: list[float | None] = [None]  # when the trial under way must stop iterating
-    studies: dict[str, optuna.Study] = {}
+    def finishing_costs(family: str, params: Mapping[str, Any]) -> tuple[float, float]:
+        """Predicted seconds of a configuration's re-checks and of its fit on all data."""
+        return (sum(costs.seconds(family, params, s) for s in recheck_shapes),
+                costs.seconds(family, params, shape, scored=False))
+
     with _quiet_optuna():
-        for family in families:
-            studies[family] = optuna.create_study(
-                direction="maximize", study_name=family,
-                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
-            start = (STACKED_STARTING_POINTS.get(protocol, STARTING_POINTS[family])
-                     if family not in singles else STARTING_POINTS.get(family))
-            if start is not None:
-                studies[family].enqueue_trial(
-                    {**start, **reranker_starting_point(validation.knobs)})
-        objectives = {family: _objective(family, first, validation, seed,
-                                         lambda: phase_end[0], clock)
-                      for family in singles}
-
-        def run(family: str, *, n_trials: int | None = None, until: float | None = None
-                ) -> None:
-            """``n_trials`` trials of ``family``, or trials until the ``clock`` passes
-            ``until`` (or the family stops improving)."""
-            callbacks = [] if progress is None else [_progress_callback(family, progress)]
-            if until is not None:
-                callbacks += [_stop_when_stale(STALE_TRIALS), _stop_at(until, clock)]
-            studies[family].optimize(objectives[family], n_trials=n_trials, n_jobs=n_jobs,
-                                     catch=(Exception,), callbacks=callbacks)
-
-        def search_time_left() -> float:
-            reserve = (RESERVED_SHARE * budget_seconds
-                       + _finishing_seconds(studies, recheck, len(data) / len(first.train)))
-            return max(0.0, budget_end - reserve - clock())
-
-        def stack(*, n_trials: int | None = None, until: float | None = None) -> None:
-            searched = pd.DataFrame([row for family in singles
-                                     for row in _trial_rows(family, studies[family])])
-            sources = stacked_sources(searched, singles)
-            if not sources:
-                return
-            if progress is not None:
-                progress(f"ranked: stacked on {[source['model'] for source in sources]}")
-            objectives["ranked"] = _objective("ranked", first, validation, seed,
-                                              lambda: phase_end[0], clock, {"sources": sources})
-            with reusing_fitted_parts():  # every trial refits the same sources
-                run("ranked", n_trials=n_trials, until=until)
-
+        search = _Search(families, singles, fold, validation, shape=shape, costs=costs,
+                         seed=seed, protocol=protocol, n_jobs=n_jobs, clock=clock,
+                         progress=progress)
+        budget = None
         if n_trials is not None:
             for family in singles:
-                run(family, n_trials=n_trials)
+                search.run(family, n_trials=n_trials)
             if stacks:
-                stack(n_trials=n_trials)
+                sources = stacked_sources(search.trials(singles), singles)
+                if sources:
+                    search.stack(sources, n_trials=n_trials)
         else:
-            for family in singles:  # 1. screen
-                phase_end[0] = clock() + SCREEN_SHARE * search_time_left()
-                run(family, n_trials=1)
-            stack_time = STACK_SHARE * search_time_left() if stacks else 0.0
-            order = _search_order({f: studies[f] for f in singles})  # 2. search, leader last
-            weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
-                       for rank in range(len(order))][::-1]
-            for position, family in enumerate(order):
-                share = (max(0.0, search_time_left() - stack_time)
-                         * weights[position] / sum(weights[position:]))
-                if share > 0:
-                    phase_end[0] = clock() + share
-                    run(family, until=phase_end[0])
-            if stacks and search_time_left() > 0:  # 3. stack
-                phase_end[0] = clock() + search_time_left()
-                stack(until=phase_end[0])
-        phase_end[0] = None
-    rows = [row for family in families for row in _trial_rows(family, studies[family])]
-    trials = pd.DataFrame(rows, columns=["family", "number", "params", "reranker",
-                                         "iterations", "value", "state", "duration", "error"])
-    trials["iterations"] = trials["iterations"].astype("Int64")
+            def reserved_costs(family: str, trial: optuna.trial.FrozenTrial
+                               ) -> tuple[float, float]:
+                """A trial's re-check and final fit, unless they could never fit the
+                budget (``FINISHING_SHARE`` of it, as at the screen): the guard passes
+                such a configuration over, so no time is kept for it."""
+                rechecks, final = finishing_costs(family, _rechecked_params(family, trial))
+                if rechecks + final > FINISHING_SHARE * budget_seconds:
+                    return math.nan, math.nan
+                return rechecks, final
+
+            budget = _Budget(started, budget_seconds, clock, lambda: _finishing_seconds(
+                search.studies, recheck, 1.0, costs=reserved_costs))
+            _spend(search, budget, ledger, screened, stacks, finishing_costs)
+        search.deadline = lambda: None
+    trials = search.trials()
 
     candidates = _candidates(trials, families, recheck)
+    if budget is not None:  # the next best stand by for those the budget passes over
+        candidates += [c for c in _candidates(trials, families, len(trials))
+                       if c not in candidates]
     if not candidates:
         failed = trials[trials["error"].notna()]
         reason = (f"; the first failure, {failed.iloc[0]['family']} trial "
@@ -978,27 +1231,238 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         raise TailoredError(f"no trial of {families} completed on the first validation "
                             f"fold{reason}")
     if progress is not None:
-        progress(f"re-checking the best {len(candidates)} on the second fold")
-    for candidate in candidates:
-        candidate["second_fold"] = validation.score(
-            _candidate(candidate["family"], candidate["params"], candidate["reranker"]),
-            second)
-        candidate["mean"] = (candidate["first_fold"] + candidate["second_fold"]) / 2
-    best = max(candidates, key=lambda c: c["mean"])  # the first (best first fold) on ties
-
-    if progress is not None:
-        progress(f"fitting {best['family']} on all {len(data)} events")
-    best_model = _candidate(best["family"], best["params"], best["reranker"]).fit(data)
+        progress(f"re-checking the best {min(recheck, len(candidates))} on the second fold")
+    checked, fallback = _recheck(candidates[:recheck] if budget is None else candidates,
+                                 recheck, list(zip(recheck_folds, recheck_shapes, strict=True)),
+                                 validation, costs, budget, ledger, clock, finishing_costs)
+    best, best_model = _fit_winner(checked, data, shape, costs, budget, ledger, fallback,
+                                   progress)
     return TuningResult(
         best_model=best_model, best_name=best["family"], best_params=dict(best["params"]),
         best_reranker=dict(best["reranker"]),
         best_score=float(best["mean"]), metric=validation.name, protocol=protocol,
-        trials=trials, second_fold=pd.DataFrame(candidates, columns=[
+        trials=trials, second_fold=pd.DataFrame(checked, columns=[
             "family", "number", "params", "reranker", "first_fold", "second_fold", "mean"]),
-        validation={name: _describe(fold) for name, fold in (("first", first),
-                                                              ("second", second))},
+        validation={name: _describe(split) for name, split in (
+            ("first", first), ("second", second), *([("searched", fold)]
+                                                    if fold is not first else []))},
         budget_seconds=None if n_trials is not None else budget_seconds, n_trials=n_trials,
-        seed=seed, elapsed=clock() - started)
+        seed=seed, elapsed=clock() - started, notes=ledger.notes,
+        time_split=ledger.frame())
+
+
+def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str],
+           stacks: bool,
+           finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
+           ) -> None:
+    """The budgeted phases of :func:`tune`: screen ``families``, search, stack."""
+    clock, costs, fold_shape = search.clock, search.costs, search.fold_shape
+
+    def until(end: float, kept: float = 0.0) -> Callable[[], float]:
+        """A phase's deadline: ``end``, or earlier when the search must end earlier to
+        keep ``kept`` seconds (and the guard and final fit their predicted time)."""
+        return lambda: min(end, budget.search_end() - kept)
+
+    screened: list[str] = []
+    for family in families:  # 1. screen
+        allowance = SCREEN_SHARE * budget.search_left()
+        params = _start_params(family, search.shape)
+        first_check = costs.seconds(family, params, fold_shape,
+                                    steps=_first_check_steps(family, params))
+        if first_check > allowance:
+            ledger.note(f"{family} left out: its first fit would take about "
+                        f"{first_check:.1f} s, more than the {allowance:.1f} s its screen "
+                        "can have")
+            ledger.spent("screen", family, 0.0, 0.0, 0)
+            continue
+        planned = min(allowance, _screen_seconds(costs, family, params, fold_shape))
+        search.deadline = until(clock() + allowance)
+        began = clock()
+        ran = search.run(family, n_trials=1)
+        ledger.spent("screen", family, planned, clock() - began, ran)
+        screened.append(family)
+
+    stack_time = _stack_time(search, budget, finishing_costs) if stacks else 0.0
+    order = _search_order({f: search.studies[f] for f in screened})  # 2. search, leader last
+    weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
+               for rank in range(len(order))][::-1]
+    for position, family in enumerate(order):
+        share = (max(0.0, budget.search_left() - stack_time)
+                 * weights[position] / sum(weights[position:]))
+        typical = _typical_seconds(search.studies[family])
+        if share <= 0 or share < typical:  # not one trial: the time goes to the next
+            ledger.spent("search", family, share, 0.0, 0)
+            continue
+        search.deadline = until(clock() + share, stack_time)
+        began = clock()
+        ran = search.run(family, budgeted=True)
+        ledger.spent("search", family, share, clock() - began, ran)
+
+    if stacks and screened:  # 3. stack
+        left = budget.search_left()
+        sources, dropped = _affordable_sources(search, left, finishing_costs)
+        if not sources:
+            ledger.note(f"ranked left out: stacked on the best families it would need more "
+                        f"than the {left:.1f} s left")
+            ledger.spent("stack", "ranked", 0.0, 0.0, 0)
+            return
+        if dropped:
+            ledger.note(f"ranked: stacked without the sources {dropped} to fit the "
+                        f"{left:.1f} s left")
+        search.deadline = budget.search_end
+        began = clock()
+        ran = search.stack(sources, budgeted=True)
+        ledger.spent("stack", "ranked", left, clock() - began, ran)
+
+
+def _stack_time(search: _Search, budget: _Budget,
+                finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
+                ) -> float:
+    """The search time kept for the stacked ranker: ``STACK_SHARE`` of what is left when
+    the cost model says the stack (on the screen's leaders, the costliest sources left
+    out as needed) fits in it, else none."""
+    kept = STACK_SHARE * budget.search_left()
+    sources, _ = _affordable_sources(search, kept, finishing_costs)
+    return kept if sources else 0.0
+
+
+def _stack_cost(search: _Search, sources: list[dict[str, Any]],
+                finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
+                ) -> float:
+    """Predicted seconds the stacked ranker needs on ``sources``: ``STACK_ROUNDS`` of its
+    first trial (its sources fitted) and its re-check and final fit."""
+    start = STACKED_STARTING_POINTS.get(search.protocol, STARTING_POINTS["ranked"])
+    params = {**_start_params("ranked", search.shape, start), "sources": sources}
+    trial = search.costs.seconds("ranked", params, search.fold_shape)
+    return STACK_ROUNDS * trial + sum(finishing_costs("ranked", params))
+
+
+def _affordable_sources(search: _Search, left: float,
+                        finishing_costs: Callable[[str, Mapping[str, Any]],
+                                                  tuple[float, float]]
+                        ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The stacked ranker's sources (:func:`stacked_sources`), the costliest left out
+    (the leader's second seed first, the leader last) until its trials, re-check and
+    final fit fit in ``left`` seconds (none when they never do), and the names of
+    those left out."""
+    sources = stacked_sources(search.trials(search.singles), search.singles)
+    dropped: list[str] = []
+    while sources and _stack_cost(search, sources, finishing_costs) > left:
+        droppable = ([s for s in sources if s.get("name", "").endswith("_reseeded")]
+                     or sources[1:] or sources)
+        costliest = max(droppable, key=lambda s: search.costs.seconds(
+            s["model"], s["params"], search.fold_shape, scored=False))
+        dropped.append(costliest.get("name", costliest["model"]))
+        sources = [s for s in sources if s is not costliest]
+    return sources, dropped
+
+
+def _recheck(candidates: list[dict[str, Any]], wanted: int,
+             folds: list[tuple[Split, DataShape]], validation: Objective, costs: CostModel,
+             budget: _Budget | None, ledger: _Ledger, clock: Clock,
+             finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
+             ) -> tuple[list[dict[str, Any]], Model | None]:
+    """Score up to ``wanted`` candidates, in order, on the re-check ``folds`` (the whole
+    first fold after a subsample, then the second); under a ``budget``, only those whose
+    re-check, and then the slowest final fit of those re-checked, are predicted to end
+    within it (the next candidates stand in for the others). Returns the re-checked
+    candidates (with ``first_fold``, ``second_fold`` and ``mean``; the best first-fold
+    candidate alone, scored by its first fold, when none could be) and the model of the
+    best mean as fitted on the last fold (None if none)."""
+    checked: list[dict[str, Any]] = []
+    fallback: Model | None = None
+    slowest_final = 0.0
+    too_slow: set[str] = set()  # families passed over: their next configurations too
+    for position, candidate in enumerate(candidates):
+        if len(checked) == wanted:
+            break
+        family, params = candidate["family"], candidate["params"]
+        if family in too_slow:
+            continue
+        rechecks, final = finishing_costs(family, params)
+        needed = PREDICTION_MARGIN * (rechecks + max(final, slowest_final))
+        if budget is not None and needed > budget.left():
+            too_slow.add(family)
+            if position < wanted:  # one the guard was to re-check, not a stand-in
+                ledger.note(f"{family} (trial {candidate['number']}) not re-checked: its "
+                            f"re-check and a final fit would take about {needed:.1f} s, "
+                            f"{max(0.0, budget.left()):.1f} s are left")
+                ledger.spent("recheck", family, rechecks, 0.0, 0)
+            continue
+        began = clock()
+        scores = []
+        for fold, fold_shape in folds:
+            model = _candidate(family, params, candidate["reranker"])
+            fit_began = clock()
+            scores.append(validation.score(model, fold))
+            costs.record(family, params, fold_shape, clock() - fit_began)
+        if len(folds) > 1:  # after a subsample, the whole first fold's score counts
+            candidate["first_fold"] = scores[0]
+        candidate["second_fold"] = scores[-1]
+        candidate["mean"] = (candidate["first_fold"] + candidate["second_fold"]) / 2
+        if budget is not None:
+            ledger.spent("recheck", family, rechecks, clock() - began, len(folds))
+        if not checked or candidate["mean"] > max(c["mean"] for c in checked):
+            fallback = model
+        checked.append(candidate)
+        slowest_final = max(slowest_final, final)
+    if not checked:
+        best = {**candidates[0], "second_fold": math.nan}
+        best["mean"] = best["first_fold"]
+        ledger.note(f"no candidate could be re-checked within the budget: "
+                    f"{best['family']} wins on its first-fold score alone")
+        return [best], None
+    return checked, fallback
+
+
+def _fit_winner(checked: list[dict[str, Any]], data: Dataset, shape: DataShape,
+                costs: CostModel, budget: _Budget | None, ledger: _Ledger,
+                fallback: Model | None, progress: Progress | None
+                ) -> tuple[dict[str, Any], Model]:
+    """The winner (best mean; the first on ties) fitted on all of ``data``. Under a
+    budget, a fit predicted to end past it is made with fewer iterations or epochs, or
+    the next candidate's is made instead, or (last resort) ``fallback`` is returned."""
+    ranked = sorted(checked, key=lambda c: -c["mean"])  # stable: the first on ties
+    for candidate in ranked:
+        family, params = candidate["family"], dict(candidate["params"])
+        if progress is not None:
+            progress(f"fitting {family} on all {len(data)} events")
+        if budget is None:
+            return candidate, _candidate(family, params, candidate["reranker"]).fit(data)
+        predicted = costs.seconds(family, params, shape, scored=False) * PREDICTION_MARGIN
+        left, stopped = budget.left(), _stopped_parameter(family)
+        if predicted > left and stopped is not None and stopped in params:
+            fewer = int(params[stopped] * left / predicted)
+            if fewer >= 1:
+                ledger.note(f"{family} refitted on all data with {fewer} {stopped} instead "
+                            f"of {params[stopped]} to end within the budget")
+                params[stopped] = fewer
+                predicted = costs.seconds(family, params, shape,
+                                          scored=False) * PREDICTION_MARGIN
+        if predicted > left:
+            ledger.note(f"{family} not fitted on all data: it would take about "
+                        f"{predicted:.1f} s, {max(0.0, left):.1f} s are left")
+            ledger.spent("final fit", family, predicted, 0.0, 0)
+            continue
+        began = budget.clock()
+        model = _fit_until(_candidate(family, params, candidate["reranker"]), data,
+                           budget.end, budget.clock)
+        ledger.spent("final fit", family, predicted, budget.clock() - began, 1)
+        stopped_at = getattr(_scorer(model).config, stopped or "", None)
+        if stopped is not None and stopped_at is not None and stopped_at != params[stopped]:
+            ledger.note(f"{family}'s final fit stopped at {stopped_at} {stopped} at the "
+                        "end of the budget")
+            params[stopped] = stopped_at
+        return {**candidate, "params": params}, model
+    if fallback is None:  # nothing fits, nothing was re-checked: the cheapest, late
+        candidate = min(ranked, key=lambda c: costs.seconds(c["family"], c["params"], shape))
+        ledger.note(f"the data is too large for the budget: {candidate['family']} is "
+                    "fitted on all data past it")
+        return candidate, _candidate(candidate["family"], candidate["params"],
+                                     candidate["reranker"]).fit(data)
+    ledger.note(f"the data is too large for the budget: {ranked[0]['family']} is returned "
+                "as fitted on the second validation fold's training data, not on all data")
+    return ranked[0], fallback
 
 
 def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -1017,29 +1481,38 @@ def _search_order(studies: dict[str, optuna.Study]) -> list[str]:
     return ranked[::-1]
 
 
-def _finishing_seconds(studies: dict[str, optuna.Study], recheck: int,
-                       growth: float) -> float:
-    """Estimated time of the guard and the final fit: one fit on the second fold for each
-    of the ``recheck`` configurations it will re-check (as :func:`_candidates` picks
-    them: the best of each leading family, then, with fewer families, the next best
-    trials; while fewer trials are done, the missing ones like the slowest), and one on
-    all the data (``growth`` times the first fold's training events) for the slowest of
-    them. A fit is estimated by the duration of its trial (which also paid for its
-    validation checks)."""
-    ranked = sorted(((trial.value or 0.0, position, trial.number, trial)
+def _finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: float,
+                       costs: Callable[[str, optuna.trial.FrozenTrial], tuple[float, float]]
+                       | None = None) -> float:
+    """Estimated time of the guard and the final fit: the re-checks of the ``recheck``
+    configurations the guard will re-check (as :func:`_candidates` picks them: the best
+    of each leading family, then, with fewer families, the next best trials; while fewer
+    trials are done, the missing ones like the slowest), and the slowest of their fits
+    on all the data. ``costs(family, trial)`` predicts a configuration's re-check and
+    final fit; by default both come from the trial's duration (which also paid for its
+    validation checks), the final fit times ``growth`` (all the data over the first
+    fold's training events)."""
+    ranked = sorted(((trial.value or 0.0, position, trial.number, family, trial)
                      for position, family in enumerate(studies)
                      for trial in _complete(studies[family])),
                     key=lambda entry: (-entry[0], entry[1], entry[2]))
     leaders: dict[int, int] = {}  # family position: index in ranked of its best trial
-    for index, (_, position, _, _) in enumerate(ranked):
+    for index, (_, position, _, _, _) in enumerate(ranked):
         leaders.setdefault(position, index)
     chosen = list(leaders.values())[:recheck]
     chosen += [index for index in range(len(ranked)) if index not in chosen][
         :recheck - len(chosen)]
-    durations = [seconds for seconds in (_seconds(ranked[index][3]) for index in chosen)
-                 if seconds is not None]
-    slowest = max(durations, default=0.0)
-    return sum(durations) + (recheck - len(durations)) * slowest + growth * slowest
+
+    def from_duration(family: str, trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
+        seconds = _seconds(trial)
+        return (math.nan, math.nan) if seconds is None else (seconds, growth * seconds)
+
+    estimates = [(costs or from_duration)(ranked[index][3], ranked[index][4])
+                 for index in chosen]
+    rechecks = [check for check, _ in estimates if not math.isnan(check)]
+    slowest = max(rechecks, default=0.0)
+    final = max((fit for _, fit in estimates if not math.isnan(fit)), default=0.0)
+    return sum(rechecks) + (recheck - len(rechecks)) * slowest + final
 
 
 def _describe(fold: Split) -> dict[str, Any]:
@@ -1057,3 +1530,153 @@ def _progress_callback(family: str, progress: Progress) -> Callable[
         progress(f"{family}: trial {trial.number} {trial.state.name.lower()}{best}")
 
     return callback
+
+
+# ---- budget helpers ------------------------------------------------------------------
+
+def _shape(fold: Split) -> DataShape:
+    """The shape of a fold's training data, its checks scoring its validation users."""
+    return DataShape.of(fold.train, len(fold.test_users))
+
+
+def _start_params(family: str, shape: DataShape, start: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The model params of the family's starting point at ``shape`` (or of the trial
+    values ``start``); its defaults when it has none the space can read."""
+    start = starting_point(family, shape) if start is None else start
+    if start is None:
+        return {}
+    try:
+        fixed = cast(optuna.Trial, optuna.trial.FixedTrial(dict(start)))
+        return SEARCH_SPACES[family](fixed, shape)
+    except (ValueError, KeyError, TypeError):  # a space asking for more than the start
+        return {}
+
+
+def _screen_seconds(costs: CostModel, family: str, params: Mapping[str, Any],
+                    shape: DataShape) -> float:
+    """Predicted seconds of a family's screen trial at ``params``: every checkpoint up to
+    its iterations (an iterative family), ``SCREEN_EPOCHS`` epochs checked one by one (an
+    epoch family), else one check."""
+    if family in ITERATIVE_FAMILIES and "iterations" in params:
+        return sum(costs.seconds(family, params, shape, steps=n) for n in
+                   iteration_checkpoints(int(params["iterations"]), ITERATIVE_FAMILIES[family]))
+    if family in EPOCH_FAMILIES:
+        return SCREEN_EPOCHS * costs.seconds(family, params, shape, steps=1)
+    return costs.seconds(family, params, shape)
+
+
+def _plan_screen(first: Split, second: Split, families: Sequence[str], shape: DataShape,
+                 costs: CostModel, budget_seconds: float, seed: int, ledger: _Ledger
+                 ) -> tuple[Split, list[str]]:
+    """The fold the trials run on and the families worth screening there.
+
+    A family is left out when re-checking its starting point and fitting it on all the
+    data (an epoch family at ``SCREEN_EPOCHS``) would take more than ``FINISHING_SHARE``
+    of the budget: it could not win within it (when every family is so, the cheapest is
+    kept, and the data said too large). The fold is ``first``, or a subsample of its
+    users when the screen of the others there would take more than ``PROXY_SHARE`` of
+    the budget (sized to take about that share, assuming costs in proportion to the
+    events); the candidates are then re-checked on the whole first fold too, which
+    leaves out more families."""
+    first_shape, second_shape = _shape(first), _shape(second)
+
+    def finishing(family: str, recheck_shapes: list[DataShape]) -> float:
+        params = _start_params(family, shape)
+        if family in EPOCH_FAMILIES:
+            params["epochs"] = SCREEN_EPOCHS
+        return (sum(costs.seconds(family, params, s) for s in recheck_shapes)
+                + costs.seconds(family, params, shape, scored=False))
+
+    def affordable(candidates: Sequence[str], recheck_shapes: list[DataShape]) -> list[str]:
+        cost = {family: finishing(family, recheck_shapes) for family in candidates}
+        kept = [family for family in candidates
+                if cost[family] <= FINISHING_SHARE * budget_seconds]
+        if not kept:
+            kept = [min(candidates, key=cost.__getitem__)]
+            ledger.note(f"the data is too large for the budget: even {kept[0]} would take "
+                        f"about {cost[kept[0]]:.0f} s to re-check and fit on all data; it "
+                        "is the only family searched")
+        for family in candidates:
+            if family not in kept:
+                ledger.note(f"{family} left out: re-checking its starting point and fitting "
+                            f"it on all data would take about {cost[family]:.0f} s, more "
+                            f"than {FINISHING_SHARE:.0%} of the budget")
+                ledger.spent("screen", family, 0.0, 0.0, 0)
+        return kept
+
+    screened = affordable(families, [second_shape])
+    screen = sum(_screen_seconds(costs, family, _start_params(family, shape), first_shape)
+                 for family in screened)
+    allowed = PROXY_SHARE * budget_seconds
+    users = first.train.n_users
+    if screen <= allowed or users < 2 * MIN_PROXY_USERS:
+        return first, screened
+    proxy = _user_sample(first, allowed / screen, seed)
+    ledger.note(f"the screen on the first fold's {users} users would take about "
+                f"{screen:.0f} s, more than {PROXY_SHARE:.0%} of the budget: the search "
+                f"runs on {proxy.train.n_users} of them ({len(proxy.train)} of "
+                f"{len(first.train)} events) and its best candidates are re-checked on "
+                "the whole fold")
+    return proxy, affordable(screened, [first_shape, second_shape])
+
+
+def _user_sample(split: Split, fraction: float, seed: int) -> Split:
+    """``split`` on some of its users (their training events and relevant items): the
+    users it validates first, then the others, in random order, until they hold
+    ``fraction`` of the training events (at least ``MIN_PROXY_USERS`` users)."""
+    rng = np.random.default_rng(seed)
+    counts = split.train.events["user_id"].value_counts(sort=False)
+    validated = counts.index.isin(split.truth["user_id"].unique())
+    order = np.concatenate([rng.permutation(np.flatnonzero(validated)),
+                            rng.permutation(np.flatnonzero(~validated))])
+    taken = int(np.searchsorted(np.cumsum(counts.to_numpy()[order]),
+                                fraction * len(split.train))) + 1
+    kept = counts.index[order[:max(taken, MIN_PROXY_USERS)]]
+    train = split.train.filter(split.train.events["user_id"].isin(kept).to_numpy())
+    truth = split.truth[split.truth["user_id"].isin(kept)].reset_index(drop=True)
+    return Split(name=f"{split.name} ({len(kept)} of {len(counts)} users)", train=train,
+                 truth=truth, protocol=split.protocol, params=split.params)
+
+
+def _trials_run(study: optuna.Study) -> int:
+    """Trials that ran (not waiting, nor pruned before starting for lack of time)."""
+    return sum(1 for trial in study.trials if trial.state.is_finished()
+               and not trial.user_attrs.get("unaffordable"))
+
+
+def _typical_seconds(study: optuna.Study) -> float:
+    """The median time of the study's trials that ran (0 before any)."""
+    seconds = [_seconds(trial) for trial in study.trials
+               if not trial.user_attrs.get("unaffordable")]
+    return float(np.median([s for s in seconds if s is not None] or [0.0]))
+
+
+def _rechecked_params(family: str, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's params as the guard re-checks them: with the count early stopping kept."""
+    params = dict(trial.user_attrs.get("params", {}))
+    stopped = _stopped_parameter(family)
+    if stopped is not None and trial.user_attrs.get("iterations") is not None:
+        params[stopped] = int(trial.user_attrs["iterations"])
+    return params
+
+
+def _scorer(model: Model) -> Recommender:
+    return model.scorer if isinstance(model, Pipeline) else model
+
+
+def _fit_until(model: Model, data: Dataset, end: float, clock: Clock) -> Model:
+    """``model`` fitted on ``data``; an epoch family stops between epochs once the next is
+    predicted (by the last one's time) to end past ``end``."""
+    scorer = _scorer(model)
+    if getattr(scorer, "name", None) not in EPOCH_FAMILIES:
+        return model.fit(data)
+    last = {"at": clock()}
+
+    def after_epoch(epoch: int) -> bool:
+        now = clock()
+        took, last["at"] = now - last["at"], now
+        return now + took > end
+
+    scorer.fit(data, after_epoch=after_epoch)  # type: ignore[call-arg]
+    return model.fit_stages(data) if isinstance(model, Pipeline) else model
