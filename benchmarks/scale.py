@@ -134,8 +134,9 @@ def train(engine: str, env: dict[str, str], settings: list[str]) -> dict[str, An
 
 def recall(env: dict[str, str], n_users: int) -> dict[str, Any]:
     """Recall@100 of the single-node version's item index, and in-process request times."""
-    from tailored.pipeline import NO_OVERRIDES, LiveRecommender, Pipeline
-    from tailored.serving.cache import TopListCache, rank_user
+    from serving import request_times
+
+    from tailored.pipeline import LiveRecommender, Pipeline
     from tailored.store import open_store
 
     store = open_store(env["TAILORED_STORE_URL"])
@@ -156,13 +157,7 @@ def recall(env: dict[str, str], n_users: int) -> dict[str, Any]:
     model.item_index_ = index
     shares = [len(set(a["item_id"]) & set(b["item_id"])) / max(len(b), 1)
               for a, b in zip(found, exact, strict=True)]
-    cache = TopListCache(len(users))
-    uncached, cached = [], []
-    for times in (uncached, cached):  # the second pass finds every list cached
-        for user in users:
-            began = time.perf_counter()
-            rank_user(live, cache, user, 10, NO_OVERRIDES, {}, 200)
-            times.append((time.perf_counter() - began) * 1000)
+    uncached, cached = request_times(live, users)
     store.close()
     return {"ann_recall_at_100": round(float(np.mean(shares)), 4),
             "ann_probes": index.probes, "ann_cells": int(index.index.nlist),

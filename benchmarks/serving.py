@@ -127,8 +127,7 @@ def build(cache: Path) -> dict[str, Any]:
 def in_process(store_url: str, users: list[str]) -> dict[str, float]:
     """Per-user times without HTTP: the model alone (history given), and the whole
     uncached request path (store reads, scoring, selection), and a cached answer."""
-    from tailored.pipeline import NO_OVERRIDES, LiveRecommender
-    from tailored.serving.cache import TopListCache, rank_user
+    from tailored.pipeline import LiveRecommender
     from tailored.store import open_store
 
     store = open_store(store_url)
@@ -139,17 +138,28 @@ def in_process(store_url: str, users: list[str]) -> dict[str, float]:
         started = time.perf_counter()
         live.top_list(queries[user], 200)
         model_ms.append((time.perf_counter() - started) * 1000)
-    cache = TopListCache(len(users))
-    uncached_ms, cached_ms = [], []
-    for timings in (uncached_ms, cached_ms):  # the second pass finds every list cached
-        for user in users:
-            started = time.perf_counter()
-            rank_user(live, cache, user, 10, NO_OVERRIDES, {}, 200)
-            timings.append((time.perf_counter() - started) * 1000)
+    uncached_ms, cached_ms = request_times(live, users)
     store.close()
     return {"model_score_ms_p50": statistics.median(model_ms),
             "uncached_path_ms_p50": statistics.median(uncached_ms),
             "cached_path_ms_p50": statistics.median(cached_ms)}
+
+
+def request_times(live: Any, users: list[str]) -> tuple[list[float], list[float]]:
+    """Milliseconds of the request path (store reads, scoring, selection) per user,
+    uncached, then cached: the second pass finds every list cached."""
+    from tailored.pipeline import NO_OVERRIDES
+    from tailored.serving.cache import TopListCache, rank_user
+
+    cache = TopListCache(len(users))
+    uncached_ms: list[float] = []
+    cached_ms: list[float] = []
+    for timings in (uncached_ms, cached_ms):
+        for user in users:
+            started = time.perf_counter()
+            rank_user(live, cache, user, 10, NO_OVERRIDES, {}, 200)
+            timings.append((time.perf_counter() - started) * 1000)
+    return uncached_ms, cached_ms
 
 
 def _create_key(store_url: str) -> str:
