@@ -980,6 +980,15 @@ def test_the_budget_is_kept_when_fits_are_slow(
     assert (search["spent"] <= search["planned"]).all()
 
 
+def test_a_budget_too_short_for_any_trial_still_returns_a_fitted_model_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    clock = FakeClock(monkeypatch)
+    tuned = tune(outer.train, models=["popular", "ease", "als"], budget_seconds=0.01,
+                 clock=clock)
+    assert tuned.best_name == "popular" and tuned.best_model.is_fitted
+    assert any(note.startswith("no trial finished within the budget") for note in tuned.notes)
+
+
 def test_a_candidate_whose_recheck_would_overrun_is_passed_over_with_a_note(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     clock = FakeClock(monkeypatch, seconds={"als": 5.0, "ease": 3.0})

@@ -1218,6 +1218,14 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
             _spend(search, budget, ledger, screened, stacks, finishing_costs)
         search.deadline = lambda: None
     trials = search.trials()
+    if budget is not None and not _candidates(trials, families, 1) \
+            and trials["error"].isna().all():
+        # Data too large for the budget: the cheapest family, once, is better than nothing.
+        cheapest = "popular" if "popular" in singles else singles[0]
+        ledger.note(f"no trial finished within the budget; {cheapest} was fitted once at "
+                    "its starting point past it")
+        search.run(cheapest, n_trials=1)
+        trials = search.trials()
 
     candidates = _candidates(trials, families, recheck)
     if budget is not None:  # the next best stand by for those the budget passes over
