@@ -59,12 +59,13 @@ def _log(message: str) -> None:
     print(f"[consume bench] {message}", flush=True)
 
 
-def payloads(n: int) -> list[bytes]:
-    """``n`` events as JSON messages: 1,000 users, 5,000 items, half with an id."""
+def payloads(n: int, tag: str = "") -> list[bytes]:
+    """``n`` events as JSON messages: 1,000 users, 5,000 items, half with an id; a
+    ``tag`` makes them new to a store that took another tag's."""
     base = 1_714_564_800
     return [json.dumps({
-        **({"event_id": f"bench-{i}"} if i % 2 else {}),
-        "user_id": f"u{i % 1_000}", "item_id": f"i{(i * 7) % 5_000}",
+        **({"event_id": f"bench{tag}-{i}"} if i % 2 else {}),
+        "user_id": f"u{i % 1_000}", "item_id": f"i{tag}{(i * 7) % 5_000}",
         "event_type": EVENT_TYPES[i % 4], "timestamp": base + i,
         "context": {"device": "mobile" if i % 3 else "web"},
     }).encode() for i in range(n)]

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ def consume_into(env: dict[str, str], n: int, batch: int) -> dict[str, Any]:
 
     bench = RedisBench()
     try:
-        bench.publish(payloads(n))
+        bench.publish(payloads(n, tag=uuid.uuid4().hex[:6]))  # new to the store each run
         figures = run_one(bench, "postgres", n, batch, into=env["TAILORED_STORE_URL"])
     finally:
         bench.cleanup()
@@ -306,6 +307,9 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {phase} | {p['wall_seconds']} | {rows[phase](p)} | "
                          f"{targets.get(phase, '')} | {p['peak_rss_mb']:,} MB | "
                          f"{p.get('load_average', '')} |")
+    lines += ["", "Each phase's command:", ""]
+    lines += [f"- {phase}: `{phases[phase].get('command', result['command'])}`"
+              for phase in PHASES if phase in phases]
     return "\n".join(lines) + "\n"
 
 
@@ -360,6 +364,7 @@ def main() -> None:
         figures = _child(phase, env)
         figures["wall_seconds"] = round(time.perf_counter() - started, 1)
         figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        figures["command"] = result["command"]
         result["phases"][phase] = figures
         _log(f"{phase}: {figures}")
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]

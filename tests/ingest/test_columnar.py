@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from tailored.ingest import import_file
+from tailored.ingest import import_file, importer
 from tailored.ingest.columnar import split_events
 from tailored.ingest.readers import read_records
 from tailored.schema import EventWeights
@@ -100,3 +101,18 @@ def _stored(store: Store) -> list[tuple[object, ...]]:
         (row.event_id, row.user_id, row.item_id, row.event_type,
          None if row.value != row.value else row.value, row.timestamp, row.session_id)
         for row in frame.itertuples())
+
+
+def test_a_large_import_ends_by_vacuuming_the_events(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(CSV)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    vacuumed: list[bool] = []
+    monkeypatch.setattr(type(store.events), "vacuum", lambda self: vacuumed.append(True))
+    monkeypatch.setattr(importer, "VACUUM_AFTER", 9)
+    import_file(store, path, "events", skip_invalid=True)
+    assert vacuumed == [True]  # 9 events new
+    import_file(store, path, "events", skip_invalid=True)
+    assert vacuumed == [True]  # none new the second time
+    store.close()

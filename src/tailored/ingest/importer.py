@@ -43,6 +43,9 @@ from tailored.store.rows import event_rows
 #: What a chunk of a file validates to: items or users, or events as columns.
 Records: TypeAlias = list[Record] | pa.Table
 
+#: From this many new events on, an import ends by vacuuming the events table (see
+#: :meth:`~tailored.store.EventLog.vacuum`); its time counts in the import's.
+VACUUM_AFTER = 100_000
 #: How many rejects an error message lists before "... and N more".
 SHOWN_REJECTS = 10
 REJECT_COLUMNS = ("row", "field", "reason", "raw")
@@ -294,6 +297,8 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
                 written, new = _write(transaction, source, rejects_file,
                                       checked.first_records)
             checked.first_records = None
+            if source.kind == "events" and new >= VACUUM_AFTER:
+                store.events.vacuum()
         finally:
             if rejects_file is not None:
                 rejects_file.close()

@@ -52,6 +52,11 @@ class EventLog(Protocol):
         """Events as a frame with :data:`EVENT_COLUMNS`, oldest first."""
         ...
 
+    def vacuum(self) -> None:
+        """After a bulk write: bring the database's statistics and visibility map up to
+        date, so reads by user stay on the index at once rather than after autovacuum."""
+        ...
+
     def count(self) -> int: ...
 
     def delete_before(self, cutoff: datetime, *,

@@ -79,6 +79,11 @@ class StoreContract:
         assert frame["session_id"].tolist()[:2] == [None, "s1"]
         assert frame["timestamp"].tolist()[-1] == events[-1].timestamp
 
+    def test_vacuum_after_a_bulk_write_keeps_every_event(self, store: Store) -> None:
+        store.events.add([_event(1), _event(2)])
+        store.events.vacuum()
+        assert store.events.count() == 2
+
     def stored_event_id(self, event: Event) -> str:
         """The id the store keeps for an event sent without one."""
         return event.content_id()

@@ -166,7 +166,8 @@ def parse_overrides(filter: str | None, boosts: Sequence[str], exclude: Sequence
     """The request's overrides of the pipeline's stages; a 422 names a bad expression,
     or one too costly to run over ``live``'s catalog."""
     try:
-        catalog = None if live is None else live.catalog()
+        # The catalog prices the expressions: without any, the request reads nothing.
+        catalog = None if live is None or not (filter or boosts) else live.catalog()
         return Overrides.parse(filter, boosts, exclude, catalog=catalog, **stages)
     except ExpressionError as error:
         raise expression_error(error, filter, boosts, prefix) from None
