@@ -11,7 +11,8 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import DroppedUsers, ItemIndexConfig, Reason, Recommender, ScoringBatch
+from .base import ItemIndexConfig, Reason, ScoringBatch
+from .factors import FactorModel
 from .threads import blas_threads
 
 
@@ -29,7 +30,7 @@ class ALSConfig(ItemIndexConfig):
     seed: int = 0
 
 
-class ALS(Recommender):
+class ALS(FactorModel):
     """Hu, Koren & Volinsky (2008) implicit ALS; new events fold in without retraining.
 
     Examples
@@ -142,24 +143,6 @@ class ALS(Recommender):
                 factors[row] = np.linalg.solve(system, touched.T @ c)
         return factors
 
-    def _user_factors(self, batch: ScoringBatch) -> np.ndarray:
-        """Trained factors for training users, folded-in ones for histories."""
-        factors = np.empty((len(batch), self.config.factors), dtype=np.float32)
-        known = batch.users >= 0
-        factors[known] = self.user_factors_[batch.users[known]]
-        if (~known).any():
-            factors[~known] = self._fold_in(sp.csr_matrix(batch.history[~known]))
-        return factors
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        return self._user_factors(batch) @ self.item_factors_.T
-
-    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.item_factors_, np.arange(len(self.item_factors_))
-
-    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
-        return self._user_factors(batch), np.diff(batch.history.indptr) > 0
-
     def _explain(self, batch: ScoringBatch, rows: np.ndarray, columns: np.ndarray
                  ) -> list[Reason]:
         """The history item with the largest share of the score (Hu et al., 2008, 5).
@@ -196,14 +179,6 @@ class ALS(Recommender):
         unit = self.item_factors_ / norms[:, None]
         return unit[columns] @ unit.T
 
-    def _forget_rows(self, dropped: DroppedUsers) -> bool:
-        self.user_factors_ = self.user_factors_[dropped.keep]
-        return False  # the item factors were solved with their rows
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
+        super()._restore(arrays)
         self._prepare_fold_in()

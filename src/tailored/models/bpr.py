@@ -12,7 +12,8 @@ from scipy.special import expit, log_expit
 
 from tailored.dataset import Dataset
 
-from .base import DroppedUsers, ItemIndexConfig, Reason, Recommender, ScoringBatch
+from .base import ItemIndexConfig, Reason, ScoringBatch
+from .factors import FactorModel
 from .threads import blas_threads
 
 _PAIR_BUDGET = 2**15  # (positive, negative) pairs per fold-in Newton step, per user
@@ -39,7 +40,7 @@ class BPRConfig(ItemIndexConfig):
     seed: int = 0
 
 
-class BPR(Recommender):
+class BPR(FactorModel):
     """Rendle et al. (2009) BPR-MF: ranks each user's items above the items they skipped.
 
     Trained by ``implicit``'s SGD on one thread, so a seed gives one model. Negatives
@@ -90,25 +91,6 @@ class BPR(Recommender):
         # Columns: the factors, then the bias (1 for every user, learned per item).
         self.user_factors_ = np.asarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(solver.item_factors, dtype=np.float32)
-
-    def _user_factors(self, batch: ScoringBatch) -> np.ndarray:
-        """Trained vectors for training users, folded-in ones for histories (the bias
-        column included)."""
-        factors = np.empty((len(batch), self.item_factors_.shape[1]), dtype=np.float32)
-        known = batch.users >= 0
-        factors[known] = self.user_factors_[batch.users[known]]
-        if (~known).any():
-            factors[~known] = self._fold_in(sp.csr_matrix(batch.history[~known]))
-        return factors
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        return self._user_factors(batch) @ self.item_factors_.T
-
-    def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.item_factors_, np.arange(len(self.item_factors_))
-
-    def _query_vectors(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
-        return self._user_factors(batch), np.diff(batch.history.indptr) > 0
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """User vectors (bias column included) from their histories alone."""
@@ -164,16 +146,6 @@ class BPR(Recommender):
         unit = latent / norms[:, None]
         return unit[columns] @ unit.T
 
-    def _forget_rows(self, dropped: DroppedUsers) -> bool:
-        self.user_factors_ = self.user_factors_[dropped.keep]
-        return False  # the item factors were learned from their pairs
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
 
 
 def _positives(matrix: sp.csr_matrix) -> sp.csr_matrix:
