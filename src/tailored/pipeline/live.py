@@ -61,20 +61,22 @@ class CatalogView(ItemTable):
     def __init__(self, store: Store, item_ids: np.ndarray, version: int,
                  unavailable: np.ndarray, table: pd.DataFrame | None = None,
                  new: pd.DataFrame | None = None,
-                 arrivals: ContentVectors | None = None) -> None:
-        super().__init__(item_ids, table, unavailable)
+                 arrivals: ContentVectors | None = None,
+                 positions: pd.Index | None = None) -> None:
+        super().__init__(item_ids, table, unavailable, positions)
         self.store = store
         self.version = version
         self._new = new
         self._arrivals = arrivals
 
     @classmethod
-    def load(cls, store: Store, item_ids: np.ndarray) -> CatalogView:
+    def load(cls, store: Store, item_ids: np.ndarray, positions: pd.Index | None = None
+             ) -> CatalogView:
         version = store.changes.catalog_version()  # first: a later change is re-applied
-        unavailable = np.zeros(len(item_ids), dtype=bool)
-        columns = pd.Index(item_ids).get_indexer(store.items.unavailable())
-        unavailable[columns[columns >= 0]] = True  # (np.isin on strings is quadratic)
-        return cls(store, item_ids, version, unavailable)
+        view = cls(store, item_ids, version, np.zeros(len(item_ids), dtype=bool),
+                   positions=positions)
+        view.unavailable[view.columns(store.items.unavailable())] = True
+        return view
 
     def _read_table(self) -> pd.DataFrame:
         frame = self.store.items.frame()
@@ -88,8 +90,8 @@ class CatalogView(ItemTable):
             return self
         latest, changed = self.store.changes.items_since(self.version)
         if len(changed) > PATCH_LIMIT:
-            return CatalogView.load(self.store, self.item_ids)
-        columns = pd.Index(self.item_ids).get_indexer(changed)
+            return CatalogView.load(self.store, self.item_ids, self.positions)
+        columns = self.positions.get_indexer(pd.Index(changed))
         known = columns >= 0
         unknown = np.asarray(changed, dtype=object)[~known].tolist()
         new = None if self._new is None else self._patched_new(unknown)
@@ -111,7 +113,7 @@ class CatalogView(ItemTable):
                     value: Any = row.get(name, [] if name == "categories" else None)
                     table.at[column, name] = value
         return CatalogView(self.store, self.item_ids, max(latest, version), unavailable, table,
-                           new, arrivals)
+                           new, arrivals, self.positions)
 
     def new_items(self) -> pd.DataFrame:
         """Available catalog items the scorer does not know (it was trained before they
@@ -213,9 +215,7 @@ class LiveRecommender:
     def history(self, user_ids: Sequence[str]) -> pd.DataFrame:
         """The users' events as stored now, impressions (zero-weight types) left out, and
         none of users who withhold consent (they get the answer of a newcomer)."""
-        withheld = set(self.store.users.without_consent(user_ids))
-        user_ids = [user for user in user_ids if user not in withheld]
-        events = self.store.events.frame(user_ids=user_ids)
+        events = self.store.events.frame(user_ids=user_ids, consenting=True)
         if len(events) and not (keep := interest_mask(events, self.model.weights_)).all():
             events = events[keep].reset_index(drop=True)
         return events

@@ -321,7 +321,7 @@ class Pipeline:
         rules = self.rules + overrides.rules
         columns, scores = top.columns, top.scores
         pinned = catalog_columns(catalog, rules.pins)
-        extra = np.setdiff1d(pinned, columns)
+        extra = np.setdiff1d(pinned, columns) if len(pinned) else pinned
         if len(extra):  # a pin may lift an item from anywhere the user has not been
             extra = np.setdiff1d(extra, self.scorer._resolve(query).history.indices)
             columns = np.concatenate([columns, extra.astype(columns.dtype)])
@@ -465,11 +465,7 @@ class Pipeline:
 
 def catalog_columns(catalog: ItemTable, item_ids: Sequence[str]) -> np.ndarray:
     """The columns of ``item_ids`` in the catalog (unknown ids left out)."""
-    if not len(item_ids):
-        return np.zeros(0, dtype=np.int64)
-    columns = pd.Index(np.asarray(catalog.item_ids).astype(str)).get_indexer(
-        pd.Index([str(item) for item in item_ids]))
-    return columns[columns >= 0]
+    return catalog.columns(item_ids)
 
 
 def _chunks(query: UserQuery, size: int) -> Iterator[UserQuery]:

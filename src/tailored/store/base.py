@@ -48,8 +48,11 @@ class EventLog(Protocol):
         (:data:`~tailored.store.rows.EVENT_ROWS`): a file import's bulk path."""
         ...
 
-    def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """Events as a frame with :data:`EVENT_COLUMNS`, oldest first."""
+    def frame(self, *, user_ids: Sequence[str] | None = None,
+              consenting: bool = False) -> pd.DataFrame:
+        """Events as a frame with :data:`EVENT_COLUMNS`, oldest first (of ``user_ids``
+        only, when given; with ``consenting``, none of users whose profile withholds
+        personalization: the same read as :meth:`UserDirectory.without_consent` first)."""
         ...
 
     def vacuum(self) -> None:

@@ -201,12 +201,13 @@ class PseudonymousEvents(_Role):
     def delete_users(self, user_ids: Sequence[str]) -> int:
         return int(self._inner.delete_users(list(self._ids.asked(user_ids))))
 
-    def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    def frame(self, *, user_ids: Sequence[str] | None = None,
+              consenting: bool = False) -> pd.DataFrame:
         if user_ids is None:
-            frame = self._inner.frame()
+            frame = self._inner.frame(consenting=consenting)
             return self._ids.column(frame, self._ids.tagged(frame["user_id"]))
         asked = self._ids.asked(user_ids)
-        frame = self._inner.frame(user_ids=list(asked))
+        frame = self._inner.frame(user_ids=list(asked), consenting=consenting)
         return self._ids.column(frame, [asked[user_id] for user_id in frame["user_id"]])
 
 

@@ -204,14 +204,18 @@ class SqlEventLog(SqlTables):
                     isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM (ANALYZE) events")
 
-    def frame(self, *, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    def frame(self, *, user_ids: Sequence[str] | None = None,
+              consenting: bool = False) -> pd.DataFrame:
+        events = events_table.c
         query = sa.select(
-            events_table.c.event_id, events_table.c.user_id, events_table.c.item_id,
-            events_table.c.event_type, events_table.c.value, events_table.c.ts_us,
-            events_table.c.session_id, events_table.c.context,
-        ).order_by(events_table.c.ts_us, events_table.c.seq)
+            events.event_id, events.user_id, events.item_id, events.event_type, events.value,
+            events.ts_us, events.session_id, events.context,
+        ).order_by(events.ts_us, events.seq)
         if user_ids is not None:
-            query = query.where(events_table.c.user_id.in_(list(user_ids)))
+            query = query.where(events.user_id.in_(list(user_ids)))
+        if consenting:  # in the same query: one round trip on the request path
+            query = query.where(~sa.exists().where(users_table.c.user_id == events.user_id,
+                                                   users_table.c.consent.is_(False)))
         with self._connect() as conn:
             rows = conn.execute(query).all()
         # Column by column: far cheaper than letting pandas infer from row tuples, which
@@ -224,7 +228,7 @@ class SqlEventLog(SqlTables):
             "item_id": pd.Series(items, dtype=object),
             "event_type": pd.Series(types, dtype=object),
             "value": pd.Series([np.nan if v is None else v for v in values], dtype="float64"),
-            "timestamp": timestamps(pd.Series(micros, dtype="int64")),
+            "timestamp": timestamps(np.array(micros, dtype=np.int64)),
             "session_id": pd.Series(sessions, dtype=object),
             "context": pd.Series([json.loads(c) if c else {} for c in contexts], dtype=object),
         })
