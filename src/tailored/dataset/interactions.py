@@ -26,7 +26,8 @@ def event_weights(events: pd.DataFrame, weights: EventWeights) -> np.ndarray:
     Without an ``event_type`` column events are views; without ``value``, values are 1.
     """
     if "event_type" in events.columns:
-        types = events["event_type"].fillna("view").astype(str).to_numpy()
+        types = np.asarray(events["event_type"].to_numpy(dtype=object, na_value="view"),
+                           dtype=str)
     else:
         types = np.full(len(events), "view")
     values = (pd.to_numeric(events["value"]).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -218,8 +219,8 @@ def interaction_matrix(events: pd.DataFrame, user_vocab: Vocabulary, item_vocab:
                        weights: EventWeights, *, half_life_days: float | None = None,
                        now: pd.Timestamp | None = None) -> sp.csr_matrix:
     """Sum event weights into a users x items CSR matrix over the given vocabularies."""
-    rows = user_vocab.indices(events["user_id"].astype(str))
-    cols = item_vocab.indices(events["item_id"].astype(str))
+    rows = user_vocab.indices(events["user_id"].to_numpy())
+    cols = item_vocab.indices(events["item_id"].to_numpy())
     values = event_weights(events, weights) if len(events) else np.zeros(0)
     if half_life_days is not None and len(events):
         times = events["timestamp"]
