@@ -45,7 +45,7 @@ class Vocabulary:
         """Positions of ``external_ids``; ``-1`` for ids not in the vocabulary."""
         asked = np.asarray(external_ids, dtype=str)
         if len(asked) > _SEARCHED or not len(self.ids):
-            return np.asarray(self._index.get_indexer(asked))
+            return np.asarray(self._index.get_indexer(asked))  # type: ignore[arg-type]
         # A few ids (a request's history): a binary search of the sorted ids, some
         # fifty times faster than pandas' lookup at a million ids.
         at = np.minimum(np.searchsorted(self.ids, asked), len(self.ids) - 1)
