@@ -10,6 +10,7 @@ import pytest
 
 from tailored.schema import Event
 from tailored.store import Store, open_store
+from tailored.store.rows import event_rows
 from tailored.testing.store_contract import (
     ConcurrentUpdateContract,
     StoreContract,
@@ -54,6 +55,27 @@ class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionCont
         store = open_store(empty_postgres_url)
         yield store
         store.close()
+
+    @staticmethod
+    def _indexes(store: Store) -> list[tuple[str, str]]:
+        with store.engine.connect() as conn:  # type: ignore[attr-defined]
+            return sorted(conn.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'").all())
+
+    def test_a_bulk_load_builds_the_indexes_it_dropped(self, store: Store) -> None:
+        before = self._indexes(store)
+        assert len(before) >= 6
+        with store.transaction() as transaction, transaction.events.loading():
+            transaction.events.add_rows(event_rows([Event(user_id="u", item_id=f"i{n}")
+                                                    for n in range(700)]))
+            inside = transaction.events._bound.exec_driver_sql(  # type: ignore[attr-defined]
+                "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'").scalar()
+            assert inside == 2  # the primary key and the unique event id stay
+        assert self._indexes(store) == before
+        with pytest.raises(RuntimeError), store.transaction() as transaction, \
+                transaction.events.loading():
+            raise RuntimeError("stopped")
+        assert self._indexes(store) == before
 
 
 def test_a_store_made_before_consent_per_purpose_is_brought_up_to_date(tmp_path: Path

@@ -24,6 +24,7 @@ import csv
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeAlias, cast
@@ -293,7 +294,8 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
         started = time.perf_counter()
         rejects_file = _RejectsFile(target) if skip_invalid else None
         try:
-            with store.transaction() as transaction:
+            with store.transaction() as transaction, (
+                    transaction.events.loading() if source.kind == "events" else nullcontext()):
                 written, new = _write(transaction, source, rejects_file,
                                       checked.first_records)
             checked.first_records = None

@@ -55,6 +55,14 @@ class EventLog(Protocol):
         personalization: the same read as :meth:`UserDirectory.without_consent` first)."""
         ...
 
+    def loading(self) -> AbstractContextManager[None]:
+        """Around the writes of one large import, in a transaction
+        (:meth:`Store.transaction`): on PostgreSQL, into an empty events table, its
+        secondary indexes are dropped first and built once at the end, several times
+        cheaper than keeping them up to date row by row. Until the transaction ends,
+        the events table is locked (readers wait). Elsewhere it does nothing."""
+        ...
+
     def vacuum(self) -> None:
         """After a bulk write: bring the database's statistics and visibility map up to
         date, so reads by user stay on the index at once rather than after autovacuum."""

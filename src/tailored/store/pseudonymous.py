@@ -176,7 +176,7 @@ class _Role:
 
 class PseudonymousEvents(_Role):
     passes = frozenset({"count", "delete_before", "count_before", "item_counts",
-                        "bought_together", "vacuum"})
+                        "bought_together", "vacuum", "loading"})
 
     def add(self, events: Iterable[Event]) -> int:
         return int(self._inner.add(self._stored(event) for event in events))

@@ -79,6 +79,38 @@ class StoreContract:
         assert frame["session_id"].tolist()[:2] == [None, "s1"]
         assert frame["timestamp"].tolist()[-1] == events[-1].timestamp
 
+    def test_a_bulk_load_stores_each_event_once_and_reads_by_user_after(self, store: Store
+                                                                        ) -> None:
+        events = [_event(n, user=f"u{n % 3}") for n in range(1_200)]
+        with store.transaction() as transaction, transaction.events.loading():
+            for start in (0, 600, 500):  # the last chunk repeats 100 events
+                rows = event_rows(events[start:start + 600])
+                transaction.events.add_rows(rows)
+        assert store.events.count() == 1_200
+        assert sorted(store.events.frame(user_ids=["u1"])["event_id"]) == sorted(
+            f"e{n}" for n in range(1, 1_200, 3))
+        with store.transaction() as transaction, transaction.events.loading():
+            transaction.events.add_rows(event_rows([_event(5_000)]))  # into a full table
+        assert store.events.count() == 1_201
+
+    def test_a_failed_bulk_load_leaves_nothing(self, store: Store) -> None:
+        with pytest.raises(RuntimeError, match="stopped"), store.transaction() as transaction, \
+                transaction.events.loading():
+            transaction.events.add_rows(event_rows([_event(n) for n in range(600)]))
+            raise RuntimeError("stopped")
+        assert store.events.count() == 0
+        store.events.add([_event(1)])
+        assert store.events.frame(user_ids=["u1"])["event_id"].tolist() == ["e1"]
+
+    def test_events_of_consenting_users_only(self, store: Store) -> None:
+        store.users.upsert([User(user_id="no", consent=by_purpose(False)),
+                            User(user_id="yes")])
+        store.events.add([_event(1, user="no"), _event(2, user="yes"), _event(3, user="new")])
+        frame = store.events.frame(consenting=True)
+        assert frame["event_id"].tolist() == ["e2", "e3"]
+        assert store.events.frame(user_ids=["no", "new"], consenting=True)[
+            "event_id"].tolist() == ["e3"]
+
     def test_vacuum_after_a_bulk_write_keeps_every_event(self, store: Store) -> None:
         store.events.add([_event(1), _event(2)])
         store.events.vacuum()
