@@ -288,18 +288,17 @@ def test_the_same_event_id_twice_is_stored_once(kit: Kit, store: Store) -> None:
 
 
 class _FailingEvents:
-    """``events.add`` that raises ``error`` for the first ``failures`` calls."""
+    """``events.add_rows`` that raises ``error`` for the first ``failures`` calls."""
 
     def __init__(self, real: Store, error: Exception, failures: int) -> None:
         self.real, self.error, self.failures = real, error, failures
         self.seen: list[int] = []
 
-    def add(self, events: Any) -> int:
-        events = list(events)
-        self.seen.append(len(events))
+    def add_rows(self, rows: Any) -> int:
+        self.seen.append(len(rows))
         if len(self.seen) <= self.failures:
             raise self.error
-        return self.real.events.add(events)
+        return self.real.events.add_rows(rows)
 
 
 class _StoreWithFailingEvents:
@@ -335,6 +334,32 @@ def test_a_store_that_cannot_answer_is_waited_for(kit: Kit, store: Store) -> Non
     assert flaky.events.seen == [10, 10, 10]  # the same messages, handed back each time
     assert (report.stored, store.events.count()) == (10, 10)
     assert kit.unacknowledged() == 0
+
+
+def test_a_failure_with_the_next_batch_read_ahead_hands_both_back(kit: Kit, store: Store
+                                                                  ) -> None:
+    # Batches of 4: the second write fails while the third batch has been read already.
+    kit.publish([_payload(_event(n, event_id=f"e{n}")) for n in range(12)])
+    locked = sqlalchemy.exc.OperationalError("INSERT INTO events", {},
+                                             Exception("database is locked"))
+
+    class FailingSecond(_FailingEvents):
+        def add_rows(self, rows: Any) -> int:
+            self.seen.append(len(rows))
+            if len(self.seen) == 2:
+                raise self.error
+            return self.real.events.add_rows(rows)
+
+    flaky = _StoreWithFailingEvents(store, locked, failures=0)
+    flaky.events = FailingSecond(store, locked, failures=0)
+    report = _consume(flaky, kit.url(), batch=4, first_retry_wait=0.05)
+
+    assert report.retries == 1
+    # The failed batch is written again; the one read ahead, after it, once.
+    assert flaky.events.seen == [4, 4, 4, 4]
+    assert (report.stored, report.duplicates, store.events.count()) == (12, 0, 12)
+    assert kit.unacknowledged() == 0
+    assert sorted(store.events.frame()["event_id"]) == sorted(f"e{n}" for n in range(12))
 
 
 def test_redis_messages_of_a_dead_consumer_are_claimed(redis_client: Any,
@@ -473,15 +498,25 @@ class _Memory:
         self.acked: list[str] = []
         self.dead: list[tuple[str, str]] = []
 
+        self.unsettled: dict[str, Message] = {}
+
     def read(self, max_count: int, block_ms: int) -> list[Message]:
         batch, self.waiting = self.waiting[:max_count], self.waiting[max_count:]
+        self.unsettled.update((message.id, message) for message in batch)
         return batch
 
     def ack(self, ids: Any) -> None:
         self.acked.extend(ids)
+        for message_id in ids:
+            del self.unsettled[message_id]
 
     def dead_letter(self, message: Message, reason: str) -> None:
         self.dead.append((message.id, reason))
+        del self.unsettled[message.id]
+
+    def retry(self) -> None:
+        self.waiting = [*self.unsettled.values(), *self.waiting]
+        self.unsettled.clear()
 
     def lag(self) -> int:
         return len(self.waiting)

@@ -139,6 +139,7 @@ class NatsStreamSource:
                      f"{config.subject!r}, durable {config.durable!r}")
         self.origin = f"nats:{config.stream}"
         self._unsettled: dict[str, Msg] = {}
+        self._again: list[str] = []  # unsettled ones to read again (after retry())
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-client",
                                         daemon=True)
@@ -252,8 +253,9 @@ class NatsStreamSource:
         return self._run(self._read(max_count, wait), wait + REQUEST_TIMEOUT_S)
 
     async def _read(self, max_count: int, wait: float) -> list[Message]:
-        if self._unsettled:  # the last batch failed: read it again, still ours
-            again = list(self._unsettled.items())[:max_count]
+        if self._again:  # a batch failed: read its messages again, still ours
+            ids, self._again = self._again[:max_count], self._again[max_count:]
+            again = [(i, self._unsettled[i]) for i in ids if i in self._unsettled]
             for _, msg in again:
                 await msg.in_progress()  # the ack_wait clock starts again
             await self._nc.flush(REQUEST_TIMEOUT_S)
@@ -278,6 +280,9 @@ class NatsStreamSource:
     def ack(self, ids: Sequence[str]) -> None:
         if ids:
             self._run(self._ack(ids))
+
+    def retry(self) -> None:
+        self._again = list(self._unsettled)
 
     async def _ack(self, ids: Sequence[str]) -> None:
         for message_id in ids:

@@ -131,8 +131,9 @@ class RedisStreamSource:
         self.name = (f"{masked(config.url)} stream {config.stream!r}, group {config.group!r}, "
                      f"consumer {config.consumer!r}")
         self.client = redis.Redis.from_url(config.url)
-        self._unsettled: set[str] = set()
-        self._own_pending = True  # what this consumer left unacknowledged, read first
+        # What this consumer left unacknowledged is read first, from this id on (None:
+        # all read); a batch in flight is pending too, so the reads go past it.
+        self._pending_after: str | None = "0"
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         with _unavailable(self.name):
@@ -149,15 +150,11 @@ class RedisStreamSource:
 
     def read(self, max_count: int, block_ms: int) -> list[Message]:
         config = self.config
-        if self._unsettled:  # the last batch failed: its messages are pending, read them
-            self._unsettled.clear()
-            self._own_pending = True
-        while self._own_pending:
+        while (after := self._pending_after) is not None:
             entries = self._entries(self._call(lambda: self.client.xreadgroup(
-                config.group, config.consumer, {config.stream: "0"}, count=max_count)))
-            if not entries:
-                self._own_pending = False
-            elif messages := self._messages(entries):
+                config.group, config.consumer, {config.stream: after}, count=max_count)))
+            self._pending_after = _text(entries[-1][0]) if entries else None
+            if messages := self._messages(entries):
                 return messages
         if time.monotonic() >= self._next_claim:
             cursor, claimed, *_ = self._call(lambda: self.client.xautoclaim(
@@ -197,13 +194,14 @@ class RedisStreamSource:
         if deleted:  # nothing left to store: settle them
             self._call(lambda: self.client.xack(self.config.stream, self.config.group,
                                                 *deleted))
-        self._unsettled.update(message.id for message in messages)
         return messages
 
     def ack(self, ids: Sequence[str]) -> None:
         if ids:
             self._call(lambda: self.client.xack(self.config.stream, self.config.group, *ids))
-            self._unsettled.difference_update(ids)
+
+    def retry(self) -> None:
+        self._pending_after = "0"
 
     def dead_letter(self, message: Message, reason: str) -> None:
         config = self.config
@@ -220,7 +218,6 @@ class RedisStreamSource:
                 pipe.execute()
 
         self._call(move)
-        self._unsettled.discard(message.id)
 
     def lag(self) -> int | None:
         groups = self._call(lambda: self.client.xinfo_groups(self.config.stream))

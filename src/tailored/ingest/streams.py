@@ -13,6 +13,10 @@ the events of users without consent discarded. :func:`consume` repeats:
 4. move the malformed messages to the dead letters (the raw message and the reason), then
    acknowledge the stored ones. Nothing is acknowledged before the commit.
 
+Step 3 of one batch runs while steps 1 and 2 of the next do (the store works on one core
+while this process validates on the other); a batch is settled (step 4) before the next
+one is written, so the store's writes keep the stream's order.
+
 Guarantees: delivery is at least once (a message read but not acknowledged, because the
 process died or the store failed, is delivered again), and the store's writes are
 idempotent by ``event_id``, so a message delivered twice is stored once: no loss, no
@@ -29,25 +33,34 @@ Sources are picked by URL (:func:`open_source`): ``redis://host:6379/0?stream=ev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tailored.errors import TailoredError
 from tailored.ingest.validate import Reject, validate_json_events
 from tailored.schema import Event, EventWeights
 from tailored.store import STORE_UNAVAILABLE, Store
+from tailored.store.rows import event_rows
 
 logger = logging.getLogger("tailored.ingest.streams")
 
+
+#: How often the consumer's two threads may take turns (seconds; Python's default is 5 ms).
+GIL_SWITCH_SECONDS = 0.0005
 
 #: The reasons of at most this many bad events are named in a dead letter.
 MAX_REASONS = 10
@@ -90,8 +103,9 @@ class StreamSource(Protocol):
     """Where :func:`consume` reads messages from: a consumer group of a Redis stream, a
     durable consumer of a JetStream stream.
 
-    A message read and neither acknowledged nor dead-lettered by the next :meth:`read`
-    (the store failed) is returned again by that call.
+    Messages are read ahead: a batch is read while the one before it is being stored,
+    so a read may come before the last batch is settled. After :meth:`retry` (a batch
+    failed), the reads return every message read and not settled first.
     """
 
     @property
@@ -111,6 +125,11 @@ class StreamSource(Protocol):
 
     def ack(self, ids: Sequence[str]) -> None:
         """Acknowledge messages by id: they are never delivered again."""
+        ...
+
+    def retry(self) -> None:
+        """Hand back every message read and neither acknowledged nor dead-lettered: the
+        next reads return them first (called when none is being stored)."""
         ...
 
     def dead_letter(self, message: Message, reason: str) -> None:
@@ -292,14 +311,23 @@ class ConsumeReport:
 # ---- the loop -----------------------------------------------------------------------------
 
 
-def consume_batch(store: Store, source: StreamSource, messages: Sequence[Message], *,
-                  event_weights: EventWeights | None = None, max_batch_events: int = 10_000,
-                  discard_without_consent: bool = False) -> ConsumeReport:
-    """Validate, store (one transaction), dead-letter, then acknowledge one batch.
+@dataclass
+class _Batch:
+    """One batch read: its valid events, the ids to acknowledge once they are stored,
+    and the dead letters; then the store's write of it, running."""
 
-    If the store fails, nothing is acknowledged (the error propagates) and the source
-    returns the same messages again on its next read.
-    """
+    messages: Sequence[Message]
+    rows: pa.Table  # the events, as the store takes them (built here, not by the writer)
+    valid: list[str]
+    dead: list[tuple[Message, str]]
+    received: int
+    started: float
+    writing: Future[int] | None = None
+
+
+def _check(store: Store, source: StreamSource, messages: Sequence[Message], *,
+           event_weights: EventWeights | None, max_batch_events: int,
+           discard_without_consent: bool) -> _Batch:
     started = time.perf_counter()
     events: list[Event] = []
     valid: list[str] = []
@@ -316,15 +344,25 @@ def consume_batch(store: Store, source: StreamSource, messages: Sequence[Message
     if discard_without_consent and events:
         withheld = set(store.users.without_consent(list({e.user_id for e in events})))
         events = [event for event in events if event.user_id not in withheld]
-    stored = store.events.add(events) if events else 0  # one transaction; durable on return
-    for message, reason in dead:
+    return _Batch(messages, event_rows(events), valid, dead, received, started)
+
+
+def _settle(source: StreamSource, batch: _Batch, stored: int) -> ConsumeReport:
+    """Dead-letter, then acknowledge, a batch whose events are stored."""
+    for message, reason in batch.dead:
         logger.warning("dead letter %s from %s: %s", message.id, source.name, reason)
         source.dead_letter(message, reason)
-    if valid:
-        source.ack(valid)
-    return ConsumeReport(messages=len(messages), batches=1, stored=stored,
-                         duplicates=len(events) - stored, discarded=received - len(events),
-                         dead_letters=len(dead), seconds=time.perf_counter() - started)
+    if batch.valid:
+        source.ack(batch.valid)
+    events = len(batch.rows)
+    return ConsumeReport(messages=len(batch.messages), batches=1, stored=stored,
+                         duplicates=events - stored, discarded=batch.received - events,
+                         dead_letters=len(batch.dead),
+                         seconds=time.perf_counter() - batch.started)
+
+
+def _store(store: Store, rows: pa.Table) -> int:
+    return store.events.add_rows(rows) if len(rows) else 0  # durable on return
 
 
 def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: int = 1_000,
@@ -357,6 +395,7 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
     ...         batch, self.waiting = self.waiting[:max_count], self.waiting[max_count:]
     ...         return batch
     ...     def ack(self, ids): self.acked.extend(ids)
+    ...     def retry(self): pass  # (nothing fails here)
     ...     def dead_letter(self, message, reason): self.dead.append((message.id, reason))
     ...     def lag(self): return len(self.waiting)
     ...     def close(self): pass
@@ -374,34 +413,8 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
     wait = first_retry_wait
     next_lag = 0.0
     started = time.perf_counter()
-    while not stop.is_set():
-        try:
-            if metrics is not None and time.monotonic() >= next_lag:
-                lag = source.lag()
-                if lag is not None:
-                    metrics.lag.set(lag)
-                next_lag = time.monotonic() + lag_every
-            messages = source.read(batch, block_ms)
-            if not messages:
-                if until_idle:
-                    break
-                continue
-            done = consume_batch(store, source, messages, event_weights=event_weights,
-                                 max_batch_events=max_batch_events,
-                                 discard_without_consent=discard_without_consent)
-        except _RETRIED as error:
-            cause = "stream" if isinstance(error, StreamUnavailableError) else "store"
-            logger.warning("the %s cannot answer (%s: %s); nothing of this batch is "
-                           "acknowledged, trying again in %.1f s", cause,
-                           type(error).__name__, str(error).splitlines()[0], wait)
-            report.retries += 1
-            if metrics is not None:
-                metrics.retries.labels(cause).inc()
-            if stop.wait(wait):
-                break
-            wait = min(wait * 2, max_retry_wait)
-            continue
-        wait = first_retry_wait
+
+    def record(done: ConsumeReport) -> None:
         report.add(done)
         if metrics is not None:
             metrics.messages.inc(done.messages)
@@ -410,6 +423,60 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
             metrics.events.labels("discarded").inc(done.discarded)
             metrics.dead_letters.inc(done.dead_letters)
             metrics.batch_seconds.observe(done.seconds)
+
+    # One batch is stored (in this thread, waiting on the store) while the next is read
+    # and validated; it is acknowledged after its commit, before the next one is stored.
+    # The writer holds the interpreter only for moments between the store's round trips;
+    # at the default switch interval each such moment could wait 5 ms for the validator.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, GIL_SWITCH_SECONDS))
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="tailored-consume-store") as writer:
+            writing: _Batch | None = None
+            while not stop.is_set():
+                try:
+                    if metrics is not None and time.monotonic() >= next_lag:
+                        lag = source.lag()
+                        if lag is not None:
+                            metrics.lag.set(lag)
+                        next_lag = time.monotonic() + lag_every
+                    idle = writing is None  # nothing being stored: the read may wait
+                    messages = source.read(batch, block_ms if idle else 0)
+                    checked = (_check(store, source, messages, event_weights=event_weights,
+                                      max_batch_events=max_batch_events,
+                                      discard_without_consent=discard_without_consent)
+                               if messages else None)
+                    if writing is not None:
+                        assert writing.writing is not None
+                        done, writing = _settle(source, writing, writing.writing.result()), None
+                        record(done)
+                    if checked is not None:
+                        checked.writing = writer.submit(_store, store, checked.rows)
+                        writing = checked
+                    elif until_idle and idle:
+                        break
+                except _RETRIED as error:
+                    if writing is not None and writing.writing is not None:
+                        wait_for([writing.writing])  # it failed, or is left unacknowledged
+                    writing = None
+                    cause = "stream" if isinstance(error, StreamUnavailableError) else "store"
+                    logger.warning("the %s cannot answer (%s: %s); nothing of this batch is "
+                                   "acknowledged, trying again in %.1f s", cause,
+                                   type(error).__name__, str(error).splitlines()[0], wait)
+                    report.retries += 1
+                    if metrics is not None:
+                        metrics.retries.labels(cause).inc()
+                    if stop.wait(wait):
+                        break
+                    wait = min(wait * 2, max_retry_wait)
+                    source.retry()
+                    continue
+                wait = first_retry_wait
+            if writing is not None and writing.writing is not None:  # stopped: settle it
+                with contextlib.suppress(*_RETRIED):
+                    record(_settle(source, writing, writing.writing.result()))
+    finally:
+        sys.setswitchinterval(interval)
     report.seconds = time.perf_counter() - started
     return report
 
