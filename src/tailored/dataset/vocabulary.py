@@ -8,7 +8,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-#: Up to this many ids are looked up by binary search; more by pandas' hash table.
+#: Up to this many ids are made unique and looked up without pandas (a set, a binary
+#: search); more by pandas' hash table.
 _SEARCHED = 1_000
 
 
@@ -25,10 +26,12 @@ class Vocabulary:
     """
 
     def __init__(self, ids: Iterable[str]) -> None:
-        if isinstance(ids, pd.Series):  # many ids (a training set's): pandas hashes them
-            unique = np.asarray(ids.astype(str).unique(), dtype=str)
-        else:  # a request's few ids: without pandas' overhead of a tenth of a millisecond
-            unique = np.asarray(list(set(map(str, ids))), dtype=str)
+        given = ids if isinstance(ids, pd.Series) else list(ids)
+        if len(given) > _SEARCHED:  # many ids (a training set's): pandas hashes them
+            series = given if isinstance(given, pd.Series) else pd.Series(given, dtype=object)
+            unique = np.asarray(series.astype(str).unique(), dtype=str)
+        else:  # a request's few: without pandas' overhead of a tenth of a millisecond
+            unique = np.asarray(list(set(map(str, given))), dtype=str)
         self.ids: np.ndarray = np.sort(unique)
 
     @cached_property

@@ -424,10 +424,10 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
             metrics.dead_letters.inc(done.dead_letters)
             metrics.batch_seconds.observe(done.seconds)
 
-    # One batch is stored (in this thread, waiting on the store) while the next is read
-    # and validated; it is acknowledged after its commit, before the next one is stored.
-    # The writer holds the interpreter only for moments between the store's round trips;
-    # at the default switch interval each such moment could wait 5 ms for the validator.
+    # One batch is stored (by the writer thread, mostly waiting on the store) while the
+    # next is read and validated here; it is acknowledged after its commit, before the
+    # next one is stored. The writer needs the interpreter only for moments between the
+    # store's round trips; at the default switch interval each could wait 5 ms for it.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, GIL_SWITCH_SECONDS))
     try:
