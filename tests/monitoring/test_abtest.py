@@ -81,6 +81,11 @@ def test_sample_size_by_hand() -> None:
         sample_size(0.0, 0.1)
     with pytest.raises(ValueError, match="lift"):
         sample_size(0.5, 1.5)
+    # Lifts too small to detect (found by the API fuzzer as a 500: 1e-308 leaves the
+    # rate unchanged in floating point, 1e-200 underflows the squared gap).
+    for lift in (1.1125369292536007e-308, 1e-200, 1e-12):
+        with pytest.raises(ValueError, match="larger lift"):
+            sample_size(0.72, lift)
 
 
 def test_sample_size_gives_the_power_it_promises() -> None:

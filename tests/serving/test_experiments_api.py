@@ -118,6 +118,10 @@ def test_bad_requests_get_clear_answers(store: Store, trained: TrainedModel,
         "name": "x", "variants": [{"name": "A", "version": 1}, {"name": "B", "version": 2}],
         "baseline_ctr": 0.05})
     assert half_sized.status_code == 422 and "minimum_detectable_lift" in half_sized.text
+    tiny = client.post("/experiments", json={
+        "name": "x", "variants": [{"name": "A", "version": 1}, {"name": "B", "version": 2}],
+        "baseline_ctr": 0.72, "minimum_detectable_lift": 1e-308})
+    assert tiny.status_code == 422 and "larger lift" in tiny.text
     assert client.get("/experiments/nope").status_code == 404
     assert client.post("/experiments/nope/start").status_code == 404
     first = _create(client, (1, second), start=True)

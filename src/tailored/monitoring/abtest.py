@@ -61,6 +61,7 @@ from tailored.monitoring.online import (
     curve_period,
     variant_metrics,
 )
+from tailored.schema import MAX_SAFE_INTEGER
 from tailored.store import Experiment, Store
 from tailored.store.experiments import HOLDOUT
 
@@ -177,7 +178,13 @@ def sample_size(baseline: float, minimum_detectable_lift: float, *, alpha: float
     mean = (baseline + target) / 2
     numerator = (z_alpha * math.sqrt(2 * mean * (1 - mean))
                  + z_power * math.sqrt(baseline * (1 - baseline) + target * (1 - target)))
-    return math.ceil(numerator ** 2 / (target - baseline) ** 2)
+    gap = (target - baseline) ** 2  # 0.0 for a lift below float precision
+    trials = numerator ** 2 / gap if gap > 0 else math.inf
+    if trials > MAX_SAFE_INTEGER:
+        raise ValueError(
+            f"a minimum detectable lift of {minimum_detectable_lift:g} needs more than "
+            f"{MAX_SAFE_INTEGER:,} trials per variant; ask for a larger lift")
+    return math.ceil(trials)
 
 
 #: Mixing scales of the mSPRT, relative to the pooled rate: lifts from 5% to 100%.
