@@ -314,7 +314,7 @@ class ConsumeReport:
 @dataclass
 class _Batch:
     """One batch read: its valid events, the ids to acknowledge once they are stored,
-    and the dead letters; then the store's write of it, running."""
+    and the dead letters."""
 
     messages: Sequence[Message]
     rows: pa.Table  # the events, as the store takes them (built here, not by the writer)
@@ -322,7 +322,6 @@ class _Batch:
     dead: list[tuple[Message, str]]
     received: int
     started: float
-    writing: Future[int] | None = None
 
 
 def _check(store: Store, source: StreamSource, messages: Sequence[Message], *,
@@ -432,7 +431,7 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
     sys.setswitchinterval(min(interval, GIL_SWITCH_SECONDS))
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="tailored-consume-store") as writer:
-            writing: _Batch | None = None
+            writing: tuple[_Batch, Future[int]] | None = None  # a batch, its write
             while not stop.is_set():
                 try:
                     if metrics is not None and time.monotonic() >= next_lag:
@@ -447,17 +446,15 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
                                       discard_without_consent=discard_without_consent)
                                if messages else None)
                     if writing is not None:
-                        assert writing.writing is not None
-                        done, writing = _settle(source, writing, writing.writing.result()), None
-                        record(done)
+                        (written, stored), writing = writing, None
+                        record(_settle(source, written, stored.result()))
                     if checked is not None:
-                        checked.writing = writer.submit(_store, store, checked.rows)
-                        writing = checked
+                        writing = checked, writer.submit(_store, store, checked.rows)
                     elif until_idle and idle:
                         break
                 except _RETRIED as error:
-                    if writing is not None and writing.writing is not None:
-                        wait_for([writing.writing])  # it failed, or is left unacknowledged
+                    if writing is not None:
+                        wait_for([writing[1]])  # it failed, or is left unacknowledged
                     writing = None
                     cause = "stream" if isinstance(error, StreamUnavailableError) else "store"
                     logger.warning("the %s cannot answer (%s: %s); nothing of this batch is "
@@ -472,9 +469,9 @@ def consume(store: Store, source: StreamSource, *, batch: int = 500, block_ms: i
                     source.retry()
                     continue
                 wait = first_retry_wait
-            if writing is not None and writing.writing is not None:  # stopped: settle it
+            if writing is not None:  # stopped: settle it
                 with contextlib.suppress(*_RETRIED):
-                    record(_settle(source, writing, writing.writing.result()))
+                    record(_settle(source, writing[0], writing[1].result()))
     finally:
         sys.setswitchinterval(interval)
     report.seconds = time.perf_counter() - started

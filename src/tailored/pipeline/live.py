@@ -28,7 +28,7 @@ from tailored.ranking.catalog import aligned_attributes, catalog_attributes
 from tailored.schema import PERSONALIZATION
 from tailored.store import ModelVersion, Store, stored_user_id
 
-from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList, catalog_columns
+from .pipeline import NO_OVERRIDES, Overrides, Pipeline, Ranked, TopList
 
 #: Up to this many users a query reads their profiles one by one, beyond it all at once.
 _PROFILES_ONE_BY_ONE = 100
@@ -462,7 +462,7 @@ class LiveRecommender:
         scores = np.nanmean(similarity[known], axis=0).astype(np.float32)
         if not by_model:  # nothing in common is not similar (a model ranks everything)
             scores[~(scores > 0)] = -np.inf
-        scores[catalog_columns(self.pipeline.items_, asked)] = -np.inf
+        scores[self.pipeline.items_.columns(asked)] = -np.inf
         query = UserQuery(("",), _NO_EVENTS, dict(context or {}))
         ranked = self.pipeline.select(TopList.of(scores), k, query, overrides, self.catalog())
         assert ranked is not None  # a complete list is always exact

@@ -320,7 +320,7 @@ class Pipeline:
         overrides.check(catalog)
         rules = self.rules + overrides.rules
         columns, scores = top.columns, top.scores
-        pinned = catalog_columns(catalog, rules.pins)
+        pinned = catalog.columns(rules.pins)
         extra = np.setdiff1d(pinned, columns) if len(pinned) else pinned
         if len(extra):  # a pin may lift an item from anywhere the user has not been
             extra = np.setdiff1d(extra, self.scorer._resolve(query).history.indices)
@@ -405,7 +405,7 @@ class Pipeline:
         blocked = catalog.unavailable
         if overrides.exclude:
             blocked = blocked.copy()
-            blocked[catalog_columns(catalog, overrides.exclude)] = True
+            blocked[catalog.columns(overrides.exclude)] = True
         return blocked
 
     # ---- forgetting -----------------------------------------------------------------
@@ -463,11 +463,6 @@ class Pipeline:
         return pipeline
 
 
-def catalog_columns(catalog: ItemTable, item_ids: Sequence[str]) -> np.ndarray:
-    """The columns of ``item_ids`` in the catalog (unknown ids left out)."""
-    return catalog.columns(item_ids)
-
-
 def _chunks(query: UserQuery, size: int) -> Iterator[UserQuery]:
     """The query in batches of ``size`` users (their events and profiles with them)."""
     if len(query.user_ids) <= size:
@@ -498,5 +493,4 @@ def _best(scores: np.ndarray, columns: np.ndarray, n: int) -> np.ndarray:
     return candidates[order][:n]
 
 
-__all__ = ["NO_OVERRIDES", "Overrides", "Pipeline", "PipelineConfig", "Ranked", "TopList",
-           "catalog_columns"]
+__all__ = ["NO_OVERRIDES", "Overrides", "Pipeline", "PipelineConfig", "Ranked", "TopList"]
