@@ -70,7 +70,7 @@ class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionCont
                                                     for n in range(700)]))
             inside = transaction.events._bound.exec_driver_sql(  # type: ignore[attr-defined]
                 "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'").scalar()
-            assert inside == 2  # the primary key and the unique event id stay
+            assert inside == 1  # only the primary key stays
         assert self._indexes(store) == before
         with pytest.raises(RuntimeError), store.transaction() as transaction, \
                 transaction.events.loading():

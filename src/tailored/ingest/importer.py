@@ -1,17 +1,18 @@
 """Import a file of events, items or users into the store: all of it, or nothing.
 
-A file is read twice, streaming both times, so memory stays bounded by two chunks:
+A file is read once, streaming, so memory stays bounded by a few chunks. Each chunk is
+validated and stored (a writer thread stores one chunk while the next is validated), all
+chunks in one transaction (:meth:`~tailored.store.Store.transaction`): an import
+interrupted by a crash, Ctrl-C or a full disk leaves nothing of the file behind. A bad
+row stops the writing; the rest of the file is only validated, to count the bad rows,
+and the transaction is rolled back, so nothing of the file is kept.
 
-1. a check pass reads (and by default validates) every row, keeping only counts, the
-   first few rejects and the first chunk's records, so a bad row on line 9,000,000 stops
-   the import before anything is written;
-2. a write pass stores the first chunk's records, then validates each further chunk again
-   and writes it to the store (a file of one chunk is validated once), all chunks in one
-   transaction (:meth:`~tailored.store.Store.transaction`): an import interrupted by a
-   crash, Ctrl-C or a full disk leaves nothing of the file behind.
+Several files imported together (the files of a MovieLens data set) are first all read
+in a check pass that validates and writes nothing, so a bad row in any of them means
+none is written; the write pass then validates each chunk again (a file of one chunk is
+validated once).
 
-With ``skip_invalid=True`` the check pass only reads (so a file that cannot be read still
-imports nothing), and the write pass stores the valid rows and writes every bad row to a
+With ``skip_invalid=True`` the valid rows are stored and every bad row is written to a
 rejects CSV. Either way, nothing valid is dropped and nothing unvalidated is stored.
 
 Events must be of a type the ``event_weights`` setting names (the six known ones and the
@@ -24,6 +25,7 @@ import csv
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ from tailored.ingest.readers import RecordChunk, read_records
 from tailored.ingest.records import check_kind
 from tailored.ingest.validate import Record, Reject, validate_records
 from tailored.schema import EventWeights, Item, User
-from tailored.store import Store, Transaction
+from tailored.store import BulkLoad, Store, Transaction
 from tailored.store.rows import event_rows
 
 #: What a chunk of a file validates to: items or users, or events as columns.
@@ -75,7 +77,7 @@ class ImportReport:
     rejects_path : Path or None
         Where the rejected rows were written, if any were.
     seconds : float
-        Wall time of the import, both passes included.
+        Wall time of the import, a check pass included.
     """
 
     path: Path
@@ -141,6 +143,12 @@ class _Checked:
     # (memory stays bounded: one chunk, and a small file is validated only once).
     first_records: Records | None = None
 
+    def note(self, rejects: Sequence[Reject]) -> None:
+        """Count ``rejects``, keeping the first few for the error message."""
+        self.rejected += len(rejects)
+        room = SHOWN_REJECTS - len(self.first_rejects)
+        self.first_rejects.extend(rejects[:max(room, 0)])
+
 
 def _validate(source: Source, chunk: RecordChunk) -> tuple[Records, list[Reject]]:
     if source.kind != "events":
@@ -170,9 +178,7 @@ def _check(source: Source, *, validate: bool) -> _Checked:
             records, rejects = _validate(source, chunk)
             if checked.first_records is None:
                 checked.first_records = records
-            checked.rejected += len(rejects)
-            room = SHOWN_REJECTS - len(checked.first_rejects)
-            checked.first_rejects.extend(rejects[:max(room, 0)])
+            checked.note(rejects)
     checked.seconds = time.perf_counter() - started
     return checked
 
@@ -221,34 +227,55 @@ def _store_count(transaction: Transaction, kind: str) -> int:
     return transaction.items.count() if kind == "items" else transaction.users.count()
 
 
-def _write(transaction: Transaction, source: Source, rejects_file: _RejectsFile | None,
-           first_records: Records | None) -> tuple[int, int]:
+def _store(transaction: Transaction, kind: str, records: Records) -> int:
+    """Write one chunk; return how many events were new (items and users are counted
+    in the store)."""
+    if isinstance(records, pa.Table):
+        return transaction.events.add_rows(records)
+    if kind == "items":
+        transaction.items.upsert(cast(list[Item], records))
+    else:
+        transaction.users.upsert(cast(list[User], records))
+    return 0
+
+
+def _write(transaction: Transaction, source: Source, checked: _Checked,
+           rejects_file: _RejectsFile | None, *, checking: bool) -> tuple[int, int]:
     """Validate and store each chunk in one transaction; return (rows written, rows new to
-    the store)."""
+    the store). A chunk is stored by a writer thread, mostly waiting on the store, while
+    the next one is read and validated here.
+
+    With ``checking`` (no check pass came first) the rows are counted into ``checked``,
+    and once a row is rejected (without a ``rejects_file``) nothing more is written: the
+    rest is only validated, for the count, and the caller refuses the whole source."""
     written = new = 0
     before = 0 if source.kind == "events" else _store_count(transaction, source.kind)
-    for index, chunk in enumerate(source.chunks()):
-        rejects: list[Reject] = []
-        if index == 0 and first_records is not None:
-            records = first_records
-        else:
-            records, rejects = _validate(source, chunk)
-        if rejects:
-            if rejects_file is None:
-                # The check pass found none, so the file changed under us.
+    with ThreadPoolExecutor(1, thread_name_prefix="tailored-import-store") as writer:
+        storing: Future[int] | None = None
+        for index, chunk in enumerate(source.chunks()):
+            rejects: list[Reject] = []
+            if checking:
+                checked.rows_read += len(chunk)
+            if index == 0 and checked.first_records is not None:
+                records, checked.first_records = checked.first_records, None
+            else:
+                records, rejects = _validate(source, chunk)
+            if rejects and rejects_file is not None:
+                rejects_file.write(rejects)
+            elif rejects and checking:
+                checked.note(rejects)
+            elif rejects:  # the check pass found none, so the file changed under us
                 raise InvalidDataError(
-                    f"{source.path} changed while it was imported ({rejects[0]}); nothing "
-                    "of it was stored; import the finished file again")
-            rejects_file.write(rejects)
-        if len(records) == 0:
-            continue
-        if isinstance(records, pa.Table):
-            new += transaction.events.add_rows(records)
-        elif source.kind == "items":
-            transaction.items.upsert(cast(list[Item], records))
-        else:
-            transaction.users.upsert(cast(list[User], records))
-        written += len(records)
+                    f"{source.path} changed while it was imported ({rejects[0]}); "
+                    "nothing of it was stored; import the finished file again")
+            if checked.rejected or len(records) == 0:
+                continue
+            if storing is not None:  # one chunk at a time: the store keeps the file's order
+                new += storing.result()
+            storing = writer.submit(_store, transaction, source.kind, records)
+            written += len(records)
+        if storing is not None:
+            new += storing.result()
     if source.kind != "events":
         new = _store_count(transaction, source.kind) - before
     return written, new
@@ -261,7 +288,8 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
 
     In the default mode a bad row in any source means nothing from any source is written.
     Each source is written in one transaction: an import stopped halfway through a
-    source leaves nothing of that source (the sources before it stay imported).
+    source leaves nothing of that source (the sources before it stay imported). A single
+    source is checked as it is written, in that transaction, so it is read only once.
 
     Parameters
     ----------
@@ -286,7 +314,11 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
         if skip_invalid and target.resolve() == source.path.resolve():
             raise ValueError(f"rejects_path {target} is the file being imported; choose "
                              "another path for the rejected rows")
-    checks = [_check(source, validate=not skip_invalid) for source in sources]
+    # Several sources are all checked before the first is written; a single one is
+    # checked while it is written, and a bad row rolls its transaction back.
+    checking = len(sources) == 1
+    checks = ([_Checked()] if checking else
+              [_check(source, validate=not skip_invalid) for source in sources])
     if any(c.rejected for c in checks):
         raise _refuse(sources, checks)
     reports = []
@@ -295,10 +327,13 @@ def import_sources(store: Store, sources: Sequence[Source], *, skip_invalid: boo
         rejects_file = _RejectsFile(target) if skip_invalid else None
         try:
             with store.transaction() as transaction, (
-                    transaction.events.loading() if source.kind == "events" else nullcontext()):
-                written, new = _write(transaction, source, rejects_file,
-                                      checked.first_records)
-            checked.first_records = None
+                    transaction.events.loading() if source.kind == "events"
+                    else nullcontext(BulkLoad())) as load:
+                written, new = _write(transaction, source, checked, rejects_file,
+                                      checking=checking)
+                if checked.rejected:
+                    raise _refuse([source], [checked])
+            new -= load.repeated  # known once the load has ended
             if source.kind == "events" and new >= VACUUM_AFTER:
                 store.events.vacuum()
         finally:
@@ -326,8 +361,8 @@ def import_file(store: Store, path: str | Path, kind: str, *, skip_invalid: bool
 
     The file is stored in one transaction: all of it, or (when the import fails or is
     interrupted) none of it. On SQLite that transaction holds the database's write lock
-    while the rows are written (the second half of an import: some 20 s for a million
-    events on two cores), so other writers wait: an event sent to the API meanwhile waits
+    while the file is imported (some 20 s for a million events on two cores), so other
+    writers wait: an event sent to the API meanwhile waits
     up to 10 s (``busy_timeout``), then is answered 503 with ``Retry-After``. Import
     large files when few events arrive, or use PostgreSQL, where writers do not wait.
 

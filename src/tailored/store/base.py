@@ -36,6 +36,14 @@ USER_COLUMNS = ("user_id", "attributes", "consent")
 BASKET_LIMIT = 1_000
 
 
+@dataclass
+class BulkLoad:
+    """What a bulk load (:meth:`EventLog.loading`) found once it ended: ``repeated``
+    rows carried the event id of an earlier row, and only the earliest was kept."""
+
+    repeated: int = 0
+
+
 class EventLog(Protocol):
     """Append-only log of what users did."""
 
@@ -55,12 +63,15 @@ class EventLog(Protocol):
         personalization: the same read as :meth:`UserDirectory.without_consent` first)."""
         ...
 
-    def loading(self) -> AbstractContextManager[None]:
+    def loading(self) -> AbstractContextManager[BulkLoad]:
         """Around the writes of one large import, in a transaction
-        (:meth:`Store.transaction`): on PostgreSQL, into an empty events table, its
-        secondary indexes are dropped first and built once at the end, several times
-        cheaper than keeping them up to date row by row. Until the transaction ends,
-        the events table is locked (readers wait). Elsewhere it does nothing."""
+        (:meth:`Store.transaction`): on PostgreSQL, into an empty events table, the rows
+        are copied straight in with every index but the primary key dropped, and at the
+        end the event ids are made unique (a row repeating an earlier row's id is
+        dropped; :attr:`BulkLoad.repeated` counts them) and the indexes are built once,
+        several times cheaper than keeping them up to date row by row. Until the
+        transaction ends, the events table is locked (readers wait). Elsewhere it does
+        nothing."""
         ...
 
     def vacuum(self) -> None:

@@ -22,7 +22,13 @@ from sqlalchemy.engine import Engine
 
 from tailored.schema import PERSONALIZATION, Event, Item, User
 from tailored.store.alerts import SqlAlerts
-from tailored.store.base import BASKET_LIMIT, ITEM_COLUMNS, USER_COLUMNS, ModelVersion
+from tailored.store.base import (
+    BASKET_LIMIT,
+    ITEM_COLUMNS,
+    USER_COLUMNS,
+    BulkLoad,
+    ModelVersion,
+)
 from tailored.store.changes import SqlChanges, install_change_tracking
 from tailored.store.experiments import SqlExperiments, experiments_table
 from tailored.store.keys import SqlKeyStore
@@ -136,24 +142,52 @@ promotions_table = sa.Table(
 )
 
 
+def _copy(cursor: Any, table: str, rows: pa.Table) -> None:
+    """``rows`` into ``table`` by ``COPY`` (far faster than inserts)."""
+    text = io.BytesIO()
+    pa_csv.write_csv(rows, text, pa_csv.WriteOptions(include_header=False))
+    with cursor.copy(f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN "
+                     "(FORMAT csv)") as copy:
+        copy.write(text.getbuffer())
+
+
 def _copy_events(conn: sa.Connection, rows: pa.Table) -> int:
-    """``rows`` into PostgreSQL's events by ``COPY`` (far faster than inserts), through a
-    scratch table so a known ``event_id`` is skipped: return how many were new."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
+    """``rows`` into PostgreSQL's events by ``COPY``, through a scratch table so a known
+    ``event_id`` is skipped: return how many were new."""
+    cursor = _cursor(conn)
     names = ", ".join(EVENT_ROWS.names)
     cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS events_in (n BIGINT, {_ROW_TYPES})")
     cursor.execute("TRUNCATE events_in")
-    numbered = rows.add_column(0, "n", pa.array(np.arange(len(rows)), pa.int64()))
-    text = io.BytesIO()
-    pa_csv.write_csv(numbered, text, pa_csv.WriteOptions(include_header=False))
-    with cursor.copy(f"COPY events_in (n, {names}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(text.getbuffer())
+    _copy(cursor, "events_in", rows.select(EVENT_ROWS.names).add_column(
+        0, "n", pa.array(np.arange(len(rows)), pa.int64())))
     # In the batch's order, so ``seq`` keeps it (ties in time are read back in it).
     cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM events_in ORDER BY n "
                    "ON CONFLICT (event_id) DO NOTHING")
     return max(cursor.rowcount, 0)
+
+
+def _cursor(conn: sa.Connection) -> Any:
+    """The psycopg cursor under ``conn``, for ``COPY``."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver.cursor()
+
+
+def _add_unique_event_ids(conn: sa.Connection, name: str, definition: str) -> int:
+    """Put the unique event id constraint back after a bulk load; rows repeating an
+    earlier row's event id are deleted first (the earliest is kept): how many."""
+    add = f'ALTER TABLE events ADD CONSTRAINT "{name}" {definition}'
+    try:
+        with conn.begin_nested():  # the usual case, a file without repeats: one pass
+            conn.exec_driver_sql(add)
+        return 0
+    except sa.exc.IntegrityError:
+        pass
+    repeated = conn.exec_driver_sql(
+        "DELETE FROM events later USING events earlier "
+        "WHERE later.event_id = earlier.event_id AND later.seq > earlier.seq").rowcount
+    conn.exec_driver_sql(add)
+    return max(repeated, 0)
 
 
 def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +211,8 @@ def _validated(model: Any, values: dict[str, Any]) -> Any:
 
 
 class SqlEventLog(SqlTables):
+    _bulk = False  # inside loading(), into an empty table: rows are copied straight in
+
     def add(self, events: Iterable[Event]) -> int:
         return self.add_rows(event_rows(list(events)))
 
@@ -185,6 +221,9 @@ class SqlEventLog(SqlTables):
         # One transaction: on return, every event is durable (or none is, on error).
         postgres = self.engine.dialect.name == "postgresql"
         with self._begin() as conn:
+            if self._bulk:  # no unique index to check yet: loading() dedupes at its end
+                _copy(_cursor(conn), "events", rows.select(EVENT_ROWS.names))
+                return len(rows)
             if postgres and len(rows) >= COPY_ROWS:
                 return _copy_events(conn, rows)
             added = 0
@@ -200,21 +239,34 @@ class SqlEventLog(SqlTables):
             return added
 
     @contextmanager
-    def loading(self) -> Iterator[None]:
+    def loading(self) -> Iterator[BulkLoad]:
+        load = BulkLoad()
         conn = self._bound
         if self.engine.dialect.name != "postgresql" or conn is None or \
                 conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM events)").scalar():
-            yield
+            yield load
             return
-        # The unique ones stay: they keep event ids idempotent while the rows go in.
-        dropped = conn.exec_driver_sql(
+        # Everything but the primary key goes, the unique event id too: the rows are
+        # copied straight in, their ids made unique once at the end.
+        unique = conn.exec_driver_sql(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'events'::regclass AND contype = 'u'").all()
+        for name, _ in unique:
+            conn.exec_driver_sql(f'ALTER TABLE events DROP CONSTRAINT "{name}"')
+        indexes = conn.exec_driver_sql(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
             "AND tablename = 'events' AND indexdef NOT LIKE 'CREATE UNIQUE %%'").all()
-        for name, _ in dropped:
+        for name, _ in indexes:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
-        yield
+        self._bulk = True
+        try:
+            yield load
+        finally:
+            self._bulk = False
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
-        for _, definition in dropped:  # sorted once: far cheaper than row by row
+        for name, definition in unique:  # sorted once: far cheaper than row by row
+            load.repeated += _add_unique_event_ids(conn, name, definition)
+        for _, definition in indexes:
             conn.exec_driver_sql(definition)
 
     def vacuum(self) -> None:

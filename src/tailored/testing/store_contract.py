@@ -82,16 +82,24 @@ class StoreContract:
     def test_a_bulk_load_stores_each_event_once_and_reads_by_user_after(self, store: Store
                                                                         ) -> None:
         events = [_event(n, user=f"u{n % 3}") for n in range(1_200)]
-        with store.transaction() as transaction, transaction.events.loading():
-            for start in (0, 600, 500):  # the last chunk repeats 100 events
-                rows = event_rows(events[start:start + 600])
-                transaction.events.add_rows(rows)
+        with store.transaction() as transaction, transaction.events.loading() as load:
+            added = sum(transaction.events.add_rows(event_rows(events[start:start + 600]))
+                        for start in (0, 600, 500))  # the last chunk repeats 100 events
+        assert added - load.repeated == 1_200  # what is new, on every backend
         assert store.events.count() == 1_200
         assert sorted(store.events.frame(user_ids=["u1"])["event_id"]) == sorted(
             f"e{n}" for n in range(1, 1_200, 3))
         with store.transaction() as transaction, transaction.events.loading():
             transaction.events.add_rows(event_rows([_event(5_000)]))  # into a full table
         assert store.events.count() == 1_201
+
+    def test_a_bulk_load_keeps_the_first_event_of_an_id(self, store: Store) -> None:
+        first = [_event(n, item="first") for n in range(600)]
+        with store.transaction() as transaction, transaction.events.loading() as load:
+            added = transaction.events.add_rows(event_rows(first))
+            added += transaction.events.add_rows(event_rows([_event(7, item="later")]))
+        assert added - load.repeated == 600
+        assert set(store.events.frame()["item_id"]) == {"first"}
 
     def test_a_failed_bulk_load_leaves_nothing(self, store: Store) -> None:
         with pytest.raises(RuntimeError, match="stopped"), store.transaction() as transaction, \
