@@ -235,23 +235,27 @@ def wrk(base: str, users_file: Path, seconds: int, connections: int, threads: in
 
 def warm_up(port: int, users: list[str], key: str, rounds: int = 6,
             connections: int = 16) -> None:
-    """Ask for every user ``rounds`` times (each worker then has cached nearly all of
-    them: a user misses a worker with probability 2 * 0.5**rounds)."""
+    """Ask for every user ``rounds`` times, each time over another of the ``connections``
+    (a kept-alive connection stays with one worker, so one connection per user would warm
+    only its worker): a user then misses a worker with probability 2 * 0.5**rounds."""
     import http.client
     from concurrent.futures import ThreadPoolExecutor
 
-    def drive(part: list[str]) -> int:
+    def drive(number: int) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for user in part * rounds:
-            connection.request("GET", f"/recommendations/{user}?k=10",
-                               headers={"Authorization": f"Bearer {key}"})
-            connection.getresponse().read()
+        asked = 0
+        for round_number in range(rounds):
+            for user in users[(number + round_number) % connections::connections]:
+                connection.request("GET", f"/recommendations/{user}?k=10",
+                                   headers={"Authorization": f"Bearer {key}"})
+                connection.getresponse().read()
+                asked += 1
         connection.close()
-        return len(part) * rounds
+        return asked
 
     started = time.perf_counter()
     with ThreadPoolExecutor(connections) as pool:
-        done = sum(pool.map(drive, [users[n::connections] for n in range(connections)]))
+        done = sum(pool.map(drive, range(connections)))
     _log(f"warm-up: {done:,} requests in {time.perf_counter() - started:.0f} s")
 
 
