@@ -246,8 +246,9 @@ class SqlEventLog(SqlTables):
                 conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM events)").scalar():
             yield load
             return
-        # Everything but the primary key goes, the unique event id too: the rows are
-        # copied straight in, their ids made unique once at the end.
+        # Everything but the primary key goes, the unique event id too (the table's one
+        # unique constraint): the rows are copied straight in, their ids made unique once
+        # at the end.
         unique = conn.exec_driver_sql(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'events'::regclass AND contype = 'u'").all()
