@@ -257,7 +257,7 @@ def test_an_import_interrupted_halfway_leaves_nothing_of_the_file(store: Store,
 
     def chunks() -> Iterator[RecordChunk]:
         for number, chunk in enumerate(read_records(path, "events", chunk_rows=50)):
-            if number == 4:  # 200 rows written: Ctrl-C
+            if number == 4:  # 200 rows in: Ctrl-C
                 raise KeyboardInterrupt
             yield chunk
 

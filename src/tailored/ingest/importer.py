@@ -77,7 +77,7 @@ class ImportReport:
     rejects_path : Path or None
         Where the rejected rows were written, if any were.
     seconds : float
-        Wall time of the import, a check pass included.
+        Wall time of the import (its check pass included, when several files had one).
     """
 
     path: Path
@@ -362,9 +362,9 @@ def import_file(store: Store, path: str | Path, kind: str, *, skip_invalid: bool
     The file is stored in one transaction: all of it, or (when the import fails or is
     interrupted) none of it. On SQLite that transaction holds the database's write lock
     while the file is imported (some 20 s for a million events on two cores), so other
-    writers wait: an event sent to the API meanwhile waits
-    up to 10 s (``busy_timeout``), then is answered 503 with ``Retry-After``. Import
-    large files when few events arrive, or use PostgreSQL, where writers do not wait.
+    writers wait: an event sent to the API meanwhile waits up to 10 s (``busy_timeout``),
+    then is answered 503 with ``Retry-After``. Import large files when few events arrive,
+    or use PostgreSQL, where writers do not wait.
 
     Parameters
     ----------
