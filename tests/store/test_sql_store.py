@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,30 @@ class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionCont
         with store.engine.connect() as conn:  # type: ignore[attr-defined]
             return sorted(conn.exec_driver_sql(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'").all())
+
+    def test_threads_that_come_and_go_leave_no_connection_open(self, store: Store
+                                                               ) -> None:
+        # Serving threads retire when idle; their freshness checks' connections must not
+        # stay open (a server would run out of connections).
+        def connections() -> int:
+            with store.engine.connect() as conn:  # type: ignore[attr-defined]
+                return int(conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database()").scalar_one())
+
+        def round_of_threads() -> None:
+            threads = [threading.Thread(target=store.changes.check, args=("u1",))
+                       for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        round_of_threads()
+        after_one = connections()
+        for _ in range(3):
+            round_of_threads()
+        assert connections() == after_one
 
     def test_a_bulk_load_builds_the_indexes_it_dropped(self, store: Store) -> None:
         before = self._indexes(store)

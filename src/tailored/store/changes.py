@@ -133,21 +133,27 @@ class SqlChanges(SqlTables):
             f"(SELECT consents FROM users WHERE user_id = {mark}), "
             f"(SELECT attributes FROM users WHERE user_id = {mark}) "
             f"FROM events WHERE user_id = {mark}")
-        self._held = threading.local()
-        # Held connections come from outside the engine's pool, which they would exhaust
-        # (one per serving thread); an in-memory SQLite database has one shared connection.
+        # Connections of their own, outside the engine's pool, which they would exhaust
+        # (one per request in flight); an in-memory SQLite database has one shared
+        # connection. Between checks they wait on a stack, the last used on top, whatever
+        # thread used it: serving threads come and go (anyio retires one idle for 10 s),
+        # and a connection per thread would outlive its thread, open, until the store
+        # closed (and start with a cold cache in the next one).
         in_memory = isinstance(engine.pool, sa.pool.StaticPool)
-        self._direct = engine if in_memory else sa.create_engine(engine.url,
-                                                                 poolclass=sa.pool.NullPool)
-        self._all_held: list[Any] = []  # to close them with the store
+        self._direct = engine if in_memory else sa.create_engine(
+            engine.url, poolclass=sa.pool.NullPool,
+            **({"connect_args": {"check_same_thread": False}}
+               if engine.dialect.name == "sqlite" else {}))
+        self._idle: list[Any] = []
+        self._closed = False
         self._lock = threading.Lock()
 
     def check(self, user_id: str) -> Freshness:
         """The user's event count and last event, and the catalog version, as of now."""
-        # Every request asks this, so it skips the pool: each thread holds one DBAPI
-        # connection in autocommit (each query sees everything committed before it).
+        # Every request asks this, so it skips the engine's pool: a DBAPI connection of
+        # its own, in autocommit (each query sees everything committed before it).
         for attempt in range(2):
-            connection = self._connection()
+            connection = self._take()
             try:
                 cursor = connection.cursor()
                 try:
@@ -155,42 +161,45 @@ class SqlChanges(SqlTables):
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-                return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]),
-                                 row[4])
             except self.engine.dialect.dbapi.Error:  # type: ignore[union-attr]
-                self._drop_connection()  # a server restart, say: reconnect once
+                with contextlib.suppress(Exception):  # a server restart, say: reconnect once
+                    connection.invalidate()
                 if attempt == 1:
                     raise
+                continue
+            self._give_back(connection)
+            return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]),
+                             row[4])
         raise AssertionError("unreachable")
 
-    def _connection(self) -> Any:
-        connection = getattr(self._held, "connection", None)
-        if connection is None:
-            connection = self._direct.raw_connection()
-            if self.engine.dialect.name == "postgresql":
-                driver: Any = connection.driver_connection
-                driver.autocommit = True
-            self._held.connection = connection
-            with self._lock:
-                self._all_held.append(connection)
+    def _take(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        connection = self._direct.raw_connection()
+        if self.engine.dialect.name == "postgresql":
+            driver: Any = connection.driver_connection
+            driver.autocommit = True
         return connection
 
-    def close(self) -> None:
-        """Give back the connections held for :meth:`check` (when the store closes)."""
+    def _give_back(self, connection: Any) -> None:
         with self._lock:
-            held, self._all_held = self._all_held, []
-        for connection in held:
+            if not self._closed:
+                self._idle.append(connection)
+                return
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    def close(self) -> None:
+        """Close the connections kept for :meth:`check` (when the store closes); one in
+        use now is closed when its check ends."""
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for connection in idle:
             with contextlib.suppress(Exception):
                 connection.close()
         if self._direct is not self.engine:
             self._direct.dispose()
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._held, "connection", None)
-        self._held.connection = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
 
     def catalog_version(self) -> int:
         """The catalog version: 0 until an item is first written, then growing."""
