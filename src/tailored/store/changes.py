@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +118,15 @@ def _withheld(consents: str | None) -> frozenset[str]:
     return frozenset(p for p, granted in json.loads(consents).items() if not granted)
 
 
+#: Connections :meth:`SqlChanges.check` keeps between checks (more are opened when more
+#: requests are in flight, and closed after): anyio's default number of threads.
+_CHECK_CONNECTIONS = 40
+
+
+def _autocommit(dbapi_connection: Any, _: Any) -> None:
+    dbapi_connection.autocommit = True
+
+
 class SqlChanges(SqlTables):
     """Cheap checks of what changed, for caches in front of the store."""
 
@@ -133,27 +141,24 @@ class SqlChanges(SqlTables):
             f"(SELECT consents FROM users WHERE user_id = {mark}), "
             f"(SELECT attributes FROM users WHERE user_id = {mark}) "
             f"FROM events WHERE user_id = {mark}")
-        # Connections of their own, outside the engine's pool, which they would exhaust
-        # (one per request in flight); an in-memory SQLite database has one shared
-        # connection. Between checks they wait on a stack, the last used on top, whatever
-        # thread used it: serving threads come and go (anyio retires one idle for 10 s),
-        # and a connection per thread would outlive its thread, open, until the store
-        # closed (and start with a cold cache in the next one).
+        # A pool of their own, outside the engine's, which they would exhaust (one per
+        # request in flight); an in-memory SQLite database has one shared connection.
+        # Last used first: serving threads come and go (anyio retires one idle for 10 s),
+        # and a connection is any thread's, so none outlives its thread.
         in_memory = isinstance(engine.pool, sa.pool.StaticPool)
         self._direct = engine if in_memory else sa.create_engine(
-            engine.url, poolclass=sa.pool.NullPool,
-            **({"connect_args": {"check_same_thread": False}}
-               if engine.dialect.name == "sqlite" else {}))
-        self._idle: list[Any] = []
-        self._closed = False
-        self._lock = threading.Lock()
+            engine.url, pool_size=_CHECK_CONNECTIONS, max_overflow=-1, pool_use_lifo=True,
+            pool_reset_on_return=None)  # autocommit: nothing to roll back
+        if engine.dialect.name == "postgresql":
+            sa.event.listen(self._direct, "connect", _autocommit)
 
     def check(self, user_id: str) -> Freshness:
         """The user's event count and last event, and the catalog version, as of now."""
-        # Every request asks this, so it skips the engine's pool: a DBAPI connection of
-        # its own, in autocommit (each query sees everything committed before it).
+        # Every request asks this, so it skips the engine's pool and SQLAlchemy's
+        # statement handling: a DBAPI connection in autocommit (each query sees
+        # everything committed before it).
         for attempt in range(2):
-            connection = self._take()
+            connection = self._direct.raw_connection()
             try:
                 cursor = connection.cursor()
                 try:
@@ -167,37 +172,14 @@ class SqlChanges(SqlTables):
                 if attempt == 1:
                     raise
                 continue
-            self._give_back(connection)
+            connection.close()  # back to the pool
+            assert row is not None  # an aggregate always has its row
             return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]),
                              row[4])
         raise AssertionError("unreachable")
 
-    def _take(self) -> Any:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        connection = self._direct.raw_connection()
-        if self.engine.dialect.name == "postgresql":
-            driver: Any = connection.driver_connection
-            driver.autocommit = True
-        return connection
-
-    def _give_back(self, connection: Any) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(connection)
-                return
-        with contextlib.suppress(Exception):
-            connection.close()
-
     def close(self) -> None:
-        """Close the connections kept for :meth:`check` (when the store closes); one in
-        use now is closed when its check ends."""
-        with self._lock:
-            idle, self._idle, self._closed = self._idle, [], True
-        for connection in idle:
-            with contextlib.suppress(Exception):
-                connection.close()
+        """Close the connections kept for :meth:`check` (when the store closes)."""
         if self._direct is not self.engine:
             self._direct.dispose()
 

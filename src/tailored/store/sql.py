@@ -155,16 +155,17 @@ def _copy(cursor: Any, table: str, rows: pa.Table) -> None:
 def _copy_events(conn: sa.Connection, rows: pa.Table) -> int:
     """``rows`` into PostgreSQL's events by ``COPY``, through a scratch table so a known
     ``event_id`` is skipped: return how many were new."""
-    cursor = _cursor(conn)
     names = ", ".join(EVENT_ROWS.names)
-    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS events_in (n BIGINT, {_ROW_TYPES})")
-    cursor.execute("TRUNCATE events_in")
-    _copy(cursor, "events_in", rows.select(EVENT_ROWS.names).add_column(
-        0, "n", pa.array(np.arange(len(rows)), pa.int64())))
-    # In the batch's order, so ``seq`` keeps it (ties in time are read back in it).
-    cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM events_in ORDER BY n "
-                   "ON CONFLICT (event_id) DO NOTHING")
-    return max(cursor.rowcount, 0)
+    with _cursor(conn) as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS events_in (n BIGINT, "
+                       f"{_ROW_TYPES})")
+        cursor.execute("TRUNCATE events_in")
+        _copy(cursor, "events_in", rows.select(EVENT_ROWS.names).add_column(
+            0, "n", pa.array(np.arange(len(rows)), pa.int64())))
+        # In the batch's order, so ``seq`` keeps it (ties in time are read back in it).
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM events_in "
+                       "ORDER BY n ON CONFLICT (event_id) DO NOTHING")
+        return max(cursor.rowcount, 0)
 
 
 def _cursor(conn: sa.Connection) -> Any:
@@ -240,7 +241,8 @@ class SqlEventLog(SqlTables):
         postgres = self.engine.dialect.name == "postgresql"
         with self._begin() as conn:
             if self._bulk:  # no unique index to check yet: loading() dedupes at its end
-                _copy(_cursor(conn), "events", rows.select(EVENT_ROWS.names))
+                with _cursor(conn) as cursor:
+                    _copy(cursor, "events", rows.select(EVENT_ROWS.names))
                 return len(rows)
             if postgres and len(rows) >= COPY_ROWS:
                 return _copy_events(conn, rows)
