@@ -28,6 +28,7 @@ from tailored.evaluation.search_spaces import (
     starting_point,
 )
 from tailored.evaluation.tuning import (
+    BLENDED_FAMILIES,
     Objective,
     TuningResult,
     ValidationMetric,
@@ -640,10 +641,14 @@ def test_every_trial_is_recorded(outer: Split,
     assert result.elapsed == clock.now
     # Each family's first trial is its starting point at the data's shape (the model's
     # defaults, but what scales with the data: EASE's penalty here); the stacked ranker's
-    # is the one for the protocol (temporal here).
+    # is the one for the protocol (temporal here), the blend's its parts at equal weights.
     shape = DataShape.of(outer.train)
     for family, rows in trials.groupby("family"):
         first = rows.loc[rows["number"] == 0, "params"].iloc[0]
+        if family == "weighted":
+            assert [part["weight"] for part in first["parts"]] == [1.0] * BLENDED_FAMILIES
+            assert first["normalisation"] == "zscore"
+            continue
         start = (STACKED_STARTING_POINTS["temporal"] if family == "ranked"
                  else starting_point(str(family), shape))
         assert start is not None
@@ -909,6 +914,59 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
     assert len({params["num_leaves"] for params in ranked}) > 1
 
 
+def test_the_hybrid_blends_the_best_configurations_of_the_best_families(
+        result: TuningResult) -> None:
+    trials = result.trials
+    singles = [family for family in FAMILIES if family not in tuning.COMPOSITES]
+    best = (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
+            .sort_values(ascending=False, kind="stable"))
+    blends = trials.loc[trials["family"] == "weighted", "params"].tolist()
+    first = blends[0]["parts"]
+    assert [part["model"] for part in first] == best.index[:BLENDED_FAMILIES].tolist()
+    sources = trials.loc[trials["family"] == "ranked", "params"].iloc[0]["sources"]
+    tuned = {source["model"]: source["params"] for source in sources if "name" not in source}
+    for part in first:  # the same tuned configurations as the ranker's sources
+        assert part["params"] == tuned[part["model"]]
+    # First the plain mean; then other weights of the same parts (a part at 0 is left out).
+    assert [part["weight"] for part in first] == [1.0] * BLENDED_FAMILIES
+    assert len(blends) == 2 and blends[1]["parts"] != first
+    for part in blends[1]["parts"]:
+        assert 0 < part["weight"] <= 1 and part["params"] == tuned[part["model"]]
+    # The blend is a candidate like any family: re-checkable and refittable from its params.
+    assert create("weighted", **blends[1]).config.normalisation == blends[1]["normalisation"]
+
+
+def test_with_one_other_family_the_hybrid_keeps_its_default_parts(outer: Split) -> None:
+    tuned = tune(outer.train, models=["popular", "weighted"], n_trials=1)
+    first = tuned.trials.loc[tuned.trials["family"] == "weighted", "params"].iloc[0]
+    assert [part["model"] for part in first["parts"]] == ["als", "item_knn", "popular"]
+    assert tuning.stacked_composites(["popular", "weighted", "ranked"]) == ["ranked"]
+    assert tuning.stacked_composites(["popular", "ease", "weighted", "ranked"]) == [
+        "weighted", "ranked"]
+
+
+def test_with_a_budget_the_blend_comes_after_the_families_it_blends(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    clock = FakeClock(monkeypatch, parts=True)  # every fit takes 1 s, each part's too
+    tuned = tune(outer.train, models=["popular", "ease", "item_knn", "weighted"],
+                 budget_seconds=40, clock=clock)
+    order = tuned.trials.sort_values("number", kind="stable")
+    searched = [family for family, events, _ in clock.fits
+                if events == tuned.validation["first"]["train_events"]]
+    first_blend = searched.index("weighted")
+    assert set(searched[:first_blend]) == {"popular", "ease", "item_knn"}
+    # Its parts are fitted once, for its first trial; later trials only re-weigh them.
+    blends = order[order["family"] == "weighted"]
+    assert (blends["state"] == "COMPLETE").sum() >= 2
+    blended = searched[first_blend:]
+    assert blended.count("weighted") == len(blends[blends["state"] != "WAITING"])
+    assert sorted(family for family in blended if family != "weighted") == sorted(
+        part["model"] for part in blends["params"].iloc[0]["parts"])
+    stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "weighted")]
+    assert stack["spent"] <= stack["planned"]
+    assert tuned.elapsed == clock.now <= 40
+
+
 def test_the_stacked_rankers_first_trial_mirrors_the_protocol() -> None:
     data = leave_last_out_split(checkerboard(n_users=40, n_items=40, seed=3)).train
     tuned = tune(data, models=["popular", "ranked"], n_trials=1,
@@ -936,7 +994,7 @@ def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
     # does not charge): the leader's source stays, popular's is left out, and a note says so.
     sources = tuned.trials.loc[tuned.trials["family"] == "ranked", "params"].iloc[0]["sources"]
     assert [source["model"] for source in sources] == ["ease"]
-    assert tuned.notes == ["ranked: stacked without the sources ['popular'] to fit the 4.7 s "
+    assert tuned.notes == ["ranked: stacked without the parts ['popular'] to fit the 4.7 s "
                            "left"]
     # Every trial of the ranker comes after those of the families it stacks on.
     searched = [family for family, events, _ in clock.fits

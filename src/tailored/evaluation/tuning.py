@@ -11,8 +11,9 @@ the families that screened best; iterative models (ALS, BPR, SASRec) stop early 
 validation metric. The best few candidates are then checked again on a
 second, different fold (see :func:`validation_folds`) and the winner is the best mean
 of both folds, which guards against a configuration that only fits the first fold's
-noise. When the learned ranker (``ranked``) is searched with other families, it is
-stacked on them: searched last, on the tuned configurations of the best families as its
+noise. The composites, searched with other families, are stacked on them: searched
+last, on the tuned configurations of the best families, the weighted hybrid
+(``weighted``) as a blend of them and the learned ranker (``ranked``) with them as its
 candidate sources. The winner is refitted on all the given data. Evaluate it on a
 held-out test set the tuner never saw::
 
@@ -30,6 +31,7 @@ the winner is a :class:`~tailored.pipeline.Pipeline`: the tuned model with a
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -79,6 +81,9 @@ from .search_spaces import (
     STACKED_STARTING_POINTS,
     STARTING_POINTS,
     DataShape,
+    SearchSpace,
+    blend_space,
+    blend_starting_point,
     reranker_space,
     reranker_starting_point,
     starting_point,
@@ -109,8 +114,12 @@ _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
 _PATIENCE = 2  # checkpoints without improvement before an iterative fit stops
 _EPOCH_PATIENCE = 5  # epochs without improvement before an epoch-checked fit stops
-STACK_SHARE = 0.5  # of the search time, kept for the stacked ranker when it is searched
+STACK_SHARE = 0.5  # of the search time, kept for the stacked composites when searched
 STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sources
+BLENDED_FAMILIES = 3  # the best families whose tuned configurations the hybrid blends
+# Of the stack time, at most, for the blend when the ranker follows: its trials after the
+# first only re-weigh fitted parts, so they are quick and it soon stops (STALE_TRIALS).
+BLEND_SHARE = 1 / 3
 # A screen predicted to take more than this share of the budget runs on a subsample of
 # the users (a proxy fold), sized to take about that share.
 PROXY_SHARE = 0.25
@@ -119,15 +128,17 @@ SCREEN_EPOCHS = 10  # epochs an epoch family's screen is predicted to take (to p
 # A family whose starting point would take more than this share of the budget to re-check
 # and fit on all the data is not screened: it could not win within the budget.
 FINISHING_SHARE = 0.5
-# The stacked ranker is tried when this many of its first trial (which fits its sources
-# for later trials on the same labels), its re-check and its final fit fit the time left.
+# A stacked composite is tried when this many of its first trial (which fits its parts
+# for the later trials), its re-check and its final fit fit the time left.
 STACK_ROUNDS = 2
 UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time left: stop
 # The guard and the final fit, the budget's last steps, are held to their predicted time
 # times this (a composite's prediction adds the errors of its parts').
 PREDICTION_MARGIN = 1.25
 TIME_SPLIT_COLUMNS = ["phase", "family", "planned", "spent", "trials"]
-COMPOSITES = ("weighted", "ranked")  # families made of other families: never a source
+# Families made of other families: never a source, and stacked (searched last, on the
+# tuned configurations of the others) when at least this many other families are searched.
+COMPOSITES = {"weighted": 2, "ranked": 1}
 
 
 # ---- metric and folds ----------------------------------------------------------------
@@ -676,8 +687,8 @@ def _label_period(params: Mapping[str, Any]) -> str:
 def _objective(family: str, fold: Split, validation: Objective, seed: int,
                deadline: Callable[[], float | None], clock: Clock,
                fixed: dict[str, Any] | None = None, *, shape: DataShape = REFERENCE_SHAPE,
-               costs: CostModel | None = None, shared_parts: bool = False
-               ) -> Callable[[optuna.Trial], float]:
+               costs: CostModel | None = None, shared_parts: bool = False,
+               space: SearchSpace | None = None) -> Callable[[optuna.Trial], float]:
     """Score a sampled configuration (plus the ``fixed`` params, and the re-ranker's
     knobs the objective asks for) on ``fold``; iterative families stop early, and no
     later than ``deadline()`` (the end of the phase under way, a ``clock()`` value). The
@@ -689,8 +700,9 @@ def _objective(family: str, fold: Split, validation: Objective, seed: int,
     first check it predicts to end past ``deadline()`` is pruned before it starts (user
     attribute ``unaffordable``). ``shared_parts``: a composite's parts are fitted once
     per label period (inside :func:`~tailored.ranking.reusing_fitted_parts`), so only
-    a trial on a new one pays for them."""
-    space = SEARCH_SPACES[family]
+    a trial on a new one pays for them. ``space`` replaces the family's search space
+    (the blend's, which depends on its parts)."""
+    space = space or SEARCH_SPACES[family]
     fold_shape = _shape(fold)
     fitted_periods: dict[str, dict[str, Any]] = {}  # label period: its params
 
@@ -909,11 +921,7 @@ def stacked_sources(trials: pd.DataFrame, families: Sequence[str],
     ...     "ease", "item_knn"], count=2)]
     [('popular', 100), ('ease', 50), ('item_knn_recent', 30)]
     """
-    singles = [family for family in families if family not in COMPOSITES]
-    leaders: dict[str, dict[str, Any]] = {}  # best first, one per family
-    for candidate in _candidates(trials[trials["family"].isin(singles)], singles,
-                                 len(singles)):
-        leaders.setdefault(candidate["family"], candidate)
+    leaders = _leaders(trials, families)
     sources = [{"model": family, "params": leader["params"], "n": 100 if position == 0 else 50}
                for position, (family, leader) in enumerate(list(leaders.items())[:count])]
     if sources and "seed" in sources[0]["params"]:
@@ -925,6 +933,43 @@ def stacked_sources(trials: pd.DataFrame, families: Sequence[str],
         sources.append({"name": "item_knn_recent", "model": "item_knn",
                         "params": leaders["item_knn"]["params"], "recent_items": 5, "n": 30})
     return sources
+
+
+def blended_parts(trials: pd.DataFrame, families: Sequence[str],
+                  count: int = BLENDED_FAMILIES) -> list[dict[str, Any]]:
+    """The stacked weighted hybrid's parts: the best configuration of each of the
+    ``count`` best single families on the first fold, best first.
+
+    Examples
+    --------
+    >>> trials = pd.DataFrame({"family": ["popular", "ease", "item_knn"], "number": 0,
+    ...     "params": [{"half_life_days": 3.0}, {"regularization": 250.0}, {}],
+    ...     "iterations": None, "value": [0.3, 0.2, 0.1], "state": "COMPLETE"})
+    >>> [part["model"] for part in blended_parts(trials, ["popular", "ease", "item_knn"],
+    ...                                          count=2)]
+    ['popular', 'ease']
+    """
+    return [{"model": family, "params": leader["params"]}
+            for family, leader in list(_leaders(trials, families).items())[:count]]
+
+
+def _leaders(trials: pd.DataFrame, families: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each single family's best configuration on the first fold, best family first."""
+    singles = [family for family in families if family not in COMPOSITES]
+    leaders: dict[str, dict[str, Any]] = {}
+    for candidate in _candidates(trials[trials["family"].isin(singles)], singles,
+                                 len(singles)):
+        leaders.setdefault(candidate["family"], candidate)
+    return leaders
+
+
+def stacked_composites(families: Sequence[str]) -> list[str]:
+    """The composites among ``families`` that :func:`tune` stacks on the others (those
+    with at least ``COMPOSITES[family]`` others searched), in the order it stacks them:
+    the blend, then the ranker. Alone, a composite keeps its default parts."""
+    singles = [family for family in families if family not in COMPOSITES]
+    return [family for family, fewest in COMPOSITES.items()
+            if family in families and len(singles) >= fewest]
 
 
 def available_families() -> list[str]:
@@ -991,18 +1036,23 @@ class _Search:
                 direction="maximize", study_name=family,
                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP_TRIALS),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=_PRUNER_STARTUP_TRIALS))
-            start = (STACKED_STARTING_POINTS.get(protocol, starting_point(family))
-                     if family not in singles else starting_point(family, shape))
+            if family in singles:
+                start = starting_point(family, shape)
+            elif family == "ranked":
+                start = STACKED_STARTING_POINTS.get(protocol, starting_point(family))
+            else:  # the blend's start names its parts: enqueued when it is stacked
+                start = None
             if start is not None:
                 self.studies[family].enqueue_trial(
                     {**start, **reranker_starting_point(validation.knobs)})
         self.objectives = {family: self._objective(family) for family in singles}
 
     def _objective(self, family: str, fixed: dict[str, Any] | None = None,
-                   shared_parts: bool = False) -> Callable[[optuna.Trial], float]:
+                   shared_parts: bool = False, space: SearchSpace | None = None
+                   ) -> Callable[[optuna.Trial], float]:
         return _objective(family, self.fold, self.validation, self.seed,
                           lambda: self.deadline(), self.clock, fixed, shape=self.shape,
-                          costs=self.costs, shared_parts=shared_parts)
+                          costs=self.costs, shared_parts=shared_parts, space=space)
 
     def run(self, family: str, *, n_trials: int | None = None, budgeted: bool = False
             ) -> int:
@@ -1022,15 +1072,22 @@ class _Search:
                                       callbacks=callbacks)
         return _trials_run(self.studies[family]) - before
 
-    def stack(self, sources: list[dict[str, Any]], *, n_trials: int | None = None,
-              budgeted: bool = False) -> int:
-        """Trials of the ranker stacked on ``sources``, which fit once per label period."""
+    def stack(self, family: str, parts: list[dict[str, Any]], *,
+              n_trials: int | None = None, budgeted: bool = False) -> int:
+        """Trials of the composite ``family`` stacked on ``parts`` (:func:`stacked_parts`),
+        which are fitted once (the ranker's sources once per label period)."""
         if self.progress is not None:
-            self.progress(f"ranked: stacked on {[source['model'] for source in sources]}")
-        self.objectives["ranked"] = self._objective("ranked", {"sources": sources},
-                                                    shared_parts=True)
-        with reusing_fitted_parts():  # every trial refits the same sources
-            return self.run("ranked", n_trials=n_trials, budgeted=budgeted)
+            self.progress(f"{family}: stacked on {[part['model'] for part in parts]}")
+        if family == "ranked":
+            self.objectives[family] = self._objective(family, {"sources": parts},
+                                                      shared_parts=True)
+        else:
+            self.objectives[family] = self._objective(
+                family, shared_parts=True, space=functools.partial(blend_space, parts=parts))
+            self.studies[family].enqueue_trial(
+                {**blend_starting_point(parts), **reranker_starting_point(self.validation.knobs)})
+        with reusing_fitted_parts():  # every trial refits the same parts
+            return self.run(family, n_trials=n_trials, budgeted=budgeted)
 
     def trials(self, families: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per trial of ``families`` (default: all), as ``TuningResult.trials``."""
@@ -1112,16 +1169,20 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        by ``RANK_SHARES`` (the leader gets most), the least promising family searches
        first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
        or whose share is shorter than its typical trial leaves its time to the next
-       ones, so the leader also gets what others left. With the ranker stacked (below),
-       the search keeps ``STACK_SHARE`` of its time for it when the cost model says
-       ``STACK_ROUNDS`` of its first trial and its re-check and final fit fit in that.
-    3. *Stack*: when ``ranked`` is searched with other families, it comes last, its
-       candidate sources fixed to the best configurations found so far
-       (:func:`stacked_sources`; the costliest left out while the stack would not fit
-       the time left), its first trial matched to the protocol
-       (``STACKED_STARTING_POINTS``); its trials share the fitted sources
-       (:func:`~tailored.ranking.reusing_fitted_parts`), so a trial mostly costs the
-       LightGBM fit. With ``n_trials`` it also runs after the other families.
+       ones, so the leader also gets what others left. With composites stacked (below),
+       the search keeps ``STACK_SHARE`` of its time for them when the cost model says
+       ``STACK_ROUNDS`` of one's first trial and its re-check and final fit fit in that.
+    3. *Stack*: the composites come last (:func:`stacked_composites`), on the best
+       configurations found so far (the costliest left out while the stack would not
+       fit the time left), and their trials share the fitted parts
+       (:func:`~tailored.ranking.reusing_fitted_parts`). First ``weighted``, with at
+       least two other families, for at most ``BLEND_SHARE`` of the time left: a blend
+       of the ``BLENDED_FAMILIES`` best (:func:`blended_parts`), first at equal weights,
+       then re-weighted, so a trial after the first costs little more than scoring.
+       Then ``ranked``, with the rest: its candidate sources are the best
+       configurations (:func:`stacked_sources`) and its first trial is matched to the
+       protocol (``STACKED_STARTING_POINTS``), so a trial mostly costs the LightGBM
+       fit. With ``n_trials`` they also run after the other families.
     4. *Guard and final fit*: held back from the start of each phase, the predicted
        time to re-check the candidates and fit the winner on all of ``data``, plus
        ``RESERVED_SHARE`` of the budget. The best configuration of each of the
@@ -1169,10 +1230,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
     first, second = validation_folds(data, protocol)
-    # The ranker among other families is stacked on them: searched after them, with their
-    # tuned configurations as its sources. Alone, it keeps its default sources.
-    stacks = "ranked" in families and len(families) > 1
-    singles = [family for family in families if not (stacks and family == "ranked")]
+    # A composite among other families is stacked on them: searched after them, on
+    # their tuned configurations. Alone, it keeps its default parts.
+    stacked = stacked_composites(families)
+    singles = [family for family in families if family not in stacked]
     shape = DataShape.of(data)  # the ranges scale with the data the winner learns from
     costs = CostModel()
     ledger = _Ledger(progress)
@@ -1198,10 +1259,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         if n_trials is not None:
             for family in singles:
                 search.run(family, n_trials=n_trials)
-            if stacks:
-                sources = stacked_sources(search.trials(singles), singles)
-                if sources:
-                    search.stack(sources, n_trials=n_trials)
+            for family in stacked:
+                parts = stacked_parts(family, search.trials(singles), singles)
+                if len(parts) >= COMPOSITES[family]:
+                    search.stack(family, parts, n_trials=n_trials)
         else:
             def reserved_costs(family: str, trial: optuna.trial.FrozenTrial
                                ) -> tuple[float, float]:
@@ -1215,7 +1276,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
 
             budget = _Budget(started, budget_seconds, clock, lambda: _finishing_seconds(
                 search.studies, recheck, 1.0, costs=reserved_costs))
-            _spend(search, budget, ledger, screened, stacks, finishing_costs)
+            _spend(search, budget, ledger, screened, stacked, finishing_costs)
         search.deadline = lambda: None
     trials = search.trials()
     if budget is not None and not _candidates(trials, families, 1) \
@@ -1260,10 +1321,11 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
 
 
 def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str],
-           stacks: bool,
+           stacked: list[str],
            finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
            ) -> None:
-    """The budgeted phases of :func:`tune`: screen ``families``, search, stack."""
+    """The budgeted phases of :func:`tune`: screen ``families``, search, stack the
+    composites ``stacked`` on them."""
     clock, costs, fold_shape = search.clock, search.costs, search.fold_shape
 
     def until(end: float, kept: float = 0.0) -> Callable[[], float]:
@@ -1290,7 +1352,7 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
         ledger.spent("screen", family, planned, clock() - began, ran)
         screened.append(family)
 
-    stack_time = _stack_time(search, budget, finishing_costs) if stacks else 0.0
+    stack_time = _stack_time(search, budget, stacked, finishing_costs)
     order = _search_order({f: search.studies[f] for f in screened})  # 2. search, leader last
     weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
                for rank in range(len(order))][::-1]
@@ -1306,63 +1368,86 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
         ran = search.run(family, budgeted=True)
         ledger.spent("search", family, share, clock() - began, ran)
 
-    if stacks and screened:  # 3. stack
+    for position, family in enumerate(stacked if screened else []):  # 3. stack
         left = budget.search_left()
-        sources, dropped = _affordable_sources(search, left, finishing_costs)
-        if not sources:
-            ledger.note(f"ranked left out: stacked on the best families it would need more "
-                        f"than the {left:.1f} s left")
-            ledger.spent("stack", "ranked", 0.0, 0.0, 0)
-            return
+        parts, dropped = _affordable_parts(search, family, left, finishing_costs)
+        if not parts:
+            ledger.note(f"{family} left out: stacked on the best families it would need "
+                        f"more than the {left:.1f} s left")
+            ledger.spent("stack", family, 0.0, 0.0, 0)
+            continue
         if dropped:
-            ledger.note(f"ranked: stacked without the sources {dropped} to fit the "
+            ledger.note(f"{family}: stacked without the parts {dropped} to fit the "
                         f"{left:.1f} s left")
-        search.deadline = budget.search_end
+        # The blend may take a share; the last composite (the ranker) all that is left.
+        share = left if position == len(stacked) - 1 else BLEND_SHARE * left
+        search.deadline = until(clock() + share)
         began = clock()
-        ran = search.stack(sources, budgeted=True)
-        ledger.spent("stack", "ranked", left, clock() - began, ran)
+        ran = search.stack(family, parts, budgeted=True)
+        ledger.spent("stack", family, share, clock() - began, ran)
 
 
-def _stack_time(search: _Search, budget: _Budget,
+def stacked_parts(family: str, trials: pd.DataFrame, families: Sequence[str]
+                  ) -> list[dict[str, Any]]:
+    """What the composite ``family`` is stacked on, from the trials of ``families``: the
+    ranker's sources (:func:`stacked_sources`) or the blend's parts
+    (:func:`blended_parts`)."""
+    if family == "ranked":
+        return stacked_sources(trials, families)
+    return blended_parts(trials, families)
+
+
+def _stack_time(search: _Search, budget: _Budget, stacked: Sequence[str],
                 finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
                 ) -> float:
-    """The search time kept for the stacked ranker: ``STACK_SHARE`` of what is left when
-    the cost model says the stack (on the screen's leaders, the costliest sources left
-    out as needed) fits in it, else none."""
+    """The search time kept for the stacked composites: ``STACK_SHARE`` of what is left
+    when the cost model says one of them (on the screen's leaders, the costliest parts
+    left out as needed) fits in it, else none."""
     kept = STACK_SHARE * budget.search_left()
-    sources, _ = _affordable_sources(search, kept, finishing_costs)
-    return kept if sources else 0.0
+    fits = any(_affordable_parts(search, family, kept, finishing_costs)[0]
+               for family in stacked)
+    return kept if fits else 0.0
 
 
-def _stack_cost(search: _Search, sources: list[dict[str, Any]],
+def _stacked_start(search: _Search, family: str, parts: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """The model params of a stacked composite's first trial on ``parts``."""
+    if family == "ranked":
+        start = STACKED_STARTING_POINTS.get(search.protocol, STARTING_POINTS["ranked"])
+        return {**_start_params("ranked", search.shape, start), "sources": parts}
+    fixed = cast(optuna.Trial, optuna.trial.FixedTrial(blend_starting_point(parts)))
+    return blend_space(fixed, search.shape, parts=parts)
+
+
+def _stack_cost(search: _Search, family: str, parts: list[dict[str, Any]],
                 finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
                 ) -> float:
-    """Predicted seconds the stacked ranker needs on ``sources``: ``STACK_ROUNDS`` of its
-    first trial (its sources fitted) and its re-check and final fit."""
-    start = STACKED_STARTING_POINTS.get(search.protocol, STARTING_POINTS["ranked"])
-    params = {**_start_params("ranked", search.shape, start), "sources": sources}
-    trial = search.costs.seconds("ranked", params, search.fold_shape)
-    return STACK_ROUNDS * trial + sum(finishing_costs("ranked", params))
+    """Predicted seconds a stacked composite needs on ``parts``: ``STACK_ROUNDS`` of its
+    first trial (its parts fitted) and its re-check and final fit."""
+    params = _stacked_start(search, family, parts)
+    trial = search.costs.seconds(family, params, search.fold_shape)
+    return STACK_ROUNDS * trial + sum(finishing_costs(family, params))
 
 
-def _affordable_sources(search: _Search, left: float,
-                        finishing_costs: Callable[[str, Mapping[str, Any]],
-                                                  tuple[float, float]]
-                        ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The stacked ranker's sources (:func:`stacked_sources`), the costliest left out
-    (the leader's second seed first, the leader last) until its trials, re-check and
-    final fit fit in ``left`` seconds (none when they never do), and the names of
-    those left out."""
-    sources = stacked_sources(search.trials(search.singles), search.singles)
+def _affordable_parts(search: _Search, family: str, left: float,
+                      finishing_costs: Callable[[str, Mapping[str, Any]],
+                                                tuple[float, float]]
+                      ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The stacked composite's parts (:func:`stacked_parts`), the costliest left out
+    (the ranker's second seed of the leader first, the leader last) until its trials,
+    re-check and final fit fit in ``left`` seconds (none when they never do with
+    ``COMPOSITES[family]`` parts), and the names of those left out."""
+    parts = stacked_parts(family, search.trials(search.singles), search.singles)
     dropped: list[str] = []
-    while sources and _stack_cost(search, sources, finishing_costs) > left:
-        droppable = ([s for s in sources if s.get("name", "").endswith("_reseeded")]
-                     or sources[1:] or sources)
-        costliest = max(droppable, key=lambda s: search.costs.seconds(
-            s["model"], s["params"], search.fold_shape, scored=False))
+    while len(parts) >= COMPOSITES[family] and _stack_cost(
+            search, family, parts, finishing_costs) > left:
+        droppable = ([p for p in parts if p.get("name", "").endswith("_reseeded")]
+                     or parts[1:] or parts)
+        costliest = max(droppable, key=lambda p: search.costs.seconds(
+            p["model"], p["params"], search.fold_shape, scored=False))
         dropped.append(costliest.get("name", costliest["model"]))
-        sources = [s for s in sources if s is not costliest]
-    return sources, dropped
+        parts = [p for p in parts if p is not costliest]
+    return (parts, dropped) if len(parts) >= COMPOSITES[family] else ([], dropped)
 
 
 def _recheck(candidates: list[dict[str, Any]], wanted: int,
