@@ -493,6 +493,9 @@ def _tailored_row(result: Any, outer: Split, seconds: float, budget: float) -> d
     columns = [c for c in ("family", "first_fold", "second_fold", "mean")
                if c in checked.columns]
     row["second_fold"] = checked[columns].to_dict(orient="records")
+    # Where the budget went and what it changed: the tuner's own log.
+    row["notes"] = list(result.notes)
+    row["time_split"] = result.time_split.round(2).to_dict(orient="records")
     return row
 
 
@@ -693,6 +696,15 @@ def _tuner_line(row: dict[str, Any]) -> str:
             + " (the best mean wins)")
     if row.get("error"):
         parts.append(f"failed ({row['error']})")
+    if row.get("time_split"):
+        spent: dict[str, float] = {}
+        for entry in row["time_split"]:
+            key = f"{entry['phase']} {entry['family']}" if entry["phase"] == "stack" \
+                else entry["phase"]
+            spent[key] = spent.get(key, 0.0) + entry["spent"]
+        parts.append("time spent: " + ", ".join(f"{k} {v:.0f} s" for k, v in spent.items()))
+    if row.get("notes"):
+        parts.append("notes: " + "; ".join(row["notes"]))
     over = row.get("over_budget_seconds", 0.0)
     parts.append(f"took {row['tune_seconds']:.0f} s"
                  + (f", {over:.0f} s over its budget" if over >= 1 else ""))

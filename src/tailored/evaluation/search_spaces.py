@@ -29,6 +29,8 @@ other tables):
   random sample.
 - ``STACKED_STARTING_POINTS``: the first trial of the ranker when :func:`tune` stacks
   it on other families, by validation protocol (labels that mirror what it asks).
+  Stacked on them, the weighted hybrid searches :func:`blend_space` instead of its own
+  (weights of the tuned families it blends), from :func:`blend_starting_point`.
 - ``ITERATIVE_FAMILIES``: families refitted at growing iteration counts (their space
   samples ``iterations``), mapped to the first count at which their validation
   metric is checked; the checks then double (``4, 8, 16, ...``) up to the sampled

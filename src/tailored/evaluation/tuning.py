@@ -117,9 +117,9 @@ _EPOCH_PATIENCE = 5  # epochs without improvement before an epoch-checked fit st
 STACK_SHARE = 0.5  # of the search time, kept for the stacked composites when searched
 STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sources
 BLENDED_FAMILIES = 3  # the best families whose tuned configurations the hybrid blends
-# Of the stack time, at most, for the blend when the ranker follows: its trials after the
-# first only re-weigh fitted parts, so they are quick and it soon stops (STALE_TRIALS).
-BLEND_SHARE = 1 / 3
+# The time the ranker leaves for the blend after it: this many of the blend's first trial
+# (which fits its parts; a later one only re-weighs them, so it costs a fraction of that).
+BLEND_ROUNDS = 3
 # A screen predicted to take more than this share of the budget runs on a subsample of
 # the users (a proxy fold), sized to take about that share.
 PROXY_SHARE = 0.25
@@ -137,8 +137,9 @@ UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time lef
 PREDICTION_MARGIN = 1.25
 TIME_SPLIT_COLUMNS = ["phase", "family", "planned", "spent", "trials"]
 # Families made of other families: never a source, and stacked (searched last, on the
-# tuned configurations of the others) when at least this many other families are searched.
-COMPOSITES = {"weighted": 2, "ranked": 1}
+# tuned configurations of the others, in this order) when at least this many other
+# families are searched.
+COMPOSITES = {"ranked": 1, "weighted": 2}
 
 
 # ---- metric and folds ----------------------------------------------------------------
@@ -1175,14 +1176,14 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     3. *Stack*: the composites come last (:func:`stacked_composites`), on the best
        configurations found so far (the costliest left out while the stack would not
        fit the time left), and their trials share the fitted parts
-       (:func:`~tailored.ranking.reusing_fitted_parts`). First ``weighted``, with at
-       least two other families, for at most ``BLEND_SHARE`` of the time left: a blend
+       (:func:`~tailored.ranking.reusing_fitted_parts`). First ``ranked``: its candidate
+       sources are the best configurations (:func:`stacked_sources`) and its first
+       trial is matched to the protocol (``STACKED_STARTING_POINTS``), so a trial
+       mostly costs the LightGBM fit. It leaves ``BLEND_ROUNDS`` times the predicted
+       first trial of ``weighted`` (with at least two other families) for it, a blend
        of the ``BLENDED_FAMILIES`` best (:func:`blended_parts`), first at equal weights,
        then re-weighted, so a trial after the first costs little more than scoring.
-       Then ``ranked``, with the rest: its candidate sources are the best
-       configurations (:func:`stacked_sources`) and its first trial is matched to the
-       protocol (``STACKED_STARTING_POINTS``), so a trial mostly costs the LightGBM
-       fit. With ``n_trials`` they also run after the other families.
+       With ``n_trials`` they also run after the other families.
     4. *Guard and final fit*: held back from the start of each phase, the predicted
        time to re-check the candidates and fit the winner on all of ``data``, plus
        ``RESERVED_SHARE`` of the budget. The best configuration of each of the
@@ -1267,10 +1268,13 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
             def reserved_costs(family: str, trial: optuna.trial.FrozenTrial
                                ) -> tuple[float, float]:
                 """A trial's re-check and final fit, unless they could never fit the
-                budget (``FINISHING_SHARE`` of it, as at the screen): the guard passes
-                such a configuration over, so no time is kept for it."""
+                budget (``FINISHING_SHARE`` of it, as at the screen) or no longer fit the
+                time left (as the guard will judge it): the guard passes such a
+                configuration over, so no time is kept for it."""
                 rechecks, final = finishing_costs(family, _rechecked_params(family, trial))
-                if rechecks + final > FINISHING_SHARE * budget_seconds:
+                if (rechecks + final > FINISHING_SHARE * budget_seconds
+                        or PREDICTION_MARGIN * (rechecks + final)
+                        > started + budget_seconds - clock()):
                     return math.nan, math.nan
                 return rechecks, final
 
@@ -1379,12 +1383,25 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
         if dropped:
             ledger.note(f"{family}: stacked without the parts {dropped} to fit the "
                         f"{left:.1f} s left")
-        # The blend may take a share; the last composite (the ranker) all that is left.
-        share = left if position == len(stacked) - 1 else BLEND_SHARE * left
-        search.deadline = until(clock() + share)
+        kept = sum(_blend_seconds(search, later, left, finishing_costs)
+                   for later in stacked[position + 1:])  # the blend's, after the ranker
+        search.deadline = until(clock() + left, kept)
         began = clock()
         ran = search.stack(family, parts, budgeted=True)
-        ledger.spent("stack", family, share, clock() - began, ran)
+        ledger.spent("stack", family, left - kept, clock() - began, ran)
+
+
+def _blend_seconds(search: _Search, family: str, left: float,
+                   finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
+                   ) -> float:
+    """The time a composite stacked after another keeps from it: ``BLEND_ROUNDS`` of its
+    first trial, when it fits in ``left`` at all (none otherwise)."""
+    parts, _ = _affordable_parts(search, family, left, finishing_costs)
+    if not parts:
+        return 0.0
+    first = search.costs.seconds(family, _stacked_start(search, family, parts),
+                                 search.fold_shape)
+    return BLEND_ROUNDS * first
 
 
 def stacked_parts(family: str, trials: pd.DataFrame, families: Sequence[str]
