@@ -967,7 +967,7 @@ def _leaders(trials: pd.DataFrame, families: Sequence[str]) -> dict[str, dict[st
 def stacked_composites(families: Sequence[str]) -> list[str]:
     """The composites among ``families`` that :func:`tune` stacks on the others (those
     with at least ``COMPOSITES[family]`` others searched), in the order it stacks them:
-    the blend, then the ranker. Alone, a composite keeps its default parts."""
+    the ranker, then the blend. Alone, a composite keeps its default parts."""
     singles = [family for family in families if family not in COMPOSITES]
     return [family for family, fewest in COMPOSITES.items()
             if family in families and len(singles) >= fewest]
