@@ -889,12 +889,17 @@ def test_leave_last_one_out_tuning_validates_on_earlier_events() -> None:
 
 # ---- the stacked ranker ----------------------------------------------------------------
 
+def _best_single_families(trials: pd.DataFrame) -> pd.Series:
+    """Each single family's best first-fold value, best first."""
+    singles = [family for family in FAMILIES if family not in tuning.COMPOSITES]
+    return (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
+            .sort_values(ascending=False, kind="stable"))
+
+
 def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
         result: TuningResult) -> None:
     trials = result.trials
-    singles = [family for family in FAMILIES if family not in tuning.COMPOSITES]
-    best = (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
-            .sort_values(ascending=False, kind="stable"))
+    best = _best_single_families(trials)
     sources = trials.loc[trials["family"] == "ranked", "params"].iloc[0]["sources"]
     tuned = [source for source in sources if "name" not in source]
     assert [source["model"] for source in tuned] == best.index[:tuning.STACKED_FAMILIES].tolist()
@@ -920,9 +925,7 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
 def test_the_hybrid_blends_the_best_configurations_of_the_best_families(
         result: TuningResult) -> None:
     trials = result.trials
-    singles = [family for family in FAMILIES if family not in tuning.COMPOSITES]
-    best = (trials[trials["family"].isin(singles)].groupby("family")["value"].max()
-            .sort_values(ascending=False, kind="stable"))
+    best = _best_single_families(trials)
     blends = trials.loc[trials["family"] == "weighted", "params"].tolist()
     first = blends[0]["parts"]
     assert [part["model"] for part in first] == best.index[:BLENDED_FAMILIES].tolist()
