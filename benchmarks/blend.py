@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from accuracy import DATASETS, load
+from peers import DEFAULT_DATA
 
 from tailored.dataset import split_by_name
 from tailored.evaluation import evaluate_model, validation_folds
@@ -36,7 +37,6 @@ from tailored.evaluation.tuning import COMPOSITES, available_families, blended_p
 from tailored.models import create
 
 RESULTS = Path(__file__).parent / "results"
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 CHOOSING_ROWS = [f"{name}/{protocol}" for name, spec in DATASETS.items()
                  if spec.role == "choosing" for protocol in spec.protocols]
 

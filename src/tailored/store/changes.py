@@ -172,7 +172,8 @@ class SqlChanges(SqlTables):
                 if attempt == 1:
                     raise
                 continue
-            connection.close()  # back to the pool
+            finally:
+                connection.close()  # back to the pool, whatever happened
             assert row is not None  # an aggregate always has its row
             return Freshness(int(row[0]), int(row[1]), int(row[2]), _withheld(row[3]),
                              row[4])
