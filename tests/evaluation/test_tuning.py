@@ -582,8 +582,8 @@ def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) 
     singles = [family for family in available_families() if family not in tuning.COMPOSITES]
     first_trials = tuned.trials[tuned.trials["number"] == 0].set_index("family")["state"]
     assert first_trials.to_dict() == dict.fromkeys([*singles, "ranked"], "COMPLETE")
-    assert "weighted left out: stacked on the best families it would need more than the " \
-           "4.1 s left" in tuned.notes
+    assert any(note.startswith("weighted left out: stacked on the best families it would "
+                               "need more than the ") for note in tuned.notes)
     fitted = list(dict.fromkeys(family for family, _, _ in clock.fits))
     assert fitted == [*singles, "ranked"]
     assert tuned.elapsed == clock.now <= 45

@@ -32,7 +32,7 @@ def test_exactly_the_families_that_recount_item_state_say_exact() -> None:
     data = with_user(checkerboard())
     exact = {name for name, family in MODELS.items()
              if family(**family.example_params).fit(data).forget_users(FORGOTTEN).exact}
-    assert exact == {"popular", "item_knn", "user_knn", "content", "cascade"}
+    assert exact == {"popular", "item_knn", "user_knn", "content", "cascade", "transitions"}
 
 
 def test_combining_adds_known_and_needs_every_part_exact() -> None:

@@ -176,8 +176,9 @@ def tune(
     models: Annotated[str | None, typer.Option(
         help="Comma-separated families to search (default: every family with a search "
         "space whose packages are installed: single models such as popular, item_knn, "
-        "ease, als, bpr, sasrec, and the ranked pipeline and weighted hybrid, which are "
-        "searched last, stacked on the best of the others: the hybrid blends them).")] = None,
+        "ease, als, bpr, transitions, sasrec, and the ranked pipeline and weighted "
+        "hybrid, which are searched last, stacked on the best of the others: the hybrid "
+        "blends them).")] = None,
     protocol: Annotated[str, typer.Option(
         help="Split protocol, as in evaluate (temporal, leave-last-one-out, ...). The test "
         "part is held out; tuning validates inside the training part only.")] = "temporal",

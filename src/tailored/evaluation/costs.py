@@ -53,6 +53,7 @@ CHECK_OVERHEAD = 0.05  # seconds of every check that no work formula counts (sco
 _SASREC_STEP_WORK = 5e7  # one optimizer step's fixed overhead, in SASRec's work units
 _ALS_SOLVE_WORK = 1e5  # one user's or item's solve in an ALS iteration, beyond its factors
 _BPR_SAMPLE_WORK = 64  # drawing one BPR triple, in factor updates
+_SEQUENCE_WORK = 25  # putting one event in its user's time order, in counted steps
 _CANDIDATE_WORK = 0.4  # a source scoring one item for one user, in the ranker's tree work
 
 #: Seconds per unit of work of each family's checks (fit and scoring), measured on
@@ -69,6 +70,7 @@ REFERENCE_RATES: dict[str, float] = {
     "als": 3.0e-10,
     "bpr": 1.9e-9,
     "sasrec": 1.0e-10,
+    "transitions": 8.0e-8,
     "weighted": 1.0e-7,
     "ranked": 8.0e-7,
 }
@@ -135,6 +137,12 @@ def _sasrec_work(config: Any, shape: DataShape, steps: int) -> Work:
                 shape.scored_users * (length * encoder + shape.items * factors))
 
 
+def _transitions_work(config: Any, shape: DataShape, steps: int) -> Work:
+    # Ordering every user's events outweighs counting the window's steps after each.
+    return Work(shape.events * (_SEQUENCE_WORK + config.window),
+                2 * shape.scored_users * shape.items)
+
+
 def _weighted_work(config: Any, shape: DataShape, steps: int) -> Work:
     parts = len(config.parts)  # normalise and add each part's scores
     return Work(parts * shape.pairs, parts * shape.scored_users * shape.items)
@@ -161,6 +169,7 @@ WORK: dict[str, WorkFunction] = {
     "als": _als_work,
     "bpr": _bpr_work,
     "sasrec": _sasrec_work,
+    "transitions": _transitions_work,
     "weighted": _weighted_work,
     "ranked": _ranked_work,
 }

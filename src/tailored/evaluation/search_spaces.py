@@ -277,6 +277,18 @@ def sasrec_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dic
     }
 
 
+def transitions_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
+                      ) -> dict[str, Any]:
+    """A window of 1-20 later events (log), conditional or raw counts, 5-500 successors
+    per item (log; :func:`max_item_neighbors`), a recency decay of 0.2-1."""
+    return {
+        "window": trial.suggest_int("window", 1, 20, log=True),
+        "conditional": trial.suggest_categorical("conditional", [True, False]),
+        "successors": trial.suggest_int("successors", 5, max_item_neighbors(shape), log=True),
+        "recency_decay": trial.suggest_float("recency_decay", 0.2, 1.0),
+    }
+
+
 def weighted_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE) -> dict[str, Any]:
     """A weighted hybrid of ALS (weight 0.1-1, so some part always counts), item-kNN
     (0-1), popularity (0-0.5) and EASE (0-1; left out at 0): z-score, min-max or rank
@@ -358,6 +370,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "als": als_space,
     "bpr": bpr_space,
     "sasrec": sasrec_space,
+    "transitions": transitions_space,
     "weighted": weighted_space,
     "ranked": ranked_space,
 }
@@ -373,6 +386,7 @@ STARTING_POINTS: dict[str, dict[str, Any]] = {
     "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
     "sasrec": {"max_length": 50, "factors": 64, "blocks": 2, "dropout": 0.2,
                "learning_rate": 3e-3, "batch_size": 32},
+    "transitions": {"window": 5, "conditional": True, "successors": 100, "recency_decay": 0.7},
     "weighted": {"als_weight": 1.0, "item_knn_weight": 1.0, "popular_weight": 0.2,
                  "ease_weight": 0.0, "normalisation": "zscore"},
     "ranked": {"label_split": "per-user", "label_fraction": 0.2, "n_estimators": 200,

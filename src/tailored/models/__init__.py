@@ -28,6 +28,7 @@ from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
 from tailored.models.segments import Segments, SegmentsConfig
 from tailored.models.sequential import SASRec, SASRecConfig
+from tailored.models.transitions import ItemTransitions, ItemTransitionsConfig
 
 #: The registry: every family that subclasses ``Recommender`` with a ``name``.
 MODELS = Recommender._registry
@@ -53,6 +54,8 @@ __all__ = [
     "Item2VecConfig",
     "ItemKNN",
     "ItemKNNConfig",
+    "ItemTransitions",
+    "ItemTransitionsConfig",
     "ModelConfig",
     "Popular",
     "PopularConfig",

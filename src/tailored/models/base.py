@@ -975,6 +975,22 @@ def _row_of_entries(matrix: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
 
 
+def recent_items(sequence: np.ndarray, recent: int | None, decay: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A history's latest ``recent`` distinct items (``None``: all), newest first, and
+    their weights: the item ``k`` places before the latest weighs ``decay ** k``.
+
+    Examples
+    --------
+    >>> recent_items(np.array([3, 1, 2, 1]), recent=2, decay=0.5)
+    (array([1, 2]), array([1. , 0.5]))
+    """
+    newest_first = sequence[::-1]
+    _, first = np.unique(newest_first, return_index=True)
+    items = newest_first[np.sort(first)][:recent]
+    return items, decay ** np.arange(len(items), dtype=np.float64)
+
+
 def strongest_entries(matrix: sp.csr_matrix, values: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``matrix``, the column whose entry has the largest of ``values``

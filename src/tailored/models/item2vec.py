@@ -13,7 +13,7 @@ from pydantic import Field
 
 from tailored.dataset import Dataset
 
-from .base import ItemIndexConfig, Recommender, ScoringBatch
+from .base import ItemIndexConfig, Recommender, ScoringBatch, recent_items
 
 _MAX_SENTENCE = 10_000  # gensim silently drops tokens past this in one sentence
 
@@ -142,12 +142,8 @@ class Item2Vec(Recommender):
 
     def _query_items(self, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The user's latest distinct items with a vector (newest first) and weights."""
-        newest_first = sequence[::-1]
-        newest_first = newest_first[self.has_vector_[newest_first]]
-        _, first = np.unique(newest_first, return_index=True)
-        items = newest_first[np.sort(first)][:self.config.recent]
-        weights = self.config.recency_decay ** np.arange(len(items), dtype=np.float64)
-        return items, weights
+        return recent_items(sequence[self.has_vector_[sequence]], self.config.recent,
+                            self.config.recency_decay)
 
     def _user_vectors(self, batch: ScoringBatch) -> np.ndarray:
         """Each user's vector (zeros for users none of whose items has one): the

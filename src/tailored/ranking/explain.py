@@ -8,6 +8,8 @@ model              reason
 =================  ===========================================================
 item_knn, ease     "because you viewed X": the history item with the largest
                    term of the score (weight x similarity / EASE weight)
+transitions        "because you viewed X": the latest item with the largest term
+                   (recency weight x how often the item followed it)
 als, bpr           "because you viewed X": the history item with the largest
                    exact share of the score (ALS: c_h y_iᵀ W y_h of the fold-in;
                    BPR: the stationarity of the fold-in objective)
