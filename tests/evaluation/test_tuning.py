@@ -973,6 +973,32 @@ def test_with_a_budget_the_blend_comes_after_the_families_it_blends(
     assert tuned.elapsed == clock.now <= 40
 
 
+def test_time_the_stack_leaves_unused_goes_back_to_the_search(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    ranked_space = tuning.SEARCH_SPACES["ranked"]
+
+    def failing(trial: optuna.Trial, shape: Any) -> dict[str, Any]:
+        if isinstance(trial, optuna.trial.FixedTrial):  # the cost model's plans
+            return ranked_space(trial, shape)
+        raise RuntimeError("no ranker today")
+
+    # The stacked ranker's trials all fail, so it gives up at once and leaves the time
+    # kept for it.
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "ranked", failing)
+    clock = FakeClock(monkeypatch)
+    tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=40,
+                 clock=clock)
+    split = tuned.time_split
+    stack = split[split["phase"] == "stack"].set_index("family").loc["ranked"]
+    assert stack["spent"] < stack["planned"] / 2
+    leftover = split[split["phase"] == "leftover"]
+    assert set(leftover["family"]) <= {"popular", "item_knn"}
+    assert leftover["trials"].sum() >= 2
+    assert (leftover["spent"] <= leftover["planned"]).all()
+    assert tuned.elapsed == clock.now <= 40
+    assert tuned.best_name in {"popular", "item_knn"}
+
+
 def test_the_stacked_rankers_first_trial_mirrors_the_protocol() -> None:
     data = leave_last_out_split(checkerboard(n_users=40, n_items=40, seed=3)).train
     tuned = tune(data, models=["popular", "ranked"], n_trials=1,

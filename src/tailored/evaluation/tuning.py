@@ -1184,7 +1184,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        of the ``BLENDED_FAMILIES`` best (:func:`blended_parts`), first at equal weights,
        then re-weighted, so a trial after the first costs little more than scoring.
        With ``n_trials`` they also run after the other families.
-    4. *Guard and final fit*: held back from the start of each phase, the predicted
+    4. *Leftover*: time the stack did not use (a composite that would not fit, or one
+       that stopped improving) goes back to the search of phase 2, shared alike.
+    5. *Guard and final fit*: held back from the start of each phase, the predicted
        time to re-check the candidates and fit the winner on all of ``data``, plus
        ``RESERVED_SHARE`` of the budget. The best configuration of each of the
        ``recheck`` best families on the first fold (or, with fewer families, the next
@@ -1329,7 +1331,7 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
            finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
            ) -> None:
     """The budgeted phases of :func:`tune`: screen ``families``, search, stack the
-    composites ``stacked`` on them."""
+    composites ``stacked`` on them, and search again in the time the stack left."""
     clock, costs, fold_shape = search.clock, search.costs, search.fold_shape
 
     def until(end: float, kept: float = 0.0) -> Callable[[], float]:
@@ -1357,20 +1359,7 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
         screened.append(family)
 
     stack_time = _stack_time(search, budget, stacked, finishing_costs)
-    order = _search_order({f: search.studies[f] for f in screened})  # 2. search, leader last
-    weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
-               for rank in range(len(order))][::-1]
-    for position, family in enumerate(order):
-        share = (max(0.0, budget.search_left() - stack_time)
-                 * weights[position] / sum(weights[position:]))
-        typical = _typical_seconds(search.studies[family])
-        if share <= 0 or share < typical:  # not one trial: the time goes to the next
-            ledger.spent("search", family, share, 0.0, 0)
-            continue
-        search.deadline = until(clock() + share, stack_time)
-        began = clock()
-        ran = search.run(family, budgeted=True)
-        ledger.spent("search", family, share, clock() - began, ran)
+    _search_phase("search", search, budget, ledger, screened, until, stack_time)  # 2. search
 
     for position, family in enumerate(stacked if screened else []):  # 3. stack
         left = budget.search_left()
@@ -1389,6 +1378,34 @@ def _spend(search: _Search, budget: _Budget, ledger: _Ledger, families: list[str
         began = clock()
         ran = search.stack(family, parts, budgeted=True)
         ledger.spent("stack", family, left - kept, clock() - began, ran)
+
+    # 4. Time the stack did not use (a composite left out or stopped early) goes back
+    # to the search rather than being left on the table.
+    _search_phase("leftover", search, budget, ledger, screened, until)
+
+
+def _search_phase(phase: str, search: _Search, budget: _Budget, ledger: _Ledger,
+                  families: list[str], until: Callable[[float, float], Callable[[], float]],
+                  kept: float = 0.0) -> None:
+    """Search ``families`` in the time left but ``kept`` seconds, the leader last, each
+    getting its ``RANK_SHARES`` share of what the ones before it left (none when that is
+    less than one of its typical trials: it goes to the next)."""
+    clock = search.clock
+    order = _search_order({f: search.studies[f] for f in families})
+    weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
+               for rank in range(len(order))][::-1]
+    for position, family in enumerate(order):
+        share = (max(0.0, budget.search_left() - kept)
+                 * weights[position] / sum(weights[position:]))
+        typical = _typical_seconds(search.studies[family])
+        if share <= 0 or share < typical:  # not one trial: the time goes to the next
+            if phase == "search":
+                ledger.spent(phase, family, share, 0.0, 0)
+            continue
+        search.deadline = until(clock() + share, kept)
+        began = clock()
+        ran = search.run(family, budgeted=True)
+        ledger.spent(phase, family, share, clock() - began, ran)
 
 
 def _blend_seconds(search: _Search, family: str, left: float,
