@@ -64,6 +64,21 @@ def test_a_measured_check_sets_the_familys_rate_and_predicts_other_data() -> Non
     assert costs.seconds("als", params, FOLD) == pytest.approx(6.0)
 
 
+def test_a_check_far_smaller_than_the_largest_does_not_set_the_rate() -> None:
+    costs = CostModel()
+    small, large = {"factors": 8, "iterations": 1}, {"factors": 128, "iterations": 30}
+    costs.record("als", large, FOLD, seconds=4.0)
+    predicted = costs.seconds("als", large, FOLD)
+    # A tiny fit spends most of its time on fixed costs: its rate is many times higher.
+    costs.record("als", small, FOLD, seconds=1.0)
+    assert costs.seconds("als", small, FOLD) / costs.seconds("als", large, FOLD) < 0.1
+    assert costs.seconds("als", large, FOLD) == pytest.approx(predicted)
+    # On its own, it counts.
+    alone = CostModel()
+    alone.record("als", small, FOLD, seconds=1.0)
+    assert alone.seconds("als", small, FOLD) == pytest.approx(1.0)
+
+
 def test_a_family_not_measured_yet_runs_at_the_machines_measured_speed_within_limits(
         ) -> None:
     costs = CostModel()

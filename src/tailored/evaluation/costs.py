@@ -12,10 +12,12 @@ and fits on other data: the second fold, all the data, a subsample of the users.
 Rates start from ``REFERENCE_RATES``, measured on MovieLens 100K on two CPU cores. Once
 the tuner has timed a family's checks, its rate is the slowest of the last
 ``RATE_MEMORY`` of them, so a machine shared with others makes the tuner careful rather
-than late. A family not timed yet runs at its reference rate times the machine's speed
-relative to the reference machine, as the families timed so far show it (the median
-ratio, kept within ``SPEED_LIMIT`` either way: beyond that, a ratio says more about how
-the work formula fits that family than about the machine).
+than late; checks far smaller than the largest timed (less than ``COMPARABLE_WORK`` of
+its work) do not count, since their fixed costs inflate the rate. A family not timed yet
+runs at its reference rate times the machine's speed relative to the reference machine,
+as the families timed so far show it (the median ratio, kept within ``SPEED_LIMIT``
+either way: beyond that, a ratio says more about how the work formula fits that family
+than about the machine).
 
 Composite families (``weighted``, ``ranked``) cost their parts, each at its own
 family's rate, plus their own work (normalising and adding scores; the ranker's
@@ -47,12 +49,14 @@ from tailored.models import MODELS
 from .search_spaces import DataShape
 
 RATE_MEMORY = 3  # checks of a family whose slowest rate predicts the next
+COMPARABLE_WORK = 0.25  # of the largest check's work, the least a check needs to count
 SPEED_LIMIT = 4.0  # most the machine's speed may differ from the reference machine's
 OWN_SHARE_FLOOR = 0.1  # of a composite's measured time, at least this much is its own
 CHECK_OVERHEAD = 0.05  # seconds of every check that no work formula counts (scoring's setup)
 _SASREC_STEP_WORK = 5e7  # one optimizer step's fixed overhead, in SASRec's work units
 _ALS_SOLVE_WORK = 1e5  # one user's or item's solve in an ALS iteration, beyond its factors
 _BPR_SAMPLE_WORK = 64  # drawing one BPR triple, in factor updates
+_DENSE_CELL_WORK = 0.5  # a kNN's dense similarity cell (picking neighbours), in steps
 _SEQUENCE_WORK = 25  # putting one event in its user's time order, in counted steps
 _CANDIDATE_WORK = 0.4  # a source scoring one item for one user, in the ranker's tree work
 
@@ -95,13 +99,14 @@ def _popular_work(config: Any, shape: DataShape, steps: int) -> Work:
 
 
 def _item_knn_work(config: Any, shape: DataShape, steps: int) -> Work:
-    # Co-occurrences (each user's pairs of items), then each item's neighbours picked.
-    return Work(shape.pairs * _history(shape) + shape.items ** 2,
+    # Co-occurrences (each user's pairs of items), then each item's neighbours picked
+    # from dense blocks of similarities.
+    return Work(shape.pairs * _history(shape) + _DENSE_CELL_WORK * shape.items ** 2,
                 shape.scored_users * (_history(shape) * config.neighbors + shape.items))
 
 
 def _user_knn_work(config: Any, shape: DataShape, steps: int) -> Work:
-    return Work(shape.pairs * shape.item_popularity + shape.users ** 2,
+    return Work(shape.pairs * shape.item_popularity + _DENSE_CELL_WORK * shape.users ** 2,
                 shape.scored_users * (_history(shape) * config.neighbors + shape.items))
 
 
@@ -206,7 +211,7 @@ class CostModel:
     def __init__(self, reference_rates: Mapping[str, float] | None = None) -> None:
         self._reference = dict(REFERENCE_RATES if reference_rates is None
                                else reference_rates)
-        self._measured: dict[str, list[float]] = {}
+        self._measured: dict[str, list[tuple[float, float]]] = {}  # (rate, work) per check
 
     def work(self, family: str, params: Mapping[str, Any], shape: DataShape, *,
              steps: int | None = None, scored: bool = True) -> float:
@@ -245,7 +250,7 @@ class CostModel:
         seconds = max(seconds - parts - CHECK_OVERHEAD, OWN_SHARE_FLOOR * seconds)
         work = self.work(family, params, shape, steps=steps, scored=scored)
         if work > 0 and seconds > 0:
-            self._measured.setdefault(family, []).append(seconds / work)
+            self._measured.setdefault(family, []).append((seconds / work, work))
 
     def is_measured(self, family: str) -> bool:
         return family in self._measured
@@ -255,14 +260,24 @@ class CostModel:
         the machine's :meth:`speed`."""
         measured = self._measured.get(family)
         if measured:
-            return max(measured[-RATE_MEMORY:])
+            return _recent_rate(measured)
         return self._reference.get(family, self._reference["popular"]) * self.speed()
 
     def speed(self) -> float:
         """How much slower than the reference machine this one is (the median over the
         families measured so far, within ``SPEED_LIMIT`` either way; 1 before any)."""
-        ratios = [max(rates[-RATE_MEMORY:]) / self._reference[family]
-                  for family, rates in self._measured.items() if family in self._reference]
+        ratios = [_recent_rate(checks) / self._reference[family]
+                  for family, checks in self._measured.items() if family in self._reference]
         if not ratios:
             return 1.0
         return min(SPEED_LIMIT, max(1 / SPEED_LIMIT, statistics.median(ratios)))
+
+
+def _recent_rate(checks: list[tuple[float, float]]) -> float:
+    """The slowest rate of the last ``RATE_MEMORY`` checks among those of a comparable
+    size: a check with less than ``COMPARABLE_WORK`` of the largest work timed says more
+    about fixed costs (setting up a fit, a pass over the users) than about the rate, and
+    would make larger fits look several times slower than they are."""
+    largest = max(work for _, work in checks)
+    comparable = [rate for rate, work in checks if work >= COMPARABLE_WORK * largest]
+    return max(comparable[-RATE_MEMORY:])

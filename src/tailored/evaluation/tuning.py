@@ -70,7 +70,7 @@ from .metrics import (
     Revenue,
     mean_price,
 )
-from .offline import evaluate_model
+from .offline import evaluate_model, relevant_items
 from .search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
@@ -212,7 +212,7 @@ def measure(metrics: Sequence[ValidationMetric], model: Model, split: Split, *,
     accumulators = [metric.accumulator(split.train) for metric in metrics]
     result = evaluate_model(model, split, max(metric.k for metric in metrics), fit=fit,
                             metrics=(), beyond_accuracy=False)
-    relevant = split.truth.groupby("user_id")["item_id"].agg(set).to_dict()
+    relevant = relevant_items(split)
     for user in result.users:
         items = result.recommended.get(user, [])
         for accumulator in accumulators:
