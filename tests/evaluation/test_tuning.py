@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -940,6 +941,37 @@ def test_the_hybrid_blends_the_best_configurations_of_the_best_families(
         assert 0 < part["weight"] <= 1 and part["params"] == tuned[part["model"]]
     # The blend is a candidate like any family: re-checkable and refittable from its params.
     assert create("weighted", **blends[1]).config.normalisation == blends[1]["normalisation"]
+
+
+def test_to_fit_the_time_left_a_blend_drops_its_weakest_part_when_that_is_enough() -> None:
+    families = ["ease", "als", "popular"]  # best first
+    trials = pd.DataFrame({"family": families, "number": 0, "params": [{}, {}, {}],
+                           "iterations": None, "value": [0.3, 0.2, 0.1],
+                           "state": "COMPLETE"})
+    costs = tuning.CostModel()
+    fold = REFERENCE_SHAPE
+    for family, seconds in (("ease", 4.0), ("als", 3.0), ("popular", 1.0)):
+        costs.record(family, {}, fold, seconds)
+    search = SimpleNamespace(trials=lambda families=None: trials, singles=families,
+                             costs=costs, fold_shape=fold, shape=fold, protocol="temporal")
+
+    def affordable(left: float) -> tuple[list[str], list[str]]:
+        parts, dropped = tuning._affordable_parts(search, "weighted", left,
+                                                 lambda family, params: (0.0, 0.0))
+        return [part["model"] for part in parts], dropped
+
+    def cost(models: list[str]) -> float:
+        return tuning._stack_cost(search, "weighted", [{"model": m, "params": {}}
+                                                       for m in models],
+                                  lambda family, params: (0.0, 0.0))
+
+    assert affordable(cost(families)) == (families, [])
+    # Leaving out popular (the weakest) is enough: ALS (costlier, better) stays.
+    assert affordable(cost(["ease", "als"])) == (["ease", "als"], ["popular"])
+    assert affordable(cost(["ease", "popular"])) == (["ease", "popular"], ["als"])
+    # When no one part's absence is enough, the costliest goes first; the leader stays,
+    # and a blend needs two parts.
+    assert affordable(cost(["ease", "popular"]) / 2) == ([], ["als", "popular"])
 
 
 def test_with_one_other_family_the_hybrid_keeps_its_default_parts(outer: Split) -> None:

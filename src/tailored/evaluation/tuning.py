@@ -1467,20 +1467,26 @@ def _affordable_parts(search: _Search, family: str, left: float,
                       finishing_costs: Callable[[str, Mapping[str, Any]],
                                                 tuple[float, float]]
                       ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The stacked composite's parts (:func:`stacked_parts`), the costliest left out
-    (the ranker's second seed of the leader first, the leader last) until its trials,
-    re-check and final fit fit in ``left`` seconds (none when they never do with
-    ``COMPOSITES[family]`` parts), and the names of those left out."""
+    """The stacked composite's parts (:func:`stacked_parts`, best first), some left out
+    until its trials, re-check and final fit fit in ``left`` seconds (none when they
+    never do with ``COMPOSITES[family]`` parts), and the names of those left out. The
+    ranker's second seed of the leader goes first, the leader never; of the others, the
+    weakest part whose absence lets the rest fit, else the costliest, and again."""
     parts = stacked_parts(family, search.trials(search.singles), search.singles)
     dropped: list[str] = []
-    while len(parts) >= COMPOSITES[family] and _stack_cost(
-            search, family, parts, finishing_costs) > left:
+
+    def fits(kept: list[dict[str, Any]]) -> bool:
+        return _stack_cost(search, family, kept, finishing_costs) <= left
+
+    while len(parts) >= COMPOSITES[family] and not fits(parts):
         droppable = ([p for p in parts if p.get("name", "").endswith("_reseeded")]
                      or parts[1:] or parts)
-        costliest = max(droppable, key=lambda p: search.costs.seconds(
+        enough = [p for p in droppable if len(parts) > COMPOSITES[family]
+                  and fits([q for q in parts if q is not p])]
+        left_out = enough[-1] if enough else max(droppable, key=lambda p: search.costs.seconds(
             p["model"], p["params"], search.fold_shape, scored=False))
-        dropped.append(costliest.get("name", costliest["model"]))
-        parts = [p for p in parts if p is not costliest]
+        dropped.append(left_out.get("name", left_out["model"]))
+        parts = [p for p in parts if p is not left_out]
     return (parts, dropped) if len(parts) >= COMPOSITES[family] else ([], dropped)
 
 
