@@ -16,6 +16,7 @@ from tailored.dataset import SPLITS, Dataset, Split, leave_last_out_split, tempo
 from tailored.errors import InvalidDataError, TailoredError
 from tailored.evaluation import NDCG, Revenue, evaluate_model, tuning
 from tailored.evaluation.beyond import IntraListDiversity
+from tailored.evaluation.costs import CostModel
 from tailored.evaluation.search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
@@ -85,7 +86,7 @@ class FakeClock:
                  parts: bool = False) -> None:
         self.now = 0.0
         self.fits: list[tuple[str, int, float]] = []
-        real_create, real_build = tuning.create, Part.build
+        real_create, real_build = tuning.search.create, Part.build
 
         def charged(model: Any, family: str) -> Any:
             real_fit = model.fit
@@ -99,7 +100,7 @@ class FakeClock:
             model.fit = fit
             return model
 
-        monkeypatch.setattr(tuning, "create", lambda family, **params: charged(
+        monkeypatch.setattr(tuning.search, "create", lambda family, **params: charged(
             real_create(family, **params), family))
         if parts:
             monkeypatch.setattr(Part, "build", lambda part: charged(real_build(part),
@@ -165,8 +166,8 @@ def test_each_starting_point_is_the_models_defaults_but_the_deviations(family: s
 def test_families_that_need_a_missing_module_are_left_out_by_default(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert available_families() == list(SEARCH_SPACES)  # torch is installed for the tests
-    real = tuning.importlib.util.find_spec
-    monkeypatch.setattr(tuning.importlib.util, "find_spec",
+    real = tuning.search.importlib.util.find_spec
+    monkeypatch.setattr(tuning.search.importlib.util, "find_spec",
                         lambda name: None if name == "torch" else real(name))
     assert "sasrec" not in available_families()
     assert "ease" in available_families()
@@ -551,8 +552,8 @@ def test_epoch_early_stopping_refuses_a_model_without_epochs(outer: Split) -> No
 
 def test_epoch_families_are_tuned_with_early_stopping_and_rechecked_with_the_epochs_found(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "sasrec", tiny_sasrec_space)
-    monkeypatch.delitem(tuning.STARTING_POINTS, "sasrec")
+    monkeypatch.setitem(SEARCH_SPACES, "sasrec", tiny_sasrec_space)
+    monkeypatch.delitem(STARTING_POINTS, "sasrec")
     tuned = tune(outer.train, models=["sasrec", "popular"], n_trials=2, recheck=2)
     rows = tuned.trials[tuned.trials["family"] == "sasrec"]
     assert (rows["state"] == "COMPLETE").all()
@@ -565,8 +566,8 @@ def test_epoch_families_are_tuned_with_early_stopping_and_rechecked_with_the_epo
 
 
 def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "sasrec", tiny_sasrec_space)
-    monkeypatch.setitem(tuning.STARTING_POINTS, "sasrec", {"learning_rate": 3e-3})
+    monkeypatch.setitem(SEARCH_SPACES, "sasrec", tiny_sasrec_space)
+    monkeypatch.setitem(STARTING_POINTS, "sasrec", {"learning_rate": 3e-3})
     sample = shop(n_users=80, n_items=30, n_events=2_000, seed=3)
     data = Dataset.from_frame(sample.events[["user_id", "item_id", "event_type", "value",
                                              "timestamp"]])
@@ -700,7 +701,7 @@ def test_tuning_never_sees_the_test_data(monkeypatch: pytest.MonkeyPatch, outer:
         evaluated.append(split)
         return evaluate_model(model, split, k, **kwargs)
 
-    monkeypatch.setattr(tuning, "evaluate_model", spy)
+    monkeypatch.setattr(tuning.objective, "evaluate_model", spy)
     tuned = tune(outer.train, models=["item_knn", "bpr"], n_trials=2)
     train_events = outer.train.events[KEYS]
     train_pairs = set(map(tuple, train_events[["user_id", "item_id"]].to_numpy()))
@@ -770,7 +771,7 @@ def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first(
         else:
             study.tell(trial, value)
         studies[family] = study
-    assert tuning._search_order(studies) == ["c", "a", "d", "b"]
+    assert tuning.search.search_order(studies) == ["c", "a", "d", "b"]
 
 
 def _study_with(value: float, seconds: float, *more: tuple[float, float],
@@ -794,23 +795,23 @@ def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
                "mid": _study_with(0.3, 2.0)}
     # The two leaders (slow, mid) are re-checked once each; the slowest of them is
     # then fitted on 1.25 times the data.
-    assert tuning._finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
+    assert tuning.budget.finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
         10.0 + 2.0 + 1.25 * 10.0)
-    assert tuning._finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
+    assert tuning.budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
 
 
 def test_the_finishing_estimate_counts_every_recheck_the_guard_will_make() -> None:
     # With fewer families than re-checks, the guard re-checks the next best trials too.
     studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.3, 2.0)}
-    assert tuning._finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+    assert tuning.budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 2.0 + 1.0 + 3.0)
     # With fewer trials done than re-checks, the missing ones count like the slowest.
     studies = {"a": _study_with(0.5, 3.0, (0.4, 1.0))}
-    assert tuning._finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+    assert tuning.budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 1.0 + 3.0 + 3.0)
     # A trial timed by the tuner's clock counts by that clock, not by Optuna's wall time.
     studies = {"a": _study_with(0.5, 10.0, clock_seconds=4.0)}
-    assert tuning._finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
+    assert tuning.budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
 
 
 def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> None:
@@ -841,7 +842,7 @@ def test_unknown_families_protocols_and_options_are_refused(outer: Split) -> Non
 
 def test_failed_trials_are_recorded_and_all_failing_is_an_error(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", lambda trial, shape: {"neighbors": 0})
+    monkeypatch.setitem(SEARCH_SPACES, "item_knn", lambda trial, shape: {"neighbors": 0})
     with pytest.raises(TailoredError, match=r"no trial .* item_knn trial 0: ValidationError"):
         tune(outer.train, models=["item_knn"], n_trials=2)
     tuned = tune(outer.train, models=["item_knn", "ease"], n_trials=2)
@@ -857,10 +858,10 @@ def test_failed_trials_are_recorded_and_all_failing_is_an_error(
         clock.now += 1.0
         return {"neighbors": 0}
 
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "item_knn", failing)
+    monkeypatch.setitem(SEARCH_SPACES, "item_knn", failing)
     budgeted = tune(outer.train, models=["item_knn", "ease"], budget_seconds=20, clock=clock)
     failed = budgeted.trials[budgeted.trials["family"] == "item_knn"]
-    assert len(failed) == tuning.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
+    assert len(failed) == tuning.search.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
     assert (failed["duration"] == 1.0).all()
     assert budgeted.best_name == "ease" and budgeted.elapsed <= 20
 
@@ -948,7 +949,7 @@ def test_to_fit_the_time_left_a_blend_drops_its_weakest_part_when_that_is_enough
     trials = pd.DataFrame({"family": families, "number": 0, "params": [{}, {}, {}],
                            "iterations": None, "value": [0.3, 0.2, 0.1],
                            "state": "COMPLETE"})
-    costs = tuning.CostModel()
+    costs = CostModel()
     fold = REFERENCE_SHAPE
     for family, seconds in (("ease", 4.0), ("als", 3.0), ("popular", 1.0)):
         costs.record(family, {}, fold, seconds)
@@ -956,12 +957,12 @@ def test_to_fit_the_time_left_a_blend_drops_its_weakest_part_when_that_is_enough
                              costs=costs, fold_shape=fold, shape=fold, protocol="temporal")
 
     def affordable(left: float) -> tuple[list[str], list[str]]:
-        parts, dropped = tuning._affordable_parts(search, "weighted", left,
+        parts, dropped = tuning.stacking.affordable_parts(search, "weighted", left,
                                                  lambda family, params: (0.0, 0.0))
         return [part["model"] for part in parts], dropped
 
     def cost(models: list[str]) -> float:
-        return tuning._stack_cost(search, "weighted", [{"model": m, "params": {}}
+        return tuning.stacking._stack_cost(search, "weighted", [{"model": m, "params": {}}
                                                        for m in models],
                                   lambda family, params: (0.0, 0.0))
 
@@ -1007,7 +1008,7 @@ def test_with_a_budget_the_blend_comes_after_the_families_it_blends(
 
 def test_time_the_stack_leaves_unused_goes_back_to_the_search(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
-    ranked_space = tuning.SEARCH_SPACES["ranked"]
+    ranked_space = SEARCH_SPACES["ranked"]
 
     def failing(trial: optuna.Trial, shape: Any) -> dict[str, Any]:
         if isinstance(trial, optuna.trial.FixedTrial):  # the cost model's plans
@@ -1016,7 +1017,7 @@ def test_time_the_stack_leaves_unused_goes_back_to_the_search(
 
     # The stacked ranker's trials all fail, so it gives up at once and leaves the time
     # kept for it.
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "ranked", failing)
+    monkeypatch.setitem(SEARCH_SPACES, "ranked", failing)
     clock = FakeClock(monkeypatch)
     tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=40,
                  clock=clock)
@@ -1125,17 +1126,17 @@ def test_a_candidate_whose_recheck_would_overrun_is_passed_over_with_a_note(
 
 
 def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Split) -> None:
-    costs = tuning.CostModel()
+    costs = CostModel()
     shape = DataShape.of(outer.train)
     params = {"factors": 8, "iterations": 40, "seed": 0}
     # Measured: a 40-iteration fit takes 10 s; 4 s are left.
     costs.record("als", params, shape, seconds=10.0, scored=False)
-    budget = tuning._Budget(started=0.0, seconds=20.0, clock=lambda: 16.0,
+    budget = tuning.budget.Budget(started=0.0, seconds=20.0, clock=lambda: 16.0,
                             finishing=lambda: 0.0)
-    ledger = tuning._Ledger(progress=None)
+    ledger = tuning.budget.Ledger(progress=None)
     candidate = {"family": "als", "number": 3, "params": params, "reranker": {},
                  "first_fold": 0.3, "second_fold": 0.2, "mean": 0.25}
-    best, model = tuning._fit_winner([candidate], outer.train, shape, costs, budget, ledger,
+    best, model = tuning.tuner._fit_winner([candidate], outer.train, shape, costs, budget, ledger,
                                      fallback=None, progress=None)
     assert best["family"] == "als" and 1 <= best["params"]["iterations"] < 16
     assert model.config.iterations == best["params"]["iterations"] and model.is_fitted
@@ -1144,7 +1145,7 @@ def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Spl
     # A family without iterations that would overrun gives way to the next candidate.
     costs.record("ease", {}, shape, seconds=30.0, scored=False)
     slow = {**candidate, "family": "ease", "params": {}, "mean": 0.3}
-    best, model = tuning._fit_winner([slow, candidate], outer.train, shape, costs, budget,
+    best, model = tuning.tuner._fit_winner([slow, candidate], outer.train, shape, costs, budget,
                                      ledger, fallback=None, progress=None)
     assert best["family"] == "als" and any("ease not fitted on all data" in note
                                            for note in ledger.notes)
@@ -1179,8 +1180,8 @@ def test_the_stacked_ranker_gets_its_turn_when_time_allows(
 def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_size(
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = temporal_split(checkerboard(n_users=80, n_items=20, seed=4)).train
-    monkeypatch.setattr(tuning, "PROXY_SHARE", 0.0)  # any screen is too long
-    monkeypatch.setattr(tuning, "MIN_PROXY_USERS", 20)
+    monkeypatch.setattr(tuning.phases, "PROXY_SHARE", 0.0)  # any screen is too long
+    monkeypatch.setattr(tuning.phases, "MIN_PROXY_USERS", 20)
     clock = FakeClock(monkeypatch)
     tuned = tune(data, models=["popular", "item_knn"], budget_seconds=30, clock=clock)
     first, searched = tuned.validation["first"], tuned.validation["searched"]
