@@ -1,0 +1,77 @@
+"""Fakes shared by the tuning tests: a clock whose time passes only while models fit,
+and a SASRec space small enough for tiny data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+
+from tailored.dataset import Dataset
+from tailored.evaluation import tuning
+from tailored.evaluation.search_spaces import (
+    EPOCH_FAMILIES,
+    REFERENCE_SHAPE,
+    SEARCH_SPACES,
+    DataShape,
+)
+from tailored.ranking.parts import Part
+
+KEYS = ["user_id", "item_id", "timestamp"]
+
+
+# Every family but the epoch-checked ones (SASRec trains for seconds even on tiny data);
+# test_epoch_families_are_tuned_with_early_stopping covers those.
+FAMILIES = [family for family in SEARCH_SPACES if family not in EPOCH_FAMILIES]
+
+
+def tiny_sasrec_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
+                      ) -> dict[str, Any]:
+    return {"factors": 8, "blocks": 1, "max_length": 5, "threads": 1,
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
+            "epochs": 12}
+
+
+class FakeClock:
+    """A clock for :func:`tune` whose time passes only while a model fits.
+
+    Every fit of a model ``tune`` creates (trials, early-stopping checkpoints, re-checks
+    and the final fit) advances it by ``seconds[family]`` (else ``default``), so a
+    budgeted search takes the same course whatever the machine's speed. With ``parts``,
+    so does every fit of a composite's parts (a hybrid's, the ranker's sources), as on a
+    real clock. ``fits`` records each fit's family, number of events fitted on and start
+    time.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch,
+                 seconds: dict[str, float] | None = None, default: float = 1.0,
+                 parts: bool = False) -> None:
+        self.now = 0.0
+        self.fits: list[tuple[str, int, float]] = []
+        real_create, real_build = tuning.search.create, Part.build
+
+        def charged(model: Any, family: str) -> Any:
+            real_fit = model.fit
+
+            def fit(data: Dataset, **kwargs: Any) -> Any:
+                self.fits.append((family, len(data), self.now))
+                fitted = real_fit(data, **kwargs)
+                self.now += (seconds or {}).get(family, default)
+                return fitted
+
+            model.fit = fit
+            return model
+
+        monkeypatch.setattr(tuning.search, "create", lambda family, **params: charged(
+            real_create(family, **params), family))
+        if parts:
+            monkeypatch.setattr(Part, "build", lambda part: charged(real_build(part),
+                                                                    part.model))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# Fits take 1 s of a fake clock; popular's 0.5 s and the ranker's 2 s.
+FIT_SECONDS = {"popular": 0.5, "ranked": 2.0}
