@@ -75,18 +75,15 @@ class ItemTransitions(Recommender):
 
     def _count(self, n_items: int) -> sp.csr_matrix:
         """Items x items: each successor's summed 1 / gap, pruned and normalised."""
-        items = np.concatenate([np.zeros(0, np.int64), *self.sequences_])
+        items = np.concatenate([np.zeros(0, np.int64), *self.sequences_]).astype(np.int32)
         owners = np.repeat(np.arange(len(self.sequences_)),
                            [len(sequence) for sequence in self.sequences_])
-        sources, targets, weights = [], [], []
-        for gap in range(1, self.config.window + 1):
+        counts = sp.csr_matrix((n_items, n_items), dtype=np.float64)
+        for gap in range(1, self.config.window + 1):  # one gap at a time bounds the memory
             same_user = owners[:-gap] == owners[gap:]
-            sources.append(items[:-gap][same_user])
-            targets.append(items[gap:][same_user])
-            weights.append(np.full(int(same_user.sum()), 1.0 / gap))
-        counts = sp.csr_matrix(
-            (np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))),
-            shape=(n_items, n_items))
+            counts += sp.csr_matrix(
+                (np.full(int(same_user.sum()), 1.0 / gap),
+                 (items[:-gap][same_user], items[gap:][same_user])), shape=(n_items, n_items))
         counts.setdiag(0)  # an item repeated is not a step to take
         counts.eliminate_zeros()
         kept = _strongest_per_row(counts, self.config.successors)
