@@ -94,8 +94,12 @@ def items_by_user(frame: pd.DataFrame) -> dict[str, list[str]]:
     --------
     >>> items_by_user(pd.DataFrame({"user_id": ["b", "a", "b"], "item_id": ["x", "y", "z"]}))
     {'b': ['x', 'z'], 'a': ['y']}
+    >>> items_by_user(pd.DataFrame({"user_id": [], "item_id": []}))
+    {}
     """
     codes, users = pd.factorize(frame["user_id"].astype(str))
+    if not len(users):
+        return {}
     order = np.argsort(codes, kind="stable")
     items = frame["item_id"].astype(str).to_numpy(dtype=object)[order]
     starts = np.searchsorted(codes[order], np.arange(len(users)))
