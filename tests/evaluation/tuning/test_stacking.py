@@ -15,6 +15,7 @@ from tailored.evaluation.costs import CostModel
 from tailored.evaluation.search_spaces import (
     REFERENCE_SHAPE,
     SEARCH_SPACES,
+    STACKED_STARTING_POINTS,
 )
 from tailored.evaluation.tuning import (
     BLENDED_FAMILIES,
@@ -212,3 +213,24 @@ def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
     stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
     assert stack["trials"] == 3 and stack["spent"] <= stack["planned"]
     assert tuned.elapsed == clock.now <= 16
+
+
+def test_a_stacked_composite_that_stops_improving_gives_its_time_back_sooner(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    ranked_space = SEARCH_SPACES["ranked"]
+    start = STACKED_STARTING_POINTS["temporal"]
+
+    def always_the_start(trial: optuna.Trial, shape: Any) -> dict[str, Any]:
+        return ranked_space(optuna.trial.FixedTrial(start), shape)
+
+    # Every ranker trial is the same configuration, so its first is its best.
+    monkeypatch.setitem(SEARCH_SPACES, "ranked", always_the_start)
+    clock = FakeClock(monkeypatch)
+    tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=200,
+                 clock=clock)
+    ranker = tuned.trials[tuned.trials["family"] == "ranked"]
+    assert len(ranker) == tuning.search.STACKED_STALE_TRIALS + 1
+    assert tuning.search.STACKED_STALE_TRIALS < tuning.search.STALE_TRIALS
+    stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
+    assert stack["spent"] < stack["planned"]
+    assert tuned.elapsed == clock.now <= 200

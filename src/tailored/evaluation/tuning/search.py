@@ -49,6 +49,10 @@ from .objective import Model, Objective
 Progress = Callable[[str], None]
 
 STALE_TRIALS = 20  # with a budget, a family stops after this many trials without a new best
+# A stacked composite stops sooner: its parts are fixed and its own space is small, and
+# the time it holds goes to the blend after it and to the leftover search. Past the
+# startup trials, so its sampler has modelled the space before it gives up.
+STACKED_STALE_TRIALS = 8
 FAILURES_TO_GIVE_UP = 3  # with a budget, a family whose last trials all fail stops there
 _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
@@ -384,15 +388,16 @@ class Search:
                           lambda: self.deadline(), self.clock, fixed, shape=self.shape,
                           costs=self.costs, shared_parts=shared_parts, space=space)
 
-    def run(self, family: str, *, n_trials: int | None = None, budgeted: bool = False
-            ) -> int:
+    def run(self, family: str, *, n_trials: int | None = None, budgeted: bool = False,
+            patience: int = STALE_TRIALS) -> int:
         """``n_trials`` trials of ``family``, or (``budgeted``) trials until the deadline
-        passes, the family stops improving or its trials stop fitting the time left.
-        Returns how many trials ran (not counting those not started for lack of time)."""
+        passes, the family stops improving (``patience`` trials without a new best) or
+        its trials stop fitting the time left. Returns how many trials ran (not counting
+        those not started for lack of time)."""
         callbacks = [] if self.progress is None else [_progress_callback(family,
                                                                          self.progress)]
         if budgeted:
-            callbacks += [_stop_when_stale(STALE_TRIALS),
+            callbacks += [_stop_when_stale(patience),
                           _stop_when_unaffordable(UNAFFORDABLE_TO_GIVE_UP),
                           _stop_at(lambda: self.deadline(), self.clock),
                           _stop_before_overrun(lambda: self.deadline(), self.clock)]
@@ -417,7 +422,8 @@ class Search:
             self.studies[family].enqueue_trial(
                 {**blend_starting_point(parts), **reranker_starting_point(self.validation.knobs)})
         with reusing_fitted_parts():  # every trial refits the same parts
-            return self.run(family, n_trials=n_trials, budgeted=budgeted)
+            return self.run(family, n_trials=n_trials, budgeted=budgeted,
+                            patience=STACKED_STALE_TRIALS)
 
     def trials(self, families: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per trial of ``families`` (default: all), as ``TuningResult.trials``."""
