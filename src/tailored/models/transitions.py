@@ -42,7 +42,7 @@ class ItemTransitionsConfig(ModelConfig):
 
     window: int = Field(5, ge=1, le=100)
     conditional: bool = True
-    successors: int = Field(100, ge=1)
+    successors: int = Field(100, ge=1, le=100_000)
     recent: int = Field(20, ge=1, le=1000)
     recency_decay: float = Field(0.7, gt=0, le=1)
 
