@@ -8,7 +8,6 @@ from typing import Any
 import optuna
 import pytest
 
-from tailored.evaluation import tuning
 from tailored.evaluation.search_spaces import (
     EPOCH_FAMILIES,
     ITERATIVE_FAMILIES,
@@ -23,6 +22,7 @@ from tailored.evaluation.search_spaces import (
 from tailored.evaluation.tuning import (
     available_families,
 )
+from tailored.evaluation.tuning import search as tuning_search
 from tailored.models import MODELS, create
 
 
@@ -63,8 +63,8 @@ def test_each_starting_point_is_the_models_defaults_but_the_deviations(family: s
 def test_families_that_need_a_missing_module_are_left_out_by_default(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert available_families() == list(SEARCH_SPACES)  # torch is installed for the tests
-    real = tuning.search.importlib.util.find_spec
-    monkeypatch.setattr(tuning.search.importlib.util, "find_spec",
+    real = tuning_search.importlib.util.find_spec
+    monkeypatch.setattr(tuning_search.importlib.util, "find_spec",
                         lambda name: None if name == "torch" else real(name))
     assert "sasrec" not in available_families()
     assert "ease" in available_families()

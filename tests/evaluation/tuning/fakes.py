@@ -9,13 +9,13 @@ import optuna
 import pytest
 
 from tailored.dataset import Dataset
-from tailored.evaluation import tuning
 from tailored.evaluation.search_spaces import (
     EPOCH_FAMILIES,
     REFERENCE_SHAPE,
     SEARCH_SPACES,
     DataShape,
 )
+from tailored.evaluation.tuning import search as tuning_search
 from tailored.ranking.parts import Part
 
 KEYS = ["user_id", "item_id", "timestamp"]
@@ -49,7 +49,7 @@ class FakeClock:
                  parts: bool = False) -> None:
         self.now = 0.0
         self.fits: list[tuple[str, int, float]] = []
-        real_create, real_build = tuning.search.create, Part.build
+        real_create, real_build = tuning_search.create, Part.build
 
         def charged(model: Any, family: str) -> Any:
             real_fit = model.fit
@@ -63,7 +63,7 @@ class FakeClock:
             model.fit = fit
             return model
 
-        monkeypatch.setattr(tuning.search, "create", lambda family, **params: charged(
+        monkeypatch.setattr(tuning_search, "create", lambda family, **params: charged(
             real_create(family, **params), family))
         if parts:
             monkeypatch.setattr(Part, "build", lambda part: charged(real_build(part),

@@ -9,14 +9,16 @@ import optuna
 import pytest
 
 from tailored.dataset import Split, temporal_split
-from tailored.evaluation import tuning
 from tailored.evaluation.costs import CostModel
 from tailored.evaluation.search_spaces import (
     DataShape,
 )
+from tailored.evaluation.tuning import budget as tuning_budget
+from tailored.evaluation.tuning import phases as tuning_phases
 from tailored.evaluation.tuning import (
     tune,
 )
+from tailored.evaluation.tuning import tuner as tuning_tuner
 from tailored.testing import checkerboard
 
 from .fakes import FakeClock
@@ -43,23 +45,23 @@ def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
                "mid": _study_with(0.3, 2.0)}
     # The two leaders (slow, mid) are re-checked once each; the slowest of them is
     # then fitted on 1.25 times the data.
-    assert tuning.budget.finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
+    assert tuning_budget.finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
         10.0 + 2.0 + 1.25 * 10.0)
-    assert tuning.budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
+    assert tuning_budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(20.0)
 
 
 def test_the_finishing_estimate_counts_every_recheck_the_guard_will_make() -> None:
     # With fewer families than re-checks, the guard re-checks the next best trials too.
     studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.3, 2.0)}
-    assert tuning.budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+    assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 2.0 + 1.0 + 3.0)
     # With fewer trials done than re-checks, the missing ones count like the slowest.
     studies = {"a": _study_with(0.5, 3.0, (0.4, 1.0))}
-    assert tuning.budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+    assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 1.0 + 3.0 + 3.0)
     # A trial timed by the tuner's clock counts by that clock, not by Optuna's wall time.
     studies = {"a": _study_with(0.5, 10.0, clock_seconds=4.0)}
-    assert tuning.budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
+    assert tuning_budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
 
 
 @pytest.mark.parametrize(("fit_seconds", "models", "budget"), [
@@ -112,12 +114,12 @@ def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Spl
     params = {"factors": 8, "iterations": 40, "seed": 0}
     # Measured: a 40-iteration fit takes 10 s; 4 s are left.
     costs.record("als", params, shape, seconds=10.0, scored=False)
-    budget = tuning.budget.Budget(started=0.0, seconds=20.0, clock=lambda: 16.0,
+    budget = tuning_budget.Budget(started=0.0, seconds=20.0, clock=lambda: 16.0,
                             finishing=lambda: 0.0)
-    ledger = tuning.budget.Ledger(progress=None)
+    ledger = tuning_budget.Ledger(progress=None)
     candidate = {"family": "als", "number": 3, "params": params, "reranker": {},
                  "first_fold": 0.3, "second_fold": 0.2, "mean": 0.25}
-    best, model = tuning.tuner._fit_winner([candidate], outer.train, shape, costs, budget, ledger,
+    best, model = tuning_tuner._fit_winner([candidate], outer.train, shape, costs, budget, ledger,
                                      fallback=None, progress=None)
     assert best["family"] == "als" and 1 <= best["params"]["iterations"] < 16
     assert model.config.iterations == best["params"]["iterations"] and model.is_fitted
@@ -126,7 +128,7 @@ def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Spl
     # A family without iterations that would overrun gives way to the next candidate.
     costs.record("ease", {}, shape, seconds=30.0, scored=False)
     slow = {**candidate, "family": "ease", "params": {}, "mean": 0.3}
-    best, model = tuning.tuner._fit_winner([slow, candidate], outer.train, shape, costs, budget,
+    best, model = tuning_tuner._fit_winner([slow, candidate], outer.train, shape, costs, budget,
                                      ledger, fallback=None, progress=None)
     assert best["family"] == "als" and any("ease not fitted on all data" in note
                                            for note in ledger.notes)
@@ -161,8 +163,8 @@ def test_the_stacked_ranker_gets_its_turn_when_time_allows(
 def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_size(
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = temporal_split(checkerboard(n_users=80, n_items=20, seed=4)).train
-    monkeypatch.setattr(tuning.phases, "PROXY_SHARE", 0.0)  # any screen is too long
-    monkeypatch.setattr(tuning.phases, "MIN_PROXY_USERS", 20)
+    monkeypatch.setattr(tuning_phases, "PROXY_SHARE", 0.0)  # any screen is too long
+    monkeypatch.setattr(tuning_phases, "MIN_PROXY_USERS", 20)
     clock = FakeClock(monkeypatch)
     tuned = tune(data, models=["popular", "item_knn"], budget_seconds=30, clock=clock)
     first, searched = tuned.validation["first"], tuned.validation["searched"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from tailored.evaluation import tuning
+from tailored.evaluation.tuning import search as tuning_search
 
 
 def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first() -> None:
@@ -17,4 +17,4 @@ def test_the_search_order_ends_with_the_leader_and_unscored_families_come_first(
         else:
             study.tell(trial, value)
         studies[family] = study
-    assert tuning.search.search_order(studies) == ["c", "a", "d", "b"]
+    assert tuning_search.search_order(studies) == ["c", "a", "d", "b"]

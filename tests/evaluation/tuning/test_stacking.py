@@ -22,6 +22,8 @@ from tailored.evaluation.tuning import (
     TuningResult,
     tune,
 )
+from tailored.evaluation.tuning import search as tuning_search
+from tailored.evaluation.tuning import stacking as tuning_stacking
 from tailored.models import create
 from tailored.testing import checkerboard
 
@@ -94,12 +96,12 @@ def test_to_fit_the_time_left_a_blend_drops_its_weakest_part_when_that_is_enough
                              costs=costs, fold_shape=fold, shape=fold, protocol="temporal")
 
     def affordable(left: float) -> tuple[list[str], list[str]]:
-        parts, dropped = tuning.stacking.affordable_parts(search, "weighted", left,
+        parts, dropped = tuning_stacking.affordable_parts(search, "weighted", left,
                                                  lambda family, params: (0.0, 0.0))
         return [part["model"] for part in parts], dropped
 
     def cost(models: list[str]) -> float:
-        return tuning.stacking._stack_cost(search, "weighted", [{"model": m, "params": {}}
+        return tuning_stacking._stack_cost(search, "weighted", [{"model": m, "params": {}}
                                                        for m in models],
                                   lambda family, params: (0.0, 0.0))
 
@@ -229,8 +231,8 @@ def test_a_stacked_composite_that_stops_improving_gives_its_time_back_sooner(
     tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=200,
                  clock=clock)
     ranker = tuned.trials[tuned.trials["family"] == "ranked"]
-    assert len(ranker) == tuning.search.STACKED_STALE_TRIALS + 1
-    assert tuning.search.STACKED_STALE_TRIALS < tuning.search.STALE_TRIALS
+    assert len(ranker) == tuning_search.STACKED_STALE_TRIALS + 1
+    assert tuning_search.STACKED_STALE_TRIALS < tuning_search.STALE_TRIALS
     stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
     assert stack["spent"] < stack["planned"]
     assert tuned.elapsed == clock.now <= 200

@@ -34,6 +34,8 @@ from tailored.evaluation.tuning import (
     tune,
     validation_folds,
 )
+from tailored.evaluation.tuning import objective as tuning_objective
+from tailored.evaluation.tuning import search as tuning_search
 from tailored.models import ItemKNN, Popular, create
 from tailored.pipeline import Pipeline
 from tailored.ranking import RerankerStage
@@ -231,7 +233,7 @@ def test_tuning_never_sees_the_test_data(monkeypatch: pytest.MonkeyPatch, outer:
         evaluated.append(split)
         return evaluate_model(model, split, k, **kwargs)
 
-    monkeypatch.setattr(tuning.objective, "evaluate_model", spy)
+    monkeypatch.setattr(tuning_objective, "evaluate_model", spy)
     tuned = tune(outer.train, models=["item_knn", "bpr"], n_trials=2)
     train_events = outer.train.events[KEYS]
     train_pairs = set(map(tuple, train_events[["user_id", "item_id"]].to_numpy()))
@@ -338,7 +340,7 @@ def test_failed_trials_are_recorded_and_all_failing_is_an_error(
     monkeypatch.setitem(SEARCH_SPACES, "item_knn", failing)
     budgeted = tune(outer.train, models=["item_knn", "ease"], budget_seconds=20, clock=clock)
     failed = budgeted.trials[budgeted.trials["family"] == "item_knn"]
-    assert len(failed) == tuning.search.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
+    assert len(failed) == tuning_search.FAILURES_TO_GIVE_UP and (failed["state"] == "FAIL").all()
     assert (failed["duration"] == 1.0).all()
     assert budgeted.best_name == "ease" and budgeted.elapsed <= 20
 

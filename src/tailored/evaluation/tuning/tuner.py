@@ -101,7 +101,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        first trial of ``weighted`` (with at least two other families) for it, a blend
        of the ``BLENDED_FAMILIES`` best (:func:`blended_parts`), first at equal weights,
        then re-weighted, so a trial after the first costs little more than scoring.
-       With ``n_trials`` they also run after the other families.
+       A composite gives up after ``STACKED_STALE_TRIALS`` trials without a new best
+       (a single family after ``STALE_TRIALS``). With ``n_trials`` they also run after
+       the other families.
     4. *Leftover*: time the stack did not use (a composite that would not fit, or one
        that stopped improving) goes back to the search of phase 2, shared alike.
     5. *Guard and final fit*: held back from the start of each phase, the predicted
