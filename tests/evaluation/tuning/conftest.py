@@ -9,6 +9,7 @@ from tailored.evaluation.tuning import (
     TuningResult,
     tune,
 )
+from tailored.evaluation.tuning import search as tuning_search
 from tailored.testing import checkerboard
 
 from .fakes import FAMILIES, FIT_SECONDS, FakeClock
@@ -31,3 +32,10 @@ def result_clock(outer: Split) -> tuple[TuningResult, FakeClock]:
 @pytest.fixture(scope="session")
 def result(result_clock: tuple[TuningResult, FakeClock]) -> TuningResult:
     return result_clock[0]
+
+
+@pytest.fixture
+def every_candidate_rechecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No candidate is too far behind to re-check: on this tiny data the families' scores
+    lie far apart, and a test counting re-checks means all of them."""
+    monkeypatch.setattr(tuning_search, "RECHECK_FLOOR", 0.0)

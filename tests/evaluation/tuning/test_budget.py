@@ -42,7 +42,7 @@ def _study_with(value: float, seconds: float, *more: tuple[float, float],
 
 def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
     studies = {"fast": _study_with(0.1, 1.0), "slow": _study_with(0.4, 10.0),
-               "mid": _study_with(0.3, 2.0)}
+               "mid": _study_with(0.35, 2.0)}
     # The two leaders (slow, mid) are re-checked once each; the slowest of them is
     # then fitted on 1.25 times the data.
     assert tuning_budget.finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
@@ -52,7 +52,7 @@ def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
 
 def test_the_finishing_estimate_counts_every_recheck_the_guard_will_make() -> None:
     # With fewer families than re-checks, the guard re-checks the next best trials too.
-    studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.3, 2.0)}
+    studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.45, 2.0)}
     assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 2.0 + 1.0 + 3.0)
     # With fewer trials done than re-checks, the missing ones count like the slowest.
@@ -95,6 +95,7 @@ def test_a_budget_too_short_for_any_trial_still_returns_a_fitted_model_and_says_
     assert any(note.startswith("no trial finished within the budget") for note in tuned.notes)
 
 
+@pytest.mark.usefixtures("every_candidate_rechecked")
 def test_a_candidate_whose_recheck_would_overrun_is_passed_over_with_a_note(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     clock = FakeClock(monkeypatch, seconds={"als": 5.0, "ease": 3.0})
@@ -134,6 +135,7 @@ def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Spl
                                            for note in ledger.notes)
 
 
+@pytest.mark.usefixtures("every_candidate_rechecked")
 def test_the_stacked_ranker_gets_its_turn_when_time_allows(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     # Every fit takes 1 s, the ranker's sources too (once per label period).
@@ -185,3 +187,11 @@ def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_
                                    & (tuned.trials["number"] == winner["number"]), "value"]
     assert winner["first_fold"] != trial_value.iloc[0]
     assert tuned.elapsed == clock.now <= 30
+
+
+def test_the_finishing_estimate_keeps_no_time_for_what_is_too_far_behind_to_win() -> None:
+    # "slow" scores under RECHECK_FLOOR of the leader: the guard will not re-check it.
+    studies = {"best": _study_with(0.4, 2.0), "close": _study_with(0.35, 1.0),
+               "slow": _study_with(0.1, 30.0)}
+    assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
+        2.0 + 1.0 + 2.0)

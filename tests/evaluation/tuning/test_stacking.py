@@ -186,6 +186,7 @@ def test_alone_the_ranker_keeps_its_default_sources(outer: Split) -> None:
     assert tuned.best_name == "ranked" and tuned.best_model.is_fitted
 
 
+@pytest.mark.usefixtures("every_candidate_rechecked")
 def test_with_a_budget_the_ranker_is_searched_after_the_families_it_stacks_on(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     clock = FakeClock(monkeypatch)  # every fit takes 1 s (the ranker's sources are reused)

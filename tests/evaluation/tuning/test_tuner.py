@@ -216,6 +216,21 @@ def test_the_guard_rechecks_the_best_candidates_on_the_second_fold(
     assert result.best_reranker == {} and not isinstance(result.best_model, Pipeline)
 
 
+def test_the_guard_does_not_recheck_a_configuration_too_far_behind_to_win(
+        monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
+    models = ["popular", "item_knn", "als"]
+    with monkeypatch.context() as unfloored:
+        unfloored.setattr(tuning_search, "RECHECK_FLOOR", 0.0)
+        every = tune(outer.train, models=models, n_trials=2).second_fold
+    assert len(every) == 3
+    # At the default floor, one of them scores too far below the best on the first fold.
+    default = tune(outer.train, models=models, n_trials=2).second_fold
+    best = every["first_fold"].iloc[0]
+    behind = every[every["first_fold"] < tuning_search.RECHECK_FLOOR * best]
+    assert len(behind) >= 1 and default["family"].tolist() == every["family"].iloc[
+        :len(every) - len(behind)].tolist()
+
+
 def test_with_one_family_the_guard_rechecks_its_best_distinct_configurations(
         outer: Split) -> None:
     tuned = tune(outer.train, models=["item_knn"], n_trials=5, recheck=3)
@@ -258,6 +273,7 @@ def test_the_same_seed_gives_the_same_search_and_another_seed_another(outer: Spl
     assert first.best_params.get("seed", 0) == 0 and first.seed == 0
 
 
+@pytest.mark.usefixtures("every_candidate_rechecked")
 def test_a_time_budget_screens_every_family_then_searches_the_leader_most(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     clock = FakeClock(monkeypatch)  # every fit takes 1 s

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .early_stopping import Clock
 from .result import TIME_SPLIT_COLUMNS
-from .search import Progress, complete_trials, trial_seconds
+from .search import Progress, complete_trials, trial_seconds, worth_rechecking
 
 RESERVED_SHARE = 0.05  # of the budget, kept free on top of the estimated re-check and final fit
 
@@ -72,7 +72,8 @@ def finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: fl
     """Estimated time of the guard and the final fit: the re-checks of the ``recheck``
     configurations the guard will re-check (as :func:`best_candidates` picks them: the best
     of each leading family, then, with fewer families, the next best trials; while fewer
-    trials are done, the missing ones like the slowest), and the slowest of their fits
+    trials are done, the missing ones like the slowest; none of those too far behind the
+    best to win, :func:`worth_rechecking`), and the slowest of their fits
     on all the data. ``costs(family, trial)`` predicts a configuration's re-check and
     final fit; by default both come from the trial's duration (which also paid for its
     validation checks), the final fit times ``growth`` (all the data over the first
@@ -87,14 +88,24 @@ def finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: fl
     chosen = list(leaders.values())[:recheck]
     chosen += [index for index in range(len(ranked)) if index not in chosen][
         :recheck - len(chosen)]
+    missing = recheck - len(chosen)  # trials not done yet: they count like the slowest
+    chosen = [index for index in chosen  # too far behind to win: not re-checked
+              if worth_rechecking(ranked[index][0], ranked[0][0])]
 
     def from_duration(family: str, trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
         seconds = trial_seconds(trial)
         return (math.nan, math.nan) if seconds is None else (seconds, growth * seconds)
 
-    estimates = [(costs or from_duration)(ranked[index][3], ranked[index][4])
-                 for index in chosen]
-    rechecks = [check for check, _ in estimates if not math.isnan(check)]
+    # As the guard goes: one it passes over (no estimate: it would not fit) has the next
+    # best configuration stand in for it.
+    rechecks: list[float] = []
+    finals: list[float] = []
+    for index in chosen + [index for index in range(len(ranked)) if index not in chosen]:
+        if len(rechecks) == len(chosen):
+            break
+        check, fit = (costs or from_duration)(ranked[index][3], ranked[index][4])
+        if not math.isnan(check):
+            rechecks.append(check)
+            finals.append(fit)
     slowest = max(rechecks, default=0.0)
-    final = max((fit for _, fit in estimates if not math.isnan(fit)), default=0.0)
-    return sum(rechecks) + (recheck - len(rechecks)) * slowest + final
+    return sum(rechecks) + missing * slowest + max(finals, default=0.0)

@@ -58,6 +58,12 @@ _STARTUP_TRIALS = 6  # random trials before TPE models the space
 _PRUNER_STARTUP_TRIALS = 3
 UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time left: stop
 
+# A configuration scoring below this share of the best on the first fold is not
+# re-checked: to win the mean of both folds it would have to lead by as much on the
+# second. Its re-check would only take time from the search (popularity's, on a large
+# catalog, as long as a kNN's).
+RECHECK_FLOOR = 0.75
+
 
 @contextmanager
 def quiet_optuna() -> Iterator[None]:
@@ -299,6 +305,12 @@ def _trial_rows(family: str, study: optuna.Study) -> list[dict[str, Any]]:
             "error": trial.user_attrs.get("error"),
         })
     return rows
+
+
+def worth_rechecking(value: float, best: float) -> bool:
+    """Whether a first-fold ``value`` could still win against the ``best`` one
+    (``RECHECK_FLOOR``)."""
+    return best <= 0 or value >= RECHECK_FLOOR * best
 
 
 def best_candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[dict[str, Any]]:

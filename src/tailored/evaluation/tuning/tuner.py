@@ -36,6 +36,7 @@ from .search import (
     scorer_of,
     shape_of,
     stopped_parameter,
+    worth_rechecking,
 )
 from .stacking import COMPOSITES, stacked_composites, stacked_parts
 
@@ -215,6 +216,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         trials = search.trials()
 
     candidates = best_candidates(trials, families, recheck)
+    candidates = [c for c in candidates if worth_rechecking(c["first_fold"],
+                                                            candidates[0]["first_fold"])]
+    wanted = len(candidates)
     if budget is not None:  # the next best stand by for those the budget passes over
         candidates += [c for c in best_candidates(trials, families, len(trials))
                        if c not in candidates]
@@ -226,9 +230,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         raise TailoredError(f"no trial of {families} completed on the first validation "
                             f"fold{reason}")
     if progress is not None:
-        progress(f"re-checking the best {min(recheck, len(candidates))} on the second fold")
-    checked, fallback = _recheck(candidates[:recheck] if budget is None else candidates,
-                                 recheck, list(zip(recheck_folds, recheck_shapes, strict=True)),
+        progress(f"re-checking the best {wanted} on the second fold")
+    checked, fallback = _recheck(candidates[:wanted] if budget is None else candidates,
+                                 wanted, list(zip(recheck_folds, recheck_shapes, strict=True)),
                                  validation, costs, budget, ledger, clock, finishing_costs)
     best, best_model = _fit_winner(checked, data, shape, costs, budget, ledger, fallback,
                                    progress)
