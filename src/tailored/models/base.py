@@ -927,12 +927,19 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n_columns)
     if k >= n_columns:
         return np.tile(np.arange(n_columns), (n_rows, 1))
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    # Everything above the k-th best value, then the lowest columns among its ties.
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    # Everything above the k-th best value, then the lowest columns among its ties
+    # (counted only in the rows where they straddle the cut).
+    kth = np.partition(scores, n_columns - k, axis=1)[:, n_columns - k:n_columns - k + 1]
     above = scores > kth
     tied = scores == kth
-    tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
+    room = k - above.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)
+    if len(crowded):
+        first = tied[crowded]
+        first &= np.cumsum(first, axis=1) <= room[crowded, None]
+        tied[crowded] = first
     return np.nonzero(above | tied)[1].reshape(n_rows, k)
 
 
@@ -955,7 +962,8 @@ def top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],
                              "item_id": pd.Series(dtype=object),
                              "score": pd.Series(dtype=np.float32),
                              "rank": pd.Series(dtype=np.int64)})
-    scores = np.where(np.isnan(scores), -np.inf, scores)
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     top = top_columns(scores, k)
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.lexsort((top, -top_scores), axis=1)

@@ -352,7 +352,11 @@ class _Similarities:
                                where=denominator > 0)
         if common is not None and config.min_support > 1:
             similarity[common < config.min_support] = 0
-        similarity[rows[:, None] == columns[None, :]] = 0  # not its own neighbour
+        # Not its own neighbour: where a row's vector is also a column, zero that cell.
+        position = np.full(self.n, -1)
+        position[columns] = np.arange(len(columns))
+        own = np.flatnonzero(position[rows] >= 0)
+        similarity[own, position[rows[own]]] = 0
         return similarity
 
     def neighbours(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
@@ -416,28 +420,34 @@ class _Similarities:
 def _best(values: np.ndarray, keep: int, columns: np.ndarray | None = None) -> np.ndarray:
     """Per row, where its ``keep`` largest positive values are, ties going to the lower
     column (``columns``: each slot's column; default: its position)."""
-    if keep >= values.shape[1]:
+    width = values.shape[1]
+    if keep >= width:
         return values > 0
-    kth = -np.partition(-values, keep - 1, axis=1)[:, keep - 1:keep]
+    kth = np.partition(values, width - keep, axis=1)[:, width - keep:width - keep + 1]
     above = values > kth
     tied = (values == kth) & (kth > 0)  # ties at zero are dropped anyway
     room = keep - above.sum(axis=1)
     crowded = np.flatnonzero(tied.sum(axis=1) > room)
     if len(crowded):  # more ties than room: the lower columns first
-        order = (np.argsort(columns[crowded], axis=1, kind="stable") if columns is not None
-                 else np.broadcast_to(np.arange(values.shape[1]), (len(crowded),
-                                                                   values.shape[1])))
-        ranked = np.take_along_axis(tied[crowded], order, axis=1)
-        ranked &= np.cumsum(ranked, axis=1) <= room[crowded, None]
-        kept = np.empty_like(ranked)
-        np.put_along_axis(kept, order, ranked, axis=1)
-        tied[crowded] = kept
+        ranked = tied[crowded]
+        if columns is None:  # slots are in column order already
+            ranked &= np.cumsum(ranked, axis=1) <= room[crowded, None]
+        else:
+            order = np.argsort(columns[crowded], axis=1, kind="stable")
+            ranked = np.take_along_axis(ranked, order, axis=1)
+            ranked &= np.cumsum(ranked, axis=1) <= room[crowded, None]
+            kept = np.empty_like(ranked)
+            np.put_along_axis(kept, order, ranked, axis=1)
+            ranked = kept
+        tied[crowded] = ranked
     return (above | tied) & (values > 0)
 
 
 def _prune_rows(similarity: np.ndarray, keep: int) -> sp.csr_matrix:
     """Keep each row's ``keep`` largest positive entries (ties to the lower column)."""
-    return sp.csr_matrix(np.where(_best(similarity, keep), similarity, 0).astype(np.float32))
+    rows, columns = np.nonzero(_best(similarity, keep))
+    return sp.csr_matrix((similarity[rows, columns].astype(np.float32), (rows, columns)),
+                         shape=similarity.shape, dtype=np.float32)
 
 
 def _rows_holding(matrix: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
