@@ -237,3 +237,27 @@ def test_a_stacked_composite_that_stops_improving_gives_its_time_back_sooner(
     stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
     assert stack["spent"] < stack["planned"]
     assert tuned.elapsed == clock.now <= 200
+
+
+
+def test_the_time_kept_for_the_blend_after_the_ranker_is_enough_to_stack_it() -> None:
+    families = ["ease", "als", "popular"]
+    trials = pd.DataFrame({"family": families, "number": 0, "params": [{}, {}, {}],
+                           "iterations": None, "value": [0.3, 0.2, 0.1],
+                           "state": "COMPLETE"})
+    costs = CostModel()
+    for family, seconds in (("ease", 0.2), ("als", 0.3), ("popular", 0.1),
+                            ("weighted", 0.7)):
+        costs.record(family, {}, REFERENCE_SHAPE, seconds)
+    search = SimpleNamespace(trials=lambda families=None: trials, singles=families,
+                             costs=costs, fold_shape=REFERENCE_SHAPE, shape=REFERENCE_SHAPE,
+                             protocol="temporal")
+
+    def finishing(family: str, params: Any) -> tuple[float, float]:
+        return 2.0, 3.0  # its re-check and final fit, on more data than its trials
+
+    kept = tuning_stacking.blend_seconds(search, "weighted", 100.0, finishing)
+    parts, dropped = tuning_stacking.affordable_parts(search, "weighted", kept, finishing)
+    assert [part["model"] for part in parts] == families and dropped == []
+    assert kept >= tuning_stacking.BLEND_ROUNDS * costs.seconds(
+        "weighted", tuning_stacking._stacked_start(search, "weighted", parts), REFERENCE_SHAPE)

@@ -112,16 +112,18 @@ def test_the_tune_path_runs_on_the_sample_shop(monkeypatch: pytest.MonkeyPatch) 
     tuned = tune(outer_split.train, budget_seconds=45, seed=0, clock=clock)
     assert tuned.best_model.is_fitted
     assert tuned.best_model.data_digest_ == outer_split.train.digest
-    # Every single family is screened at its starting point, then the ranker is stacked
-    # on them; with the guard and the final fit, within the budget. The ranker leaves the
-    # blend too little time here (each part's fit costs 1 s), and a note says so.
+    # Every single family is screened at its starting point, then the blend is stacked
+    # on them; with the guard and the final fit, within the budget. The time kept for the
+    # blend leaves the ranker before it too little here (each part's fit costs 1 s), and
+    # a note says so.
     singles = [family for family in available_families() if family not in tuning.COMPOSITES]
     first_trials = tuned.trials[tuned.trials["number"] == 0].set_index("family")["state"]
-    assert first_trials.to_dict() == dict.fromkeys([*singles, "ranked"], "COMPLETE")
-    assert any(note.startswith("weighted left out: stacked on the best families it would "
+    assert first_trials.to_dict() == {**dict.fromkeys([*singles, "weighted"], "COMPLETE"),
+                                      "ranked": "WAITING"}
+    assert any(note.startswith("ranked left out: stacked on the best families it would "
                                "need more than the ") for note in tuned.notes)
     fitted = list(dict.fromkeys(family for family, _, _ in clock.fits))
-    assert fitted == [*singles, "ranked"]
+    assert fitted == [*singles, "weighted"]
     assert tuned.elapsed == clock.now <= 45
     assert 0 < tuned.best_score <= 1 and math.isfinite(tuned.best_score)
     winner = tuned.second_fold.loc[tuned.second_fold["mean"].idxmax()]

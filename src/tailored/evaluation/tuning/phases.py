@@ -79,21 +79,23 @@ def spend(search: Search, budget: Budget, ledger: Ledger, families: list[str],
 
     for position, family in enumerate(stacked if screened else []):  # 3. stack
         left = budget.search_left()
-        parts, dropped = affordable_parts(search, family, left, finishing_costs)
+        # The blend, after the ranker, costs little: its time is kept first.
+        kept = sum(blend_seconds(search, later, left, finishing_costs)
+                   for later in stacked[position + 1:])
+        own = max(0.0, left - kept)
+        parts, dropped = affordable_parts(search, family, own, finishing_costs)
         if not parts:
             ledger.note(f"{family} left out: stacked on the best families it would need "
-                        f"more than the {left:.1f} s left")
+                        f"more than the {own:.1f} s left")
             ledger.spent("stack", family, 0.0, 0.0, 0)
             continue
         if dropped:
             ledger.note(f"{family}: stacked without the parts {dropped} to fit the "
-                        f"{left:.1f} s left")
-        kept = sum(blend_seconds(search, later, left, finishing_costs)
-                   for later in stacked[position + 1:])  # the blend's, after the ranker
+                        f"{own:.1f} s left")
         search.deadline = until(clock() + left, kept)
         began = clock()
         ran = search.stack(family, parts, budgeted=True)
-        ledger.spent("stack", family, left - kept, clock() - began, ran)
+        ledger.spent("stack", family, own, clock() - began, ran)
 
     # 4. Time the stack did not use (a composite left out or stopped early) goes back
     # to the search rather than being left on the table.

@@ -25,7 +25,8 @@ STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sou
 BLENDED_FAMILIES = 3  # the best families whose tuned configurations the hybrid blends
 
 # The time the ranker leaves for the blend after it: this many of the blend's first trial
-# (which fits its parts; a later one only re-weighs them, so it costs a fraction of that).
+# (which fits its parts; a later one only re-weighs them, so it costs a fraction of that),
+# and its re-check and final fit.
 BLEND_ROUNDS = 3
 
 # A stacked composite is tried when this many of its first trial (which fits its parts
@@ -111,13 +112,14 @@ def blend_seconds(search: Search, family: str, left: float,
                    finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
                    ) -> float:
     """The time a composite stacked after another keeps from it: ``BLEND_ROUNDS`` of its
-    first trial, when it fits in ``left`` at all (none otherwise)."""
+    first trial and its re-check and final fit (which :func:`affordable_parts` will ask
+    for), when it fits in ``left`` at all (none otherwise)."""
     parts, _ = affordable_parts(search, family, left, finishing_costs)
     if not parts:
         return 0.0
-    first = search.costs.seconds(family, _stacked_start(search, family, parts),
-                                 search.fold_shape)
-    return BLEND_ROUNDS * first
+    params = _stacked_start(search, family, parts)
+    first = search.costs.seconds(family, params, search.fold_shape)
+    return BLEND_ROUNDS * first + sum(finishing_costs(family, params))
 
 
 def stacked_parts(family: str, trials: pd.DataFrame, families: Sequence[str]
