@@ -107,20 +107,23 @@ def _search_phase(phase: str, search: Search, budget: Budget, ledger: Ledger,
                   kept: float = 0.0) -> None:
     """Search ``families`` in the time left but ``kept`` seconds, the leader last, each
     getting its ``RANK_SHARES`` share of what the ones before it left (none when that is
-    less than one of its typical trials: it goes to the next)."""
+    less than one of its typical trials: it goes to the next), and ending sooner when the
+    time held back for the re-check grows meanwhile."""
     clock = search.clock
     order = search_order({f: search.studies[f] for f in families})
     weights = [RANK_SHARES[min(rank, len(RANK_SHARES) - 1)]
                for rank in range(len(order))][::-1]
     for position, family in enumerate(order):
-        share = (max(0.0, budget.search_left() - kept)
-                 * weights[position] / sum(weights[position:]))
+        available = max(0.0, budget.search_left() - kept)
+        share = available * weights[position] / sum(weights[position:])
         typical = typical_seconds(search.studies[family])
         if share <= 0 or share < typical:  # not one trial: the time goes to the next
             if phase == "search":
                 ledger.spent(phase, family, share, 0.0, 0)
             continue
-        search.deadline = until(clock() + share, kept)
+        # The shares of the families after it are kept too: when this family's better
+        # configurations cost more to re-check, it ends sooner, not the leader.
+        search.deadline = until(clock() + share, kept + available - share)
         began = clock()
         ran = search.run(family, budgeted=True)
         ledger.spent(phase, family, share, clock() - began, ran)
