@@ -112,8 +112,9 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        time to re-check the candidates and fit the winner on all of ``data``, plus
        ``RESERVED_SHARE`` of the budget. The best configuration of each of the
        ``recheck`` best families on the first fold (or, with fewer families, the next
-       best configurations) is scored on the second fold (and on the whole first fold
-       after a subsample), and the best mean of both folds wins. A candidate whose
+       best configurations; none scoring under ``RECHECK_FLOOR`` of the best, which
+       could not win) is scored on the second fold (and on the whole first fold after
+       a subsample), and the best mean of both folds wins. A candidate whose
        re-check and final fit would not end within the budget is not re-checked; a
        winner whose final fit would not is refitted with fewer iterations or epochs, or
        the next candidate is, or, as a last resort, the winner fitted on the second
