@@ -239,7 +239,6 @@ def test_a_stacked_composite_that_stops_improving_gives_its_time_back_sooner(
     assert tuned.elapsed == clock.now <= 200
 
 
-
 def test_the_time_kept_for_the_blend_after_the_ranker_is_enough_to_stack_it() -> None:
     families = ["ease", "als", "popular"]
     trials = pd.DataFrame({"family": families, "number": 0, "params": [{}, {}, {}],
