@@ -98,11 +98,11 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        (:func:`~tailored.ranking.reusing_fitted_parts`). First ``ranked``: its candidate
        sources are the best configurations (:func:`stacked_sources`) and its first
        trial is matched to the protocol (``STACKED_STARTING_POINTS``), so a trial
-       mostly costs the LightGBM fit. It leaves ``BLEND_ROUNDS`` times the predicted
-       first trial of ``weighted`` (with at least two other families), and its re-check
-       and final fit, for it, a blend
-       of the ``BLENDED_FAMILIES`` best (:func:`blended_parts`), first at equal weights,
-       then re-weighted, so a trial after the first costs little more than scoring.
+       mostly costs the LightGBM fit. Kept from it for ``weighted`` (with at least two
+       other families): ``BLEND_ROUNDS`` times the blend's predicted first trial, and
+       its re-check and final fit. The blend mixes the ``BLENDED_FAMILIES`` best
+       (:func:`blended_parts`), first at equal weights, then re-weighted, so a trial
+       after the first costs little more than scoring.
        A composite gives up after ``STACKED_STALE_TRIALS`` trials without a new best
        (a single family after ``STALE_TRIALS``). With ``n_trials`` they also run after
        the other families.
