@@ -1,8 +1,9 @@
 """Fakes shared by the tuning tests: a clock whose time passes only while models fit,
-and a SASRec space small enough for tiny data."""
+a SASRec space small enough for tiny data, and studies of given trials."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -75,3 +76,19 @@ class FakeClock:
 
 # Fits take 1 s of a fake clock; popular's 0.5 s and the ranker's 2 s.
 FIT_SECONDS = {"popular": 0.5, "ranked": 2.0}
+
+
+def study_with(value: float, seconds: float, *more: tuple[float, float],
+               clock_seconds: float | None = None) -> optuna.Study:
+    """A study of complete trials, each a (value, wall-clock seconds) pair; the first
+    timed by the tuner's clock at ``clock_seconds`` if given."""
+    start = datetime(2024, 1, 1)
+    study = optuna.create_study(direction="maximize")
+    for number, (score, wall) in enumerate([(value, seconds), *more]):
+        timed = {"duration": clock_seconds} if number == 0 and clock_seconds else {}
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE,
+            value=score, datetime_start=start, datetime_complete=start + timedelta(seconds=wall),
+            params={}, distributions={}, user_attrs=timed, system_attrs={},
+            intermediate_values={}))
+    return study

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
 
-import optuna
 import pytest
 
 from tailored.dataset import Split, temporal_split
@@ -21,28 +19,12 @@ from tailored.evaluation.tuning import (
 from tailored.evaluation.tuning import tuner as tuning_tuner
 from tailored.testing import checkerboard
 
-from .fakes import FakeClock
-
-
-def _study_with(value: float, seconds: float, *more: tuple[float, float],
-                clock_seconds: float | None = None) -> optuna.Study:
-    """A study of complete trials, each a (value, wall-clock seconds) pair; the first
-    timed by the tuner's clock at ``clock_seconds`` if given."""
-    start = datetime(2024, 1, 1)
-    study = optuna.create_study(direction="maximize")
-    for number, (score, wall) in enumerate([(value, seconds), *more]):
-        timed = {"duration": clock_seconds} if number == 0 and clock_seconds else {}
-        study.add_trial(optuna.trial.FrozenTrial(
-            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE,
-            value=score, datetime_start=start, datetime_complete=start + timedelta(seconds=wall),
-            params={}, distributions={}, user_attrs=timed, system_attrs={},
-            intermediate_values={}))
-    return study
+from .fakes import FakeClock, study_with
 
 
 def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
-    studies = {"fast": _study_with(0.1, 1.0), "slow": _study_with(0.4, 10.0),
-               "mid": _study_with(0.35, 2.0)}
+    studies = {"fast": study_with(0.1, 1.0), "slow": study_with(0.4, 10.0),
+               "mid": study_with(0.35, 2.0)}
     # The two leaders (slow, mid) are re-checked once each; the slowest of them is
     # then fitted on 1.25 times the data.
     assert tuning_budget.finishing_seconds(studies, recheck=2, growth=1.25) == pytest.approx(
@@ -52,15 +34,15 @@ def test_the_finishing_estimate_counts_the_leaders_refits() -> None:
 
 def test_the_finishing_estimate_counts_every_recheck_the_guard_will_make() -> None:
     # With fewer families than re-checks, the guard re-checks the next best trials too.
-    studies = {"a": _study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": _study_with(0.45, 2.0)}
+    studies = {"a": study_with(0.5, 3.0, (0.2, 7.0), (0.4, 1.0)), "b": study_with(0.45, 2.0)}
     assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 2.0 + 1.0 + 3.0)
     # With fewer trials done than re-checks, the missing ones count like the slowest.
-    studies = {"a": _study_with(0.5, 3.0, (0.4, 1.0))}
+    studies = {"a": study_with(0.5, 3.0, (0.4, 1.0))}
     assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         3.0 + 1.0 + 3.0 + 3.0)
     # A trial timed by the tuner's clock counts by that clock, not by Optuna's wall time.
-    studies = {"a": _study_with(0.5, 10.0, clock_seconds=4.0)}
+    studies = {"a": study_with(0.5, 10.0, clock_seconds=4.0)}
     assert tuning_budget.finishing_seconds(studies, recheck=1, growth=1.0) == pytest.approx(8.0)
 
 
@@ -191,7 +173,7 @@ def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_
 
 def test_the_finishing_estimate_keeps_no_time_for_what_is_too_far_behind_to_win() -> None:
     # "slow" scores under RECHECK_FLOOR of the leader: the guard will not re-check it.
-    studies = {"best": _study_with(0.4, 2.0), "close": _study_with(0.35, 1.0),
-               "slow": _study_with(0.1, 30.0)}
+    studies = {"best": study_with(0.4, 2.0), "close": study_with(0.35, 1.0),
+               "slow": study_with(0.1, 30.0)}
     assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         2.0 + 1.0 + 2.0)

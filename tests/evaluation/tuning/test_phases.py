@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
-
-import optuna
 
 from tailored.evaluation.tuning import budget as tuning_budget
 from tailored.evaluation.tuning import phases as tuning_phases
 
-
-def _study(value: float) -> optuna.Study:
-    """A study with one complete trial of ``value`` that took 1 s."""
-    start = datetime(2024, 1, 1)
-    study = optuna.create_study(direction="maximize")
-    study.add_trial(optuna.trial.FrozenTrial(
-        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=value,
-        datetime_start=start, datetime_complete=start + timedelta(seconds=1), params={},
-        distributions={}, user_attrs={"duration": 1.0}, system_attrs={},
-        intermediate_values={}))
-    return study
+from .fakes import study_with
 
 
 class _ScriptedSearch:
@@ -30,7 +17,8 @@ class _ScriptedSearch:
 
     def __init__(self, growing: str) -> None:
         self.now, self.reserve, self.growing = 0.0, 0.0, growing
-        self.studies = {"runner_up": _study(0.1), "leader": _study(0.5)}
+        self.studies = {"runner_up": study_with(0.1, 1.0, clock_seconds=1.0),
+                        "leader": study_with(0.5, 1.0, clock_seconds=1.0)}
         self.deadline: Callable[[], float | None] = lambda: None
         self.trials: dict[str, int] = {}
 
