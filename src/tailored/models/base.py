@@ -931,7 +931,7 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
         scores = np.where(np.isnan(scores), -np.inf, scores)
     # Everything above the k-th best value, then the lowest columns among its ties
     # (counted only in the rows where they straddle the cut).
-    kth = np.partition(scores, n_columns - k, axis=1)[:, n_columns - k:n_columns - k + 1]
+    kth = _kth_largest(scores, k)[:, None]
     above = scores > kth
     tied = scores == kth
     room = k - above.sum(axis=1)
@@ -941,6 +941,43 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
         first &= np.cumsum(first, axis=1) <= room[crowded, None]
         tied[crowded] = first
     return np.nonzero(above | tied)[1].reshape(n_rows, k)
+
+
+_CHUNK = 64  # columns per chunk whose maxima bound a row's k-th largest score
+
+
+def _kth_largest(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k``-th largest score (no NaN; ``k`` below the row's length).
+
+    Most scores of a large catalog lie far below the k-th and many are equal (items no
+    neighbour touched score 0), which makes a partition of the whole row crawl. So the
+    k-th largest of the rows' chunk maxima, which at least ``k`` scores reach, bounds it
+    from below; the scores at or above that bound are few, and are sorted (a row they
+    fill, with ties at the bound, is sorted whole: a sort does not mind ties).
+    """
+    n_rows, n_columns = scores.shape
+    chunks = -(-n_columns // _CHUNK)
+    if chunks < 4 * k:  # a narrow row: nothing to gain
+        return np.partition(scores, n_columns - k, axis=1)[:, n_columns - k]
+    padded = np.pad(scores, ((0, 0), (0, chunks * _CHUNK - n_columns)),
+                    constant_values=-np.inf)
+    maxima = padded.reshape(n_rows, chunks, _CHUNK).max(axis=2)
+    bound = np.sort(maxima, axis=1)[:, chunks - k]
+    candidates = scores >= bound[:, None]
+    counts = candidates.sum(axis=1)
+    kth = np.empty(n_rows, dtype=scores.dtype)
+    crowded = counts > n_columns // 8  # ties at the bound fill the row: sort it whole
+    if crowded.any():
+        kth[crowded] = np.sort(scores[crowded], axis=1)[:, n_columns - k]
+    few = np.flatnonzero(~crowded)
+    if len(few):
+        rows, columns = np.nonzero(candidates[few])
+        width = int(counts[few].max())
+        table = np.full((len(few), width), -np.inf, dtype=scores.dtype)
+        starts = np.cumsum(counts[few]) - counts[few]
+        table[rows, np.arange(len(rows)) - starts[rows]] = scores[few[rows], columns]
+        kth[few] = np.sort(table, axis=1)[:, width - k]
+    return kth
 
 
 def top_k(scores: np.ndarray, k: int, row_ids: Sequence[str],

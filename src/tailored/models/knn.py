@@ -28,7 +28,8 @@ from .base import (
     strongest_entries,
 )
 
-_BLOCK_BUDGET = 2**22  # dense similarity cells per block while pruning neighbours
+_BLOCK_BUDGET = 2**22  # dense similarity cells per block while updating neighbours
+_PAIR_BUDGET = 2**22  # similar pairs (at most) per block while picking neighbours
 
 
 class KNNConfig(ModelConfig):
@@ -333,40 +334,46 @@ class _Similarities:
         self.norms = np.sqrt(np.asarray(self.columns.multiply(self.columns).sum(axis=0)).ravel())
         self.counts = np.asarray(self.binary.sum(axis=0)).ravel()
         self.rows_t, self.binary_t = self.columns.T.tocsr(), self.binary.T.tocsr()
+        self.term_sizes = np.asarray(self.binary.sum(axis=1)).ravel()  # vectors per term
 
-    def block(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Dense similarities of vectors ``rows`` to vectors ``columns`` (none to itself)."""
+    def pairs(self, rows: np.ndarray, columns: np.ndarray) -> sp.coo_matrix:
+        """The positive similarities of vectors ``rows`` to vectors ``columns`` (none to
+        itself): only pairs that share a term can have one, so they stay sparse."""
         config = self.config
         needs_counts = config.similarity == "jaccard" or config.min_support > 1
-        common = ((self.binary_t[rows] @ self.binary[:, columns]).toarray() if needs_counts
-                  else None)
+        common = self.binary_t[rows] @ self.binary[:, columns] if needs_counts else None
         if config.similarity == "jaccard":
             assert common is not None
-            denominator = (self.counts[rows, None] + self.counts[None, columns] - common
+            if config.min_support > 1:
+                common = common.multiply(common >= config.min_support)
+            found = sp.coo_matrix(common)
+            row, column, numerator = found.row, found.col, found.data
+            denominator = (self.counts[rows[row]] + self.counts[columns[column]] - numerator
                            + config.shrinkage)
-            numerator = common
         else:
-            numerator = (self.rows_t[rows] @ self.columns[:, columns]).toarray()
-            denominator = self.norms[rows, None] * self.norms[None, columns] + config.shrinkage
+            product = self.rows_t[rows] @ self.columns[:, columns]
+            if common is not None and config.min_support > 1:
+                product = product.multiply(common >= config.min_support)
+            found = sp.coo_matrix(product)
+            row, column, numerator = found.row, found.col, found.data
+            denominator = (self.norms[rows[row]] * self.norms[columns[column]]
+                           + config.shrinkage)
         similarity = np.divide(numerator, denominator, out=np.zeros_like(numerator),
                                where=denominator > 0)
-        if common is not None and config.min_support > 1:
-            similarity[common < config.min_support] = 0
-        # Not its own neighbour: where a row's vector is also a column, zero that cell.
-        position = np.full(self.n, -1)
-        position[columns] = np.arange(len(columns))
-        own = np.flatnonzero(position[rows] >= 0)
-        similarity[own, position[rows[own]]] = 0
-        return similarity
+        kept = (similarity > 0) & (rows[row] != columns[column])
+        return sp.coo_matrix((similarity[kept], (row[kept], column[kept])),
+                             shape=(len(rows), len(columns)))
 
     def neighbours(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
         """The best neighbours of vectors ``rows`` (default: all), one sparse row each."""
         rows = np.arange(self.n) if rows is None else np.asarray(rows)
         every = np.arange(self.n)
-        step = max(1, _BLOCK_BUDGET // max(self.n, 1))
-        parts = [_prune_rows(self.block(rows[start:start + step], every),
-                             self.config.neighbors)
-                 for start in range(0, len(rows), step)]
+        # Blocks of rows whose pairs (at most: their terms' vectors) fit the budget.
+        bound = np.minimum(self.binary_t[rows] @ self.term_sizes, self.n)
+        block = np.cumsum(bound) // _PAIR_BUDGET
+        starts = np.flatnonzero(np.diff(block, prepend=-1))
+        parts = [_strongest(self.pairs(rows[start:end], every), self.config.neighbors)
+                 for start, end in zip(starts, [*starts[1:], len(rows)], strict=True)]
         if not parts:
             return sp.csr_matrix((len(rows), self.n), dtype=np.float32)
         return sp.csr_matrix(sp.vstack(parts), dtype=np.float32)
@@ -388,7 +395,7 @@ class _Similarities:
         step = max(1, _BLOCK_BUDGET // max(len(touched), 1))
         for start in range(0, len(others), step):
             chunk = others[start:start + step]
-            fresh = self.block(chunk, touched)
+            fresh = self.pairs(chunk, touched).toarray()
             changed = had_touched[chunk] | (fresh > 0).any(axis=1)
             if changed.any():
                 rows.append(chunk[changed])
@@ -448,6 +455,31 @@ def _prune_rows(similarity: np.ndarray, keep: int) -> sp.csr_matrix:
     rows, columns = np.nonzero(_best(similarity, keep))
     return sp.csr_matrix((similarity[rows, columns].astype(np.float32), (rows, columns)),
                          shape=similarity.shape, dtype=np.float32)
+
+
+def _strongest(pairs: sp.coo_matrix, keep: int) -> sp.csr_matrix:
+    """Keep each row's ``keep`` largest entries (ties to the lower column).
+
+    Rows with more entries than that are picked from padded tables, one per group of
+    rows of about the same length, so a table holds at most twice their entries (a
+    block more than half filled is picked from as it stands, densely)."""
+    if 2 * pairs.nnz > pairs.shape[0] * pairs.shape[1]:
+        return _prune_rows(pairs.toarray(), keep)
+    pairs = sp.csr_matrix(pairs)
+    lengths = np.diff(pairs.indptr)
+    crowded = np.flatnonzero(lengths > keep)
+    dropped = np.zeros(pairs.nnz, dtype=bool)
+    group = np.ceil(np.log2(lengths[crowded])).astype(int)
+    for rows in (crowded[group == g] for g in np.unique(group)):
+        place = np.arange(lengths[rows].max())
+        filled = place[None, :] < lengths[rows, None]
+        slots = np.where(filled, pairs.indptr[rows, None] + place[None, :], 0)
+        values = np.where(filled, pairs.data[slots], 0)  # padding is never kept
+        columns = np.where(filled, pairs.indices[slots], pairs.shape[1])
+        dropped[slots[filled & ~_best(values, keep, columns)]] = True
+    pairs.data[dropped] = 0
+    pairs.eliminate_zeros()
+    return pairs
 
 
 def _rows_holding(matrix: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
