@@ -42,10 +42,9 @@ def test_work_grows_with_iterations_factors_and_the_catalog() -> None:
     assert costs.seconds("bpr", {"factors": 256}, FOLD) > costs.seconds(
         "bpr", {"factors": 32}, FOLD)
     # EASE inverts an items x items matrix: ten times the catalog, about a thousand times
-    # the time; item-kNN's neighbours come from co-occurrences, as many in a wider
-    # catalog of the same events, so only its scoring of every item grows.
+    # the time; item-kNN's neighbour lists grow with its square.
     assert costs.seconds("ease", {}, WIDE) / costs.seconds("ease", {}, FOLD) > 500
-    assert 1 < costs.seconds("item_knn", {}, WIDE) / costs.seconds("item_knn", {}, FOLD) < 5
+    assert 10 < costs.seconds("item_knn", {}, WIDE) / costs.seconds("item_knn", {}, FOLD) < 100
     # A fit alone costs less than a check that also scores the validation users.
     assert costs.seconds("popular", {}, FOLD, scored=False) < costs.seconds("popular", {}, FOLD)
 

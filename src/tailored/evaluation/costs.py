@@ -56,6 +56,7 @@ CHECK_OVERHEAD = 0.05  # seconds of every check that no work formula counts (sco
 _SASREC_STEP_WORK = 5e7  # one optimizer step's fixed overhead, in SASRec's work units
 _ALS_SOLVE_WORK = 1e5  # one user's or item's solve in an ALS iteration, beyond its factors
 _BPR_SAMPLE_WORK = 64  # drawing one BPR triple, in factor updates
+_DENSE_CELL_WORK = 0.5  # a kNN's dense similarity cell (picking neighbours), in steps
 _SEQUENCE_WORK = 25  # putting one event in its user's time order, in counted steps
 _CANDIDATE_WORK = 0.4  # a source scoring one item for one user, in the ranker's tree work
 
@@ -67,8 +68,8 @@ _CANDIDATE_WORK = 0.4  # a source scoring one item for one user, in the ranker's
 #: rates. Other families (sources such as ``trending``) cost like ``popular``.
 REFERENCE_RATES: dict[str, float] = {
     "popular": 1.5e-7,
-    "item_knn": 9.0e-9,
-    "user_knn": 2.7e-9,
+    "item_knn": 2.0e-8,
+    "user_knn": 2.0e-8,
     "ease": 9.0e-11,
     "als": 3.0e-10,
     "bpr": 1.9e-9,
@@ -98,15 +99,14 @@ def _popular_work(config: Any, shape: DataShape, steps: int) -> Work:
 
 
 def _item_knn_work(config: Any, shape: DataShape, steps: int) -> Work:
-    # Co-occurrences (each user's pairs of items), each item's neighbours picked among
-    # the items it co-occurs with.
-    return Work(shape.item_cooccurrences,
+    # Co-occurrences (each user's pairs of items), then each item's neighbours picked
+    # from dense blocks of similarities.
+    return Work(shape.pairs * _history(shape) + _DENSE_CELL_WORK * shape.items ** 2,
                 shape.scored_users * (_history(shape) * config.neighbors + shape.items))
 
 
 def _user_knn_work(config: Any, shape: DataShape, steps: int) -> Work:
-    # Co-occurrences (each item's pairs of users), as for items.
-    return Work(shape.user_cooccurrences,
+    return Work(shape.pairs * shape.item_popularity + _DENSE_CELL_WORK * shape.users ** 2,
                 shape.scored_users * (_history(shape) * config.neighbors + shape.items))
 
 

@@ -81,12 +81,7 @@ class DataShape:
     ``pairs`` counts distinct (user, item) pairs (the interaction matrix's entries) and
     ``mean_square_weight`` is the mean square of their summed event weights (1 for
     presence alone; about 13.7 for 1-5 star ratings). ``scored_users`` is how many
-    users a validation check scores (0 for a fit alone). ``item_cooccurrences`` counts
-    the pairs of items one user touched, over all users (a user of n items adds n^2),
-    and ``user_cooccurrences`` the pairs of users who touched one item: what the
-    similarity products of item- and user-kNN cost. A few very active users or very
-    popular items make them many times what even histories would give, which is what
-    they are estimated as on a shape written by hand.
+    users a validation check scores (0 for a fit alone).
 
     Examples
     --------
@@ -102,28 +97,15 @@ class DataShape:
     pairs: int
     mean_square_weight: float = 1.0
     scored_users: int = 0
-    item_cooccurrences: float = math.nan
-    user_cooccurrences: float = math.nan
-
-    def __post_init__(self) -> None:
-        if math.isnan(self.item_cooccurrences):  # not counted: as if histories were even
-            object.__setattr__(self, "item_cooccurrences",
-                               self.pairs * self.pairs / max(self.users, 1))
-        if math.isnan(self.user_cooccurrences):
-            object.__setattr__(self, "user_cooccurrences",
-                               self.pairs * self.pairs / max(self.items, 1))
 
     @classmethod
     def of(cls, data: Dataset, scored_users: int = 0) -> DataShape:
         """The shape of ``data`` (checks scoring ``scored_users`` users)."""
         matrix = data.matrix()
         square = float(np.square(matrix.data, dtype=np.float64).sum()) / max(matrix.nnz, 1)
-        histories = np.diff(matrix.indptr).astype(np.float64)
-        audiences = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
         return cls(users=data.n_users, items=data.n_items, events=len(data),
                    pairs=int(matrix.nnz), mean_square_weight=square or 1.0,
-                   scored_users=scored_users, item_cooccurrences=float(histories @ histories),
-                   user_cooccurrences=float(audiences @ audiences))
+                   scored_users=scored_users)
 
     @property
     def mean_history(self) -> float:
@@ -139,8 +121,7 @@ class DataShape:
 #: MovieLens 100K, where every constant of the spaces was chosen: the shape at which
 #: each scaled range gives the constant it replaces.
 REFERENCE_SHAPE = DataShape(users=943, items=1682, events=100_000, pairs=100_000,
-                            mean_square_weight=1_372_704 / 100_000,
-                            item_cooccurrences=20_200_812, user_cooccurrences=16_807_190)
+                            mean_square_weight=1_372_704 / 100_000)
 
 SearchSpace = Callable[[optuna.Trial, DataShape], dict[str, Any]]
 

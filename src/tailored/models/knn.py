@@ -207,13 +207,14 @@ class UserKNN(Recommender):
     def _neighbour_weights(self, batch: ScoringBatch) -> sp.csr_matrix:
         """Rows: each batch user's similarity to their nearest training users."""
         known = batch.users >= 0
-        weights = sp.lil_matrix((len(batch), self.user_vectors_.shape[0]), dtype=np.float32)
-        if known.any():
-            weights[np.flatnonzero(known)] = self.similarity_[batch.users[known]]
+        rows = [self.similarity_[batch.users[known]]]
         if (~known).any():
             fresh = _prepare(sp.csr_matrix(batch.history[~known]), self.config.binary)
-            weights[np.flatnonzero(~known)] = self._similar_to(fresh)
-        return weights.tocsr()
+            rows.append(self._similar_to(fresh))
+        # Known users' rows first, then new users': put back in the batch's order.
+        order = np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)])
+        return sp.csr_matrix(sp.vstack(rows, format="csr")[np.argsort(order)],
+                             dtype=np.float32)
 
     def _similar_to(self, rows: sp.csr_matrix) -> sp.csr_matrix:
         """Similarity of new users' histories to every training user, pruned to top k."""
