@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,7 +86,13 @@ class TestPostgresStore(StoreContract, ConcurrentUpdateContract, TransactionCont
         after_one = connections()
         for _ in range(3):
             round_of_threads()
-        assert connections() == after_one
+        # A closed connection's server process ends a moment later, and other
+        # connections to the database may come and go meanwhile (seen on a loaded
+        # machine: 7 against 5). A leak keeps one per thread: 18 over three rounds.
+        deadline = time.monotonic() + 5.0
+        while connections() > after_one and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert connections() < after_one + 6
 
     def test_a_bulk_load_builds_the_indexes_it_dropped(self, store: Store) -> None:
         before = self._indexes(store)
