@@ -341,22 +341,19 @@ class _Similarities:
         """The positive similarities of vectors ``rows`` to vectors ``columns`` (none to
         itself): only pairs that share a term can have one, so they stay sparse."""
         config = self.config
-        needs_counts = config.similarity == "jaccard" or config.min_support > 1
-        common = self.binary_t[rows] @ self.binary[:, columns] if needs_counts else None
-        if config.similarity == "jaccard":
-            assert common is not None
-            if config.min_support > 1:
-                common = common.multiply(common >= config.min_support)
-            found = sp.coo_matrix(common)
-            row, column, numerator = found.row, found.col, found.data
+        jaccard = config.similarity == "jaccard"
+        common = (self.binary_t[rows] @ self.binary[:, columns]
+                  if jaccard or config.min_support > 1 else None)
+        matrix = common if jaccard else self.rows_t[rows] @ self.columns[:, columns]
+        assert matrix is not None
+        if common is not None and config.min_support > 1:
+            matrix = matrix.multiply(common >= config.min_support)
+        found = sp.coo_matrix(matrix)
+        row, column, numerator = found.row, found.col, found.data
+        if jaccard:
             denominator = (self.counts[rows[row]] + self.counts[columns[column]] - numerator
                            + config.shrinkage)
         else:
-            product = self.rows_t[rows] @ self.columns[:, columns]
-            if common is not None and config.min_support > 1:
-                product = product.multiply(common >= config.min_support)
-            found = sp.coo_matrix(product)
-            row, column, numerator = found.row, found.col, found.data
             denominator = (self.norms[rows[row]] * self.norms[columns[column]]
                            + config.shrinkage)
         similarity = np.divide(numerator, denominator, out=np.zeros_like(numerator),
