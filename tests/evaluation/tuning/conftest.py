@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tailored.dataset import Split, temporal_split
@@ -39,3 +41,4 @@ def every_candidate_rechecked(monkeypatch: pytest.MonkeyPatch) -> None:
     """No candidate is too far behind to re-check: on this tiny data the families' scores
     lie far apart, and a test counting re-checks means all of them."""
     monkeypatch.setattr(tuning_search, "RECHECK_FLOOR", 0.0)
+    monkeypatch.setattr(tuning_search, "RECHECK_NOISE", math.inf)

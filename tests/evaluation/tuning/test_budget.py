@@ -122,7 +122,7 @@ def test_the_stacked_ranker_gets_its_turn_when_time_allows(
         monkeypatch: pytest.MonkeyPatch, outer: Split) -> None:
     # Every fit takes 1 s, the ranker's sources too (once per label period).
     clock = FakeClock(monkeypatch, parts=True)
-    tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=30,
+    tuned = tune(outer.train, models=["popular", "item_knn", "ranked"], budget_seconds=60,
                  clock=clock)
     stack = tuned.time_split.set_index(["phase", "family"]).loc[("stack", "ranked")]
     ranked = tuned.trials[tuned.trials["family"] == "ranked"]
@@ -132,7 +132,7 @@ def test_the_stacked_ranker_gets_its_turn_when_time_allows(
     sources = ranked["params"].iloc[0]["sources"]
     assert {source["model"] for source in sources} == {"popular", "item_knn"}
     assert "ranked" in set(tuned.second_fold["family"])  # and it was re-checked
-    assert tuned.elapsed == clock.now <= 30
+    assert tuned.elapsed == clock.now <= 60
     # With too little time for its sources, re-check and final fit, it is left out, and
     # says so; the others use the time.
     clock = FakeClock(monkeypatch, parts=True)
@@ -150,7 +150,9 @@ def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_
     monkeypatch.setattr(tuning_phases, "PROXY_SHARE", 0.0)  # any screen is too long
     monkeypatch.setattr(tuning_phases, "MIN_PROXY_USERS", 20)
     clock = FakeClock(monkeypatch)
-    tuned = tune(data, models=["popular", "item_knn"], budget_seconds=30, clock=clock)
+    # Fits take 1 s whatever their size, but the cost model scales the subsample's to
+    # the whole folds': the budget leaves room for that.
+    tuned = tune(data, models=["popular", "item_knn"], budget_seconds=60, clock=clock)
     first, searched = tuned.validation["first"], tuned.validation["searched"]
     assert searched["train_events"] < first["train_events"]
     assert searched["name"].endswith(" users)")  # e.g. "temporal (20 of 80 users)"
@@ -168,7 +170,7 @@ def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_rechecked_at_full_
     trial_value = tuned.trials.loc[(tuned.trials["family"] == winner["family"])
                                    & (tuned.trials["number"] == winner["number"]), "value"]
     assert winner["first_fold"] != trial_value.iloc[0]
-    assert tuned.elapsed == clock.now <= 30
+    assert tuned.elapsed == clock.now <= 60
 
 
 def test_the_finishing_estimate_keeps_no_time_for_what_is_too_far_behind_to_win() -> None:

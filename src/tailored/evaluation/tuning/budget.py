@@ -68,12 +68,13 @@ class Budget:
 
 def finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: float,
                        costs: Callable[[str, optuna.trial.FrozenTrial], tuple[float, float]]
-                       | None = None) -> float:
+                       | None = None, users: int = 0) -> float:
     """Estimated time of the guard and the final fit: the re-checks of the ``recheck``
     configurations the guard will re-check (as :func:`best_candidates` picks them: the best
     of each leading family, then, with fewer families, the next best trials; while fewer
     trials are done, the missing ones like the slowest; none of those too far behind the
-    best to win, :func:`worth_rechecking`), and the slowest of their fits
+    best to win over ``users`` validation users, :func:`worth_rechecking`), and the
+    slowest of their fits
     on all the data. ``costs(family, trial)`` predicts a configuration's re-check and
     final fit; by default both come from the trial's duration (which also paid for its
     validation checks), the final fit times ``growth`` (all the data over the first
@@ -90,7 +91,7 @@ def finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: fl
         :recheck - len(chosen)]
     missing = recheck - len(chosen)  # trials not done yet: they count like the slowest
     chosen = [index for index in chosen  # too far behind to win: not re-checked
-              if worth_rechecking(ranked[index][0], ranked[0][0])]
+              if worth_rechecking(ranked[index][0], ranked[0][0], users)]
 
     def from_duration(family: str, trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
         seconds = trial_seconds(trial)

@@ -56,7 +56,11 @@ def spend(search: Search, budget: Budget, ledger: Ledger, families: list[str],
         return lambda: min(end, budget.search_end() - kept)
 
     screened: list[str] = []
-    for family in families:  # 1. screen
+    # 1. Screen, the cheapest first: the time held back for re-checks grows with each
+    # family screened, so the costliest are the ones left out when it runs short.
+    by_cost = sorted(families, key=lambda family: _screen_seconds(
+        costs, family, start_params(family, search.shape), fold_shape))
+    for family in by_cost:
         allowance = SCREEN_SHARE * budget.search_left()
         params = start_params(family, search.shape)
         first_check = costs.seconds(family, params, fold_shape,

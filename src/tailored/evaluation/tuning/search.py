@@ -63,6 +63,12 @@ UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time lef
 # second. Its re-check would only take time from the search (popularity's, on a large
 # catalog, as long as a kNN's).
 RECHECK_FLOOR = 0.75
+# Nor is one trailing the best by more than this many standard errors of their
+# difference: on large data, where validation users are many, a share of the best is a
+# wide margin, and re-checks on the whole folds cost as much as the search. The standard
+# error is bounded as for a metric in [0, 1] with the best's mean (whose per-user
+# variance is at most mean x (1 - mean)), the two scores taken as independent.
+RECHECK_NOISE = 2.0
 
 
 @contextmanager
@@ -307,10 +313,16 @@ def _trial_rows(family: str, study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def worth_rechecking(value: float, best: float) -> bool:
-    """Whether a first-fold ``value`` could still win against the ``best`` one
-    (``RECHECK_FLOOR``)."""
-    return best <= 0 or value >= RECHECK_FLOOR * best
+def worth_rechecking(value: float, best: float, users: int = 0) -> bool:
+    """Whether a first-fold ``value`` could still win against the ``best`` one, both
+    averaged over ``users`` validation users (``RECHECK_FLOOR``, ``RECHECK_NOISE``)."""
+    if best <= 0:
+        return True
+    if value < RECHECK_FLOOR * best:
+        return False
+    if users <= 0 or best >= 1:  # no count, or not a metric in [0, 1]: no noise bound
+        return True
+    return best - value <= RECHECK_NOISE * math.sqrt(2 * best * (1 - best) / users)
 
 
 def best_candidates(trials: pd.DataFrame, families: list[str], count: int) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from ..search_spaces import (
     blend_space,
     blend_starting_point,
 )
-from .budget import Budget
+from .budget import PREDICTION_MARGIN, Budget
 from .search import Search, best_candidates, start_params
 
 STACK_SHARE = 0.5  # of the search time, kept for the stacked composites when searched
@@ -113,13 +113,13 @@ def blend_seconds(search: Search, family: str, left: float,
                    ) -> float:
     """The time a composite stacked after another keeps from it: ``BLEND_ROUNDS`` of its
     first trial and its re-check and final fit (which :func:`affordable_parts` will ask
-    for), when it fits in ``left`` at all (none otherwise)."""
+    for, with the guard's margin), when it fits in ``left`` at all (none otherwise)."""
     parts, _ = affordable_parts(search, family, left, finishing_costs)
     if not parts:
         return 0.0
     params = _stacked_start(search, family, parts)
     first = search.costs.seconds(family, params, search.fold_shape)
-    return BLEND_ROUNDS * first + sum(finishing_costs(family, params))
+    return BLEND_ROUNDS * first + PREDICTION_MARGIN * sum(finishing_costs(family, params))
 
 
 def stacked_parts(family: str, trials: pd.DataFrame, families: Sequence[str]
@@ -158,10 +158,11 @@ def _stack_cost(search: Search, family: str, parts: list[dict[str, Any]],
                 finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
                 ) -> float:
     """Predicted seconds a stacked composite needs on ``parts``: ``STACK_ROUNDS`` of its
-    first trial (its parts fitted) and its re-check and final fit."""
+    first trial (its parts fitted) and its re-check and final fit, held to the margin
+    the guard holds them to (else its re-check finds it no longer fits what is left)."""
     params = _stacked_start(search, family, parts)
     trial = search.costs.seconds(family, params, search.fold_shape)
-    return STACK_ROUNDS * trial + sum(finishing_costs(family, params))
+    return STACK_ROUNDS * trial + PREDICTION_MARGIN * sum(finishing_costs(family, params))
 
 
 def affordable_parts(search: Search, family: str, left: float,

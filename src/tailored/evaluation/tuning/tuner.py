@@ -112,9 +112,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        time to re-check the candidates and fit the winner on all of ``data``, plus
        ``RESERVED_SHARE`` of the budget. The best configuration of each of the
        ``recheck`` best families on the first fold (or, with fewer families, the next
-       best configurations; none scoring under ``RECHECK_FLOOR`` of the best, which
-       could not win) is scored on the second fold (and on the whole first fold after
-       a subsample), and the best mean of both folds wins. A candidate whose
+       best configurations; none scoring under ``RECHECK_FLOOR`` of the best, or more
+       than ``RECHECK_NOISE`` standard errors under it, which could not win) is scored
+       on the second fold (and on the whole first fold after a subsample), and the
+       best mean of both folds wins. A candidate whose
        re-check and final fit would not end within the budget is not re-checked; a
        winner whose final fit would not is refitted with fewer iterations or epochs, or
        the next candidate is, or, as a last resort, the winner fitted on the second
@@ -204,7 +205,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 return rechecks, final
 
             budget = Budget(started, budget_seconds, clock, lambda: finishing_seconds(
-                search.studies, recheck, 1.0, costs=reserved_costs))
+                search.studies, recheck, 1.0, costs=reserved_costs,
+                users=len(fold.test_users)))
             spend(search, budget, ledger, screened, stacked, finishing_costs)
         search.deadline = lambda: None
     trials = search.trials()
@@ -218,8 +220,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         trials = search.trials()
 
     candidates = best_candidates(trials, families, recheck)
-    candidates = [c for c in candidates if worth_rechecking(c["first_fold"],
-                                                            candidates[0]["first_fold"])]
+    candidates = [c for c in candidates if worth_rechecking(
+        c["first_fold"], candidates[0]["first_fold"], len(fold.test_users))]
     wanted = len(candidates)
     if budget is not None:  # the next best stand by for those the budget passes over
         candidates += [c for c in best_candidates(trials, families, len(trials))
