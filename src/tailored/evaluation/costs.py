@@ -25,8 +25,8 @@ either way: beyond that, a ratio says more about how the work formula fits that 
 than about the machine).
 
 Composite families (``weighted``, ``ranked``) cost their parts, each at its own
-family's rate (the ranker's twice, ``PART_FITS``), plus their own work (normalising and adding scores; the ranker's
-candidates and trees).
+family's rate (the ranker's twice, ``PART_FITS``), plus their own work (normalising and
+adding scores; the ranker's candidates and trees).
 
 Examples
 --------

@@ -4,6 +4,7 @@ data is large), the search shared by rank, the stack, and the leftover search.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..search_spaces import (
     ITERATIVE_FAMILIES,
     DataShape,
 )
-from .budget import Budget, Ledger
+from .budget import PREDICTION_MARGIN, Budget, Ledger
 from .early_stopping import iteration_checkpoints
 from .search import Search, first_check_steps, search_order, shape_of, start_params, typical_seconds
 from .stacking import affordable_parts, blend_seconds, stack_allowance
@@ -147,58 +148,60 @@ def _screen_seconds(costs: CostModel, family: str, params: Mapping[str, Any],
 
 
 def plan_screen(first: Split, second: Split, families: Sequence[str], shape: DataShape,
-                 costs: CostModel, budget_seconds: float, seed: int, ledger: Ledger
-                 ) -> tuple[Split, list[str]]:
+                 costs: CostModel, budget_seconds: float, seed: int, ledger: Ledger,
+                 recheck: int = 3) -> tuple[Split, list[str]]:
     """The fold the trials run on and the families worth screening there.
 
-    A family is left out when re-checking its starting point and fitting it on all the
-    data (an epoch family at ``SCREEN_EPOCHS``) would take more than ``FINISHING_SHARE``
-    of the budget: it could not win within it (when every family is so, the cheapest is
-    kept, and the data said too large). The fold is ``first``, or a subsample of its
-    users when the screen of the others there would take more than ``PROXY_SHARE`` of
-    the budget (sized to take about that share, assuming costs in proportion to the
-    events); the candidates are then re-checked on the whole first fold too, which
-    leaves out more families."""
+    A family is left out when re-checking its starting point on ``second`` and fitting
+    it on all the data (an epoch family at ``SCREEN_EPOCHS``) would take more than
+    ``FINISHING_SHARE`` of the budget: it could not win within it (when every family is
+    so, the cheapest is kept, and the data said too large). The fold is ``first``, or a
+    subsample of its users when the screen there would take more than ``PROXY_SHARE`` of
+    the budget (sized to take about that share of what the ``recheck`` candidates'
+    re-checks and the final fit leave, assuming costs in proportion to the events)."""
     first_shape, second_shape = shape_of(first), shape_of(second)
 
-    def finishing(family: str, recheck_shapes: list[DataShape]) -> float:
+    def finishing(family: str) -> float:
         params = start_params(family, shape)
         if family in EPOCH_FAMILIES:
             params["epochs"] = SCREEN_EPOCHS
-        return (sum(costs.seconds(family, params, s) for s in recheck_shapes)
+        return (costs.seconds(family, params, second_shape)
                 + costs.seconds(family, params, shape, scored=False))
 
-    def affordable(candidates: Sequence[str], recheck_shapes: list[DataShape]) -> list[str]:
-        cost = {family: finishing(family, recheck_shapes) for family in candidates}
-        kept = [family for family in candidates
+    cost = {family: finishing(family) for family in families}
+    screened = [family for family in families
                 if cost[family] <= FINISHING_SHARE * budget_seconds]
-        if not kept:
-            kept = [min(candidates, key=cost.__getitem__)]
-            ledger.note(f"the data is too large for the budget: even {kept[0]} would take "
-                        f"about {cost[kept[0]]:.0f} s to re-check and fit on all data; it "
-                        "is the only family searched")
-        for family in candidates:
-            if family not in kept:
-                ledger.note(f"{family} left out: re-checking its starting point and fitting "
-                            f"it on all data would take about {cost[family]:.0f} s, more "
-                            f"than {FINISHING_SHARE:.0%} of the budget")
-                ledger.spent("screen", family, 0.0, 0.0, 0)
-        return kept
-
-    screened = affordable(families, [second_shape])
+    if not screened:
+        screened = [min(families, key=cost.__getitem__)]
+        ledger.note(f"the data is too large for the budget: even {screened[0]} would take "
+                    f"about {cost[screened[0]]:.0f} s to re-check and fit on all data; it "
+                    "is the only family searched")
+    for family in families:
+        if family not in screened:
+            ledger.note(f"{family} left out: re-checking its starting point and fitting "
+                        f"it on all data would take about {cost[family]:.0f} s, more "
+                        f"than {FINISHING_SHARE:.0%} of the budget")
+            ledger.spent("screen", family, 0.0, 0.0, 0)
     screen = sum(_screen_seconds(costs, family, start_params(family, shape), first_shape)
                  for family in screened)
     allowed = PROXY_SHARE * budget_seconds
     users = first.train.n_users
     if screen <= allowed or users < 2 * MIN_PROXY_USERS:
         return first, screened
+    # The re-checks and the final fit come out of the same budget: the screen gets its
+    # share of what they leave (as many as will be re-checked, each costing like the
+    # average family, with the guard's margin).
+    held = PREDICTION_MARGIN * min(recheck, len(screened)) * statistics.mean(
+        cost[family] for family in screened)
+    allowed = PROXY_SHARE * max(0.0, budget_seconds - held)
     proxy = _user_sample(first, allowed / screen, seed)
     ledger.note(f"the screen on the first fold's {users} users would take about "
                 f"{screen:.0f} s, more than {PROXY_SHARE:.0%} of the budget: the search "
                 f"runs on {proxy.train.n_users} of them ({len(proxy.train)} of "
-                f"{len(first.train)} events) and its best candidates are re-checked on "
-                "the whole fold")
-    return proxy, affordable(screened, [first_shape, second_shape])
+                f"{len(first.train)} events), sized to take {PROXY_SHARE:.0%} of what "
+                f"the re-checks and the final fit leave (about {held:.0f} s), and its "
+                "best candidates are judged on the second fold alone")
+    return proxy, screened
 
 
 def _user_sample(split: Split, fraction: float, seed: int) -> Split:

@@ -31,7 +31,7 @@ class TuningResult:
     ``duration`` (seconds the trial's objective took, by the ``clock`` given to
     :func:`tune`) and any ``error``); ``second_fold`` one row per re-checked candidate
     with its ``first_fold``, ``second_fold`` and ``mean`` scores (when the search ran on
-    a subsample of the users, ``first_fold`` is the re-check on the whole first fold).
+    a subsample of the users, ``mean`` is the second fold's score: it decides alone).
     ``elapsed`` is the whole call's time by that clock.
 
     With a time budget, ``time_split`` says where the time went: one row per phase

@@ -84,7 +84,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        ``FINISHING_SHARE`` of the budget.
        When the screen would take more than ``PROXY_SHARE`` of the budget on the first
        fold, every trial runs on a subsample of its users (the validation users first,
-       at least ``MIN_PROXY_USERS``), sized to take about that share.
+       at least ``MIN_PROXY_USERS``), sized to take about that share of what the
+       re-checks on the whole folds leave.
     2. *Search*: TPE per family, ranked by their best score so far; the time is shared
        by ``RANK_SHARES`` (the leader gets most), the least promising family searches
        first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
@@ -114,11 +115,11 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        ``recheck`` best families on the first fold (or, with fewer families, the next
        best configurations; none scoring under ``RECHECK_FLOOR`` of the best, or more
        than ``RECHECK_NOISE`` standard errors under it, which could not win) is scored
-       on the second fold (and on the whole first fold after a subsample), and the
-       best mean of both folds wins. A candidate whose
-       re-check and final fit would not end within the budget is not re-checked; a
-       winner whose final fit would not is refitted with fewer iterations or epochs, or
-       the next candidate is, or, as a last resort, the winner fitted on the second
+       on the second fold, and the best mean of both folds wins (after a subsample,
+       the best second fold: the subsample's scores are biased by family). A candidate
+       whose re-check and final fit would not end within the budget is not re-checked;
+       a winner whose final fit would not is refitted with fewer iterations or epochs,
+       or the next candidate is, or, as a last resort, the winner fitted on the second
        fold is returned.
 
     What the budget changed is in ``notes`` of the result (and sent to ``progress`` as
@@ -167,15 +168,12 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     fold, screened = first, singles
     if n_trials is None:
         fold, screened = plan_screen(first, second, singles, shape, costs, budget_seconds,
-                                      seed, ledger)
-    # Candidates are re-checked on the second fold, and on the whole first one when the
-    # search ran on a subsample of its users.
-    recheck_folds = [second] if fold is first else [first, second]
-    recheck_shapes = [shape_of(f) for f in recheck_folds]
+                                      seed, ledger, recheck)
+    second_shape = shape_of(second)  # where candidates are re-checked
 
     def finishing_costs(family: str, params: Mapping[str, Any]) -> tuple[float, float]:
-        """Predicted seconds of a configuration's re-checks and of its fit on all data."""
-        return (sum(costs.seconds(family, params, s) for s in recheck_shapes),
+        """Predicted seconds of a configuration's re-check and of its fit on all data."""
+        return (costs.seconds(family, params, second_shape),
                 costs.seconds(family, params, shape, scored=False))
 
     with quiet_optuna():
@@ -236,7 +234,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
     if progress is not None:
         progress(f"re-checking the best {wanted} on the second fold")
     checked, fallback = _recheck(candidates[:wanted] if budget is None else candidates,
-                                 wanted, list(zip(recheck_folds, recheck_shapes, strict=True)),
+                                 wanted, (second, second_shape), fold is not first,
                                  validation, costs, budget, ledger, clock, finishing_costs)
     best, best_model = _fit_winner(checked, data, shape, costs, budget, ledger, fallback,
                                    progress)
@@ -254,18 +252,21 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         time_split=ledger.frame())
 
 
-def _recheck(candidates: list[dict[str, Any]], wanted: int,
-             folds: list[tuple[Split, DataShape]], validation: Objective, costs: CostModel,
+def _recheck(candidates: list[dict[str, Any]], wanted: int, second: tuple[Split, DataShape],
+             proxied: bool, validation: Objective, costs: CostModel,
              budget: Budget | None, ledger: Ledger, clock: Clock,
              finishing_costs: Callable[[str, Mapping[str, Any]], tuple[float, float]]
              ) -> tuple[list[dict[str, Any]], Model | None]:
-    """Score up to ``wanted`` candidates, in order, on the re-check ``folds`` (the whole
-    first fold after a subsample, then the second); under a ``budget``, only those whose
-    re-check, and then the slowest final fit of those re-checked, are predicted to end
-    within it (the next candidates stand in for the others). Returns the re-checked
-    candidates (with ``first_fold``, ``second_fold`` and ``mean``; the best first-fold
-    candidate alone, scored by its first fold, when none could be) and the model of the
-    best mean as fitted on the last fold (None if none)."""
+    """Score up to ``wanted`` candidates, in order, on the ``second`` fold (and its
+    shape); under a ``budget``, only those whose re-check, and then the slowest final fit
+    of those re-checked, are predicted to end within it (the next candidates stand in for
+    the others). A candidate's ``mean`` is that of its scores on both folds, or, when the
+    search ran on a subsample of the users (``proxied``), its second fold's alone: the
+    subsample's models learn from fewer users, which biases its scores by family. Returns
+    the re-checked candidates (with ``first_fold``, ``second_fold`` and ``mean``; the
+    best first-fold candidate alone, scored by its first fold, when none could be) and
+    the model of the best mean as fitted on the second fold (None if none)."""
+    fold, fold_shape = second
     checked: list[dict[str, Any]] = []
     fallback: Model | None = None
     slowest_final = 0.0
@@ -287,18 +288,13 @@ def _recheck(candidates: list[dict[str, Any]], wanted: int,
                 ledger.spent("recheck", family, rechecks, 0.0, 0)
             continue
         began = clock()
-        scores = []
-        for fold, fold_shape in folds:
-            model = build_candidate(family, params, candidate["reranker"])
-            fit_began = clock()
-            scores.append(validation.score(model, fold))
-            costs.record(family, params, fold_shape, clock() - fit_began)
-        if len(folds) > 1:  # after a subsample, the whole first fold's score counts
-            candidate["first_fold"] = scores[0]
-        candidate["second_fold"] = scores[-1]
-        candidate["mean"] = (candidate["first_fold"] + candidate["second_fold"]) / 2
+        model = build_candidate(family, params, candidate["reranker"])
+        candidate["second_fold"] = validation.score(model, fold)
+        costs.record(family, params, fold_shape, clock() - began)
+        candidate["mean"] = (candidate["second_fold"] if proxied else
+                             (candidate["first_fold"] + candidate["second_fold"]) / 2)
         if budget is not None:
-            ledger.spent("recheck", family, rechecks, clock() - began, len(folds))
+            ledger.spent("recheck", family, rechecks, clock() - began, 1)
         if not checked or candidate["mean"] > max(c["mean"] for c in checked):
             fallback = model
         checked.append(candidate)
