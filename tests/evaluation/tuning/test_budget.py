@@ -149,6 +149,7 @@ def test_a_screen_too_long_for_the_budget_runs_on_a_subsample_judged_at_full_siz
     data = temporal_split(checkerboard(n_users=80, n_items=20, seed=4)).train
     monkeypatch.setattr(tuning_phases, "PROXY_SHARE", 0.0)  # any screen is too long
     monkeypatch.setattr(tuning_phases, "MIN_PROXY_USERS", 20)
+    monkeypatch.setattr(tuning_phases, "PROXY_FROM_USERS", 40)
     clock = FakeClock(monkeypatch)
     tuned = tune(data, models=["popular", "item_knn"], budget_seconds=30, clock=clock)
     first, searched = tuned.validation["first"], tuned.validation["searched"]

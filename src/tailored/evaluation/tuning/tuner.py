@@ -82,10 +82,10 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
        early by then). A family whose first check alone would take longer is left out,
        and so is one whose re-check and final fit would take more than
        ``FINISHING_SHARE`` of the budget.
-       When the screen would take more than ``PROXY_SHARE`` of the budget on the first
-       fold, every trial runs on a subsample of its users (the validation users first,
-       at least ``MIN_PROXY_USERS``), sized to take about that share of what the
-       re-checks on the whole folds leave.
+       When the screen would take more than ``PROXY_SHARE`` of the budget on a first
+       fold of ``PROXY_FROM_USERS`` users or more, every trial runs on a subsample of its
+       users (the validation users first, at least ``MIN_PROXY_USERS``), sized to take
+       about that share of what the re-checks and the final fit leave.
     2. *Search*: TPE per family, ranked by their best score so far; the time is shared
        by ``RANK_SHARES`` (the leader gets most), the least promising family searches
        first, and a family that stops early (``STALE_TRIALS`` trials without a new best)
