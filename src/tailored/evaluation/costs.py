@@ -11,18 +11,17 @@ timed check on one fold predicts checks with other parameters and fits on other 
 the second fold, all the data, a subsample of the users. Without the overhead, a check
 on small data would set a rate that predicts large data several times too slow.
 
-Overheads and rates start from ``REFERENCES``, fitted by ``benchmarks/cost_model.py``
-to fits and checks on folds from MovieLens 100K's to a 50,000-item shop's on two CPU
-cores, as is the weight of each family's scoring work against its fit's. Once the tuner
-has timed a family's checks, its rate is the slowest of the last ``RATE_MEMORY`` of them
+Overheads and rates start from ``REFERENCES``, fitted by ``benchmarks/cost_model.py`` to
+fits and checks on folds from MovieLens 100K's to a 50,000-item shop's on two CPU cores,
+as is the weight of each family's scoring work against its fit's. Once the tuner has
+timed a family's checks, its rate is the slowest of the last ``RATE_MEMORY`` of them
 (net of the overhead), so a machine shared with others makes the tuner careful rather
-than late; checks far smaller
-than the largest timed (less than ``COMPARABLE_WORK`` of its work) do not count, since
-fixed costs the overhead does not cover still inflate their rate. A family not timed yet
-runs at its reference rate times the machine's speed relative to the reference machine,
-as the families timed so far show it (the median ratio, kept within ``SPEED_LIMIT``
-either way: beyond that, a ratio says more about how the work formula fits that family
-than about the machine).
+than late; checks far smaller than the largest timed (less than ``COMPARABLE_WORK`` of
+its work) do not count, since fixed costs the overhead does not cover still inflate
+their rate. A family not timed yet runs at its reference rate times the machine's speed
+relative to the reference machine, as the families timed so far show it (the median
+ratio, kept within ``SPEED_LIMIT`` either way: beyond that, a ratio says more about how
+the work formula fits that family than about the machine).
 
 Composite families (``weighted``, ``ranked``) cost their parts, each at its own
 family's rate (the ranker's twice, ``PART_FITS``), plus their own work (normalising and
@@ -66,6 +65,7 @@ _CANDIDATE_WORK = 0.4  # a source scoring one item for one user, in the ranker's
 # Fits of each part in a composite's fit: the ranker fits its sources on the events
 # before its labels (to learn), then on all of them (to serve).
 PART_FITS = {"ranked": 2}
+
 
 class Reference(NamedTuple):
     """A family's costs on the reference machine."""

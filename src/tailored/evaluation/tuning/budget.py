@@ -73,12 +73,11 @@ def finishing_seconds(studies: dict[str, optuna.Study], recheck: int, growth: fl
     configurations the guard will re-check (as :func:`best_candidates` picks them: the best
     of each leading family, then, with fewer families, the next best trials; while fewer
     trials are done, the missing ones like the slowest; none of those too far behind the
-    best to win over ``users`` validation users, :func:`worth_rechecking`), and the
-    slowest of their fits
-    on all the data. ``costs(family, trial)`` predicts a configuration's re-check and
-    final fit; by default both come from the trial's duration (which also paid for its
-    validation checks), the final fit times ``growth`` (all the data over the first
-    fold's training events)."""
+    best to win over ``users`` validation users, :func:`worth_rechecking`), and the slowest
+    of their fits on all the data. ``costs(family, trial)`` predicts a configuration's
+    re-check and final fit; by default both come from the trial's duration (which also
+    paid for its validation checks), the final fit times ``growth`` (all the data over the
+    first fold's training events)."""
     ranked = sorted(((trial.value or 0.0, position, trial.number, family, trial)
                      for position, family in enumerate(studies)
                      for trial in complete_trials(studies[family])),
