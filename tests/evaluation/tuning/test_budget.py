@@ -13,10 +13,12 @@ from tailored.evaluation.search_spaces import (
 )
 from tailored.evaluation.tuning import budget as tuning_budget
 from tailored.evaluation.tuning import phases as tuning_phases
+from tailored.evaluation.tuning import search as tuning_search
 from tailored.evaluation.tuning import (
     tune,
 )
 from tailored.evaluation.tuning import tuner as tuning_tuner
+from tailored.evaluation.tuning.objective import Objective
 from tailored.testing import checkerboard
 
 from .fakes import FakeClock, study_with
@@ -176,3 +178,15 @@ def test_the_finishing_estimate_keeps_no_time_for_what_is_too_far_behind_to_win(
                "slow": study_with(0.1, 30.0)}
     assert tuning_budget.finishing_seconds(studies, recheck=3, growth=1.0) == pytest.approx(
         2.0 + 1.0 + 2.0)
+
+
+def test_a_candidate_trailing_by_more_than_the_noise_is_not_rechecked() -> None:
+    # Over 4,000 validation users 0.13 trails 0.16 by about four standard errors of the
+    # difference; over 100 users by less than one.
+    assert not tuning_search.worth_rechecking(0.13, 0.16, users=4000)
+    assert tuning_search.worth_rechecking(0.13, 0.16, users=100)
+    assert tuning_search.worth_rechecking(0.13, 0.16)  # no count: the share floor alone
+    assert not tuning_search.worth_rechecking(0.10, 0.16, users=100)  # under the floor
+    # Only a single ranking metric is bounded so; an objective with revenue is not.
+    assert Objective.parse("ndcg@10").bounded
+    assert not Objective.parse("ndcg@10 + 0.5*revenue@10").bounded

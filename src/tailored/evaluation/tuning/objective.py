@@ -160,6 +160,12 @@ class Objective:
 
     terms: tuple[tuple[float, ValidationMetric], ...]
 
+    @property
+    def bounded(self) -> bool:
+        """Whether the objective is one ranking metric (per user in [0, 1], weight 1)."""
+        return (len(self.terms) == 1 and self.terms[0][0] == 1.0
+                and self.terms[0][1].metric.label in RANKING_METRICS)
+
     @classmethod
     def parse(cls, text: str) -> Objective:
         """The objective spelt by ``text``; a ``ValueError`` names the part it cannot read

@@ -65,9 +65,9 @@ UNAFFORDABLE_TO_GIVE_UP = 3  # trials in a row predicted not to fit the time lef
 RECHECK_FLOOR = 0.75
 # Nor is one trailing the best by more than this many standard errors of their
 # difference: on large data, where validation users are many, a share of the best is a
-# wide margin, and re-checks on the whole folds cost as much as the search. The standard
-# error is bounded as for a metric in [0, 1] with the best's mean (whose per-user
-# variance is at most mean x (1 - mean)), the two scores taken as independent.
+# wide margin, and a re-check on the large second fold costs as much as a search. The
+# standard error is bounded as for a metric in [0, 1] with the best's mean (whose
+# per-user variance is at most mean x (1 - mean)), the two scores taken as independent.
 RECHECK_NOISE = 2.0
 
 

@@ -170,6 +170,8 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
         fold, screened = plan_screen(first, second, singles, shape, costs, budget_seconds,
                                       seed, ledger, recheck)
     second_shape = shape_of(second)  # where candidates are re-checked
+    # Validation users whose count bounds a score's noise (none: an unbounded objective).
+    noise_users = len(fold.test_users) if validation.bounded else 0
 
     def finishing_costs(family: str, params: Mapping[str, Any]) -> tuple[float, float]:
         """Predicted seconds of a configuration's re-check and of its fit on all data."""
@@ -203,8 +205,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
                 return rechecks, final
 
             budget = Budget(started, budget_seconds, clock, lambda: finishing_seconds(
-                search.studies, recheck, 1.0, costs=reserved_costs,
-                users=len(fold.test_users)))
+                search.studies, recheck, 1.0, costs=reserved_costs, users=noise_users))
             spend(search, budget, ledger, screened, stacked, finishing_costs)
         search.deadline = lambda: None
     trials = search.trials()
@@ -219,7 +220,7 @@ def tune(data: Dataset, *, budget_seconds: float = 600, metric: str = "ndcg@10",
 
     candidates = best_candidates(trials, families, recheck)
     candidates = [c for c in candidates if worth_rechecking(
-        c["first_fold"], candidates[0]["first_fold"], len(fold.test_users))]
+        c["first_fold"], candidates[0]["first_fold"], noise_users)]
     wanted = len(candidates)
     if budget is not None:  # the next best stand by for those the budget passes over
         candidates += [c for c in best_candidates(trials, families, len(trials))
