@@ -34,7 +34,8 @@ from tailored.models import create
 
 RESULTS = Path(__file__).parent / "results"
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
-FAMILIES = ("popular", "item_knn", "user_knn", "ease", "als", "bpr", "sasrec", "transitions")
+FAMILIES = ("popular", "item_knn", "user_knn", "ease", "als", "bpr", "sasrec", "lightgcn",
+            "transitions")
 SEED = 7  # not accuracy.py's data seed: other shops than the benchmark's
 MAX_SECONDS = 90.0  # a family predicted slower than this on a fold is not timed there
 NOISE = 0.02  # seconds: shorter fits and checks count as this long in the fit

@@ -58,6 +58,7 @@ SPEED_LIMIT = 4.0  # most the machine's speed may differ from the reference mach
 OWN_SHARE_FLOOR = 0.1  # of a composite's measured time, at least this much is its own
 _SASREC_STEP_WORK = 5e7  # one optimizer step's fixed overhead, in SASRec's work units
 _ALS_SOLVE_WORK = 1e5  # one user's or item's solve in an ALS iteration, beyond its factors
+_LIGHTGCN_TABLE_WORK = 300  # a step's update of one embedding entry, in propagation steps
 _BPR_SAMPLE_WORK = 64  # drawing one BPR triple, in factor updates
 _DENSE_CELL_WORK = 0.5  # a dense cell of user-kNN's similarities (picking neighbours), in steps
 _SEQUENCE_WORK = 25  # putting one event in its user's time order, in counted steps
@@ -90,6 +91,7 @@ REFERENCES: dict[str, Reference] = {
     "als": Reference(0.1, 7.9e-12, 64.0),
     "bpr": Reference(0.01, 1.3e-9, 0.37),
     "sasrec": Reference(0.6, 3.4e-11, 0.17),
+    "lightgcn": Reference(0.04, 5.1e-11, 5.6),
     "transitions": Reference(0.01, 1.0e-7, 0.18),
     "weighted": Reference(0.05, 1.0e-7, 1.0),
     "ranked": Reference(0.05, 8.0e-7, 1.0),
@@ -160,6 +162,17 @@ def _sasrec_work(config: Any, shape: DataShape, steps: int) -> Work:
                 shape.scored_users * (length * encoder + shape.items * factors))
 
 
+def _lightgcn_work(config: Any, shape: DataShape, steps: int) -> Work:
+    # Every step propagates over the whole graph (two sparse products a layer, forward and
+    # back) and updates the whole embedding table; an epoch takes pairs / batch steps, and
+    # each check propagates once more.
+    propagation = 2 * config.layers * shape.pairs * config.factors
+    table = (shape.users + shape.items) * config.factors
+    per_step = 3 * propagation + _LIGHTGCN_TABLE_WORK * table
+    return Work(steps * math.ceil(shape.pairs / config.batch_size) * per_step + propagation,
+                shape.scored_users * shape.items * config.factors)
+
+
 def _transitions_work(config: Any, shape: DataShape, steps: int) -> Work:
     # Ordering every user's events outweighs counting the window's steps after each.
     return Work(shape.events * (_SEQUENCE_WORK + config.window),
@@ -192,13 +205,15 @@ WORK: dict[str, WorkFunction] = {
     "als": _als_work,
     "bpr": _bpr_work,
     "sasrec": _sasrec_work,
+    "lightgcn": _lightgcn_work,
     "transitions": _transitions_work,
     "weighted": _weighted_work,
     "ranked": _ranked_work,
 }
 
 #: The config field that counts a family's iterations or epochs.
-STEP_FIELDS: dict[str, str] = {"als": "iterations", "bpr": "iterations", "sasrec": "epochs"}
+STEP_FIELDS: dict[str, str] = {"als": "iterations", "bpr": "iterations", "sasrec": "epochs",
+                               "lightgcn": "epochs"}
 
 
 def _config(family: str, params: Mapping[str, Any]) -> BaseModel | None:

@@ -23,6 +23,7 @@ from tailored.models.base import (
 from tailored.models.bpr import BPR, BPRConfig
 from tailored.models.content import ContentBased, ContentBasedConfig
 from tailored.models.ease import EASE, EASEConfig
+from tailored.models.graph import LightGCN, LightGCNConfig
 from tailored.models.item2vec import Item2Vec, Item2VecConfig
 from tailored.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from tailored.models.popular import Popular, PopularConfig, Trending, TrendingConfig
@@ -56,6 +57,8 @@ __all__ = [
     "ItemKNNConfig",
     "ItemTransitions",
     "ItemTransitionsConfig",
+    "LightGCN",
+    "LightGCNConfig",
     "ModelConfig",
     "Popular",
     "PopularConfig",
