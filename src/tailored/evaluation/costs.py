@@ -1,10 +1,10 @@
 """What a fit costs: the cost model behind the time budget of :func:`~tailored.evaluation.tune`.
 
 A *check* fits a model and scores the validation users once: a trial makes one, an
-iterative family (ALS, BPR) one per checkpoint, an epoch family (SASRec) one per epoch.
-Its time is the family's *overhead* (a check's fixed cost: setting up the fit and the
-scoring) plus its *work* on data of a :class:`DataShape` (a count of elementary steps
-from the algorithm: ALS does ``iterations x (pairs x factors + (users + items) x
+iterative family (ALS, BPR) one per checkpoint, an epoch family (SASRec, LightGCN) one
+per epoch. Its time is the family's *overhead* (a check's fixed cost: setting up the fit
+and the scoring) plus its *work* on data of a :class:`DataShape` (a count of elementary
+steps from the algorithm: ALS does ``iterations x (pairs x factors + (users + items) x
 (factors^2 + a solve's fixed cost))``, EASE ``items^3``, and every family scores
 ``scored_users x items``) times the family's *rate*, seconds per unit of work. So one
 timed check on one fold predicts checks with other parameters and fits on other data:

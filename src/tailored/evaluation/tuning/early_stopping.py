@@ -1,5 +1,5 @@
 """Early stopping on the validation metric: iterative families (ALS, BPR) are checked
-at doubling iteration counts, epoch families (SASRec) after every epoch, and stop
+at doubling iteration counts, epoch families (SASRec, LightGCN) after every epoch, and stop
 once the metric stops improving or the deadline nears.
 """
 
