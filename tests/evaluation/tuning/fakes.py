@@ -41,8 +41,8 @@ def tiny_sasrec_space(trial: optuna.Trial, shape: DataShape = REFERENCE_SHAPE
 # the overhead is small: this clock charges a check's whole time to its fit.
 FAKE_REFERENCES = {family: Reference(0.05, rate, 0.0) for family, rate in {
     "popular": 1.5e-7, "item_knn": 2.0e-8, "user_knn": 2.0e-8, "ease": 9.0e-11,
-    "als": 3.0e-10, "bpr": 1.9e-9, "sasrec": 1.0e-10, "transitions": 8.0e-8,
-    "weighted": 1.0e-7, "ranked": 8.0e-7}.items()}
+    "als": 3.0e-10, "bpr": 1.9e-9, "sasrec": 1.0e-10, "lightgcn": 1.0e-10,
+    "transitions": 8.0e-8, "weighted": 1.0e-7, "ranked": 8.0e-7}.items()}
 
 
 class FakeClock:
