@@ -108,9 +108,10 @@ class LightGCN(FactorModel):
         torch = _require_torch()
         config = self.config
         after_epoch = getattr(self, "_after_epoch", None)
-        pairs = sp.coo_matrix(matrix > 0)
+        presence = sp.csr_matrix(matrix > 0, dtype=np.float32)
+        pairs = presence.tocoo()
         n_users, n_items = matrix.shape
-        graph = _normalised(sp.csr_matrix(matrix > 0, dtype=np.float32))
+        graph = _normalised(presence)
         with _torch_settings(config.threads, deterministic=False), \
                 torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -128,7 +129,7 @@ class LightGCN(FactorModel):
                     rows = order[start:start + config.batch_size]
                     users, liked = users_t[rows], items_t[rows]
                     other = torch.randint(0, n_items, (len(rows),), generator=generator)
-                    user_vectors, item_vectors = _propagate(
+                    user_vectors, item_vectors, _ = _propagate(
                         layer0.weight, forward, backward, n_users, config.layers)
                     # index_select: its gradient adds rows back, much faster on a CPU
                     # than the scatter behind plain indexing.
@@ -159,7 +160,7 @@ class LightGCN(FactorModel):
         layers = self.config.layers
         with torch.no_grad():
             user_vectors, item_vectors, item_layers = _propagate(
-                layer0, forward, backward, n_users, layers, keep_item_layers=True)
+                layer0, forward, backward, n_users, layers)
         degree = np.asarray(graph.getnnz(axis=0), dtype=np.float32)
         scale = 1.0 / np.sqrt(np.maximum(degree, 1.0))
         mean_lower = sum(layer.numpy() for layer in item_layers[:layers]) / (layers + 1)
@@ -235,9 +236,9 @@ def _sparse(matrix: sp.csr_matrix, torch: Any) -> torch.Tensor:
 
 
 def _propagate(layer0: torch.Tensor, forward: torch.Tensor, backward: torch.Tensor,
-               n_users: int, layers: int, keep_item_layers: bool = False) -> Any:
-    """User and item vectors: the mean of layers ``0..layers``. With ``keep_item_layers``
-    the item layers ``0..layers`` come third."""
+               n_users: int, layers: int
+               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """User and item vectors (the mean of layers ``0..layers``), and the item layers."""
     product = _product()
     users, items = layer0[:n_users], layer0[n_users:]
     user_sum, item_sum = users, items
@@ -247,10 +248,7 @@ def _propagate(layer0: torch.Tensor, forward: torch.Tensor, backward: torch.Tens
                         product(backward, forward, users))
         user_sum, item_sum = user_sum + users, item_sum + items
         item_layers.append(items)
-    user_vectors, item_vectors = user_sum / (layers + 1), item_sum / (layers + 1)
-    if keep_item_layers:
-        return user_vectors, item_vectors, item_layers
-    return user_vectors, item_vectors
+    return user_sum / (layers + 1), item_sum / (layers + 1), item_layers
 
 
 def _product() -> Any:
