@@ -20,7 +20,7 @@ from tailored.dataset import Dataset
 
 from .base import ItemIndexConfig, Reason, ScoringBatch
 from .factors import FactorModel
-from .sequential import _require_torch, _torch_settings
+from .torch_runtime import require_torch, torch_settings
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,7 @@ class LightGCNConfig(ItemIndexConfig):
 
     The defaults are the authors' model (64 dimensions, 3 layers, L2 1e-4) with a batch
     and step sized for a CPU: their 2,048 pairs at 1e-3 for 1,000 epochs would take
-    hours; these train MovieLens 100K in about ten seconds on two cores."""
+    hours; these train MovieLens 100K in a few seconds on two cores."""
 
     factors: int = Field(64, ge=1, le=1024)
     layers: int = Field(3, ge=1, le=8)
@@ -105,14 +105,14 @@ class LightGCN(FactorModel):
             del self._after_epoch
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
-        torch = _require_torch()
+        torch = require_torch("LightGCN")
         config = self.config
         after_epoch = getattr(self, "_after_epoch", None)
         presence = sp.csr_matrix(matrix > 0, dtype=np.float32)
         pairs = presence.tocoo()
         n_users, n_items = matrix.shape
         graph = _normalised(presence)
-        with _torch_settings(config.threads, deterministic=False), \
+        with torch_settings(config.threads, deterministic=False), \
                 torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             generator = torch.Generator().manual_seed(config.seed)

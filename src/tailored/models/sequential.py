@@ -6,9 +6,7 @@ light for users who never train a sequential model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from types import ModuleType
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
@@ -18,6 +16,7 @@ from pydantic import Field, model_validator
 from tailored.dataset import Dataset
 
 from .base import ModelConfig, Recommender, ScoringBatch
+from .torch_runtime import require_torch, torch_settings
 
 if TYPE_CHECKING:
     import torch
@@ -118,11 +117,11 @@ class SASRec(Recommender):
             del self._after_epoch
 
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
-        torch = _require_torch()
+        torch = require_torch("SASRec")
         config = self.config
         after_epoch = getattr(self, "_after_epoch", None)
         inputs, targets = _windows(self.sequences_, config.max_length)
-        with _torch_settings(config.threads, deterministic=True), \
+        with torch_settings(config.threads, deterministic=True), \
                 torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             network = _network(len(self.item_vocab_), config)
@@ -160,7 +159,7 @@ class SASRec(Recommender):
         network = self.network_
         network.eval()
         scores = np.empty((len(batch), len(self.item_vocab_)), dtype=np.float32)
-        with _torch_settings(self.config.threads, deterministic=False), torch.no_grad():
+        with torch_settings(self.config.threads, deterministic=False), torch.no_grad():
             items = _item_table(network)[1:]
             for start in range(0, len(inputs), _ENCODE_ROWS):
                 chunk = torch.from_numpy(inputs[start:start + _ENCODE_ROWS])
@@ -192,7 +191,7 @@ class SASRec(Recommender):
                 for key, value in self.network_.state_dict().items()}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        torch = _require_torch()
+        torch = require_torch("SASRec")
         with torch.random.fork_rng(devices=[]):  # initialisation must not move the caller's RNG
             network = _network(len(self.item_vocab_), self.config)
         state = {key.removeprefix("weights."): torch.from_numpy(np.array(value))
@@ -203,16 +202,6 @@ class SASRec(Recommender):
 
 
 # ---- the network, built from standard layers (no torch at import time) -------------------
-
-
-def _require_torch() -> ModuleType:
-    """PyTorch, or an error that says how to install it."""
-    try:
-        import torch
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "SASRec needs PyTorch; install it with: pip install 'tailored[torch]'") from error
-    return torch
 
 
 def _network(n_items: int, config: SASRecConfig) -> torch.nn.ModuleDict:
@@ -299,7 +288,7 @@ def _loss(network: torch.nn.ModuleDict, hidden: torch.Tensor, targets: torch.Ten
     return (F.softplus(-positive).sum() + F.softplus(negative).sum()) / len(targets)
 
 
-# ---- data and settings -------------------------------------------------------------------
+# ---- data --------------------------------------------------------------------------------
 
 
 def _windows(sequences: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,24 +318,3 @@ def _pad(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
         if len(row):
             padded[i, length - len(row):] = row
     return padded
-
-
-@contextmanager
-def _torch_settings(threads: int, deterministic: bool) -> Iterator[None]:
-    """Use ``threads`` CPU threads (and, if asked, only deterministic kernels) for a while.
-
-    The caller's settings come back afterwards. Inference without gradients is
-    deterministic on CPU anyway, so scoring leaves the global kernel choice alone.
-    """
-    import torch
-
-    previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous_deterministic)
-        torch.set_num_threads(previous_threads)

@@ -1,6 +1,6 @@
 """Early stopping on the validation metric: iterative families (ALS, BPR) are checked
-at doubling iteration counts, epoch families (SASRec, LightGCN) after every epoch, and stop
-once the metric stops improving or the deadline nears.
+at doubling iteration counts, epoch families (SASRec, LightGCN) after every epoch, and
+stop once the metric stops improving or the deadline nears.
 """
 
 from __future__ import annotations
