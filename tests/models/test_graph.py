@@ -6,9 +6,10 @@ import scipy.sparse as sp
 import torch
 from pydantic import ValidationError
 
-from tailored.dataset import UserQuery
+from tailored.dataset import Dataset, UserQuery
 from tailored.models import Recommender
 from tailored.models.graph import LightGCN, _normalised, _sparse
+from tailored.schema import EventWeights
 from tailored.testing import RecommenderContract
 from tailored.testing.data import checkerboard
 
@@ -77,6 +78,16 @@ def test_early_stopping_keeps_the_epochs_trained() -> None:
     assert seen == [1, 2, 3] and model.config.epochs == 3
     again = tiny(epochs=3).fit(checkerboard())
     np.testing.assert_allclose(model.item_factors_, again.item_factors_, rtol=1e-5)
+
+
+def test_a_user_with_no_positive_event_is_not_scored_by_noise() -> None:
+    events = checkerboard().events.assign(event_type="view")
+    events.loc[events["user_id"] == "a000", "event_type"] = "dislike"
+    data = Dataset.from_frame(events, weights=EventWeights(custom={"dislike": -1.0}))
+    model = tiny().fit(data)
+    row = data.user_vocab.indices(["a000"])[0]
+    np.testing.assert_array_equal(model.user_factors_[row], 0.0)
+    assert np.isfinite(model.score(["a000"])).all()
 
 
 @pytest.mark.parametrize("params", [{"layers": 0}, {"factors": 0}, {"l2": -1.0},

@@ -118,6 +118,9 @@ class LightGCN(FactorModel):
             generator = torch.Generator().manual_seed(config.seed)
             layer0 = torch.nn.Embedding(n_users + n_items, config.factors)
             torch.nn.init.normal_(layer0.weight, std=0.1)
+            with torch.no_grad():  # a user with no positive pair is never trained: no noise
+                isolated = np.flatnonzero(np.diff(presence.indptr) == 0)
+                layer0.weight[torch.from_numpy(isolated)] = 0.0
             optimizer = torch.optim.Adam(layer0.parameters(), lr=config.learning_rate)
             forward, backward = _sparse(graph, torch), _sparse(graph.T.tocsr(), torch)
             users_t = torch.from_numpy(pairs.row.astype(np.int64))
