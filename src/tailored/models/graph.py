@@ -9,8 +9,7 @@ functions that need it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +19,7 @@ from tailored.dataset import Dataset
 
 from .base import ItemIndexConfig, Reason, ScoringBatch
 from .factors import FactorModel
-from .torch_runtime import require_torch, torch_settings
+from .torch_runtime import EpochTrained, require_torch, torch_settings
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +49,7 @@ class LightGCNConfig(ItemIndexConfig):
     threads: int = Field(2, ge=1, le=1024)
 
 
-class LightGCN(FactorModel):
+class LightGCN(EpochTrained, FactorModel):
     """He et al. (2020) LightGCN: BPR-trained embeddings averaged over graph layers.
 
     Users and items are nodes of the bipartite graph of who touched what (presence: a
@@ -89,25 +88,10 @@ class LightGCN(FactorModel):
     config: LightGCNConfig
     fold_in_: np.ndarray
 
-    def fit(self, data: Dataset, *, after_epoch: Callable[[int], bool] | None = None) -> Self:
-        """Learn from ``data`` from scratch; return ``self``.
-
-        ``after_epoch(epoch)``, if given, is called after each epoch (counted from 1)
-        with the model ready to score, for early stopping on a validation metric: when
-        it returns true, training stops there and ``config.epochs`` becomes the number
-        of epochs trained (Adam's step has no schedule, so refitting with that config
-        gives the same model).
-        """
-        self._after_epoch = after_epoch
-        try:
-            return super().fit(data)
-        finally:
-            del self._after_epoch
-
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         torch = require_torch("LightGCN")
         config = self.config
-        after_epoch = getattr(self, "_after_epoch", None)
+        after_epoch = self._after_epoch
         presence = sp.csr_matrix(matrix > 0, dtype=np.float32)
         pairs = presence.tocoo()
         n_users, n_items = matrix.shape

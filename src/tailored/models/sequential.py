@@ -6,7 +6,7 @@ light for users who never train a sequential model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
@@ -15,8 +15,8 @@ from pydantic import Field, model_validator
 
 from tailored.dataset import Dataset
 
-from .base import ModelConfig, Recommender, ScoringBatch
-from .torch_runtime import require_torch, torch_settings
+from .base import ModelConfig, ScoringBatch
+from .torch_runtime import EpochTrained, require_torch, torch_settings
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ class SASRecConfig(ModelConfig):
         return self
 
 
-class SASRec(Recommender):
+class SASRec(EpochTrained):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018).
 
     A causal transformer reads the user's last ``max_length`` items, oldest first, and
@@ -100,26 +100,10 @@ class SASRec(Recommender):
 
     # ---- learning -------------------------------------------------------------------
 
-    def fit(self, data: Dataset, *, after_epoch: Callable[[int], bool] | None = None) -> Self:
-        """Learn from ``data`` from scratch; return ``self``.
-
-        ``after_epoch(epoch)``, if given, is called after each epoch (counted from 1)
-        with the model ready to score, for early stopping on a validation metric: when
-        it returns true, training stops there and ``config.epochs`` becomes the number
-        of epochs trained, so refitting with that config gives the same model (the
-        learning rate has no schedule, so the first N epochs of a longer run are a run
-        of N epochs).
-        """
-        self._after_epoch = after_epoch
-        try:
-            return super().fit(data)
-        finally:
-            del self._after_epoch
-
     def _fit(self, matrix: sp.csr_matrix, data: Dataset) -> None:
         torch = require_torch("SASRec")
         config = self.config
-        after_epoch = getattr(self, "_after_epoch", None)
+        after_epoch = self._after_epoch
         inputs, targets = _windows(self.sequences_, config.max_length)
         with torch_settings(config.threads, deterministic=True), \
                 torch.random.fork_rng(devices=[]):
