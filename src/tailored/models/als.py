@@ -167,17 +167,8 @@ class ALS(FactorModel):
                     # Column h: c_h W y_h, so y_i @ this row-vector gives every term.
                     cache[int(row)] = (seen, np.linalg.solve(system, touched.T) * c)
                 seen, terms = cache[int(row)]
-                contributions = items[column] @ terms
-                best = int(np.argmax(contributions))
-                reasons.append(Reason("history", items=(str(self.item_vocab_.ids[seen[best]]),))
-                               if contributions[best] > 0 else Reason("model"))
+                reasons.append(self._history_reason(seen, items[column] @ terms))
         return reasons
-
-    def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1
-        unit = self.item_factors_ / norms[:, None]
-        return unit[columns] @ unit.T
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         super()._restore(arrays)

@@ -133,10 +133,8 @@ class BPR(FactorModel):
                                          np.random.default_rng(self.config.seed))
                     cache[int(row)] = (seen, _positive_weights(seen, user, items, popularity))
                 seen, weights = cache[int(row)]
-                contributions = weights * (latent[seen] @ latent[column])
-                best = int(np.argmax(contributions))
-                reasons.append(Reason("history", items=(str(self.item_vocab_.ids[seen[best]]),))
-                               if contributions[best] > 0 else Reason("model"))
+                reasons.append(self._history_reason(
+                    seen, weights * (latent[seen] @ latent[column])))
         return reasons
 
     def _item_similarity(self, columns: np.ndarray) -> np.ndarray:

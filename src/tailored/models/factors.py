@@ -9,7 +9,7 @@ from abc import abstractmethod
 import numpy as np
 import scipy.sparse as sp
 
-from .base import DroppedUsers, Recommender, ScoringBatch
+from .base import DroppedUsers, Reason, Recommender, ScoringBatch
 
 
 class FactorModel(Recommender):
@@ -35,6 +35,21 @@ class FactorModel(Recommender):
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return self._user_factors(batch) @ self.item_factors_.T
+
+    def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the item vectors."""
+        norms = np.linalg.norm(self.item_factors_, axis=1)
+        norms[norms == 0] = 1
+        unit = self.item_factors_ / norms[:, None]
+        return unit[columns] @ unit.T
+
+    def _history_reason(self, seen: np.ndarray, contributions: np.ndarray) -> Reason:
+        """The history item (of columns ``seen``) with the largest share of a score, or
+        the model itself when no item adds to it."""
+        best = int(np.argmax(contributions))
+        if contributions[best] > 0:
+            return Reason("history", items=(str(self.item_vocab_.ids[seen[best]]),))
+        return Reason("model")
 
     def _index_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         return self.item_factors_, np.arange(len(self.item_factors_))

@@ -173,18 +173,9 @@ class LightGCN(EpochTrained, FactorModel):
             if not len(seen):
                 reasons.append(Reason("model"))
                 continue
-            contributions = presence.data[start:stop] * (
-                self.fold_in_[seen] @ self.item_factors_[column])
-            best = int(np.argmax(contributions))
-            reasons.append(Reason("history", items=(str(self.item_vocab_.ids[seen[best]]),))
-                           if contributions[best] > 0 else Reason("model"))
+            reasons.append(self._history_reason(seen, presence.data[start:stop] * (
+                self.fold_in_[seen] @ self.item_factors_[column])))
         return reasons
-
-    def _item_similarity(self, columns: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1
-        unit = self.item_factors_ / norms[:, None]
-        return unit[columns] @ unit.T
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {**super()._arrays(), "fold_in": self.fold_in_}
