@@ -109,7 +109,6 @@ class LightGCN(EpochTrained, FactorModel):
             forward, backward = _sparse(graph, torch), _sparse(graph.T.tocsr(), torch)
             users_t = torch.from_numpy(pairs.row.astype(np.int64))
             items_t = torch.from_numpy(pairs.col.astype(np.int64))
-            self._finish(layer0.weight.detach(), forward, backward, graph)
             for epoch in range(1, config.epochs + 1 if len(users_t) else 1):
                 order = torch.randperm(len(users_t), generator=generator)
                 for start in range(0, len(order), config.batch_size):
@@ -130,10 +129,12 @@ class LightGCN(EpochTrained, FactorModel):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                self._finish(layer0.weight.detach(), forward, backward, graph)
-                if after_epoch is not None and after_epoch(epoch):
-                    self.config = config.model_copy(update={"epochs": epoch})
-                    break
+                if after_epoch is not None:  # it scores the model as trained so far
+                    self._finish(layer0.weight.detach(), forward, backward, graph)
+                    if after_epoch(epoch):
+                        self.config = config.model_copy(update={"epochs": epoch})
+                        break
+            self._finish(layer0.weight.detach(), forward, backward, graph)
 
     def _finish(self, layer0: torch.Tensor, forward: torch.Tensor, backward: torch.Tensor,
                 graph: sp.csr_matrix) -> None:
