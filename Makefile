@@ -53,7 +53,8 @@ bench-peers: .venv-bench/bin/python  ## tailored beside implicit, LensKit, RecTo
 # 14 hours with tuned peers at 300 s, some 6 with the peers' defaults (RecTools' default
 # transformers take most of it). ACCURACY_ARGS runs a part, e.g.
 # ACCURACY_ARGS='--datasets ml-100k --protocols temporal'; a run keeps the other rows, and
-# ACCURACY_ARGS=--reuse-peers re-runs tailored.tune alone beside the peers' earlier figures.
+# ACCURACY_ARGS=--reuse-peers re-runs tailored.tune alone beside the peers' earlier figures
+# (and carries on after a stopped run from the peers it finished).
 .PHONY: bench-accuracy bench-accuracy-defaults
 BUDGET ?= 300
 ACCURACY_ARGS ?=

@@ -54,6 +54,11 @@ command, budget and date), so the whole benchmark can be run a dataset or a prot
 a time (``--datasets``, ``--protocols``). With ``--reuse-peers`` the peers' figures of
 an earlier run of the same row (same events, protocol, mode, budget and seed) are kept
 and only ``tailored.tune`` runs again: the way to re-check the tuner after a change.
+
+A row with tuned peers on the larger shops takes one to two hours, so nothing finished
+is lost to a stopped run: the results are written after every row, and every peer's
+figures as soon as it finishes (``accuracy-progress.json``, until its row is done);
+``--reuse-peers`` carries on from them.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ warnings.filterwarnings("ignore")
 RESULTS = Path(__file__).parent / "results"
 METRIC = f"ndcg@{K}"
 MAX_BUDGET = 600.0
+PROGRESS = "accuracy-progress.json"  # peers of rows not yet done, kept for --reuse-peers
 #: Done when, with tuned peers at 300 s, every row's ratio (tailored's test NDCG@10 over
 #: the best peer's) is at least ``each`` and their geometric mean at least
 #: ``geometric_mean``; with the peers' defaults at 60 s, every row's is at least ``each``.
@@ -524,12 +530,15 @@ def _peer_row(peer: Peer, outer: Split, validation: Split, budget: float,
 
 
 def compare(data: Dataset, protocol: str, budget: float, mode: str, seed: int = 0,
-            earlier_peers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+            earlier_peers: dict[str, dict[str, Any]] | None = None,
+            peer_done: Callable[[str, dict[str, Any]], None] = lambda name, row: None
+            ) -> dict[str, Any]:
     """Tune tailored with ``budget`` seconds; tune every peer as long (``mode`` "tuned")
     or run it at its defaults ("default"); score all on the test split.
 
     A peer in ``earlier_peers`` (its row from an earlier run of the same dataset,
     protocol, mode and budget) is not run again: its row is kept, marked ``reused``.
+    Each peer that runs is passed to ``peer_done`` (its name and row) when it finishes.
     """
     outer = split_by_name(data, protocol)
     validation = validation_folds(outer.train, protocol)[0]  # the fold the tuner searches
@@ -563,6 +572,7 @@ def compare(data: Dataset, protocol: str, budget: float, mode: str, seed: int = 
             rows[name] = {**earlier_peers[name], "reused": True}
         else:
             rows[name] = _peer_row(peer, outer, validation, budget, mode, seed)
+            peer_done(name, rows[name])
         row = rows[name]
         if METRIC in row:
             reused = " (reused)" if row.get("reused") else ""
@@ -828,8 +838,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reuse-peers", action="store_true",
                         help="keep each peer's figures from an earlier run of the same "
                         "row (dataset and its events, protocol, mode, budget, seed) in "
-                        "accuracy.json instead of running it again: for re-running "
-                        "tailored.tune alone after a change to it")
+                        "accuracy.json (or finished in a run stopped part way) instead "
+                        "of running it again: for re-running tailored.tune alone after a "
+                        "change to it, or carrying on after a stop")
     parser.add_argument("--results-dir", type=Path, default=RESULTS,
                         help="where accuracy.json and accuracy.md go")
     args = parser.parse_args(argv)
@@ -843,7 +854,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wanted = None if args.protocols is None else {
         p.strip() for p in args.protocols.split(",") if p.strip()}
 
-    earlier = _previous(args.results_dir / "accuracy.json")
+    out = args.results_dir
+    earlier = _previous(out / "accuracy.json")
+    progress_path = out / PROGRESS
+    # Peers finished in runs stopped before their row was done, by row.
+    progress: dict[str, dict[str, Any]] = (json.loads(progress_path.read_text())
+                                           if progress_path.exists() else {})
     command = "python benchmarks/accuracy.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     datasets: dict[str, Any] = dict(earlier.get("datasets", {}))
@@ -864,24 +880,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if wanted is not None and protocol not in wanted:
                 continue
             print(f"{name} ({spec.role}) / {protocol}", flush=True)
-            earlier_peers = _earlier_peers(rows, name, protocol, args.budget, data.digest,
-                                           args.seed) if args.reuse_peers else None
-            run = compare(data, protocol, args.budget, mode, args.seed, earlier_peers)
+            key = f"{name} / {protocol} / {mode} / {args.budget:g} s / seed {args.seed} / " \
+                  f"{data.digest}"
+            earlier_peers = {**progress.get(key, {}), **_earlier_peers(
+                rows, name, protocol, args.budget, data.digest, args.seed)} \
+                if args.reuse_peers else None
+
+            def peer_done(peer: str, row: dict[str, Any], key: str = key) -> None:
+                progress.setdefault(key, {})[peer] = row
+                _write_json(progress_path, progress)
+
+            run = compare(data, protocol, args.budget, mode, args.seed, earlier_peers,
+                          peer_done)
             run = {"dataset": name, "role": spec.role, "command": command,
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "data_digest": data.digest, **run}
             rows[:] = [r for r in rows if (r["dataset"], r["protocol"]) != (name, protocol)]
             rows.append(run)
+            figures = _figures(args.seed, datasets, comparisons)
+            write(figures, out)
+            if progress.pop(key, None) is not None:  # the row holds them now
+                _write_json(progress_path, progress)
+    if not progress and progress_path.exists():
+        progress_path.unlink()
+    return _figures(args.seed, datasets, comparisons)
+
+
+def _figures(seed: int, datasets: dict[str, Any], comparisons: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The report: every row run so far, in ``DATASETS``' order, and each mode's summary."""
     order = list(DATASETS)
     for comparison in comparisons.values():
         comparison["rows"].sort(key=lambda r: (
             order.index(r["dataset"]) if r["dataset"] in order else len(order),
             ALL_PROTOCOLS.index(r["protocol"]) if r["protocol"] in ALL_PROTOCOLS else 9))
     return {
-        "metric": METRIC, "seed": args.seed, "data_seed": DATA_SEED, "targets": TARGETS,
+        "metric": METRIC, "seed": seed, "data_seed": DATA_SEED, "targets": TARGETS,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
-        "results_dir": str(args.results_dir),
         "plan": {name: {"role": spec.role, "protocols": list(spec.protocols)}
                  for name, spec in DATASETS.items()},
         "datasets": {name: datasets[name] for name in order if name in datasets},
@@ -889,11 +925,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         for m in ("tuned", "default") if m in comparisons}}
 
 
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``value`` whole or not at all (a run may be stopped at any moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
+def write(figures: dict[str, Any], out: Path) -> None:
+    """``accuracy.json`` and ``accuracy.md`` in ``out``."""
+    _write_json(out / "accuracy.json", figures)
+    (out / "accuracy.md").write_text(markdown(figures))
+
+
 if __name__ == "__main__":
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    figures = main()
-    out = Path(figures.pop("results_dir"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "accuracy.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    (out / "accuracy.md").write_text(markdown(figures))
-    print(markdown(figures))
+    print(markdown(main()))
