@@ -93,6 +93,30 @@ def test_a_candidate_whose_recheck_would_overrun_is_passed_over_with_a_note(
     assert json.loads(tuned.to_json())["notes"] == tuned.notes
 
 
+def test_a_family_passed_over_for_a_costly_configuration_is_rechecked_at_its_next_best(
+        outer: Split) -> None:
+    # Searched on a subsample, ALS's best is too costly to re-check on the second fold
+    # within the 10 s left; its cheaper next best stands in before the next family.
+    second = tuning_tuner.validation_folds(outer.train, "temporal")[1]
+    candidates = [{"family": family, "number": number, "params": params, "reranker": {},
+                   "first_fold": value} for family, number, params, value in (
+        ("als", 1, {"factors": 8, "iterations": 50}, 0.5),
+        ("popular", 0, {}, 0.4),
+        ("als", 0, {"factors": 8, "iterations": 4}, 0.45))]
+    clock = iter(range(1000)).__next__
+    budget = tuning_budget.Budget(0.0, 10.0, lambda: 0.0, lambda: 0.0)
+
+    def finishing(family: str, params: dict[str, object]) -> tuple[float, float]:
+        return (20.0, 20.0) if params.get("iterations") == 50 else (1.0, 1.0)
+
+    ledger = tuning_budget.Ledger(None)
+    checked, _ = tuning_tuner._recheck(
+        candidates, 2, (second, tuning_search.shape_of(second)), True,
+        Objective.parse("ndcg@10"), CostModel(), budget, ledger, clock, finishing)
+    assert [(c["family"], c["number"]) for c in checked] == [("als", 0), ("popular", 0)]
+    assert [note.split(":")[0] for note in ledger.notes] == ["als (trial 1) not re-checked"]
+
+
 def test_a_final_fit_that_would_overrun_is_made_with_fewer_iterations(outer: Split) -> None:
     costs = CostModel()
     shape = DataShape.of(outer.train)

@@ -63,22 +63,28 @@ def test_the_ranker_is_stacked_on_the_best_configurations_of_the_best_families(
     assert len({params["num_leaves"] for params in ranked}) > 1
 
 
-def test_the_hybrid_blends_the_best_configurations_of_the_best_families(
+def test_the_hybrid_blends_the_best_configurations_of_the_best_families_and_popularity(
         result: TuningResult) -> None:
     trials = result.trials
     best = _best_single_families(trials)
     blends = trials.loc[trials["family"] == "weighted", "params"].tolist()
     first = blends[0]["parts"]
-    assert [part["model"] for part in first] == best.index[:BLENDED_FAMILIES].tolist()
+    top = best.index[:BLENDED_FAMILIES].tolist()
+    trend = [] if "popular" in top else ["popular"]
+    assert [part["model"] for part in first] == top + trend
     sources = trials.loc[trials["family"] == "ranked", "params"].iloc[0]["sources"]
     tuned = {source["model"]: source["params"] for source in sources if "name" not in source}
     for part in first:  # the same tuned configurations as the ranker's sources
-        assert part["params"] == tuned[part["model"]]
-    # First the plain mean; then other weights of the same parts (a part at 0 is left out).
-    assert [part["weight"] for part in first] == [1.0] * BLENDED_FAMILIES
+        if part["model"] in tuned:
+            assert part["params"] == tuned[part["model"]]
+    # First the best families' plain mean, popularity at a quarter; then other weights of
+    # the same parts (a part at 0 is left out).
+    assert [part["weight"] for part in first] == ([1.0] * BLENDED_FAMILIES
+                                                  + [tuning.TREND_WEIGHT] * len(trend))
     assert len(blends) == 2 and blends[1]["parts"] != first
+    parts = {part["model"]: part["params"] for part in first}
     for part in blends[1]["parts"]:
-        assert 0 < part["weight"] <= 1 and part["params"] == tuned[part["model"]]
+        assert 0 < part["weight"] <= 1 and part["params"] == parts[part["model"]]
     # The blend is a candidate like any family: re-checkable and refittable from its params.
     assert create("weighted", **blends[1]).config.normalisation == blends[1]["normalisation"]
 

@@ -260,8 +260,9 @@ def _recheck(candidates: list[dict[str, Any]], wanted: int, second: tuple[Split,
              ) -> tuple[list[dict[str, Any]], Model | None]:
     """Score up to ``wanted`` candidates, in order, on the ``second`` fold (and its
     shape); under a ``budget``, only those whose re-check, and then the slowest final fit
-    of those re-checked, are predicted to end within it (the next candidates stand in for
-    the others). A candidate's ``mean`` is that of its scores on both folds, or, when the
+    of those re-checked, are predicted to end within it (the same family's next best
+    configuration stands in for one passed over, else the next candidate). A
+    candidate's ``mean`` is that of its scores on both folds, or, when the
     search ran on a subsample of the users (``proxied``), its second fold's alone: the
     subsample's models learn from fewer users, which biases its scores by family. Returns
     the re-checked candidates (with ``first_fold``, ``second_fold`` and ``mean``; the
@@ -271,18 +272,21 @@ def _recheck(candidates: list[dict[str, Any]], wanted: int, second: tuple[Split,
     checked: list[dict[str, Any]] = []
     fallback: Model | None = None
     slowest_final = 0.0
-    too_slow: set[str] = set()  # families passed over: their next configurations too
-    for position, candidate in enumerate(candidates):
-        if len(checked) == wanted:
-            break
+    meant = candidates[:wanted]  # those the guard was to re-check; the rest stand in
+    queue = list(candidates)
+    while queue and len(checked) < wanted:
+        candidate = queue.pop(0)
         family, params = candidate["family"], candidate["params"]
-        if family in too_slow:
-            continue
         rechecks, final = finishing_costs(family, params)
         needed = PREDICTION_MARGIN * (rechecks + max(final, slowest_final))
         if budget is not None and needed > budget.left():
-            too_slow.add(family)
-            if position < wanted:  # one the guard was to re-check, not a stand-in
+            # A costlier configuration than its family's next best (searched on a
+            # subsample, say): that one, if it fits, stands in for it first.
+            same = next((c for c in queue if c["family"] == family), None)
+            if same is not None:
+                queue.remove(same)
+                queue.insert(0, same)
+            if candidate in meant:
                 ledger.note(f"{family} (trial {candidate['number']}) not re-checked: its "
                             f"re-check and a final fit would take about {needed:.1f} s, "
                             f"{max(0.0, budget.left()):.1f} s are left")
