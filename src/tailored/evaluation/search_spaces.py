@@ -351,8 +351,9 @@ def blend_starting_point(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The stacked weighted hybrid's first trial: every part at its ``weight`` (default
     1), z-scores.
 
-    On the six choosing rows of ``benchmarks/accuracy.py``, this plain mean of the three
-    best families tuned for 60 s scored 0.985 to 1.10 times the tuner's winner alone on
+    On the six choosing rows of ``benchmarks/accuracy.py``, the plain mean of the three
+    best families tuned for 60 s (measured before popularity joined them at a quarter
+    weight) scored 0.985 to 1.10 times the tuner's winner alone on
     the held-out test (NDCG@10; above 1 on five rows; ``benchmarks/blend.py``), so it is
     a sound first blend, and the search re-weighs from there."""
     return {**{f"weight.{part['model']}": float(part.get("weight", 1.0)) for part in parts},

@@ -25,8 +25,9 @@ STACKED_FAMILIES = 4  # the best families whose tuned configurations are its sou
 BLENDED_FAMILIES = 3  # the best families whose tuned configurations the hybrid blends
 # Popularity joins the blend beyond the best families, at this first weight: it costs
 # next to nothing and carries what the personalised models lack, what is wanted now (on
-# a 20,000-item shop's temporal fold, LightGCN's 0.155 NDCG@10 went to 0.166 with
-# decayed popularity at a quarter of its weight, and down to 0.142 at an equal weight).
+# the temporal fold of a 20,000-item sample shop of another seed than the benchmark's,
+# LightGCN's 0.155 NDCG@10 went to 0.166 with decayed popularity at a quarter of its
+# weight, and down to 0.142 at an equal weight).
 TREND_WEIGHT = 0.25
 
 # The time the ranker leaves for the blend after it: this many of the blend's first trial
